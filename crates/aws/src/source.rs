@@ -1,0 +1,569 @@
+//! [`S3Source`]: the [`ObjectSource`] port on Amazon S3 — listing and streaming a connector's objects from
+//! the source bucket's own region, through the connector's role when it has one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_s3::config::{IdentityCache, Region, SharedCredentialsProvider};
+use aws_sdk_s3::types::OptionalObjectAttributes;
+use chrono::{DateTime, Utc};
+use s3_importer_core::sync::ports::{ByteRange, ListPage, ObjectBody, ObjectSource, SourceError};
+use s3_importer_core::sync::{ObjectMeta, Source};
+
+use crate::config::s3_config_builder;
+use crate::error::{classify_s3, AwsCallError, S3Failure};
+use crate::sts::{session_name, RoleCredentialsCache, RoleKey};
+
+/// Objects per ListObjectsV2 page (S3's maximum).
+const PAGE_SIZE: i32 = 1000;
+
+/// Which client serves a source: its region, and its role when it has one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    region: String,
+    role: Option<RoleKey>,
+}
+
+#[derive(Debug)]
+enum Clients {
+    /// Per region and role, built on demand from the base configuration.
+    PerSource {
+        base: SdkConfig,
+        roles: Arc<RoleCredentialsCache>,
+        cache: RwLock<HashMap<ClientKey, aws_sdk_s3::Client>>,
+    },
+    /// One client for every source (tests, and single-account setups without roles).
+    Fixed(aws_sdk_s3::Client),
+}
+
+/// Reads connector sources from S3.
+///
+/// Every call sends `ExpectedBucketOwner = source.account_id`, and reads are pinned to the listed ETag with
+/// `If-Match`, so an object overwritten between listing and reading is reported as
+/// [`SourceError::Changed`] instead of importing the wrong version.
+#[derive(Debug)]
+pub struct S3Source {
+    clients: Clients,
+}
+
+impl S3Source {
+    /// A source reader using `sdk_config` for its own credentials and STS, with an S3 client per source
+    /// region (and per role, for sources with a `role_arn`).
+    pub fn new(sdk_config: &SdkConfig) -> Self {
+        Self::with_sts(sdk_config, crate::config::sts_client(sdk_config))
+    }
+
+    /// Like [`S3Source::new`] with a given STS client.
+    pub fn with_sts(sdk_config: &SdkConfig, sts: aws_sdk_sts::Client) -> Self {
+        Self {
+            clients: Clients::PerSource {
+                base: sdk_config.clone(),
+                roles: Arc::new(RoleCredentialsCache::new(sts)),
+                cache: RwLock::new(HashMap::new()),
+            },
+        }
+    }
+
+    /// A source reader that uses `client` for every source: no per-region clients and no role assumption.
+    pub fn with_client(client: aws_sdk_s3::Client) -> Self {
+        Self {
+            clients: Clients::Fixed(client),
+        }
+    }
+
+    /// The client for `source`, assuming its role first (so an STS failure is reported as
+    /// [`SourceError::AssumeRole`] rather than as a failed S3 request).
+    async fn client(&self, source: &Source) -> Result<aws_sdk_s3::Client, SourceError> {
+        let (base, roles, cache) = match &self.clients {
+            Clients::Fixed(client) => return Ok(client.clone()),
+            Clients::PerSource { base, roles, cache } => (base, roles, cache),
+        };
+        let role = source.role_arn.as_ref().map(|role_arn| RoleKey {
+            role_arn: role_arn.clone(),
+            external_id: source.external_id.clone(),
+        });
+        let session = session_name(&source.bucket);
+        if let Some(role) = &role {
+            // Cheap when cached; the client's provider reads the same cache on each request.
+            roles.credentials(role, &session).await?;
+        }
+        let key = ClientKey {
+            region: source.region.clone(),
+            role,
+        };
+        if let Some(client) = cache.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(client.clone());
+        }
+        let mut builder = s3_config_builder(base).region(Region::new(source.region.clone()));
+        if let Some(role) = &key.role {
+            builder = builder
+                .credentials_provider(SharedCredentialsProvider::new(
+                    roles.provider(role.clone(), session),
+                ))
+                // The role cache already refreshes five minutes before expiry; a second cache would only
+                // hold credentials longer.
+                .identity_cache(IdentityCache::no_cache());
+        }
+        let client = aws_sdk_s3::Client::from_conf(builder.build());
+        cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+#[async_trait]
+impl ObjectSource for S3Source {
+    async fn list_page(
+        &self,
+        source: &Source,
+        continuation: Option<String>,
+    ) -> Result<ListPage, SourceError> {
+        let client = self.client(source).await?;
+        let prefix = source.prefix.clone().unwrap_or_default();
+        let out = client
+            .list_objects_v2()
+            .bucket(&source.bucket)
+            .prefix(&prefix)
+            .set_continuation_token(continuation)
+            .max_keys(PAGE_SIZE)
+            .expected_bucket_owner(&source.account_id)
+            // Without it S3 does not say whether an archived object has a restored copy.
+            .optional_object_attributes(OptionalObjectAttributes::RestoreStatus)
+            .send()
+            .await
+            .map_err(|e| source_error(source, &prefix, None, "list", AwsCallError::from_sdk(e)))?;
+
+        let mut objects = Vec::with_capacity(out.contents().len());
+        for object in out.contents() {
+            match object_meta(object) {
+                Some(meta) => objects.push(meta),
+                None => tracing::warn!(
+                    bucket = %source.bucket,
+                    key = object.key().unwrap_or_default(),
+                    "listed object without key, ETag or LastModified; ignored"
+                ),
+            }
+        }
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_owned)
+        } else {
+            None
+        };
+        Ok(ListPage { objects, next })
+    }
+
+    async fn open(
+        &self,
+        source: &Source,
+        key: &str,
+        etag: &str,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, SourceError> {
+        let client = self.client(source).await?;
+        let header = match range {
+            Some(range) => match range_header(range) {
+                Some(header) => Some(header),
+                // An empty range: nothing to read (HTTP cannot ask for zero bytes).
+                None => return Ok(empty_body()),
+            },
+            None => None,
+        };
+        let result = client
+            .get_object()
+            .bucket(&source.bucket)
+            .key(key)
+            .if_match(etag)
+            .expected_bucket_owner(&source.account_id)
+            .set_range(header)
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                let err = AwsCallError::from_sdk(e);
+                // A checkpointed piece can start exactly at the end of the object: nothing left to read.
+                if range.is_some()
+                    && classify_s3(err.kind, err.code.as_deref(), err.status)
+                        == S3Failure::InvalidRange
+                {
+                    tracing::debug!(bucket = %source.bucket, key, "range starts at the end of the object");
+                    return Ok(empty_body());
+                }
+                return Err(source_error(source, key, Some(etag), "read", err));
+            }
+        };
+        Ok(ObjectBody {
+            content_encoding: out.content_encoding().map(str::to_owned),
+            content_length: out.content_length().and_then(|n| u64::try_from(n).ok()),
+            reader: Box::new(out.body.into_async_read()),
+        })
+    }
+}
+
+fn empty_body() -> ObjectBody {
+    ObjectBody {
+        reader: Box::new(tokio::io::empty()),
+        content_encoding: None,
+        content_length: Some(0),
+    }
+}
+
+/// The HTTP `Range` header for `[start, end)`: `bytes=start-(end-1)` (HTTP ranges are inclusive), or
+/// `bytes=start-` to the end. `None` for an empty range.
+pub fn range_header(range: ByteRange) -> Option<String> {
+    match range.end {
+        None => Some(format!("bytes={}-", range.start)),
+        Some(end) if end > range.start => Some(format!("bytes={}-{}", range.start, end - 1)),
+        Some(_) => None,
+    }
+}
+
+/// Maps a listed object; `None` when S3 left out a field we need.
+fn object_meta(object: &aws_sdk_s3::types::Object) -> Option<ObjectMeta> {
+    let last_modified = object.last_modified().and_then(|t| to_chrono(*t))?;
+    let restored = object.restore_status().is_some_and(|r| {
+        r.restore_expiry_date().is_some() && r.is_restore_in_progress() != Some(true)
+    });
+    Some(ObjectMeta {
+        key: object.key()?.to_owned(),
+        etag: object.e_tag()?.to_owned(),
+        size: object
+            .size()
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(0),
+        last_modified,
+        storage_class: object.storage_class().map(|c| c.as_str().to_owned()),
+        restored,
+    })
+}
+
+/// An SDK timestamp as chrono UTC.
+pub(crate) fn to_chrono(t: aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// Maps an S3 failure on `s3://bucket/key` (a key, or the prefix for listings) to the port's error.
+fn source_error(
+    source: &Source,
+    key: &str,
+    etag: Option<&str>,
+    action: &str,
+    err: AwsCallError,
+) -> SourceError {
+    let bucket = source.bucket.clone();
+    let context = format!("{action} s3://{bucket}/{key}");
+    match classify_s3(err.kind, err.code.as_deref(), err.status) {
+        S3Failure::NotFound => SourceError::NotFound { bucket, key: key.to_owned() },
+        S3Failure::Changed => {
+            SourceError::Changed { bucket, key: key.to_owned(), etag: etag.unwrap_or_default().to_owned() }
+        }
+        S3Failure::NoSuchBucket => SourceError::NoSuchBucket { bucket, account_id: source.account_id.clone() },
+        S3Failure::AccessDenied => SourceError::AccessDenied {
+            message: format!(
+                "{} (S3 also answers AccessDenied when the bucket is not owned by account {}; check the \
+                 bucket policy{} and the account id)",
+                err.message_or_summary(),
+                source.account_id,
+                if source.role_arn.is_some() { ", the role's permission policy" } else { "" },
+            ),
+            bucket,
+            key: key.to_owned(),
+        },
+        S3Failure::Archived => SourceError::Archived { bucket, key: key.to_owned() },
+        S3Failure::Kms => SourceError::Kms {
+            message: format!(
+                "{}; grant kms:Decrypt on the object's key to the {} (key policy and IAM policy)",
+                err.message_or_summary(),
+                if source.role_arn.is_some() { "connector's role" } else { "importer's role" }
+            ),
+            bucket,
+            key: key.to_owned(),
+        },
+        S3Failure::WrongRegion => {
+            let actual = err.bucket_region.clone();
+            SourceError::Other {
+                context,
+                source: Box::new(WrongRegion {
+                    bucket,
+                    configured: source.region.clone(),
+                    actual,
+                    detail: err.to_string(),
+                }),
+            }
+        }
+        S3Failure::Transient => SourceError::Transient { context, source: Box::new(err) },
+        S3Failure::InvalidRange | S3Failure::Other => SourceError::Other { context, source: Box::new(err) },
+    }
+}
+
+/// The bucket is not in the connector's region.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "bucket {bucket} is not in region {configured}{}: set the connector's source region to the bucket's region \
+     ({detail})",
+    actual.as_deref().map(|r| format!(" but in {r}")).unwrap_or_default()
+)]
+pub struct WrongRegion {
+    /// Bucket.
+    pub bucket: String,
+    /// The connector's region.
+    pub configured: String,
+    /// The bucket's region, when S3 said.
+    pub actual: Option<String>,
+    /// S3's answer.
+    pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::get_object::GetObjectOutput;
+    use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{Object, ObjectStorageClass, RestoreStatus};
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use tokio::io::AsyncReadExt;
+
+    fn source() -> Source {
+        Source {
+            account_id: "111122223333".to_owned(),
+            bucket: "src".to_owned(),
+            region: "eu-west-1".to_owned(),
+            prefix: Some("in/".to_owned()),
+            role_arn: None,
+            external_id: None,
+        }
+    }
+
+    fn s3_error(code: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>mocked {code}</Message>\
+             <RequestId>r</RequestId></Error>"
+        )
+    }
+
+    #[tokio::test]
+    async fn get_object_is_pinned_to_owner_and_etag_with_an_inclusive_range(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let rule = mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(|r| {
+                r.bucket() == Some("src")
+                    && r.key() == Some("in/a.csv")
+                    && r.expected_bucket_owner() == Some("111122223333")
+                    && r.if_match() == Some("\"abc\"")
+                    && r.range() == Some("bytes=10-19")
+            })
+            .then_output(|| {
+                GetObjectOutput::builder()
+                    .body(ByteStream::from_static(b"0123456789"))
+                    .content_length(10)
+                    .content_encoding("gzip")
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]);
+        let s3 = S3Source::with_client(client);
+        let mut body = s3
+            .open(
+                &source(),
+                "in/a.csv",
+                "\"abc\"",
+                Some(ByteRange {
+                    start: 10,
+                    end: Some(20),
+                }),
+            )
+            .await?;
+        let mut text = String::new();
+        body.reader.read_to_string(&mut text).await?;
+        assert_eq!(text, "0123456789");
+        assert_eq!(body.content_length, Some(10));
+        assert_eq!(body.content_encoding.as_deref(), Some("gzip"));
+        assert_eq!(rule.num_calls(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn get_object_without_range_sends_no_range_header(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let rule = mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(|r| r.range().is_none() && r.if_match() == Some("\"e\""))
+            .then_output(|| {
+                GetObjectOutput::builder()
+                    .body(ByteStream::from_static(b"x"))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]);
+        S3Source::with_client(client)
+            .open(&source(), "k", "\"e\"", None)
+            .await?;
+        assert_eq!(rule.num_calls(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn range_headers_are_inclusive() {
+        assert_eq!(
+            range_header(ByteRange {
+                start: 0,
+                end: Some(1)
+            })
+            .as_deref(),
+            Some("bytes=0-0")
+        );
+        assert_eq!(
+            range_header(ByteRange {
+                start: 5,
+                end: None
+            })
+            .as_deref(),
+            Some("bytes=5-")
+        );
+        assert_eq!(
+            range_header(ByteRange {
+                start: 5,
+                end: Some(5)
+            }),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn list_sends_owner_prefix_page_size_and_restore_status(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let rule = mock!(aws_sdk_s3::Client::list_objects_v2)
+            .match_requests(|r| {
+                r.bucket() == Some("src")
+                    && r.prefix() == Some("in/")
+                    && r.expected_bucket_owner() == Some("111122223333")
+                    && r.max_keys() == Some(1000)
+                    && r.continuation_token() == Some("tok")
+                    && r.optional_object_attributes() == [OptionalObjectAttributes::RestoreStatus]
+            })
+            .then_output(|| {
+                let when = aws_smithy_types::DateTime::from_secs(1_700_000_000);
+                ListObjectsV2Output::builder()
+                    .contents(
+                        Object::builder()
+                            .key("in/a.csv")
+                            .e_tag("\"e1\"")
+                            .size(12)
+                            .last_modified(when)
+                            .storage_class(ObjectStorageClass::Glacier)
+                            .restore_status(
+                                RestoreStatus::builder()
+                                    .is_restore_in_progress(false)
+                                    .restore_expiry_date(when)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .contents(
+                        Object::builder()
+                            .key("in/b.csv")
+                            .e_tag("\"e2\"")
+                            .size(3)
+                            .last_modified(when)
+                            .storage_class(ObjectStorageClass::DeepArchive)
+                            .restore_status(
+                                RestoreStatus::builder()
+                                    .is_restore_in_progress(true)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .is_truncated(true)
+                    .next_continuation_token("tok2")
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]);
+        let page = S3Source::with_client(client)
+            .list_page(&source(), Some("tok".to_owned()))
+            .await?;
+        assert_eq!(page.next.as_deref(), Some("tok2"));
+        assert_eq!(page.objects.len(), 2);
+        let a = &page.objects[0];
+        assert_eq!(
+            (a.key.as_str(), a.etag.as_str(), a.size),
+            ("in/a.csv", "\"e1\"", 12)
+        );
+        assert_eq!(a.last_modified.timestamp(), 1_700_000_000);
+        assert_eq!(a.storage_class.as_deref(), Some("GLACIER"));
+        assert!(a.restored, "restored copy with an expiry");
+        assert!(!page.objects[1].restored, "restore in progress");
+        Ok(())
+    }
+
+    async fn open_error(status: u16, code: Option<&'static str>) -> SourceError {
+        let body = code.map(s3_error);
+        let rule = mock!(aws_sdk_s3::Client::get_object)
+            .sequence()
+            .http_status(status, body)
+            .build();
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule], |c| c
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+        match S3Source::with_client(client)
+            .open(&source(), "in/a.csv", "\"e\"", None)
+            .await
+        {
+            Ok(_) => panic!("expected an error for HTTP {status} {code:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[tokio::test]
+    async fn precondition_failed_means_changed() {
+        let err = open_error(412, Some("PreconditionFailed")).await;
+        assert!(
+            matches!(&err, SourceError::Changed { etag, .. } if etag == "\"e\""),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("s3://src/in/a.csv"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn no_such_key_means_not_found() {
+        let err = open_error(404, Some("NoSuchKey")).await;
+        assert!(matches!(err, SourceError::NotFound { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn slow_down_is_transient() {
+        let err = open_error(503, Some("SlowDown")).await;
+        assert!(err.is_transient(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn access_denied_mentions_the_expected_owner() {
+        let err = open_error(403, Some("AccessDenied")).await;
+        assert!(matches!(err, SourceError::AccessDenied { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("not owned by account 111122223333"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_object_state_means_archived() {
+        let err = open_error(403, Some("InvalidObjectState")).await;
+        assert!(matches!(err, SourceError::Archived { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn kms_errors_name_kms() {
+        let err = open_error(400, Some("KMS.DisabledException")).await;
+        assert!(matches!(err, SourceError::Kms { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn permanent_redirect_names_the_region() {
+        let err = open_error(301, Some("PermanentRedirect")).await;
+        assert!(!err.is_transient());
+        let text = err.to_string();
+        assert!(text.contains("not in region eu-west-1"), "{text}");
+    }
+}

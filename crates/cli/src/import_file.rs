@@ -1,0 +1,193 @@
+//! `s3-importer import-file`: the import pipeline on a local file.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use s3_importer_core::pipeline::{self, ImportOptions, Outcome};
+use s3_importer_core::sink::{ErrorReportWriter, JsonlFileSink};
+use s3_importer_core::template::Template;
+use s3_importer_core::{format, Format, Limits};
+use serde_json::json;
+
+/// Arguments of `import-file`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The data template (TOML) that rows must match.
+    #[arg(long, short = 't', value_name = "TEMPLATE")]
+    template: PathBuf,
+    /// Read the file as this format instead of the template's or the extension's (csv, tsv, json, jsonl).
+    #[arg(long)]
+    format: Option<Format>,
+    /// Where typed rows go (JSON Lines). Default: `<FILE name>.rows.jsonl` in --out-dir.
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
+    /// Where the error report goes (JSON Lines). Default: `<FILE name>.errors.jsonl` in --out-dir.
+    #[arg(long)]
+    errors: Option<PathBuf>,
+    /// Directory for the default output names.
+    #[arg(long, default_value = ".")]
+    out_dir: PathBuf,
+    /// Largest record in bytes (a larger one is rejected without being read into memory).
+    #[arg(long, default_value_t = Limits::DEFAULT_MAX_RECORD_BYTES)]
+    max_record_bytes: usize,
+    /// Most bytes a gzip file may expand to.
+    #[arg(long, default_value_t = Limits::DEFAULT_MAX_DECOMPRESSED_BYTES)]
+    max_decompressed_bytes: u64,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The file to import (.csv .tsv .json .jsonl .ndjson, optionally .gz).
+    file: PathBuf,
+}
+
+fn default_output(dir: &Path, file: &Path, suffix: &str) -> PathBuf {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into());
+    dir.join(format!("{name}.{suffix}"))
+}
+
+/// Runs the command.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let source = tokio::fs::read_to_string(&args.template)
+        .await
+        .with_context(|| format!("cannot read template {}", args.template.display()))?;
+    let template = Template::from_toml(&source)
+        .with_context(|| format!("invalid template {}", args.template.display()))?;
+    let key = args.file.to_string_lossy();
+    let Some(file_format) = format::detect_format(&key, args.format.or(template.format), None)
+    else {
+        bail!(
+            "cannot tell the format of {}: name it .csv, .tsv, .json, .jsonl or .ndjson (optionally .gz), \
+             or set `format` in the template or --format",
+            args.file.display()
+        );
+    };
+    let input = tokio::fs::File::open(&args.file)
+        .await
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let total = input.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&args.out_dir, &args.file, "rows.jsonl"));
+    let errors_path = args
+        .errors
+        .clone()
+        .unwrap_or_else(|| default_output(&args.out_dir, &args.file, "errors.jsonl"));
+    let mut rows = JsonlFileSink::create(&output).await?;
+    let errors_file = tokio::fs::File::create(&errors_path)
+        .await
+        .with_context(|| format!("cannot create {}", errors_path.display()))?;
+    let mut rejects = ErrorReportWriter::new(errors_file, errors_path.display().to_string());
+
+    let options = ImportOptions {
+        limits: Limits {
+            max_record_bytes: args.max_record_bytes,
+            max_decompressed_bytes: args.max_decompressed_bytes,
+            ..Limits::default()
+        },
+        ..ImportOptions::default()
+    };
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let counter = options.input_bytes.clone();
+        let ticker_bar = bar.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                ticker_bar.set_position(counter.load(std::sync::atomic::Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        (bar, ticker)
+    });
+
+    let report = pipeline::import(
+        input,
+        file_format,
+        Arc::new(template),
+        options,
+        &mut rows,
+        &mut rejects,
+    )
+    .await;
+    if let Some((bar, ticker)) = progress {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    let report = report.with_context(|| format!("writing {} failed", output.display()))?;
+    if report.error_report.is_none() {
+        // No rejected rows: do not leave an empty report behind.
+        let _ = tokio::fs::remove_file(&errors_path).await;
+    }
+    let outcome = report.outcome();
+    let secs = report.duration.as_secs_f64();
+    let mb_per_s = if secs > 0.0 {
+        report.input_bytes as f64 / 1e6 / secs
+    } else {
+        0.0
+    };
+    if args.json {
+        let summary = json!({
+            "file": args.file,
+            "format": file_format.format,
+            "compression": file_format.compression,
+            "outcome": outcome,
+            "rows_read": report.rows_read,
+            "rows_imported": report.rows_imported,
+            "rows_rejected": report.rows_rejected,
+            "input_bytes": report.input_bytes,
+            "duration_ms": report.duration.as_millis() as u64,
+            "output": (outcome != Outcome::Failed).then(|| output.display().to_string()),
+            "error_report": report.error_report,
+            "first_error": report.first_error,
+            "failure": report.failure.as_ref().map(|f| f.to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        match &report.failure {
+            None => {
+                println!(
+                    "Imported {} rows, rejected {} from {} ({:.1} MB in {:.2}s, {:.0} MB/s)",
+                    report.rows_imported,
+                    report.rows_rejected,
+                    args.file.display(),
+                    report.input_bytes as f64 / 1e6,
+                    secs,
+                    mb_per_s
+                );
+                println!("  rows:         {}", output.display());
+            }
+            Some(failure) => {
+                println!(
+                    "FAILED {}: {failure} (after {} rows read, {} rejected; no output written)",
+                    args.file.display(),
+                    report.rows_read,
+                    report.rows_rejected
+                );
+            }
+        }
+        if let Some(location) = &report.error_report {
+            println!("  error report: {location}");
+        }
+        if let Some(first) = &report.first_error {
+            println!("  first error:  {}: {}", first.position, first.error);
+        }
+    }
+    Ok(if outcome == Outcome::Failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

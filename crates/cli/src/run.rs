@@ -1,0 +1,171 @@
+//! `s3-importer run`: the local runner. One lister pass, then the queue drained through the worker
+//! handler — the same handlers Lambda runs, against whatever endpoint the AWS options name.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_lambda_events::sqs::SqsEvent;
+use s3_importer_aws::consumer::{Received, SqsConsumer};
+use s3_importer_core::sync::SystemClock;
+use s3_importer_lister::Lister;
+use s3_importer_worker::Worker;
+use serde_json::json;
+
+use crate::aws_args::AwsArgs;
+use crate::table;
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// One lister pass and one drain of the queue, then exit (otherwise repeat every --interval).
+    #[arg(long)]
+    once: bool,
+    /// Sync only this connector.
+    #[arg(long)]
+    connector: Option<String>,
+    /// Seconds between passes without --once.
+    #[arg(long, default_value_t = 300)]
+    interval: u64,
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct PassSummary {
+    /// Messages acked by the worker.
+    pub acked: u64,
+    /// Messages the worker asked to retry.
+    pub retried: u64,
+}
+
+/// Runs the local runner.
+pub async fn run(aws: &AwsArgs, args: RunArgs) -> Result<()> {
+    let config = aws.config()?;
+    let sdk = aws.sdk_config().await;
+    let clock = Arc::new(SystemClock);
+    let lister = Lister::from_config(&config, &sdk, clock.clone());
+    let worker = Worker::from_config(&config, &sdk, clock);
+    let consumer = SqsConsumer::new(
+        s3_importer_aws::config::sqs_client(&sdk),
+        config.queue_url.clone(),
+    );
+    loop {
+        let summary = pass(&lister, &worker, &consumer, args.connector.as_deref()).await?;
+        if summary.retried > 0 {
+            println!(
+                "{} message(s) left for retry: they come back after the queue's visibility timeout",
+                summary.retried
+            );
+        }
+        if args.once {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(args.interval)).await;
+    }
+}
+
+/// One lister pass, then the queue drained through the worker handler.
+pub async fn pass(
+    lister: &Lister,
+    worker: &Worker,
+    consumer: &SqsConsumer,
+    connector: Option<&str>,
+) -> Result<PassSummary> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let response =
+        s3_importer_lister::handle(lister, json!({ "connector": connector }), &request_id)
+            .await
+            .context("lister failed")?;
+    let rows: Vec<Vec<String>> = response
+        .connectors
+        .iter()
+        .map(|c| match &c.run {
+            Some(r) => vec![
+                c.connector.clone(),
+                r.listed.to_string(),
+                r.new.to_string(),
+                r.enqueued.to_string(),
+                r.skipped.values().sum::<u64>().to_string(),
+                r.error.clone().unwrap_or_default(),
+            ],
+            None => vec![
+                c.connector.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                c.outcome.clone(),
+            ],
+        })
+        .collect();
+    println!("Sync:");
+    table::print(
+        &["CONNECTOR", "LISTED", "NEW", "ENQUEUED", "SKIPPED", "ERROR"],
+        &rows,
+    );
+
+    let mut summary = PassSummary::default();
+    // Messages the worker handed back stay invisible until their visibility timeout; stop when only those
+    // are left (a receive that returns nothing new).
+    let mut retried: HashSet<String> = HashSet::new();
+    loop {
+        let received = consumer
+            .receive(10, 1)
+            .await
+            .context("cannot receive from the work queue")?;
+        let fresh: Vec<Received> = received
+            .into_iter()
+            .filter(|m| !retried.contains(&m.message_id))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        let event = sqs_event(&fresh)?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let response = s3_importer_worker::handle(worker, event, None, &request_id).await;
+        let failed: HashSet<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        for message in &fresh {
+            if failed.contains(message.message_id.as_str()) {
+                summary.retried += 1;
+                retried.insert(message.message_id.clone());
+            } else {
+                consumer
+                    .delete(&message.receipt_handle)
+                    .await
+                    .context("cannot delete a processed message")?;
+                summary.acked += 1;
+            }
+        }
+    }
+    println!(
+        "Workers: {} file message(s) processed, {} to retry",
+        summary.acked, summary.retried
+    );
+    Ok(summary)
+}
+
+/// The event Lambda's SQS event source mapping would deliver for these messages.
+pub fn sqs_event(messages: &[Received]) -> Result<SqsEvent> {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": {
+                    "ApproximateReceiveCount": m.receive_count.to_string(),
+                    "SentTimestamp": m.sent_timestamp,
+                },
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).context("cannot build the SQS event")
+}

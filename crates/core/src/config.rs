@@ -1,0 +1,229 @@
+//! Deployment configuration, read once from the environment at cold start (`Config::from_env`).
+//!
+//! Every variable is documented in the README's configuration table; the template-to-code agreement test
+//! checks `template.yaml` sets the ones each function reads.
+
+use std::collections::HashMap;
+
+use chrono::Duration;
+
+use crate::sync::rules::SyncSettings;
+use crate::Limits;
+
+/// A configuration value is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("environment variable {name} is not set: {help}")]
+    Missing {
+        /// Variable.
+        name: &'static str,
+        /// What it should hold.
+        help: &'static str,
+    },
+    /// A variable does not parse.
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// Variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Names of the environment variables.
+pub mod vars {
+    /// State table (connectors, templates, ledger, sync runs).
+    pub const STATE_TABLE: &str = "S3I_STATE_TABLE";
+    /// Work queue URL.
+    pub const QUEUE_URL: &str = "S3I_QUEUE_URL";
+    /// Default records table for DynamoDB destinations.
+    pub const RECORDS_TABLE: &str = "S3I_RECORDS_TABLE";
+    /// Bucket for error reports and S3 JSONL output.
+    pub const OUTPUT_BUCKET: &str = "S3I_OUTPUT_BUCKET";
+    /// First-sync lookback in days.
+    pub const LOOKBACK_DAYS: &str = "S3I_LOOKBACK_DAYS";
+    /// Overlap window in minutes.
+    pub const OVERLAP_MINUTES: &str = "S3I_OVERLAP_MINUTES";
+    /// Largest file imported, in bytes.
+    pub const MAX_FILE_BYTES: &str = "S3I_MAX_FILE_BYTES";
+    /// Largest record, in bytes.
+    pub const MAX_RECORD_BYTES: &str = "S3I_MAX_RECORD_BYTES";
+    /// Most bytes a compressed file may expand to.
+    pub const MAX_DECOMPRESSED_BYTES: &str = "S3I_MAX_DECOMPRESSED_BYTES";
+    /// Connectors synced at once by one lister run.
+    pub const LISTER_CONCURRENCY: &str = "S3I_LISTER_CONCURRENCY";
+    /// Resend `claimed` entries older than this many minutes.
+    pub const RESEND_CLAIMED_MINUTES: &str = "S3I_RESEND_CLAIMED_MINUTES";
+    /// Log format: `json` (default in Lambda) or `text`.
+    pub const LOG_FORMAT: &str = "S3I_LOG_FORMAT";
+}
+
+/// The deployment's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// State table name.
+    pub state_table: String,
+    /// Work queue URL.
+    pub queue_url: String,
+    /// Default records table.
+    pub records_table: String,
+    /// Output bucket.
+    pub output_bucket: String,
+    /// Discovery settings.
+    pub sync: SyncSettings,
+    /// Reader limits.
+    pub limits: Limits,
+    /// Connectors synced concurrently.
+    pub lister_concurrency: usize,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// Reads a map of variables (for tests).
+    pub fn from_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str, help: &'static str| -> Result<String, ConfigError> {
+            env.get(name)
+                .filter(|v| !v.trim().is_empty())
+                .cloned()
+                .ok_or(ConfigError::Missing { name, help })
+        };
+        fn number<T: std::str::FromStr>(
+            env: &HashMap<String, String>,
+            name: &'static str,
+            default: T,
+        ) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            match env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                    name,
+                    value: v.to_owned(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        let defaults = SyncSettings::default();
+        let lookback_days: i64 = number(env, vars::LOOKBACK_DAYS, 90)?;
+        let overlap_minutes: i64 = number(env, vars::OVERLAP_MINUTES, 15)?;
+        let resend_minutes: i64 = number(env, vars::RESEND_CLAIMED_MINUTES, 5)?;
+        for (name, value) in [
+            (vars::LOOKBACK_DAYS, lookback_days),
+            (vars::OVERLAP_MINUTES, overlap_minutes),
+            (vars::RESEND_CLAIMED_MINUTES, resend_minutes),
+        ] {
+            if value < 0 {
+                return Err(ConfigError::Invalid {
+                    name,
+                    value: value.to_string(),
+                    reason: "must not be negative".into(),
+                });
+            }
+        }
+        let limits_default = Limits::default();
+        Ok(Self {
+            state_table: required(vars::STATE_TABLE, "the name of the state DynamoDB table")?,
+            queue_url: required(vars::QUEUE_URL, "the URL of the work SQS queue")?,
+            records_table: required(
+                vars::RECORDS_TABLE,
+                "the name of the records DynamoDB table",
+            )?,
+            output_bucket: required(
+                vars::OUTPUT_BUCKET,
+                "the bucket for error reports and JSONL output",
+            )?,
+            sync: SyncSettings {
+                lookback: Duration::days(lookback_days),
+                overlap: Duration::minutes(overlap_minutes),
+                max_file_size: number(env, vars::MAX_FILE_BYTES, defaults.max_file_size)?,
+                resend_claimed_after: Duration::minutes(resend_minutes),
+            },
+            limits: Limits {
+                max_record_bytes: number(
+                    env,
+                    vars::MAX_RECORD_BYTES,
+                    limits_default.max_record_bytes,
+                )?,
+                max_decompressed_bytes: number(
+                    env,
+                    vars::MAX_DECOMPRESSED_BYTES,
+                    limits_default.max_decompressed_bytes,
+                )?,
+                ..limits_default
+            },
+            lister_concurrency: number(env, vars::LISTER_CONCURRENCY, 4usize)?.max(1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        [
+            (vars::STATE_TABLE, "state"),
+            (vars::QUEUE_URL, "http://queue"),
+            (vars::RECORDS_TABLE, "records"),
+            (vars::OUTPUT_BUCKET, "out"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_design() -> Result<(), ConfigError> {
+        let c = Config::from_map(&base())?;
+        assert_eq!(c.sync, SyncSettings::default());
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.lister_concurrency, 4);
+        Ok(())
+    }
+
+    #[test]
+    fn missing_variable_is_named() {
+        let mut env = base();
+        env.remove(vars::QUEUE_URL);
+        let err = Config::from_map(&env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("S3I_QUEUE_URL"), "{err}");
+    }
+
+    #[test]
+    fn invalid_number_is_named_with_its_value() {
+        let mut env = base();
+        env.insert(vars::LOOKBACK_DAYS.into(), "ninety".into());
+        let err = Config::from_map(&env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("S3I_LOOKBACK_DAYS") && err.contains("ninety"),
+            "{err}"
+        );
+        env.insert(vars::LOOKBACK_DAYS.into(), "-1".into());
+        assert!(Config::from_map(&env).is_err());
+    }
+
+    #[test]
+    fn overrides_apply() -> Result<(), ConfigError> {
+        let mut env = base();
+        env.insert(vars::LOOKBACK_DAYS.into(), "7".into());
+        env.insert(vars::MAX_FILE_BYTES.into(), "1000".into());
+        let c = Config::from_map(&env)?;
+        assert_eq!(c.sync.lookback, Duration::days(7));
+        assert_eq!(c.sync.max_file_size, 1000);
+        Ok(())
+    }
+}

@@ -1,0 +1,412 @@
+//! The import pipeline: one file's bytes in, typed rows and an error report out.
+//!
+//! ```text
+//! AsyncRead ──SyncIoBridge──► decode (gzip, cap) ──► RecordReader ──► Validator ─┐   blocking thread
+//!                                                                                │ bounded channel of batches
+//!                             RowSink::write_batch ◄──────────────────────────────┤   async task
+//!                             RejectSink::write_rejects ◄─────────────────────────┘
+//! ```
+//! Parsing and validation run on one blocking thread; the sinks run on the async side. The channel holds at
+//! most `channel_capacity` batches, so a slow sink stalls the reader instead of filling memory, and batch
+//! buffers are recycled so the steady state allocates nothing.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
+use tokio_util::io::SyncIoBridge;
+
+use crate::read::{self, decode, ReadError, StartAt};
+use crate::sink::{RejectSink, RejectedRow, RowBatch, RowSink, SinkError};
+use crate::template::Template;
+use crate::validate::{TemplateMismatch, Validator};
+use crate::{FileFormat, Limits, Position, RowError};
+
+/// How one import runs.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Limits for hostile input.
+    pub limits: Limits,
+    /// Rows per batch handed to the sink.
+    pub batch_rows: usize,
+    /// JSON bytes per batch handed to the sink.
+    pub batch_bytes: usize,
+    /// Batches in flight between the reader and the sink.
+    pub channel_capacity: usize,
+    /// Where to start (a checkpoint), or the top of the file.
+    pub start: StartAt,
+    /// Stop at the next record boundary once this instant passes (and at least one record was read), and
+    /// report where to continue in [`FileReport::stopped_at`].
+    pub deadline: Option<Instant>,
+    /// Raw (possibly compressed) input bytes read so far, for progress display.
+    pub input_bytes: Arc<AtomicU64>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            batch_rows: 2_000,
+            batch_bytes: 512 * 1024,
+            channel_capacity: 4,
+            start: StartAt::default(),
+            deadline: None,
+            input_bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Why a whole file failed. Permanent: retrying the same bytes gives the same failure.
+#[derive(Debug, thiserror::Error)]
+pub enum FileFailure {
+    /// The file cannot be read (structure, gzip, limits, I/O).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The file does not match the template (e.g. a required column is missing from the header).
+    #[error("file does not match the template: {0}")]
+    Template(#[from] TemplateMismatch),
+    /// More rows were rejected than the template's `on_error` allows.
+    #[error("{rejected} of {read} rows rejected, over the template's limit ({limit})")]
+    TooManyRejected {
+        /// Rows rejected when the file was stopped.
+        rejected: u64,
+        /// Rows read when the file was stopped.
+        read: u64,
+        /// The limit that was crossed.
+        limit: String,
+    },
+    /// A bug: the reading thread panicked.
+    #[error("internal error while reading: {0}")]
+    Internal(String),
+}
+
+/// The first rejected row of a file, for summaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstError {
+    /// Where.
+    pub position: Position,
+    /// The first reason.
+    pub error: RowError,
+}
+
+/// How a file ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every row imported.
+    Imported,
+    /// Imported, and some rows rejected into the error report — neither success nor failure.
+    ImportedWithRejections,
+    /// Stopped at a record boundary before the end (deadline); continue from `stopped_at`.
+    Stopped,
+    /// The file failed.
+    Failed,
+}
+
+/// What an import did.
+#[derive(Debug)]
+pub struct FileReport {
+    /// Records read (imported + rejected).
+    pub rows_read: u64,
+    /// Rows written to the sink.
+    pub rows_imported: u64,
+    /// Rows written to the error report.
+    pub rows_rejected: u64,
+    /// Raw input bytes read (compressed size for gzip).
+    pub input_bytes: u64,
+    /// Decoded bytes consumed, up to the last record read.
+    pub decoded_bytes: u64,
+    /// The first rejected row.
+    pub first_error: Option<FirstError>,
+    /// Where the error report is, when it has entries.
+    pub error_report: Option<String>,
+    /// Wall time.
+    pub duration: Duration,
+    /// Why the file failed, if it did.
+    pub failure: Option<FileFailure>,
+    /// Where to continue, when the deadline stopped the import before the end.
+    pub stopped_at: Option<StartAt>,
+}
+
+impl FileReport {
+    /// The outcome in one word.
+    pub fn outcome(&self) -> Outcome {
+        if self.failure.is_some() {
+            Outcome::Failed
+        } else if self.stopped_at.is_some() {
+            Outcome::Stopped
+        } else if self.rows_rejected > 0 {
+            Outcome::ImportedWithRejections
+        } else {
+            Outcome::Imported
+        }
+    }
+}
+
+struct Message {
+    rows: RowBatch,
+    rejects: Vec<RejectedRow>,
+}
+
+#[derive(Default)]
+struct ReadSummary {
+    rows_read: u64,
+    rows_imported: u64,
+    rows_rejected: u64,
+    decoded_bytes: u64,
+    first_error: Option<FirstError>,
+    failure: Option<FileFailure>,
+    stopped_at: Option<StartAt>,
+}
+
+/// Imports one file: reads `input` in `file_format`, validates every record against `template`, writes rows
+/// to `rows` and rejected rows to `rejects`.
+///
+/// Returns `Err` only when a sink fails (the caller decides whether to retry, see [`SinkError::kind`]); a file
+/// that cannot be imported is a report with [`FileReport::failure`] set. On success the row sink is
+/// finished (its output becomes visible); on failure it is aborted; when stopped by the deadline it is left
+/// open for the caller. The reject sink is always finished.
+pub async fn import<R>(
+    input: R,
+    file_format: FileFormat,
+    template: Arc<Template>,
+    options: ImportOptions,
+    rows: &mut dyn RowSink,
+    rejects: &mut dyn RejectSink,
+) -> Result<FileReport, SinkError>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+{
+    let started = Instant::now();
+    let (tx, mut rx) = mpsc::channel::<Message>(options.channel_capacity.max(1));
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<RowBatch>();
+    let input_bytes = options.input_bytes.clone();
+    let counted = CountingRead {
+        inner: SyncIoBridge::new(input),
+        count: input_bytes.clone(),
+    };
+    let on_error = template.on_error.clone();
+    let reader_task = tokio::task::spawn_blocking(move || {
+        read_and_validate(
+            Box::new(counted),
+            file_format,
+            &template,
+            &options,
+            &tx,
+            &recycle_rx,
+        )
+    });
+
+    let mut sink_error = None;
+    while let Some(message) = rx.recv().await {
+        if !message.rows.is_empty() {
+            if let Err(e) = rows.write_batch(&message.rows).await {
+                sink_error = Some(e);
+                break;
+            }
+        }
+        if !message.rejects.is_empty() {
+            if let Err(e) = rejects.write_rejects(&message.rejects).await {
+                sink_error = Some(e);
+                break;
+            }
+        }
+        let mut batch = message.rows;
+        batch.clear();
+        // The reader may already be done; a failed recycle only costs an allocation.
+        let _ = recycle_tx.send(batch);
+    }
+    // Dropping the receiver makes the reader's next send fail, so it stops promptly.
+    drop(rx);
+    let summary = match reader_task.await {
+        Ok(summary) => summary,
+        Err(join) => ReadSummary {
+            failure: Some(FileFailure::Internal(join.to_string())),
+            ..Default::default()
+        },
+    };
+    if let Some(e) = sink_error {
+        // Best effort: the sink already failed, its abort may fail too; the first error is the one to report.
+        let _ = rows.abort().await;
+        return Err(e);
+    }
+
+    let mut report = FileReport {
+        rows_read: summary.rows_read,
+        rows_imported: summary.rows_imported,
+        rows_rejected: summary.rows_rejected,
+        input_bytes: input_bytes.load(Ordering::Relaxed),
+        decoded_bytes: summary.decoded_bytes,
+        first_error: summary.first_error,
+        error_report: None,
+        duration: Duration::ZERO,
+        failure: summary.failure,
+        stopped_at: summary.stopped_at,
+    };
+    // The ratio needs the whole file, so it is checked after the last row; the row-count limit is checked
+    // while reading, so a hopeless file stops early.
+    if report.failure.is_none()
+        && report.stopped_at.is_none()
+        && on_error.exceeded_ratio(report.rows_rejected, report.rows_read)
+    {
+        report.failure = Some(FileFailure::TooManyRejected {
+            rejected: report.rows_rejected,
+            read: report.rows_read,
+            limit: format!(
+                "max_rejected_ratio = {}",
+                on_error.max_rejected_ratio.unwrap_or_default()
+            ),
+        });
+    }
+    report.error_report = rejects.finish().await?;
+    if report.failure.is_some() {
+        rows.abort().await?;
+    } else if report.stopped_at.is_none() {
+        rows.finish().await?;
+    }
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// Counts raw bytes read, for progress and the report.
+struct CountingRead<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// How often (in records) the deadline is checked: reading the clock for every row costs a few percent.
+const DEADLINE_CHECK_EVERY: u64 = 1024;
+
+fn read_and_validate(
+    input: Box<dyn Read + Send>,
+    file_format: FileFormat,
+    template: &Template,
+    options: &ImportOptions,
+    tx: &mpsc::Sender<Message>,
+    recycle: &std::sync::mpsc::Receiver<RowBatch>,
+) -> ReadSummary {
+    let mut summary = ReadSummary::default();
+    let decoded = decode::decoder(input, file_format.compression, &options.limits);
+    let delimited = template.delimited_options(file_format.format);
+    let mut reader = match read::open_reader(
+        decoded,
+        file_format.format,
+        delimited,
+        &options.limits,
+        &options.start,
+    ) {
+        Ok(reader) => reader,
+        Err(e) => {
+            summary.failure = Some(e.into());
+            return summary;
+        }
+    };
+    let mut validator = match Validator::new(template, file_format.format, reader.header()) {
+        Ok(v) => v,
+        Err(e) => {
+            summary.failure = Some(e.into());
+            return summary;
+        }
+    };
+    let new_batch = || RowBatch::with_capacity(options.batch_bytes + 64 * 1024, options.batch_rows);
+    let mut batch = new_batch();
+    let mut rejected_rows: Vec<RejectedRow> = Vec::new();
+    let mut errors: Vec<RowError> = Vec::new();
+    let mut since_check = 0u64;
+    let mut cancelled = false;
+
+    loop {
+        if let Some(deadline) = options.deadline {
+            since_check += 1;
+            if since_check >= DEADLINE_CHECK_EVERY || summary.rows_read == 0 {
+                since_check = 0;
+                if summary.rows_read > 0 && Instant::now() >= deadline {
+                    summary.stopped_at = Some(StartAt {
+                        position: reader.next_position(),
+                        header: reader.header().map(|h| {
+                            h.iter()
+                                .map(|f| String::from_utf8_lossy(f).into_owned())
+                                .collect()
+                        }),
+                    });
+                    break;
+                }
+            }
+        }
+        let record = match reader.next_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            Err(e) => {
+                summary.failure = Some(e.into());
+                break;
+            }
+        };
+        summary.rows_read += 1;
+        let position = record.position;
+        errors.clear();
+        if validator.validate(&record.body, batch.buffer(), &mut errors) {
+            batch.commit_row(position);
+            summary.rows_imported += 1;
+        } else {
+            summary.rows_rejected += 1;
+            if summary.first_error.is_none() {
+                if let Some(first) = errors.first() {
+                    summary.first_error = Some(FirstError {
+                        position,
+                        error: first.clone(),
+                    });
+                }
+            }
+            rejected_rows.push(RejectedRow {
+                position,
+                errors: std::mem::take(&mut errors),
+            });
+            if template.on_error.exceeded_rows(summary.rows_rejected) {
+                summary.failure = Some(FileFailure::TooManyRejected {
+                    rejected: summary.rows_rejected,
+                    read: summary.rows_read,
+                    limit: format!(
+                        "max_rejected_rows = {}",
+                        template.on_error.max_rejected_rows.unwrap_or_default()
+                    ),
+                });
+                break;
+            }
+        }
+        if batch.len() >= options.batch_rows
+            || batch.byte_len() >= options.batch_bytes
+            || rejected_rows.len() >= options.batch_rows
+        {
+            let next = recycle.try_recv().unwrap_or_else(|_| new_batch());
+            let message = Message {
+                rows: std::mem::replace(&mut batch, next),
+                rejects: std::mem::take(&mut rejected_rows),
+            };
+            if tx.blocking_send(message).is_err() {
+                cancelled = true;
+                break;
+            }
+        }
+    }
+    summary.decoded_bytes = reader.next_position().byte;
+    if !cancelled && (!batch.is_empty() || !rejected_rows.is_empty()) {
+        // A failed send means the sink side gave up; it reports its own error.
+        let _ = tx.blocking_send(Message {
+            rows: batch,
+            rejects: rejected_rows,
+        });
+    }
+    summary
+}

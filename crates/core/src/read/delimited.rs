@@ -1,0 +1,503 @@
+//! CSV and TSV (RFC 4180), read with `csv-core` directly.
+//!
+//! * Quoted fields, `""` inside quotes, line breaks inside quotes, and `\r\n`, `\n` or `\r` record terminators.
+//! * A UTF-8 byte order mark at the top of the file is skipped; byte offsets still count it.
+//! * Empty lines between records are skipped (as `csv-core` does) but counted in line numbers. Line numbers count
+//!   `\n` bytes (a lone `\r` ends a record without starting a new line number).
+//! * The header row (when `has_header`) is read when the reader is created; its fields are trimmed, must be valid
+//!   UTF-8 and number at most `max_columns`, else [`ReadError::Header`]. A file with no bytes (or only a BOM,
+//!   or only line breaks) has an empty header and no rows.
+//! * A record longer than `max_record_bytes` (counted in the file, without its line terminator) or with more than
+//!   `max_columns` fields is a row error ([`RecordBody::Invalid`]): the rest of it is parsed into a scratch
+//!   buffer and dropped, so memory stays bounded whatever the input.
+//! * A record with a different number of fields than the header is yielded as is: the validator reports it.
+//!
+//! The output buffer and the field-ends buffer are reused from record to record: no allocation per record once
+//! they have grown to the largest record seen.
+
+use std::io::BufRead;
+
+use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
+
+use super::decode::Input;
+use super::{DelimitedOptions, Fields, ReadError, Record, RecordBody, RecordReader, StartAt};
+use crate::{ErrorCode, Limits, Position, RowError};
+
+/// Initial size of the field-bytes buffer (it grows to the largest record, at most `max_record_bytes + 1`).
+const INITIAL_OUTPUT: usize = 4 * 1024;
+/// Initial size of the field-ends buffer (it grows to the widest record, at most `max_columns`).
+const INITIAL_ENDS: usize = 64;
+
+/// What parsing one record found.
+enum Parsed {
+    /// Fields are in `buf[..len]` / `ends[..nends]`.
+    Fields { len: usize, nends: usize },
+    /// The record was skipped for this reason.
+    Rejected(ErrorCode),
+    /// No more records.
+    End,
+}
+
+/// Streaming CSV/TSV reader. See the [module documentation](self).
+pub struct DelimitedReader {
+    input: Input,
+    core: Reader,
+    /// Unescaped bytes of the current record's fields.
+    buf: Vec<u8>,
+    /// Field end offsets of the current record.
+    ends: Vec<usize>,
+    header: Option<(Vec<u8>, Vec<usize>)>,
+    max_record_bytes: usize,
+    max_columns: usize,
+    /// Number of the next record.
+    record: u64,
+    /// `csv-core` has been called (its own BOM stripping is defused on the first call; we do it ourselves).
+    core_started: bool,
+    /// Reading stopped (end of input or an error).
+    done: bool,
+}
+
+impl DelimitedReader {
+    /// Creates a reader over decoded bytes and, unless `start` carries it, reads the header row.
+    ///
+    /// When `start.position.byte > 0`, `input` must be positioned at that byte of the decoded file (a
+    /// checkpoint from [`RecordReader::next_position`]); with `has_header`, `start.header` must then be given.
+    pub fn new(
+        input: Box<dyn BufRead + Send>,
+        options: DelimitedOptions,
+        limits: &Limits,
+        start: &StartAt,
+    ) -> Result<Self, ReadError> {
+        let core = ReaderBuilder::new()
+            .delimiter(options.delimiter)
+            .quote(options.quote)
+            .double_quote(true)
+            .quoting(true)
+            .terminator(Terminator::CRLF)
+            .build();
+        let mut reader = Self {
+            input: Input::new(input, start.position.byte),
+            core,
+            buf: vec![0; INITIAL_OUTPUT.min(limits.max_record_bytes.saturating_add(1))],
+            ends: vec![0; INITIAL_ENDS.min(limits.max_columns.max(1))],
+            header: None,
+            max_record_bytes: limits.max_record_bytes,
+            max_columns: limits.max_columns.max(1),
+            record: start.position.record.max(1),
+            core_started: false,
+            done: false,
+        };
+        reader.core.set_line(start.position.line.max(1));
+        if start.position.byte == 0 {
+            reader.input.strip_bom()?;
+        }
+        if !options.has_header {
+            return Ok(reader);
+        }
+        if let Some(names) = &start.header {
+            let mut data = Vec::new();
+            let mut ends = Vec::with_capacity(names.len());
+            for name in names {
+                data.extend_from_slice(name.trim().as_bytes());
+                ends.push(data.len());
+            }
+            reader.header = Some((data, ends));
+            return Ok(reader);
+        }
+        if start.position.byte > 0 {
+            return Err(ReadError::Header {
+                line: reader.core.line(),
+                message: "resuming in the middle of a file needs the header read before"
+                    .to_string(),
+            });
+        }
+        reader.read_header()?;
+        Ok(reader)
+    }
+
+    fn read_header(&mut self) -> Result<(), ReadError> {
+        let (line, _, parsed) = self.parse_record()?;
+        let header_error = |message: String| ReadError::Header { line, message };
+        let (len, nends) = match parsed {
+            Parsed::End => {
+                self.header = Some((Vec::new(), Vec::new()));
+                return Ok(());
+            }
+            Parsed::Rejected(ErrorCode::TooManyColumns) => {
+                return Err(header_error(format!(
+                    "more than {} columns",
+                    self.max_columns
+                )))
+            }
+            Parsed::Rejected(_) => {
+                return Err(header_error(format!(
+                    "header row larger than {} bytes",
+                    self.max_record_bytes
+                )))
+            }
+            Parsed::Fields { len, nends } => (len, nends),
+        };
+        let fields = Fields::new(&self.buf[..len], &self.ends[..nends]);
+        let mut data = Vec::with_capacity(len);
+        let mut ends = Vec::with_capacity(nends);
+        for (i, field) in fields.iter().enumerate() {
+            let name = simdutf8::basic::from_utf8(field)
+                .map_err(|_| header_error(format!("column {} is not valid UTF-8", i + 1)))?;
+            data.extend_from_slice(name.trim().as_bytes());
+            ends.push(data.len());
+        }
+        self.header = Some((data, ends));
+        Ok(())
+    }
+
+    /// Skips the line terminators between records (what `csv-core` would skip as empty lines), counting lines,
+    /// so the next record's first byte is the next available one.
+    #[inline]
+    fn skip_terminators(&mut self) -> Result<(), ReadError> {
+        loop {
+            if !self.input.fill()? {
+                return Ok(());
+            }
+            let avail = self.input.available();
+            let n = avail
+                .iter()
+                .take_while(|&&b| b == b'\n' || b == b'\r')
+                .count();
+            if n == 0 {
+                return Ok(());
+            }
+            let newlines = avail[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.core.set_line(self.core.line() + newlines);
+            let whole = n == avail.len();
+            self.input.consume(n);
+            if !whole {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Parses the next record into `buf`/`ends`. Returns the line and byte it starts at and what was found.
+    #[inline]
+    fn parse_record(&mut self) -> Result<(u64, u64, Parsed), ReadError> {
+        self.skip_terminators()?;
+        let line = self.core.line();
+        let byte = self.input.offset();
+        let max = self.max_record_bytes;
+        let (mut len, mut nends, mut raw) = (0usize, 0usize, 0usize);
+        loop {
+            if raw > max {
+                self.discard_record()?;
+                return Ok((line, byte, Parsed::Rejected(ErrorCode::RecordTooLarge)));
+            }
+            self.input.fill()?;
+            let avail = self.input.available();
+            // Never hand csv-core more than the limit allows (+1 for the terminator byte that ends the record):
+            // the output buffer can then never grow past `max_record_bytes + 1`.
+            let mut room = max - raw + 1;
+            if !self.core_started {
+                // csv-core strips a BOM on its first call; we already did (only at the top of the file), so
+                // make its first call too short for that.
+                self.core_started = true;
+                room = 1;
+            }
+            let chunk = &avail[..avail.len().min(room)];
+            let (res, nin, nout, nend) =
+                self.core
+                    .read_record(chunk, &mut self.buf[len..], &mut self.ends[nends..]);
+            let terminated = !chunk.is_empty();
+            self.input.consume(nin);
+            raw += nin;
+            len += nout;
+            nends += nend;
+            match res {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => {
+                    let size = (self.buf.len() * 2)
+                        .clamp(INITIAL_OUTPUT, max.saturating_add(1).max(len + 1));
+                    self.buf.resize(size, 0);
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    if self.ends.len() >= self.max_columns {
+                        self.discard_record()?;
+                        return Ok((line, byte, Parsed::Rejected(ErrorCode::TooManyColumns)));
+                    }
+                    let size = (self.ends.len() * 2).min(self.max_columns);
+                    self.ends.resize(size, 0);
+                }
+                ReadRecordResult::Record => {
+                    // The byte that ended the record (when input remained) is its terminator, not its data.
+                    let record_bytes = if terminated { raw - 1 } else { raw };
+                    if record_bytes > max {
+                        return Ok((line, byte, Parsed::Rejected(ErrorCode::RecordTooLarge)));
+                    }
+                    return Ok((line, byte, Parsed::Fields { len, nends }));
+                }
+                ReadRecordResult::End => return Ok((line, byte, Parsed::End)),
+            }
+        }
+    }
+
+    /// Feeds the rest of the current record to csv-core with the output going to the (already allocated)
+    /// buffers, overwritten chunk after chunk: linear time, no memory growth.
+    fn discard_record(&mut self) -> Result<(), ReadError> {
+        loop {
+            self.input.fill()?;
+            let chunk = self.input.available();
+            let (res, nin, _, _) = self.core.read_record(chunk, &mut self.buf, &mut self.ends);
+            self.input.consume(nin);
+            match res {
+                ReadRecordResult::Record | ReadRecordResult::End => return Ok(()),
+                ReadRecordResult::InputEmpty
+                | ReadRecordResult::OutputFull
+                | ReadRecordResult::OutputEndsFull => {}
+            }
+        }
+    }
+
+    fn rejection_message(&self, code: ErrorCode) -> String {
+        match code {
+            ErrorCode::TooManyColumns => {
+                format!("record has more than {} fields; skipped", self.max_columns)
+            }
+            _ => format!(
+                "record is larger than {} bytes; skipped",
+                self.max_record_bytes
+            ),
+        }
+    }
+
+    /// Capacity of the buffers this reader holds (for tests that check memory stays bounded).
+    #[cfg(test)]
+    fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+            + self.ends.capacity() * std::mem::size_of::<usize>()
+            + self.input.capacity()
+    }
+}
+
+impl RecordReader for DelimitedReader {
+    fn header(&self) -> Option<Fields<'_>> {
+        self.header
+            .as_ref()
+            .map(|(data, ends)| Fields::new(data, ends))
+    }
+
+    #[inline]
+    fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
+        if self.done {
+            return Ok(None);
+        }
+        let (line, byte, parsed) = match self.parse_record() {
+            Ok(found) => found,
+            Err(e) => {
+                self.done = true;
+                return Err(e);
+            }
+        };
+        let position = Position {
+            record: self.record,
+            line,
+            byte,
+        };
+        let body = match parsed {
+            Parsed::End => {
+                self.done = true;
+                return Ok(None);
+            }
+            Parsed::Rejected(code) => {
+                RecordBody::Invalid(RowError::record(code, self.rejection_message(code)))
+            }
+            Parsed::Fields { len, nends } => {
+                RecordBody::Fields(Fields::new(&self.buf[..len], &self.ends[..nends]))
+            }
+        };
+        self.record += 1;
+        Ok(Some(Record { position, body }))
+    }
+
+    fn next_position(&self) -> Position {
+        Position {
+            record: self.record,
+            line: self.core.line(),
+            byte: self.input.offset(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::decode::test_support::synthetic;
+    use crate::Format;
+
+    fn reader(
+        input: Box<dyn BufRead + Send>,
+        limits: &Limits,
+    ) -> Result<DelimitedReader, ReadError> {
+        DelimitedReader::new(
+            input,
+            DelimitedOptions::for_format(Format::Csv),
+            limits,
+            &StartAt::default(),
+        )
+    }
+
+    fn rejected(record: Option<Record<'_>>) -> Option<(Position, ErrorCode)> {
+        match record {
+            Some(Record {
+                position,
+                body: RecordBody::Invalid(e),
+            }) => Some((position, e.code)),
+            _ => None,
+        }
+    }
+
+    fn first_field(record: Option<Record<'_>>) -> Option<Vec<u8>> {
+        match record {
+            Some(Record {
+                body: RecordBody::Fields(f),
+                ..
+            }) => f.get(0).map(<[u8]>::to_vec),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn record_over_limit_is_skipped_without_buffering() -> Result<(), ReadError> {
+        let limits = Limits {
+            max_record_bytes: 1000,
+            ..Limits::default()
+        };
+        // 50 MB inside quotes (with delimiters and line breaks in it), then a normal record.
+        let input = synthetic(b"h\n\"", b',', 50_000_000, b"\n\"\nnext\n");
+        let mut r = reader(input, &limits)?;
+        let baseline = r.buffer_capacity();
+        let got = rejected(r.next_record()?);
+        assert_eq!(
+            got,
+            Some((
+                Position {
+                    record: 1,
+                    line: 2,
+                    byte: 2
+                },
+                ErrorCode::RecordTooLarge
+            )),
+        );
+        assert!(
+            r.buffer_capacity() <= baseline + 2 * 1024,
+            "{} > {baseline}",
+            r.buffer_capacity()
+        );
+        assert_eq!(first_field(r.next_record()?), Some(b"next".to_vec()));
+        assert_eq!(
+            r.next_position(),
+            Position {
+                record: 3,
+                line: 4,
+                byte: 50_000_010
+            }
+        );
+        assert!(r.next_record()?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn too_many_columns_is_skipped_without_buffering() -> Result<(), ReadError> {
+        let limits = Limits {
+            max_columns: 100,
+            ..Limits::default()
+        };
+        let input = synthetic(b"h\n", b',', 5_000_000, b"\nnext\n");
+        let mut r = reader(input, &limits)?;
+        let got = rejected(r.next_record()?);
+        assert_eq!(
+            got,
+            Some((
+                Position {
+                    record: 1,
+                    line: 2,
+                    byte: 2
+                },
+                ErrorCode::TooManyColumns
+            ))
+        );
+        assert!(r.ends.capacity() <= 100);
+        assert_eq!(first_field(r.next_record()?), Some(b"next".to_vec()));
+        Ok(())
+    }
+
+    fn no_newline_is_one_row_error(len: u64) -> Result<(), ReadError> {
+        let started = std::time::Instant::now();
+        let mut r = reader(synthetic(b"h\n", b'a', len, b""), &Limits::default())?;
+        let got = rejected(r.next_record()?);
+        assert_eq!(
+            got,
+            Some((
+                Position {
+                    record: 1,
+                    line: 2,
+                    byte: 2
+                },
+                ErrorCode::RecordTooLarge
+            ))
+        );
+        assert!(r.next_record()?.is_none());
+        assert_eq!(r.next_position().byte, 2 + len);
+        assert!(
+            r.buffer_capacity() < 2 * 1024 * 1024 + INPUT_BYTES,
+            "{}",
+            r.buffer_capacity()
+        );
+        eprintln!("{len} bytes in {:?}", started.elapsed());
+        Ok(())
+    }
+
+    const INPUT_BYTES: usize = crate::read::decode::DECODED_BUFFER_BYTES;
+
+    #[test]
+    fn two_gigabytes_without_newline_is_one_row_error_300mb() -> Result<(), ReadError> {
+        no_newline_is_one_row_error(300_000_000)
+    }
+
+    #[test]
+    #[ignore = "2 GB: a few seconds in release mode, longer in debug"]
+    fn two_gigabytes_without_newline_is_one_row_error() -> Result<(), ReadError> {
+        no_newline_is_one_row_error(2_000_000_000)
+    }
+
+    #[test]
+    fn header_over_the_record_limit_is_file_error() {
+        let limits = Limits {
+            max_record_bytes: 10,
+            ..Limits::default()
+        };
+        let got = reader(
+            Box::new(std::io::Cursor::new(b"abcdef,ghijkl\n1,2\n".to_vec())),
+            &limits,
+        );
+        assert!(matches!(got, Err(ReadError::Header { line: 1, .. })));
+    }
+
+    #[test]
+    fn buffers_are_reused_across_records() -> Result<(), ReadError> {
+        let data = "a,b,c\n".to_string() + &"1,hello,world\n".repeat(10_000);
+        let mut r = reader(
+            Box::new(std::io::Cursor::new(data.into_bytes())),
+            &Limits::default(),
+        )?;
+        r.next_record()?;
+        let (buf, ends) = (r.buf.as_ptr(), r.ends.as_ptr());
+        let mut n = 1;
+        while r.next_record()?.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 10_001);
+        assert_eq!(
+            (buf, ends),
+            (r.buf.as_ptr(), r.ends.as_ptr()),
+            "buffers were reallocated"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,205 @@
+//! Streaming record readers.
+//!
+//! Every reader works on a [`std::io::BufRead`] of *decoded* bytes (see [`decode`]) and never holds more than
+//! one record (bounded by [`Limits::max_record_bytes`]) in memory. Async sources (S3 bodies) are bridged with
+//! `tokio_util::io::SyncIoBridge` on a blocking thread by the [`crate::pipeline`].
+//!
+//! # Row errors and file errors
+//! A *row error* ([`RecordBody::Invalid`]) means the reader found the end of the bad record and the file
+//! continues: an oversize record (skipped without being buffered), too many columns, a JSON Lines line that is
+//! not valid JSON, a JSON element nested too deep. A *file error* ([`ReadError`]) means the reader cannot find
+//! where the next record starts, or the bytes cannot be trusted: I/O and gzip errors, the decompressed-bytes cap,
+//! an invalid header, a JSON document that is not an array or is truncated.
+
+pub mod decode;
+pub mod delimited;
+pub mod json_array;
+pub mod jsonl;
+
+use std::io::BufRead;
+
+use crate::{Format, Limits, Position, RowError};
+
+/// The fields of one delimited record, borrowed from the reader's buffer (no allocation per record).
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    data: &'a [u8],
+    ends: &'a [usize],
+}
+
+impl<'a> Fields<'a> {
+    /// Fields stored back to back in `data`; field `i` ends at `ends[i]` (exclusive) and starts where
+    /// field `i - 1` ends.
+    pub fn new(data: &'a [u8], ends: &'a [usize]) -> Self {
+        Self { data, ends }
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when the record has no field at all.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The unescaped bytes of field `i`.
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.data.get(start..end)
+    }
+
+    /// All fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let (data, ends) = (self.data, self.ends);
+        ends.iter().scan(0usize, move |start, &end| {
+            let field = &data[*start..end];
+            *start = end;
+            Some(field)
+        })
+    }
+}
+
+/// What a reader found at one position.
+#[derive(Debug)]
+pub enum RecordBody<'a> {
+    /// A CSV/TSV record.
+    Fields(Fields<'a>),
+    /// The text of one JSON value (a JSON array element or a JSON Lines line), syntax not yet checked
+    /// beyond bracket balance.
+    Json(&'a [u8]),
+    /// A record the reader had to reject; the file goes on after it.
+    Invalid(RowError),
+}
+
+/// One record and where it starts.
+#[derive(Debug)]
+pub struct Record<'a> {
+    /// Position of the record's first byte.
+    pub position: Position,
+    /// The record.
+    pub body: RecordBody<'a>,
+}
+
+/// Where a reader starts: the top of the file, or a checkpoint left by an earlier piece of work.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartAt {
+    /// Position of the next record to read. `byte` is where the input given to the reader starts in the
+    /// decoded file (the input is already positioned there); `record` and `line` continue numbering.
+    /// `Position::default()` means the top of the file.
+    pub position: Position,
+    /// The CSV/TSV header read by the earlier piece (delimited formats resumed mid-file do not see it again).
+    pub header: Option<Vec<String>>,
+}
+
+impl StartAt {
+    /// True when reading starts at the top of the file.
+    pub fn is_start(&self) -> bool {
+        self.position.byte == 0 && self.position.record == 0
+    }
+}
+
+/// Options for delimited formats (from the template).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelimitedOptions {
+    /// Field delimiter: `,` for CSV, tab for TSV unless the template says otherwise.
+    pub delimiter: u8,
+    /// Quote character.
+    pub quote: u8,
+    /// Whether the first record is a header row.
+    pub has_header: bool,
+}
+
+impl DelimitedOptions {
+    /// Defaults for a format: comma for CSV, tab for TSV, `"` quotes, a header row.
+    pub fn for_format(format: Format) -> Self {
+        Self {
+            delimiter: if format == Format::Tsv { b'\t' } else { b',' },
+            quote: b'"',
+            has_header: true,
+        }
+    }
+}
+
+/// A failure that stops reading the file. Each names where it happened.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Reading the underlying bytes failed.
+    #[error("read failed at byte {byte}: {source}")]
+    Io {
+        /// Decoded-stream offset reached.
+        byte: u64,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gzip stream is corrupt or truncated.
+    #[error("invalid gzip data after {decoded_bytes} decoded bytes: {source}")]
+    Gzip {
+        /// Decoded bytes produced before the error.
+        decoded_bytes: u64,
+        /// The decoder's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file expands past `max_decompressed_bytes` (a gzip bomb, or a limit set too low).
+    #[error("file expands past the limit of {limit} decompressed bytes")]
+    DecompressedTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The CSV/TSV header row cannot be used.
+    #[error("invalid header at line {line}: {message}")]
+    Header {
+        /// Line of the header.
+        line: u64,
+        /// Why.
+        message: String,
+    },
+    /// The JSON document's structure is broken where records cannot be told apart (not an array,
+    /// garbage between elements, truncated).
+    #[error("invalid JSON document at line {line}, byte {byte}: {message}")]
+    JsonStructure {
+        /// Line.
+        line: u64,
+        /// Decoded-stream byte offset.
+        byte: u64,
+        /// Why.
+        message: String,
+    },
+}
+
+/// A streaming reader of records.
+pub trait RecordReader: Send {
+    /// The header row of a delimited file (read when the reader was opened, or given by [`StartAt`]).
+    fn header(&self) -> Option<Fields<'_>>;
+
+    /// The next record, `Ok(None)` at the end of the file.
+    fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError>;
+
+    /// Position of the next record: the decoded-stream byte offset just past the last record returned,
+    /// and the record/line numbers it will have. This is what a checkpoint stores.
+    fn next_position(&self) -> Position;
+}
+
+/// Opens the reader for `format` over decoded bytes.
+///
+/// Delimited readers read the header row here (unless `start` provides it), so a bad header is reported
+/// before any row.
+pub fn open_reader(
+    input: Box<dyn BufRead + Send>,
+    format: Format,
+    options: DelimitedOptions,
+    limits: &Limits,
+    start: &StartAt,
+) -> Result<Box<dyn RecordReader>, ReadError> {
+    Ok(match format {
+        Format::Csv | Format::Tsv => Box::new(delimited::DelimitedReader::new(
+            input, options, limits, start,
+        )?),
+        Format::Json => Box::new(json_array::JsonArrayReader::new(input, limits, start)?),
+        Format::Jsonl => Box::new(jsonl::JsonLinesReader::new(input, limits, start)?),
+    })
+}

@@ -1,0 +1,478 @@
+//! The ports the pipeline writes to: typed rows ([`RowSink`]) and rejected rows ([`RejectSink`]), with the
+//! local-file adapters (JSONL files that become visible only when complete) and in-memory adapters.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+
+use crate::{ErrorCode, Position, RowError};
+
+/// A batch of validated rows: newline-terminated JSON objects stored back to back, plus where each came from.
+///
+/// Rows arrive already serialized because the common destinations (JSONL files, S3 objects) write them as is;
+/// destinations that need fields (DynamoDB) parse the object, which costs far less than the write itself.
+#[derive(Debug, Default, Clone)]
+pub struct RowBatch {
+    data: Vec<u8>,
+    rows: Vec<(Position, usize)>,
+}
+
+impl RowBatch {
+    /// An empty batch with room for `bytes` of JSON.
+    pub fn with_capacity(bytes: usize, rows: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(bytes),
+            rows: Vec::with_capacity(rows),
+        }
+    }
+
+    /// The buffer to append one row's JSON object to; call [`RowBatch::commit_row`] afterwards.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.data
+    }
+
+    /// Marks everything appended since the previous row as one row (a newline is added).
+    pub fn commit_row(&mut self, position: Position) {
+        self.data.push(b'\n');
+        self.rows.push((position, self.data.len()));
+    }
+
+    /// Appends one row from its JSON text (without newline).
+    pub fn push_row(&mut self, position: Position, json: &[u8]) {
+        self.data.extend_from_slice(json);
+        self.commit_row(position);
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when the batch holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Bytes of JSON held.
+    pub fn byte_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// All rows as newline-terminated JSON Lines.
+    pub fn as_jsonl(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Each row's position and JSON object text (without the newline).
+    pub fn iter(&self) -> impl Iterator<Item = (Position, &[u8])> + '_ {
+        let mut start = 0;
+        self.rows.iter().map(move |&(position, end)| {
+            let row = &self.data[start..end - 1];
+            start = end;
+            (position, row)
+        })
+    }
+
+    /// Empties the batch, keeping its memory.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.rows.clear();
+    }
+}
+
+/// A rejected row: where it is and every reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRow {
+    /// Position of the row in its file.
+    pub position: Position,
+    /// Every reason it was rejected.
+    pub errors: Vec<RowError>,
+}
+
+/// One line of an error report (JSONL): one per reason, so a row with two bad columns has two lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReportEntry {
+    /// Record number (1-based, data records only).
+    pub record: u64,
+    /// Line where the record starts (1-based).
+    pub line: u64,
+    /// Byte offset of the record in the decoded file.
+    pub byte: u64,
+    /// Column concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Explanation (never the value).
+    pub message: String,
+}
+
+impl RejectedRow {
+    /// The report lines for this row.
+    pub fn entries(&self) -> impl Iterator<Item = ErrorReportEntry> + '_ {
+        self.errors.iter().map(|e| ErrorReportEntry {
+            record: self.position.record,
+            line: self.position.line,
+            byte: self.position.byte,
+            column: e.column.clone(),
+            code: e.code,
+            message: e.message.clone(),
+        })
+    }
+}
+
+/// Whether retrying a failed write can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkErrorKind {
+    /// Throttling, timeouts, 5xx: the whole file can be retried later and will produce the same result.
+    Transient,
+    /// Access denied, a missing table, an item too large: retrying will not help.
+    Permanent,
+}
+
+/// A destination write that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct SinkError {
+    /// Transient or permanent.
+    pub kind: SinkErrorKind,
+    /// What was being written where, e.g. "write to s3://bucket/key".
+    pub context: String,
+    /// The underlying error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl SinkError {
+    /// A transient failure.
+    pub fn transient(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            kind: SinkErrorKind::Transient,
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A permanent failure.
+    pub fn permanent(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            kind: SinkErrorKind::Permanent,
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// True when a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.kind == SinkErrorKind::Transient
+    }
+
+    fn io(context: &str, path: &Path, source: std::io::Error) -> Self {
+        // A full disk or a permission problem will not fix itself; an interrupted write might.
+        let kind = match source.kind() {
+            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => {
+                SinkErrorKind::Transient
+            }
+            _ => SinkErrorKind::Permanent,
+        };
+        Self {
+            kind,
+            context: format!("{context} {}", path.display()),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Where validated rows go. Implementations must make a retried file produce the same final state
+/// (idempotent writes), because the pipe delivers at least once.
+#[async_trait]
+pub trait RowSink: Send {
+    /// Writes a batch. Returning means the rows are durably accepted (or staged, for sinks that commit).
+    async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError>;
+
+    /// The file is complete: make what was written visible.
+    async fn finish(&mut self) -> Result<(), SinkError>;
+
+    /// The file failed: discard anything staged. Writes already visible (upserts) stay.
+    async fn abort(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Where rejected rows go (the error report).
+#[async_trait]
+pub trait RejectSink: Send {
+    /// Writes rejected rows.
+    async fn write_rejects(&mut self, rows: &[RejectedRow]) -> Result<(), SinkError>;
+
+    /// Completes the report. Returns its location when anything was written.
+    async fn finish(&mut self) -> Result<Option<String>, SinkError>;
+}
+
+/// Writes rows as JSON Lines to a local file that appears under its final name only when the file is
+/// complete (written to `NAME.partial`, renamed on [`RowSink::finish`], removed on [`RowSink::abort`]).
+#[derive(Debug)]
+pub struct JsonlFileSink {
+    path: PathBuf,
+    partial: PathBuf,
+    out: Option<BufWriter<tokio::fs::File>>,
+}
+
+impl JsonlFileSink {
+    /// Creates `PATH.partial` for writing.
+    pub async fn create(path: impl Into<PathBuf>) -> Result<Self, SinkError> {
+        let path = path.into();
+        let partial = partial_path(&path);
+        let file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| SinkError::io("create", &partial, e))?;
+        Ok(Self {
+            path,
+            partial,
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+#[async_trait]
+impl RowSink for JsonlFileSink {
+    async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
+        let Some(out) = self.out.as_mut() else {
+            return Err(SinkError::permanent("write", "sink already finished"));
+        };
+        out.write_all(batch.as_jsonl())
+            .await
+            .map_err(|e| SinkError::io("write", &self.partial, e))
+    }
+
+    async fn finish(&mut self) -> Result<(), SinkError> {
+        if let Some(mut out) = self.out.take() {
+            out.flush()
+                .await
+                .map_err(|e| SinkError::io("flush", &self.partial, e))?;
+            out.get_mut()
+                .sync_all()
+                .await
+                .map_err(|e| SinkError::io("sync", &self.partial, e))?;
+            drop(out);
+            tokio::fs::rename(&self.partial, &self.path)
+                .await
+                .map_err(|e| SinkError::io("rename to", &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    async fn abort(&mut self) -> Result<(), SinkError> {
+        if self.out.take().is_some() {
+            match tokio::fs::remove_file(&self.partial).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SinkError::io("remove", &self.partial, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes an error report as JSON Lines ([`ErrorReportEntry`]) to any async writer.
+#[derive(Debug)]
+pub struct ErrorReportWriter<W> {
+    out: BufWriter<W>,
+    location: String,
+    entries: u64,
+    line: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin + Send> ErrorReportWriter<W> {
+    /// A report written to `out`, known to users as `location` (a path or URI).
+    pub fn new(out: W, location: impl Into<String>) -> Self {
+        Self {
+            out: BufWriter::new(out),
+            location: location.into(),
+            entries: 0,
+            line: Vec::new(),
+        }
+    }
+
+    /// Entries written so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+}
+
+#[async_trait]
+impl<W: AsyncWrite + Unpin + Send> RejectSink for ErrorReportWriter<W> {
+    async fn write_rejects(&mut self, rows: &[RejectedRow]) -> Result<(), SinkError> {
+        self.line.clear();
+        for row in rows {
+            for entry in row.entries() {
+                serde_json::to_writer(&mut self.line, &entry)
+                    .map_err(|e| SinkError::permanent("serialize error report entry", e))?;
+                self.line.push(b'\n');
+                self.entries += 1;
+            }
+        }
+        self.out
+            .write_all(&self.line)
+            .await
+            .map_err(|e| SinkError::transient(format!("write error report {}", self.location), e))
+    }
+
+    async fn finish(&mut self) -> Result<Option<String>, SinkError> {
+        self.out.flush().await.map_err(|e| {
+            SinkError::transient(format!("flush error report {}", self.location), e)
+        })?;
+        Ok((self.entries > 0).then(|| self.location.clone()))
+    }
+}
+
+/// Keeps rows in memory: for tests and previews.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    /// Every row received, as (position, JSON text).
+    pub rows: Vec<(Position, String)>,
+    /// Whether `finish` was called.
+    pub finished: bool,
+    /// Whether `abort` was called.
+    pub aborted: bool,
+}
+
+#[async_trait]
+impl RowSink for MemorySink {
+    async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
+        for (position, row) in batch.iter() {
+            self.rows
+                .push((position, String::from_utf8_lossy(row).into_owned()));
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<(), SinkError> {
+        self.finished = true;
+        Ok(())
+    }
+
+    async fn abort(&mut self) -> Result<(), SinkError> {
+        self.aborted = true;
+        Ok(())
+    }
+}
+
+/// Keeps rejected rows in memory: for tests and previews.
+#[derive(Debug, Default)]
+pub struct MemoryRejects {
+    /// Every rejected row received.
+    pub rows: Vec<RejectedRow>,
+}
+
+#[async_trait]
+impl RejectSink for MemoryRejects {
+    async fn write_rejects(&mut self, rows: &[RejectedRow]) -> Result<(), SinkError> {
+        self.rows.extend_from_slice(rows);
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<Option<String>, SinkError> {
+        Ok((!self.rows.is_empty()).then(|| "memory".to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(record: u64) -> Position {
+        Position {
+            record,
+            line: record + 1,
+            byte: record * 10,
+        }
+    }
+
+    #[test]
+    fn row_batch_iterates_rows_without_newlines() {
+        let mut batch = RowBatch::default();
+        batch.push_row(pos(1), br#"{"a":1}"#);
+        batch.buffer().extend_from_slice(br#"{"a":2}"#);
+        batch.commit_row(pos(2));
+        let rows: Vec<_> = batch.iter().collect();
+        assert_eq!(
+            rows,
+            vec![(pos(1), &br#"{"a":1}"#[..]), (pos(2), &br#"{"a":2}"#[..])]
+        );
+        assert_eq!(batch.as_jsonl(), b"{\"a\":1}\n{\"a\":2}\n");
+        batch.clear();
+        assert!(batch.is_empty());
+    }
+
+    #[tokio::test]
+    async fn jsonl_file_sink_is_visible_only_after_finish() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("out.jsonl");
+        let mut sink = JsonlFileSink::create(&path).await?;
+        let mut batch = RowBatch::default();
+        batch.push_row(pos(1), b"{}");
+        sink.write_batch(&batch).await?;
+        assert!(!path.exists(), "output visible before finish");
+        sink.finish().await?;
+        assert_eq!(std::fs::read(&path)?, b"{}\n");
+        assert!(!partial_path(&path).exists());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn jsonl_file_sink_abort_leaves_nothing() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("out.jsonl");
+        let mut sink = JsonlFileSink::create(&path).await?;
+        sink.abort().await?;
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn error_report_has_one_line_per_reason() -> Result<(), Box<dyn std::error::Error>> {
+        let mut buf = Vec::new();
+        let mut report = ErrorReportWriter::new(&mut buf, "errors.jsonl");
+        let row = RejectedRow {
+            position: pos(3),
+            errors: vec![
+                RowError::column("amount", ErrorCode::InvalidDecimal, "expected a decimal"),
+                RowError::record(ErrorCode::FieldCountMismatch, "expected 3 fields, found 2"),
+            ],
+        };
+        report.write_rejects(std::slice::from_ref(&row)).await?;
+        assert_eq!(report.finish().await?, Some("errors.jsonl".to_owned()));
+        drop(report);
+        let lines: Vec<ErrorReportEntry> = buf
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(serde_json::from_slice)
+            .collect::<Result<_, _>>()?;
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].column.as_deref(), Some("amount"));
+        assert_eq!((lines[0].record, lines[0].line, lines[0].byte), (3, 4, 30));
+        assert_eq!(lines[1].code, ErrorCode::FieldCountMismatch);
+        Ok(())
+    }
+}

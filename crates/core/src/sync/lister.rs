@@ -1,0 +1,358 @@
+//! Discovery (DESIGN §3): one pass over one connector, and a pass over every active connector.
+//!
+//! Never miss: the whole prefix is listed every time (S3 cannot filter by LastModified), objects back to
+//! `watermark - overlap` are reconsidered, and the watermark only advances after a complete run. Never
+//! double: a file version is sent only after this run *created* its ledger entry with a conditional write,
+//! or when a `claimed` entry was left unsent by a lister that died; a `queued` entry is never re-sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::stream::{self, StreamExt};
+use tracing::{info, warn};
+
+use super::clock::Clock;
+use super::model::{
+    Connector, ConnectorStatus, FileMessage, FileStatus, FileVersion, LedgerEntry, SyncRun,
+};
+use super::ports::{ClaimOutcome, FileQueue, ObjectSource, SourceError, StateError, StateStore};
+use super::rules::{self, Decision, SyncSettings};
+
+/// What the lister talks to.
+#[derive(Clone)]
+pub struct ListerDeps {
+    /// State table.
+    pub state: Arc<dyn StateStore>,
+    /// Source buckets.
+    pub source: Arc<dyn ObjectSource>,
+    /// Work queue.
+    pub queue: Arc<dyn FileQueue>,
+    /// Clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Lister settings.
+#[derive(Debug, Clone)]
+pub struct ListerSettings {
+    /// Discovery rules.
+    pub sync: SyncSettings,
+    /// Connectors synced at once.
+    pub concurrency: usize,
+    /// How long a connector's sync lease lasts (longer than any run; a dead lister's lease expires).
+    pub lease_ttl: Duration,
+    /// Ledger writes in flight per connector.
+    pub claim_concurrency: usize,
+    /// This run's identity, for the lease.
+    pub owner: String,
+}
+
+impl Default for ListerSettings {
+    fn default() -> Self {
+        Self {
+            sync: SyncSettings::default(),
+            concurrency: 4,
+            lease_ttl: Duration::minutes(10),
+            claim_concurrency: 16,
+            owner: format!("lister-{}", std::process::id()),
+        }
+    }
+}
+
+/// The result of asking to sync one connector.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncOutcome {
+    /// The pass ran (possibly with an error, recorded in the run).
+    Ran(SyncRun),
+    /// Another lister holds the connector's lease: nothing done.
+    Busy,
+    /// The connector is not active.
+    NotActive,
+}
+
+/// Why a pass stopped early.
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Syncs every active connector, `settings.concurrency` at a time. Returns each connector's outcome.
+pub async fn sync_all(
+    deps: &ListerDeps,
+    settings: &ListerSettings,
+) -> Result<Vec<(String, SyncOutcome)>, StateError> {
+    let connectors = deps.state.list_connectors().await?;
+    let outcomes = stream::iter(
+        connectors
+            .into_iter()
+            .filter(|c| c.status == ConnectorStatus::Active),
+    )
+    .map(|connector| async move {
+        let outcome = sync_connector(deps, settings, &connector).await;
+        (connector.name.clone(), outcome)
+    })
+    .buffer_unordered(settings.concurrency.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    Ok(outcomes)
+}
+
+/// One discovery pass over one connector.
+pub async fn sync_connector(
+    deps: &ListerDeps,
+    settings: &ListerSettings,
+    connector: &Connector,
+) -> SyncOutcome {
+    if connector.status != ConnectorStatus::Active {
+        return SyncOutcome::NotActive;
+    }
+    let started = Instant::now();
+    let now = deps.clock.now();
+    let lease = format!("sync#{}", connector.id);
+    match deps
+        .state
+        .acquire_lease(&lease, &settings.owner, now, settings.lease_ttl)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            info!(connector = %connector.id, "sync skipped: another lister holds the lease");
+            return SyncOutcome::Busy;
+        }
+        Err(e) => {
+            let run = SyncRun {
+                connector_id: connector.id.clone(),
+                started_at: now,
+                error: Some(format!("cannot take the sync lease: {e}")),
+                ..SyncRun::default()
+            };
+            return SyncOutcome::Ran(run);
+        }
+    }
+    let mut run = SyncRun {
+        connector_id: connector.id.clone(),
+        started_at: now,
+        watermark_before: connector.watermark,
+        watermark_after: connector.watermark,
+        ..SyncRun::default()
+    };
+    let result = pass(deps, settings, connector, now, &mut run).await;
+    if let Err(e) = &result {
+        run.error = Some(e.to_string());
+        warn!(connector = %connector.id, error = %e, "sync failed");
+        if let PassError::Source(source_error) = e {
+            if !source_error.is_transient() {
+                // Access and ownership problems do not fix themselves: show the connector as broken, with the
+                // reason, until `connector reauth` or `connector resume` verifies it again.
+                let mut broken = connector.clone();
+                broken.status = ConnectorStatus::Broken {
+                    reason: source_error.to_string(),
+                };
+                broken.updated_at = now;
+                if let Err(e) = deps.state.update_connector(&broken).await {
+                    warn!(connector = %connector.id, error = %e, "cannot mark connector broken");
+                }
+            }
+        }
+    }
+    run.duration_ms = started.elapsed().as_millis() as u64;
+    if let Err(e) = deps.state.record_sync_run(&run).await {
+        warn!(connector = %connector.id, error = %e, "cannot record sync run");
+    }
+    if let Err(e) = deps.state.release_lease(&lease, &settings.owner).await {
+        // The lease expires on its own; the next run waits at most lease_ttl.
+        warn!(connector = %connector.id, error = %e, "cannot release sync lease");
+    }
+    info!(
+        connector = %connector.id,
+        listed = run.listed,
+        candidates = run.candidates,
+        new = run.new,
+        enqueued = run.enqueued,
+        resent = run.resent,
+        already_known = run.already_known,
+        duration_ms = run.duration_ms,
+        error = run.error.as_deref().unwrap_or(""),
+        "sync finished"
+    );
+    SyncOutcome::Ran(run)
+}
+
+async fn pass(
+    deps: &ListerDeps,
+    settings: &ListerSettings,
+    connector: &Connector,
+    now: DateTime<Utc>,
+    run: &mut SyncRun,
+) -> Result<(), PassError> {
+    let template = deps
+        .state
+        .get_template(&connector.template_id, connector.template_version)
+        .await?
+        .ok_or_else(|| {
+            PassError::Other(format!("template {:?} not found", connector.template_id))
+        })?;
+    let template_format = template.template.format;
+    let mut complete = true;
+
+    // 1. Entries claimed by a lister that died before sending: send them now. (Entries this run claims
+    //    are younger than `resend_claimed_after`, so they are not picked up twice.)
+    let stale_before = now - settings.sync.resend_claimed_after;
+    let stale: Vec<LedgerEntry> = deps
+        .state
+        .list_files(&connector.id, Some(FileStatus::Claimed))
+        .await?
+        .into_iter()
+        .filter(|e| e.discovered_at <= stale_before)
+        .collect();
+    if !stale.is_empty() {
+        let (sent, all) = send(deps, &connector.id, &stale, now).await?;
+        run.resent += sent;
+        run.enqueued += sent;
+        complete &= all;
+    }
+
+    // 2. List everything, page by page, deciding and claiming as we go (memory stays per page).
+    let window_start = rules::window_start(connector.watermark, now, &settings.sync);
+    let mut newest: Option<DateTime<Utc>> = None;
+    let mut continuation = None;
+    loop {
+        let page = deps
+            .source
+            .list_page(&connector.source, continuation.take())
+            .await?;
+        run.listed += page.objects.len() as u64;
+        let mut considered = Vec::new();
+        for object in page.objects {
+            let decision = rules::decide(&object, window_start, &settings.sync, template_format);
+            if matches!(decision, Decision::Ignore(_)) {
+                continue;
+            }
+            newest = Some(newest.map_or(object.last_modified, |n| n.max(object.last_modified)));
+            let version = FileVersion {
+                connector_id: connector.id.clone(),
+                bucket: connector.source.bucket.clone(),
+                key: object.key.clone(),
+                etag: object.etag.clone(),
+                version_id: None,
+            };
+            let mut entry = LedgerEntry::discovered(version, &object, now);
+            match decision {
+                Decision::Import(format) => entry.format = Some(format),
+                Decision::Skip(reason) => {
+                    entry.status = FileStatus::Skipped;
+                    entry.finished_at = Some(now);
+                    entry.skip_reason = Some(reason);
+                }
+                Decision::Ignore(_) => {}
+            }
+            considered.push(entry);
+        }
+        run.candidates += considered.len() as u64;
+        let ids: Vec<String> = considered.iter().map(|e| e.version.file_id()).collect();
+        let known: HashMap<String, LedgerEntry> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            deps.state.get_files(&connector.id, &ids).await?
+        };
+        let fresh: Vec<LedgerEntry> = considered
+            .into_iter()
+            .filter(|e| !known.contains_key(&e.version.file_id()))
+            .collect();
+        run.already_known += ids.len() as u64 - fresh.len() as u64;
+
+        // Claim with a conditional write: only the caller that creates the entry sends the message, so two
+        // listers running at once send each version once.
+        let claims = stream::iter(fresh)
+            .map(|entry| async move {
+                let outcome = deps.state.claim_file(&entry).await;
+                (entry, outcome)
+            })
+            .buffer_unordered(settings.claim_concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        let mut to_send = Vec::new();
+        for (entry, outcome) in claims {
+            match outcome {
+                Ok(ClaimOutcome::Claimed) => {
+                    run.new += 1;
+                    if let Some(reason) = &entry.skip_reason {
+                        *run.skipped.entry(reason.code().to_owned()).or_default() += 1;
+                    } else {
+                        to_send.push(entry);
+                    }
+                }
+                Ok(ClaimOutcome::AlreadyKnown) => run.already_known += 1,
+                Err(e) => {
+                    warn!(connector = %connector.id, key = %entry.version.key, error = %e, "claim failed");
+                    complete = false;
+                }
+            }
+        }
+        if !to_send.is_empty() {
+            let (sent, all) = send(deps, &connector.id, &to_send, now).await?;
+            run.enqueued += sent;
+            complete &= all;
+        }
+        match page.next {
+            Some(next) => continuation = Some(next),
+            None => break,
+        }
+    }
+
+    // 3. Advance the watermark only after everything considered is durably claimed and sent.
+    let after = rules::next_watermark(connector.watermark, newest, complete);
+    if after != connector.watermark {
+        if let Some(to) = after {
+            deps.state.advance_watermark(&connector.id, to).await?;
+        }
+    }
+    run.watermark_after = after;
+    if !complete {
+        return Err(PassError::Other(
+            "some files could not be claimed or sent; they will be retried on the next run".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends one message per entry and marks the accepted ones `queued`. Returns (accepted, all accepted).
+async fn send(
+    deps: &ListerDeps,
+    connector_id: &str,
+    entries: &[LedgerEntry],
+    now: DateTime<Utc>,
+) -> Result<(u64, bool), PassError> {
+    let messages: Vec<FileMessage> = entries.iter().map(FileMessage::for_entry).collect();
+    let accepted = deps
+        .queue
+        .send(&messages)
+        .await
+        .map_err(|e| PassError::Other(e.to_string()))?;
+    let mut sent = 0;
+    let mut all = true;
+    for (entry, ok) in entries.iter().zip(accepted) {
+        if !ok {
+            // Still `claimed`: the next run resends it once it is older than `resend_claimed_after`.
+            all = false;
+            continue;
+        }
+        sent += 1;
+        // A failure here leaves the entry `claimed` although SQS has the message; a later resend would
+        // deliver it twice, which the worker's ledger check turns into a no-op.
+        if let Err(e) = deps
+            .state
+            .mark_queued(connector_id, &entry.version.file_id(), now)
+            .await
+        {
+            warn!(connector = %connector_id, key = %entry.version.key, error = %e, "cannot mark file queued");
+        }
+    }
+    Ok((sent, all))
+}

@@ -1,0 +1,18 @@
+//! Connectors, file versions, the ledger, and the rules that decide what to import (DESIGN §2–§4).
+//!
+//! Everything here is AWS-free: the lister and worker algorithms talk to S3, SQS and DynamoDB through the
+//! [`ports`] traits, which have in-memory adapters ([`memory`]) for fast tests and real adapters in the
+//! `s3-importer-aws` crate.
+
+pub mod clock;
+#[cfg(feature = "contract-tests")]
+pub mod contract;
+pub mod lister;
+pub mod memory;
+pub mod model;
+pub mod ports;
+pub mod rules;
+pub mod worker;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use model::*;

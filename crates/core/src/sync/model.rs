@@ -1,0 +1,473 @@
+//! The nouns of the product: connectors, objects, file versions, ledger entries, queue messages, sync runs.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::read::StartAt;
+use crate::FileFormat;
+
+/// A connector's lifecycle state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ConnectorStatus {
+    /// Synced on every schedule.
+    Active,
+    /// Kept, not synced.
+    Paused,
+    /// Syncs fail for a reason the user must fix (e.g. the role can no longer be assumed).
+    Broken {
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// Being deleted.
+    Deleting,
+}
+
+impl ConnectorStatus {
+    /// The state's name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Broken { .. } => "broken",
+            Self::Deleting => "deleting",
+        }
+    }
+}
+
+/// Where a connector's files are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The 12-digit AWS account that owns the bucket (sent as `ExpectedBucketOwner` on every S3 call).
+    pub account_id: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// The bucket's region.
+    pub region: String,
+    /// Folder (key prefix), without leading slash; `None` for the whole bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Role to assume for cross-account access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// The External ID required by the role's trust policy (generated per connector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+}
+
+/// Where a connector's rows go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DestinationConfig {
+    /// Upsert rows by primary key into a DynamoDB table.
+    Dynamodb {
+        /// Table name.
+        table: String,
+    },
+    /// Normalized JSON Lines objects in S3, one per source file version.
+    S3Jsonl {
+        /// Bucket.
+        bucket: String,
+        /// Key prefix.
+        #[serde(default)]
+        prefix: String,
+    },
+}
+
+/// A connector: one folder of one bucket, imported with one template into one destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connector {
+    /// Stable id (`c-` and 16 hex digits).
+    pub id: String,
+    /// Unique, user-chosen name.
+    pub name: String,
+    /// Lifecycle state.
+    pub status: ConnectorStatus,
+    /// Source bucket and access.
+    pub source: Source,
+    /// Template id.
+    pub template_id: String,
+    /// Template version, or `None` for the latest one at import time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<u32>,
+    /// Destination.
+    pub destination: DestinationConfig,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Newest LastModified sent so far: an optimisation bounding what is considered; the ledger decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<DateTime<Utc>>,
+    /// Summary of the last sync run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<SyncRun>,
+}
+
+/// One object as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    /// Full key.
+    pub key: String,
+    /// ETag as S3 returns it (with its quotes).
+    pub etag: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// LastModified (the *start* of a multipart upload).
+    pub last_modified: DateTime<Utc>,
+    /// Storage class, when S3 reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// True when an archived object has a restored copy available.
+    #[serde(default)]
+    pub restored: bool,
+}
+
+/// The identity of one thing to import: connector, bucket, key, ETag (and VersionId when known).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileVersion {
+    /// Connector id.
+    pub connector_id: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// ETag, quoted as S3 returns it.
+    pub etag: String,
+    /// VersionId on versioned buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+impl FileVersion {
+    /// The ledger id: `<sha256(key), 32 hex>#<etag without quotes>`. Keys reach 1024 bytes, as does the
+    /// DynamoDB sort key limit, so the key is hashed; the full key stays an attribute.
+    pub fn file_id(&self) -> String {
+        file_id(&self.key, &self.etag)
+    }
+}
+
+/// See [`FileVersion::file_id`].
+pub fn file_id(key: &str, etag: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    format!("{}#{}", hex::encode(&digest[..16]), etag.trim_matches('"'))
+}
+
+/// A ledger entry's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    /// Claimed by a lister, not yet accepted by SQS.
+    Claimed,
+    /// Accepted by SQS.
+    Queued,
+    /// A worker holds it (with a lease).
+    Processing,
+    /// Done: rows written (some may have been rejected into the error report).
+    Imported,
+    /// The file cannot be imported (permanent); `connector retry` re-queues it.
+    Failed,
+    /// Not imported on purpose (too large, unsupported, archived).
+    Skipped,
+    /// The key was overwritten before it was read; the newer version has its own entry.
+    Superseded,
+    /// The object was deleted before it was read.
+    Gone,
+}
+
+impl FileStatus {
+    /// The state's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Queued => "queued",
+            Self::Processing => "processing",
+            Self::Imported => "imported",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Superseded => "superseded",
+            Self::Gone => "gone",
+        }
+    }
+
+    /// Final states: nothing more happens without a user's request.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Imported | Self::Failed | Self::Skipped | Self::Superseded | Self::Gone
+        )
+    }
+}
+
+impl std::str::FromStr for FileStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "claimed" => Self::Claimed,
+            "queued" => Self::Queued,
+            "processing" => Self::Processing,
+            "imported" => Self::Imported,
+            "failed" => Self::Failed,
+            "skipped" => Self::Skipped,
+            "superseded" => Self::Superseded,
+            "gone" => Self::Gone,
+            other => return Err(format!("unknown file status {other:?}")),
+        })
+    }
+}
+
+impl std::fmt::Display for FileStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a listed object is not imported.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Larger than the connector's maximum file size.
+    TooLarge {
+        /// Object size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// No supported format can be told from the name or the template.
+    UnsupportedFormat,
+    /// In an archive storage class and not restored.
+    Archived {
+        /// The storage class.
+        storage_class: String,
+    },
+}
+
+impl SkipReason {
+    /// Short name used in counters and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "too_large",
+            Self::UnsupportedFormat => "unsupported_format",
+            Self::Archived { .. } => "archived",
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge { size, limit } => write!(f, "file is {size} bytes, over the {limit}-byte limit"),
+            Self::UnsupportedFormat => {
+                f.write_str("unsupported format: name files .csv .tsv .json .jsonl .ndjson (optionally .gz), or set the template's format")
+            }
+            Self::Archived { storage_class } => {
+                write!(f, "object is archived in {storage_class}; restore it to import it")
+            }
+        }
+    }
+}
+
+/// The ledger's record of one file version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Which file version.
+    pub version: FileVersion,
+    /// State.
+    pub status: FileStatus,
+    /// Size in bytes.
+    pub size: u64,
+    /// LastModified.
+    pub last_modified: DateTime<Utc>,
+    /// Detected format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<FileFormat>,
+    /// Why it was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<SkipReason>,
+    /// When a lister first saw it.
+    pub discovered_at: DateTime<Utc>,
+    /// When SQS accepted its message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When a worker last started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// A worker's lease: another worker may take over after this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Who holds the lease (a worker's invocation id); only the holder may finish the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_owner: Option<String>,
+    /// Times a worker started it.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Rows imported.
+    #[serde(default)]
+    pub rows_imported: u64,
+    /// Rows rejected.
+    #[serde(default)]
+    pub rows_rejected: u64,
+    /// Error report location (`s3://…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_report: Option<String>,
+    /// Why it failed, with position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Template version used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<u32>,
+    /// Where a long file's next piece starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+}
+
+impl LedgerEntry {
+    /// A new entry for a listed object.
+    pub fn discovered(version: FileVersion, object: &ObjectMeta, now: DateTime<Utc>) -> Self {
+        Self {
+            version,
+            status: FileStatus::Claimed,
+            size: object.size,
+            last_modified: object.last_modified,
+            format: None,
+            skip_reason: None,
+            discovered_at: now,
+            queued_at: None,
+            started_at: None,
+            finished_at: None,
+            lease_until: None,
+            lease_owner: None,
+            attempts: 0,
+            rows_imported: 0,
+            rows_rejected: 0,
+            error_report: None,
+            error: None,
+            template_version: None,
+            checkpoint: None,
+        }
+    }
+}
+
+/// Progress saved between the pieces of a long file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Where the next piece starts.
+    pub start: CheckpointStart,
+    /// Piece number of the next piece (0-based).
+    pub piece: u32,
+    /// Rows imported so far.
+    pub rows_imported: u64,
+    /// Rows rejected so far.
+    pub rows_rejected: u64,
+}
+
+/// A serializable [`StartAt`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointStart {
+    /// Decoded byte offset of the next record (as in [`StartAt::position`]).
+    pub byte: u64,
+    /// Record numbering, as in [`StartAt::position`].
+    pub record: u64,
+    /// Line numbering, as in [`StartAt::position`].
+    pub line: u64,
+    /// CSV header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<Vec<String>>,
+}
+
+impl From<&StartAt> for CheckpointStart {
+    fn from(s: &StartAt) -> Self {
+        Self {
+            byte: s.position.byte,
+            record: s.position.record,
+            line: s.position.line,
+            header: s.header.clone(),
+        }
+    }
+}
+
+impl From<&CheckpointStart> for StartAt {
+    fn from(c: &CheckpointStart) -> Self {
+        StartAt {
+            position: crate::Position {
+                record: c.record,
+                line: c.line,
+                byte: c.byte,
+            },
+            header: c.header.clone(),
+        }
+    }
+}
+
+/// The SQS message for one file version (versioned JSON, small).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMessage {
+    /// Message schema version: 1.
+    pub v: u32,
+    /// The file version.
+    #[serde(flatten)]
+    pub version: FileVersion,
+    /// Size in bytes.
+    pub size: u64,
+    /// LastModified.
+    pub last_modified: DateTime<Utc>,
+    /// Piece number for continuations of long files (0 for the first).
+    #[serde(default)]
+    pub piece: u32,
+}
+
+impl FileMessage {
+    /// The current schema version.
+    pub const VERSION: u32 = 1;
+
+    /// A message for the first piece of a ledger entry.
+    pub fn for_entry(entry: &LedgerEntry) -> Self {
+        Self {
+            v: Self::VERSION,
+            version: entry.version.clone(),
+            size: entry.size,
+            last_modified: entry.last_modified,
+            piece: 0,
+        }
+    }
+}
+
+/// One lister pass over one connector.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRun {
+    /// Connector id.
+    pub connector_id: String,
+    /// Started.
+    pub started_at: DateTime<Utc>,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+    /// Objects listed (folder markers included).
+    pub listed: u64,
+    /// Objects inside the time window.
+    pub candidates: u64,
+    /// Versions seen for the first time (claimed or skipped).
+    pub new: u64,
+    /// Messages accepted by SQS in this run.
+    pub enqueued: u64,
+    /// Of those, claimed-but-unsent versions from an earlier run.
+    pub resent: u64,
+    /// Versions already in the ledger.
+    pub already_known: u64,
+    /// Skipped versions by reason code.
+    pub skipped: BTreeMap<String, u64>,
+    /// Watermark before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_before: Option<DateTime<Utc>>,
+    /// Watermark after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_after: Option<DateTime<Utc>>,
+    /// Why the run failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -1,0 +1,1849 @@
+//! Typed validation: binds a [`Template`] to one file and turns each record into a typed JSON object.
+//!
+//! The CSV path is the hot path of an import. Everything that can be decided once per file is decided in
+//! [`Validator::new`] (which column feeds which field, the JSON bytes of every output key, enum spellings), so
+//! validating a row allocates nothing in the steady state: cells are parsed by hand and written straight into
+//! the caller's buffer. Allocation happens only on the error path (messages) and, for JSON records, for keys
+//! or strings that contain escapes.
+//!
+//! Error messages never contain a cell's value: rows may hold personal data, and messages end up in logs and
+//! reports. They say what was expected instead.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::read::{Fields, RecordBody};
+use crate::template::{normalize_column, FieldType, Template, UnknownColumns};
+use crate::{ErrorCode, Format, RowError};
+
+/// A file that cannot be validated against the template at all (decided from its header, before any row).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateMismatch {
+    /// The header has no column for a required field.
+    #[error("the header has no column `{column}` for the required field `{field}`")]
+    MissingColumn {
+        /// The template field.
+        field: String,
+        /// The column it reads from.
+        column: String,
+    },
+    /// The header has columns the template does not declare, and `unknown_columns = "reject"`.
+    #[error(
+        "the header has {} column(s) the template does not declare (unknown_columns = \"reject\"): {}",
+        .columns.len(), quote_list(.columns)
+    )]
+    UnknownColumns {
+        /// The unknown columns, as written in the header (trimmed).
+        columns: Vec<String>,
+    },
+    /// Two header columns are the same column once trimmed and lowercased, and the column is used.
+    #[error("column `{column}` appears twice in the header (columns {first} and {second}, counting from 1)")]
+    DuplicateColumn {
+        /// The column, as written the second time (trimmed).
+        column: String,
+        /// 1-based position of the first occurrence.
+        first: usize,
+        /// 1-based position of the second occurrence.
+        second: usize,
+    },
+    /// With `unknown_columns = "keep"`, an unknown column has the same name as a template field's output key.
+    #[error("the kept unknown column `{column}` has the same name as a template field")]
+    KeptColumnCollides {
+        /// The column.
+        column: String,
+    },
+}
+
+fn quote_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One field, compiled for a file.
+#[derive(Debug)]
+struct Plan {
+    /// `,"name":` — the output key with a leading comma (skipped for the first key written).
+    key: Box<[u8]>,
+    /// `,"name":null`.
+    null: Box<[u8]>,
+    /// The source column, for error reports.
+    column: Box<str>,
+    /// CSV: index of the column in the record; `None` when the header lacks it (an optional field).
+    source: Option<usize>,
+    required: bool,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    String {
+        min: Option<u32>,
+        max: Option<u32>,
+    },
+    Integer {
+        min: i64,
+        max: i64,
+    },
+    Decimal {
+        precision: Option<u32>,
+        scale: Option<u32>,
+    },
+    Boolean,
+    Date {
+        format: Option<Box<str>>,
+    },
+    Timestamp {
+        format: Option<Box<str>>,
+    },
+    Enum {
+        values: Box<[EnumValue]>,
+        case_insensitive: bool,
+    },
+    Json,
+}
+
+#[derive(Debug)]
+struct EnumValue {
+    text: Box<str>,
+    /// Short ASCII values (up to 8 bytes) packed into a word, lowercased when matching ignores case: a
+    /// match is then one compare.
+    word: Option<u64>,
+    /// The declared spelling as a JSON string literal.
+    json: Box<[u8]>,
+}
+
+/// How CSV records map to fields.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// Records must have exactly `width` fields (the header's).
+    Header { width: usize },
+    /// No header: field `i` is column `i`; extra columns are unknown columns.
+    Positional,
+    /// JSON records.
+    Json,
+}
+
+/// Why one value is rejected.
+struct Fail {
+    code: ErrorCode,
+    message: Cow<'static, str>,
+}
+
+impl Fail {
+    fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A template bound to one file: validates its records one by one.
+#[derive(Debug)]
+pub struct Validator {
+    plan: Vec<Plan>,
+    shape: Shape,
+    unknown: UnknownColumns,
+    empty_as_null: bool,
+    /// CSV with a header and `unknown_columns = "keep"`: (column index, `,"name":`).
+    kept_columns: Vec<(usize, Box<[u8]>)>,
+    /// Header-less CSV with `keep`: `,"column_N":` keys, grown on demand.
+    positional_keys: Vec<Box<[u8]>>,
+    /// JSON: declared source column → field index (exact-match fast path).
+    exact: HashMap<Box<str>, usize>,
+    /// JSON: normalised source column → field index.
+    normalized: HashMap<String, usize>,
+    norm_buf: String,
+    /// JSON: entry index feeding each field for the current record (`usize::MAX`: none).
+    slots: Vec<usize>,
+    /// JSON: entries kept under `unknown_columns = "keep"`.
+    kept_entries: Vec<usize>,
+    /// JSON: the reusable list of an object's entries, empty between records (see [`recycle`]).
+    spare: Vec<(Cow<'static, str>, &'static RawValue)>,
+}
+
+const NO_ENTRY: usize = usize::MAX;
+
+impl Validator {
+    /// Binds a template to one file. `header` is Some for delimited files with a header row.
+    ///
+    /// Delimited files without a header map the template's fields to columns by position.
+    pub fn new(
+        template: &Template,
+        format: Format,
+        header: Option<Fields<'_>>,
+    ) -> Result<Validator, TemplateMismatch> {
+        let delimited = matches!(format, Format::Csv | Format::Tsv);
+        let mut plan: Vec<Plan> = template
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Plan {
+                key: json_key(&f.name),
+                null: [&json_key(&f.name)[..], b"null"]
+                    .concat()
+                    .into_boxed_slice(),
+                column: f.source_column().trim().into(),
+                source: if delimited { Some(i) } else { None },
+                required: f.required,
+                kind: compile_kind(&f.field_type),
+            })
+            .collect();
+        let mut v = Validator {
+            plan: Vec::new(),
+            shape: if delimited {
+                Shape::Positional
+            } else {
+                Shape::Json
+            },
+            unknown: template.unknown_columns,
+            empty_as_null: template.csv.empty_as_null,
+            kept_columns: Vec::new(),
+            positional_keys: Vec::new(),
+            exact: HashMap::new(),
+            normalized: HashMap::new(),
+            norm_buf: String::new(),
+            slots: vec![NO_ENTRY; plan.len()],
+            kept_entries: Vec::new(),
+            spare: Vec::new(),
+        };
+        let by_column: HashMap<String, usize> = template
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (normalize_column(f.source_column()), i))
+            .collect();
+        match (delimited, header) {
+            (true, Some(header)) => {
+                v.shape = Shape::Header {
+                    width: header.len(),
+                };
+                v.bind_header(template, &mut plan, &by_column, header)?;
+            }
+            (true, None) => {}
+            (false, _) => {
+                for (i, f) in template.fields.iter().enumerate() {
+                    v.exact.insert(f.source_column().into(), i);
+                }
+                v.normalized = by_column;
+            }
+        }
+        v.plan = plan;
+        Ok(v)
+    }
+
+    fn bind_header(
+        &mut self,
+        template: &Template,
+        plan: &mut [Plan],
+        by_column: &HashMap<String, usize>,
+        header: Fields<'_>,
+    ) -> Result<(), TemplateMismatch> {
+        for p in plan.iter_mut() {
+            p.source = None;
+        }
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut unknown = Vec::new();
+        for (i, cell) in header.iter().enumerate() {
+            let text = String::from_utf8_lossy(cell);
+            // The reader strips a byte order mark; a header that still starts with one must not hide a column.
+            let trimmed = text.trim_start_matches('\u{feff}').trim();
+            let norm = normalize_column(trimmed);
+            let field = by_column.get(&norm).copied();
+            let blank = trimmed.is_empty();
+            if let Some(first) = seen.insert(norm, i) {
+                if field.is_some() || (self.unknown == UnknownColumns::Keep && !blank) {
+                    return Err(TemplateMismatch::DuplicateColumn {
+                        column: trimmed.to_owned(),
+                        first: first + 1,
+                        second: i + 1,
+                    });
+                }
+                continue;
+            }
+            match field {
+                Some(f) => plan[f].source = Some(i),
+                // Blank header cells (a trailing delimiter) are not columns anyone declared or wants kept.
+                None if blank => {}
+                None => match self.unknown {
+                    UnknownColumns::Ignore => {}
+                    UnknownColumns::Reject => unknown.push(trimmed.to_owned()),
+                    UnknownColumns::Keep => {
+                        if template.fields.iter().any(|f| f.name == trimmed) {
+                            return Err(TemplateMismatch::KeptColumnCollides {
+                                column: trimmed.to_owned(),
+                            });
+                        }
+                        self.kept_columns.push((i, json_key(trimmed)));
+                    }
+                },
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(TemplateMismatch::UnknownColumns { columns: unknown });
+        }
+        for (p, f) in plan.iter().zip(&template.fields) {
+            if p.source.is_none() && f.required {
+                return Err(TemplateMismatch::MissingColumn {
+                    field: f.name.clone(),
+                    column: f.source_column().trim().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates one record. On success appends exactly one JSON object (no trailing newline) to `out` and
+    /// returns true. On failure restores `out` to its previous length, pushes every reason into `errors` (all
+    /// field errors of the row, not only the first) and returns false. `RecordBody::Invalid(e)` → push e,
+    /// return false.
+    pub fn validate(
+        &mut self,
+        body: &RecordBody<'_>,
+        out: &mut Vec<u8>,
+        errors: &mut Vec<RowError>,
+    ) -> bool {
+        let start = out.len();
+        let before = errors.len();
+        match body {
+            RecordBody::Invalid(e) => {
+                errors.push(e.clone());
+                return false;
+            }
+            RecordBody::Fields(fields) => self.validate_fields(fields, out, errors),
+            RecordBody::Json(bytes) => self.validate_json(bytes, out, errors),
+        }
+        if errors.len() > before {
+            out.truncate(start);
+            false
+        } else {
+            true
+        }
+    }
+
+    fn validate_fields(
+        &mut self,
+        fields: &Fields<'_>,
+        out: &mut Vec<u8>,
+        errors: &mut Vec<RowError>,
+    ) {
+        let n = fields.len();
+        let declared = self.plan.len();
+        match self.shape {
+            Shape::Header { width } if n != width => {
+                errors.push(RowError::record(
+                    ErrorCode::FieldCountMismatch,
+                    format!("the record has {n} fields, the header has {width}"),
+                ));
+                return;
+            }
+            Shape::Positional if n < declared => {
+                errors.push(RowError::record(
+                    ErrorCode::FieldCountMismatch,
+                    format!("the record has {n} fields, the template declares {declared}"),
+                ));
+                return;
+            }
+            Shape::Positional if n > declared && self.unknown == UnknownColumns::Reject => {
+                errors.push(RowError::record(
+                    ErrorCode::UnknownColumn,
+                    format!(
+                        "the record has {n} fields, the template declares {declared} (unknown_columns = \"reject\")"
+                    ),
+                ));
+                return;
+            }
+            _ => {}
+        }
+        out.push(b'{');
+        let mut sep = false;
+        let empty_as_null = self.empty_as_null;
+        for p in &self.plan {
+            let Some(cell) = p.source.and_then(|i| fields.get(i)) else {
+                // Absent from the header: optional (a required one fails the file at bind time). Omitted.
+                continue;
+            };
+            write_csv_cell(p, cell, empty_as_null, out, &mut sep, errors);
+        }
+        if !self.kept_columns.is_empty() {
+            for (i, key) in &self.kept_columns {
+                let cell = fields.get(*i).unwrap_or_default();
+                write_kept_cell(key, cell, empty_as_null, out, &mut sep, errors);
+            }
+        } else if matches!(self.shape, Shape::Positional) && self.unknown == UnknownColumns::Keep {
+            for i in declared..n {
+                while self.positional_keys.len() <= i - declared {
+                    let number = declared + self.positional_keys.len() + 1;
+                    self.positional_keys
+                        .push(json_key(&format!("column_{number}")));
+                }
+                let cell = fields.get(i).unwrap_or_default();
+                write_kept_cell(
+                    &self.positional_keys[i - declared],
+                    cell,
+                    empty_as_null,
+                    out,
+                    &mut sep,
+                    errors,
+                );
+            }
+        }
+        out.push(b'}');
+    }
+
+    fn validate_json(&mut self, bytes: &[u8], out: &mut Vec<u8>, errors: &mut Vec<RowError>) {
+        let mut entries = recycle(std::mem::take(&mut self.spare));
+        match parse_object(bytes, &mut entries) {
+            Ok(()) => self.write_json_record(&entries, out, errors),
+            Err(e) => errors.push(e),
+        }
+        self.spare = recycle(entries);
+    }
+
+    fn write_json_record(
+        &mut self,
+        entries: &[(Cow<'_, str>, &RawValue)],
+        out: &mut Vec<u8>,
+        errors: &mut Vec<RowError>,
+    ) {
+        self.slots.fill(NO_ENTRY);
+        self.kept_entries.clear();
+        let mut guess = 0;
+        for (idx, (key, _)) in entries.iter().enumerate() {
+            let field = self.lookup(key, guess);
+            match field {
+                Some(f) => {
+                    guess = f + 1;
+                    if self.slots[f] != NO_ENTRY {
+                        errors.push(RowError::column(
+                            key.trim(),
+                            ErrorCode::DuplicateColumn,
+                            format!(
+                                "the object has two keys for the column `{}` (keys match trimmed and ignoring case)",
+                                self.plan[f].column
+                            ),
+                        ));
+                    } else {
+                        self.slots[f] = idx;
+                    }
+                }
+                None => match self.unknown {
+                    UnknownColumns::Ignore => {}
+                    UnknownColumns::Reject => errors.push(RowError::column(
+                        key.trim(),
+                        ErrorCode::UnknownColumn,
+                        "the template does not declare this key (unknown_columns = \"reject\")",
+                    )),
+                    UnknownColumns::Keep => self.kept_entries.push(idx),
+                },
+            }
+        }
+        out.push(b'{');
+        let mut sep = false;
+        for (p, &slot) in self.plan.iter().zip(&self.slots) {
+            if slot == NO_ENTRY {
+                if p.required {
+                    errors.push(RowError::column(
+                        &*p.column,
+                        ErrorCode::MissingField,
+                        "the required key is missing",
+                    ));
+                }
+                continue;
+            }
+            write_json_value(p, entries[slot].1.get(), out, &mut sep, errors);
+        }
+        for (n, &idx) in self.kept_entries.iter().enumerate() {
+            let key = entries[idx].0.trim();
+            let collides = self
+                .plan
+                .iter()
+                .any(|p| field_name(&p.key) == key.as_bytes())
+                || self.kept_entries[..n]
+                    .iter()
+                    .any(|&other| normalize_column(&entries[other].0) == normalize_column(key));
+            if collides {
+                errors.push(RowError::column(
+                    key,
+                    ErrorCode::DuplicateColumn,
+                    "the kept key has the name of a template field or of another kept key",
+                ));
+                continue;
+            }
+            put_sep(out, &mut sep);
+            write_json_string(out, key.as_bytes()).ok();
+            out.push(b':');
+            write_compact_json(out, entries[idx].1.get().as_bytes());
+        }
+        out.push(b'}');
+    }
+
+    /// The field fed by JSON key `key`: the field after the previous match first (objects usually list keys
+    /// in template order), then an exact match, then the trimmed, lowercased match.
+    fn lookup(&mut self, key: &str, guess: usize) -> Option<usize> {
+        if let Some(p) = self.plan.get(guess) {
+            if &*p.column == key {
+                return Some(guess);
+            }
+        }
+        if let Some(&f) = self.exact.get(key) {
+            return Some(f);
+        }
+        self.norm_buf.clear();
+        let trimmed = key.trim();
+        if trimmed.is_ascii() {
+            self.norm_buf
+                .extend(trimmed.chars().map(|c| c.to_ascii_lowercase()));
+        } else {
+            self.norm_buf
+                .extend(trimmed.chars().flat_map(char::to_lowercase));
+        }
+        self.normalized.get(self.norm_buf.as_str()).copied()
+    }
+}
+
+/// The JSON key bytes `,"name":`.
+fn json_key(name: &str) -> Box<[u8]> {
+    let mut key = vec![b','];
+    // A `str` is valid UTF-8, so escaping cannot fail.
+    let _ = write_json_string(&mut key, name.as_bytes());
+    key.push(b':');
+    key.into_boxed_slice()
+}
+
+/// The quoted name inside a `,"name":` key (escaped form; equal to the name when it needs no escaping).
+fn field_name(key: &[u8]) -> &[u8] {
+    key.get(2..key.len().saturating_sub(2)).unwrap_or_default()
+}
+
+fn compile_kind(t: &FieldType) -> Kind {
+    match t {
+        FieldType::String {
+            min_length,
+            max_length,
+        } => Kind::String {
+            min: *min_length,
+            max: *max_length,
+        },
+        FieldType::Integer { min, max } => Kind::Integer {
+            min: min.unwrap_or(i64::MIN),
+            max: max.unwrap_or(i64::MAX),
+        },
+        FieldType::Decimal { precision, scale } => Kind::Decimal {
+            precision: *precision,
+            scale: *scale,
+        },
+        FieldType::Boolean => Kind::Boolean,
+        FieldType::Date { format } => Kind::Date {
+            format: format.as_deref().map(Into::into),
+        },
+        FieldType::Timestamp { format } => Kind::Timestamp {
+            format: format.as_deref().map(Into::into),
+        },
+        FieldType::Enum {
+            values,
+            case_insensitive,
+        } => Kind::Enum {
+            values: values
+                .iter()
+                .map(|v| {
+                    let mut json = Vec::new();
+                    let _ = write_json_string(&mut json, v.as_bytes());
+                    let word = short_word(v.as_bytes()).map(|w| {
+                        if *case_insensitive {
+                            ascii_lower(w)
+                        } else {
+                            w
+                        }
+                    });
+                    EnumValue {
+                        text: v.as_str().into(),
+                        word,
+                        json: json.into_boxed_slice(),
+                    }
+                })
+                .collect(),
+            case_insensitive: *case_insensitive,
+        },
+        FieldType::Json => Kind::Json,
+    }
+}
+
+#[inline]
+fn put_sep(out: &mut Vec<u8>, sep: &mut bool) {
+    if *sep {
+        out.push(b',');
+    }
+    *sep = true;
+}
+
+#[inline(always)]
+fn put_key(out: &mut Vec<u8>, key: &[u8], sep: &mut bool) {
+    if *sep {
+        put_bytes(out, key);
+    } else {
+        put_bytes(out, key.get(1..).unwrap_or_default());
+        *sep = true;
+    }
+}
+
+/// Appends `s`. Slices of up to 32 bytes (most keys and cells) are copied with at most two overlapping
+/// fixed-size moves straight into the vector: a few register moves instead of a call to `memcpy`, whose call
+/// overhead dominated the cost of the short copies a row is made of.
+#[inline(always)]
+fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
+    if s.len() > 32 {
+        out.extend_from_slice(s);
+        return;
+    }
+    let (start, w) = window(out);
+    copy_small(w, s);
+    out.truncate(start + s.len());
+}
+
+/// Appends 32 zero bytes and returns where they start and the bytes themselves, to be written in place and
+/// then cut back with `truncate`. Writing in place (rather than assembling on the stack and copying) avoids
+/// reading back freshly written bytes with wider loads, which stalls store-to-load forwarding.
+#[inline(always)]
+fn window(out: &mut Vec<u8>) -> (usize, &mut [u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 32]);
+    (start, &mut out[start..])
+}
+
+/// Copies `s` (at most 32 bytes, at most `dst.len()`) to the start of `dst` with at most two overlapping
+/// fixed-size copies.
+#[inline(always)]
+fn copy_small(dst: &mut [u8], s: &[u8]) {
+    let n = s.len();
+    if n >= 16 {
+        dst[..16].copy_from_slice(&s[..16]);
+        dst[n - 16..n].copy_from_slice(&s[n - 16..]);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&s[..8]);
+        dst[n - 8..n].copy_from_slice(&s[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&s[..4]);
+        dst[n - 4..n].copy_from_slice(&s[n - 4..]);
+    } else if n >= 2 {
+        dst[..2].copy_from_slice(&s[..2]);
+        dst[n - 2..n].copy_from_slice(&s[n - 2..]);
+    } else if n == 1 {
+        dst[0] = s[0];
+    }
+}
+
+/// The first `s.len()` (at most 8) bytes of `s` as a little-endian word, the other bytes zero. Overlapping
+/// loads straight from `s`; no round trip through memory.
+#[inline(always)]
+fn load_short(s: &[u8]) -> u64 {
+    let n = s.len();
+    let at = |i: usize, len: usize| -> u64 {
+        let mut v = 0u64;
+        for (k, &b) in s[i..i + len].iter().enumerate() {
+            v |= u64::from(b) << (8 * k);
+        }
+        v
+    };
+    if n >= 8 {
+        at(0, 8)
+    } else if n >= 4 {
+        // The two halves overlap on equal bytes, so OR-ing them is exact.
+        at(0, 4) | (at(n - 4, 4) << (8 * (n - 4)))
+    } else if n >= 2 {
+        at(0, 2) | (at(n - 2, 2) << (8 * (n - 2)))
+    } else if n == 1 {
+        u64::from(s[0])
+    } else {
+        0
+    }
+}
+
+#[inline]
+fn null_value(
+    p: &Plan,
+    what: &'static str,
+    out: &mut Vec<u8>,
+    sep: &mut bool,
+    errors: &mut Vec<RowError>,
+) {
+    if p.required {
+        errors.push(RowError::column(&*p.column, ErrorCode::NullValue, what));
+    } else {
+        put_key(out, &p.null, sep);
+    }
+}
+
+#[inline]
+fn write_csv_cell(
+    p: &Plan,
+    cell: &[u8],
+    empty_as_null: bool,
+    out: &mut Vec<u8>,
+    sep: &mut bool,
+    errors: &mut Vec<RowError>,
+) {
+    const EMPTY: &str = "the required field is empty (an empty cell is null)";
+    let result = match &p.kind {
+        Kind::String { min, max } => {
+            if cell.is_empty() && empty_as_null {
+                return null_value(p, EMPTY, out, sep, errors);
+            }
+            put_key(out, &p.key, sep);
+            write_string(out, cell, *min, *max)
+        }
+        Kind::Json => {
+            let text = cell.trim_ascii();
+            if text.is_empty() {
+                return null_value(p, EMPTY, out, sep, errors);
+            }
+            match serde_json::from_slice::<&RawValue>(text) {
+                Ok(raw) if raw.get() == "null" => {
+                    return null_value(p, "the required field is JSON null", out, sep, errors);
+                }
+                Ok(raw) => {
+                    put_key(out, &p.key, sep);
+                    write_compact_json(out, raw.get().as_bytes());
+                    Ok(())
+                }
+                Err(e) => Err(Fail::new(
+                    ErrorCode::InvalidJsonValue,
+                    format!("expected JSON text: {e}"),
+                )),
+            }
+        }
+        kind => {
+            let text = cell.trim_ascii();
+            if text.is_empty() {
+                return null_value(p, EMPTY, out, sep, errors);
+            }
+            put_key(out, &p.key, sep);
+            write_typed(kind, text, out)
+        }
+    };
+    if let Err(fail) = result {
+        push_fail(errors, p, fail);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn push_fail(errors: &mut Vec<RowError>, p: &Plan, fail: Fail) {
+    errors.push(RowError::column(&*p.column, fail.code, fail.message));
+}
+
+fn write_kept_cell(
+    key: &[u8],
+    cell: &[u8],
+    empty_as_null: bool,
+    out: &mut Vec<u8>,
+    sep: &mut bool,
+    errors: &mut Vec<RowError>,
+) {
+    put_key(out, key, sep);
+    if cell.is_empty() && empty_as_null {
+        out.extend_from_slice(b"null");
+    } else if write_json_string(out, cell).is_err() {
+        let name = String::from_utf8_lossy(field_name(key)).into_owned();
+        errors.push(RowError::column(
+            name,
+            ErrorCode::InvalidUtf8,
+            "the text is not valid UTF-8",
+        ));
+    }
+}
+
+fn json_kind(first: u8) -> &'static str {
+    match first {
+        b'{' => "an object",
+        b'[' => "an array",
+        b'"' => "a string",
+        b't' | b'f' => "a boolean",
+        b'n' => "null",
+        _ => "a number",
+    }
+}
+
+fn write_json_value(
+    p: &Plan,
+    raw: &str,
+    out: &mut Vec<u8>,
+    sep: &mut bool,
+    errors: &mut Vec<RowError>,
+) {
+    let bytes = raw.as_bytes();
+    let first = bytes.first().copied().unwrap_or(b'n');
+    if first == b'n' {
+        return null_value(p, "the required field is null", out, sep, errors);
+    }
+    let result = match &p.kind {
+        Kind::Json => {
+            put_key(out, &p.key, sep);
+            write_compact_json(out, bytes);
+            Ok(())
+        }
+        Kind::String { min, max } => match first {
+            b'"' => {
+                put_key(out, &p.key, sep);
+                write_raw_json_string(out, raw, *min, *max)
+            }
+            b'-' | b'0'..=b'9' => {
+                // A number for a string field keeps its exact text (ids exported as numbers).
+                put_key(out, &p.key, sep);
+                write_string(out, bytes, *min, *max)
+            }
+            other => Err(Fail::new(
+                ErrorCode::InvalidType,
+                format!(
+                    "expected a JSON string or number, found {}",
+                    json_kind(other)
+                ),
+            )),
+        },
+        kind => match first {
+            b'{' | b'[' => Err(Fail::new(
+                ErrorCode::InvalidType,
+                format!(
+                    "expected a JSON string, number or boolean, found {}",
+                    json_kind(first)
+                ),
+            )),
+            b'"' => match decode_json_string(raw) {
+                Some(text) => {
+                    put_key(out, &p.key, sep);
+                    write_typed(kind, text.as_bytes().trim_ascii(), out)
+                }
+                None => Err(Fail::new(
+                    ErrorCode::InvalidUtf8,
+                    "the string has an invalid escape",
+                )),
+            },
+            _ => {
+                put_key(out, &p.key, sep);
+                write_typed(kind, bytes, out)
+            }
+        },
+    };
+    if let Err(fail) = result {
+        push_fail(errors, p, fail);
+    }
+}
+
+/// The contents of a JSON string literal (borrowed when it has no escape).
+fn decode_json_string(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// Copies a JSON string literal (already valid JSON) after checking its escapes and length.
+fn write_raw_json_string(
+    out: &mut Vec<u8>,
+    raw: &str,
+    min: Option<u32>,
+    max: Option<u32>,
+) -> Result<(), Fail> {
+    let Some(text) = decode_json_string(raw) else {
+        return Err(Fail::new(
+            ErrorCode::InvalidUtf8,
+            "the string has an invalid escape (a lone surrogate)",
+        ));
+    };
+    check_length(&text, min, max)?;
+    out.extend_from_slice(raw.as_bytes());
+    Ok(())
+}
+
+fn check_length(text: &str, min: Option<u32>, max: Option<u32>) -> Result<(), Fail> {
+    if min.is_none() && max.is_none() {
+        return Ok(());
+    }
+    check_count(text.chars().count(), min, max)
+}
+
+fn check_count(n: usize, min: Option<u32>, max: Option<u32>) -> Result<(), Fail> {
+    let too_short = min.is_some_and(|m| n < m as usize);
+    let too_long = max.is_some_and(|m| n > m as usize);
+    if !(too_short || too_long) {
+        return Ok(());
+    }
+    let message = match (min, max) {
+        (Some(a), Some(b)) => format!("expected between {a} and {b} characters"),
+        (Some(a), None) => format!("expected at least {a} characters"),
+        (None, _) => format!("expected at most {} characters", max.unwrap_or_default()),
+    };
+    Err(Fail::new(ErrorCode::ConstraintViolated, message))
+}
+
+#[inline]
+fn write_string(
+    out: &mut Vec<u8>,
+    cell: &[u8],
+    min: Option<u32>,
+    max: Option<u32>,
+) -> Result<(), Fail> {
+    let Ok(ascii) = write_json_string(out, cell) else {
+        return Err(Fail::new(
+            ErrorCode::InvalidUtf8,
+            "the text is not valid UTF-8",
+        ));
+    };
+    if min.is_some() || max.is_some() {
+        // Valid UTF-8 now: characters are the bytes that start one (all of them in ASCII text).
+        let n = if ascii {
+            cell.len()
+        } else {
+            cell.iter().filter(|&&b| (b as i8) >= -0x40).count()
+        };
+        check_count(n, min, max)?;
+    }
+    Ok(())
+}
+
+/// Writes a value of a non-string, non-json type from its (trimmed) text.
+#[inline]
+fn write_typed(kind: &Kind, text: &[u8], out: &mut Vec<u8>) -> Result<(), Fail> {
+    match kind {
+        Kind::Integer { min, max } => {
+            let Some(v) = parse_i64(text) else {
+                return Err(Fail::new(
+                    ErrorCode::InvalidInteger,
+                    "expected an integer between -9223372036854775808 and 9223372036854775807",
+                ));
+            };
+            if v < *min || v > *max {
+                return Err(Fail::new(
+                    ErrorCode::ConstraintViolated,
+                    format!("expected an integer between {min} and {max}"),
+                ));
+            }
+            put_bytes(out, itoa::Buffer::new().format(v).as_bytes());
+            Ok(())
+        }
+        Kind::Decimal { precision, scale } => write_decimal(out, text, *precision, *scale),
+        Kind::Boolean => match parse_bool(text) {
+            Some(true) => {
+                out.extend_from_slice(b"true");
+                Ok(())
+            }
+            Some(false) => {
+                out.extend_from_slice(b"false");
+                Ok(())
+            }
+            None => Err(Fail::new(
+                ErrorCode::InvalidBoolean,
+                "expected true, false, t, f, yes, no, y, n, 1 or 0 (any case)",
+            )),
+        },
+        Kind::Date { format } => write_date(out, text, format.as_deref()),
+        Kind::Timestamp { format } => write_timestamp(out, text, format.as_deref()),
+        Kind::Enum {
+            values,
+            case_insensitive,
+        } => {
+            let found = match short_word(text) {
+                Some(w) => {
+                    let w = if *case_insensitive { ascii_lower(w) } else { w };
+                    values.iter().find(|v| v.word == Some(w)).or_else(|| {
+                        // A non-ASCII value may still equal a short text ignoring case (`ǅ` and `ǆ`).
+                        values.iter().find(|v| {
+                            v.word.is_none()
+                                && *case_insensitive
+                                && eq_ignore_case(v.text.as_bytes(), text)
+                        })
+                    })
+                }
+                None if *case_insensitive => values
+                    .iter()
+                    .find(|v| eq_ignore_case(v.text.as_bytes(), text)),
+                None => values.iter().find(|v| v.text.as_bytes() == text),
+            };
+            match found {
+                Some(v) => {
+                    put_bytes(out, &v.json);
+                    Ok(())
+                }
+                None => Err(Fail::new(
+                    ErrorCode::InvalidEnum,
+                    enum_message(values, *case_insensitive),
+                )),
+            }
+        }
+        // Handled by the callers (strings keep their whitespace; JSON is parsed, not matched).
+        Kind::String { .. } | Kind::Json => Ok(()),
+    }
+}
+
+fn enum_message(values: &[EnumValue], case_insensitive: bool) -> String {
+    const SHOWN: usize = 20;
+    let mut m = String::from("expected one of ");
+    for (i, v) in values.iter().take(SHOWN).enumerate() {
+        if i > 0 {
+            m.push_str(", ");
+        }
+        m.push('`');
+        m.push_str(&v.text);
+        m.push('`');
+    }
+    if values.len() > SHOWN {
+        m.push_str(&format!(" and {} more", values.len() - SHOWN));
+    }
+    if case_insensitive {
+        m.push_str(" (any case)");
+    }
+    m
+}
+
+/// An ASCII text of 1 to 7 bytes packed into a word, its length in the top byte (so `a` and `a\0` differ).
+fn short_word(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 7 || !text.is_ascii() {
+        return None;
+    }
+    Some(load_short(text) | ((text.len() as u64) << 56))
+}
+
+/// Lowercases the ASCII letters of a packed word.
+fn ascii_lower(w: u64) -> u64 {
+    let b = w.to_le_bytes();
+    let mut out = [0u8; 8];
+    for (o, c) in out.iter_mut().zip(b) {
+        *o = c.to_ascii_lowercase();
+    }
+    // The length byte (at most 7) is not a letter and stays as is.
+    u64::from_le_bytes(out)
+}
+
+fn eq_ignore_case(declared: &[u8], text: &[u8]) -> bool {
+    if declared.is_ascii() && text.is_ascii() {
+        return declared.eq_ignore_ascii_case(text);
+    }
+    match (std::str::from_utf8(declared), std::str::from_utf8(text)) {
+        (Ok(a), Ok(b)) => a
+            .chars()
+            .flat_map(char::to_lowercase)
+            .eq(b.chars().flat_map(char::to_lowercase)),
+        _ => false,
+    }
+}
+
+/// An `i64` from an optional sign and ASCII digits (leading zeros allowed).
+#[inline]
+fn parse_i64(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text.first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    if negative {
+        if v > i64::MAX as u64 + 1 {
+            None
+        } else {
+            Some((v as i64).wrapping_neg())
+        }
+    } else {
+        i64::try_from(v).ok()
+    }
+}
+
+fn parse_bool(text: &[u8]) -> Option<bool> {
+    // One word compare instead of ten slice compares: the text, ASCII-lowercased, packed into a u64.
+    const fn word(s: &[u8]) -> u64 {
+        let mut w = 0u64;
+        let mut i = 0;
+        while i < s.len() {
+            w |= (s[i] as u64) << (8 * i);
+            i += 1;
+        }
+        w
+    }
+    if text.is_empty() || text.len() > 5 {
+        return None;
+    }
+    let raw = load_short(text);
+    // Setting bit 5 of every byte maps only the letters A-Z onto a-z (and letters onto themselves).
+    let w = raw | (0x2020_2020_2020_2020 & (u64::MAX >> (64 - 8 * text.len())));
+    const T: [u64; 4] = [word(b"true"), word(b"t"), word(b"yes"), word(b"y")];
+    const F: [u64; 4] = [word(b"false"), word(b"f"), word(b"no"), word(b"n")];
+    if T.contains(&w) || raw == word(b"1") {
+        Some(true)
+    } else if F.contains(&w) || raw == word(b"0") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Writes an exact decimal as a JSON string: no `+`, no leading zeros, `0` before a bare point, no sign on
+/// zero, and exactly `scale` fraction digits when the template declares a scale.
+fn write_decimal(
+    out: &mut Vec<u8>,
+    text: &[u8],
+    precision: Option<u32>,
+    scale: Option<u32>,
+) -> Result<(), Fail> {
+    let (negative, rest) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    // One pass: digits and at most one point.
+    let mut dot = usize::MAX;
+    let mut bad = false;
+    for (i, &b) in rest.iter().enumerate() {
+        if b == b'.' && dot == usize::MAX {
+            dot = i;
+        } else if !b.is_ascii_digit() {
+            bad = true;
+            break;
+        }
+    }
+    if bad || rest.is_empty() || rest == b"." {
+        let message = if rest.iter().any(|&b| b == b'e' || b == b'E') {
+            "expected a decimal number in plain digits: exponent notation (1e3) is not accepted"
+        } else {
+            "expected a decimal number: digits with an optional sign and at most one decimal point"
+        };
+        return Err(Fail::new(ErrorCode::InvalidDecimal, message));
+    }
+    let (int, mut frac) = if dot == usize::MAX {
+        (rest, &rest[rest.len()..])
+    } else {
+        (&rest[..dot], &rest[dot + 1..])
+    };
+    let int = &int[int.iter().take_while(|&&b| b == b'0').count()..];
+    if let Some(s) = scale {
+        let s = s as usize;
+        if frac.len() > s {
+            // Digits past the scale may only be zeros: dropping them keeps the value exact.
+            if frac[s..].iter().any(|&b| b != b'0') {
+                return Err(Fail::new(
+                    ErrorCode::ConstraintViolated,
+                    decimal_message(precision, scale),
+                ));
+            }
+            frac = &frac[..s];
+        }
+        if let Some(p) = precision {
+            if int.len() > (p as usize).saturating_sub(s) {
+                return Err(Fail::new(
+                    ErrorCode::ConstraintViolated,
+                    decimal_message(precision, scale),
+                ));
+            }
+        }
+    } else if let Some(p) = precision {
+        if int.len() + frac.len() > p as usize {
+            return Err(Fail::new(
+                ErrorCode::ConstraintViolated,
+                decimal_message(precision, scale),
+            ));
+        }
+    }
+    let zero = int.is_empty() && frac.iter().all(|&b| b == b'0');
+    let frac_len = scale.map_or(frac.len(), |s| s as usize);
+    let sign = usize::from(negative && !zero);
+    let int_len = int.len().max(1);
+    let total = 2 + sign + int_len + if frac_len > 0 { 1 + frac_len } else { 0 };
+    if total <= 32 && int.len() <= 16 && frac.len() <= 16 {
+        // The usual short amount: written in place, no call to memcpy.
+        let (start, b) = window(out);
+        b[..total].fill(b'0');
+        b[0] = b'"';
+        if sign == 1 {
+            b[1] = b'-';
+        }
+        let mut n = 1 + sign;
+        copy_small(&mut b[n..], int);
+        n += int_len;
+        if frac_len > 0 {
+            b[n] = b'.';
+            copy_small(&mut b[n + 1..], frac);
+            n += 1 + frac_len;
+        }
+        b[n] = b'"';
+        out.truncate(start + n + 1);
+        return Ok(());
+    }
+    out.push(b'"');
+    if sign == 1 {
+        out.push(b'-');
+    }
+    if int.is_empty() {
+        out.push(b'0');
+    } else {
+        out.extend_from_slice(int);
+    }
+    if frac_len > 0 {
+        out.push(b'.');
+        out.extend_from_slice(frac);
+        out.resize(out.len() + (frac_len - frac.len()), b'0');
+    }
+    out.push(b'"');
+    Ok(())
+}
+
+fn decimal_message(precision: Option<u32>, scale: Option<u32>) -> String {
+    match (precision, scale) {
+        (Some(p), Some(s)) => format!(
+            "expected at most {} digits before the decimal point and {s} after it (precision {p}, scale {s})",
+            p - s.min(p)
+        ),
+        (Some(p), None) => format!("expected at most {p} digits (precision {p})"),
+        (None, Some(s)) => format!("expected at most {s} digits after the decimal point (scale {s})"),
+        (None, None) => String::new(),
+    }
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+#[inline]
+fn digits2(a: u8, b: u8) -> Option<u32> {
+    let (x, y) = (a.wrapping_sub(b'0'), b.wrapping_sub(b'0'));
+    (x <= 9 && y <= 9).then_some(u32::from(x) * 10 + u32::from(y))
+}
+
+/// `YYYY-MM-DD`, a real calendar day.
+#[inline]
+fn parse_ymd(t: &[u8]) -> Option<(u32, u32, u32)> {
+    if t.len() < 10 || t[4] != b'-' || t[7] != b'-' {
+        return None;
+    }
+    let year = digits2(t[0], t[1])? * 100 + digits2(t[2], t[3])?;
+    let month = digits2(t[5], t[6])?;
+    let day = digits2(t[8], t[9])?;
+    ((1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month))
+        .then_some((year, month, day))
+}
+
+fn date_message(format: Option<&str>) -> String {
+    match format {
+        Some(f) => format!("expected a date in the format `{f}`"),
+        None => "expected a date as YYYY-MM-DD".into(),
+    }
+}
+
+fn write_date(out: &mut Vec<u8>, text: &[u8], format: Option<&str>) -> Result<(), Fail> {
+    let fail = || Fail::new(ErrorCode::InvalidDate, date_message(format));
+    let (y, m, d) = match format {
+        None if text.len() == 10 => parse_ymd(text).ok_or_else(fail)?,
+        None => return Err(fail()),
+        Some(f) => {
+            use chrono::Datelike;
+            let s = std::str::from_utf8(text).map_err(|_| fail())?;
+            let date = chrono::NaiveDate::parse_from_str(s, f).map_err(|_| fail())?;
+            let year = u32::try_from(date.year())
+                .ok()
+                .filter(|y| *y <= 9999)
+                .ok_or_else(fail)?;
+            (year, date.month(), date.day())
+        }
+    };
+    let (start, b) = window(out);
+    b[0] = b'"';
+    stage_date(b, 1, y, m, d);
+    b[11] = b'"';
+    out.truncate(start + 12);
+    Ok(())
+}
+
+/// Writes `YYYY-MM-DD` at `b[at..at + 10]`.
+#[inline(always)]
+fn stage_date(b: &mut [u8], at: usize, y: u32, m: u32, d: u32) {
+    stage_2(b, at, y / 100);
+    stage_2(b, at + 2, y % 100);
+    b[at + 4] = b'-';
+    stage_2(b, at + 5, m);
+    b[at + 7] = b'-';
+    stage_2(b, at + 8, d);
+}
+
+#[inline(always)]
+fn stage_2(b: &mut [u8], at: usize, v: u32) {
+    b[at] = b'0' + (v / 10 % 10) as u8;
+    b[at + 1] = b'0' + (v % 10) as u8;
+}
+
+const TIMESTAMP_MESSAGE: &str =
+    "expected an RFC 3339 timestamp (2024-05-01T12:00:00Z, 2024-05-01T14:00:00.5+02:00) \
+     or YYYY-MM-DD HH:MM:SS[.fff] in UTC";
+
+/// A timestamp split into parts; `frac` is the 1-9 sub-second digits as written.
+struct Parsed<'a> {
+    date: (u32, u32, u32),
+    time: (u32, u32, u32),
+    frac: &'a [u8],
+    /// Offset east of UTC in seconds.
+    offset: i64,
+}
+
+/// `YYYY-MM-DD[T| ]HH:MM:SS[.f{1,9}][Z|±HH:MM|±HHMM]`; no offset means UTC.
+fn parse_timestamp(t: &[u8]) -> Option<Parsed<'_>> {
+    if t.len() < 19 || !matches!(t[10], b'T' | b't' | b' ') || t[13] != b':' || t[16] != b':' {
+        return None;
+    }
+    let date = parse_ymd(&t[..10])?;
+    let (h, mi, s) = (
+        digits2(t[11], t[12])?,
+        digits2(t[14], t[15])?,
+        digits2(t[17], t[18])?,
+    );
+    if h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    let mut rest = &t[19..];
+    let mut frac: &[u8] = &[];
+    if let Some(r) = rest.strip_prefix(b".") {
+        let n = r.iter().take_while(|b| b.is_ascii_digit()).count();
+        if n == 0 || n > 9 {
+            return None;
+        }
+        frac = &r[..n];
+        rest = &r[n..];
+    }
+    let offset = match rest {
+        [] | [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), a, b, b':', c, d] | [sign @ (b'+' | b'-'), a, b, c, d] => {
+            let (oh, om) = (digits2(*a, *b)?, digits2(*c, *d)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let secs = i64::from(oh * 3600 + om * 60);
+            if *sign == b'-' {
+                -secs
+            } else {
+                secs
+            }
+        }
+        _ => return None,
+    };
+    Some(Parsed {
+        date,
+        time: (h, mi, s),
+        frac,
+        offset,
+    })
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+fn write_timestamp(out: &mut Vec<u8>, text: &[u8], format: Option<&str>) -> Result<(), Fail> {
+    if let Some(f) = format {
+        return write_timestamp_with_format(out, text, f);
+    }
+    let fail = || Fail::new(ErrorCode::InvalidTimestamp, TIMESTAMP_MESSAGE);
+    let p = parse_timestamp(text).ok_or_else(fail)?;
+    if p.offset == 0 {
+        // Already UTC: the date and time digits are copied as written (`T` for the separator), no re-formatting.
+        let (start, b) = window(out);
+        b[0] = b'"';
+        copy_small(&mut b[1..], &text[..19]);
+        b[11] = b'T';
+        let mut n = 20;
+        if !p.frac.is_empty() {
+            b[20] = b'.';
+            copy_small(&mut b[21..30], p.frac);
+            n = 21 + p.frac.len();
+        }
+        b[n] = b'Z';
+        b[n + 1] = b'"';
+        out.truncate(start + n + 2);
+        return Ok(());
+    }
+    let ((y, mo, d), (h, mi, s)) = {
+        let (y, mo, d) = p.date;
+        let secs = days_from_civil(i64::from(y), i64::from(mo), i64::from(d)) * 86_400
+            + i64::from(p.time.0 * 3600 + p.time.1 * 60 + p.time.2)
+            - p.offset;
+        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+        let tod = secs.rem_euclid(86_400) as u32;
+        let y = u32::try_from(y)
+            .ok()
+            .filter(|y| *y <= 9999)
+            .ok_or_else(fail)?;
+        ((y, mo, d), (tod / 3600, tod / 60 % 60, tod % 60))
+    };
+    push_timestamp(out, (y, mo, d), (h, mi, s), p.frac);
+    Ok(())
+}
+
+/// Writes `"YYYY-MM-DDTHH:MM:SS[.fff]Z"` (`frac`: up to 9 digits).
+#[inline]
+fn push_timestamp(
+    out: &mut Vec<u8>,
+    (y, mo, d): (u32, u32, u32),
+    (h, mi, s): (u32, u32, u32),
+    frac: &[u8],
+) {
+    let (start, b) = window(out);
+    b[0] = b'"';
+    stage_date(b, 1, y, mo, d);
+    b[11] = b'T';
+    stage_2(b, 12, h);
+    b[14] = b':';
+    stage_2(b, 15, mi);
+    b[17] = b':';
+    stage_2(b, 18, s);
+    let mut n = 20;
+    if !frac.is_empty() {
+        let frac = &frac[..frac.len().min(9)];
+        b[20] = b'.';
+        copy_small(&mut b[21..30], frac);
+        n = 21 + frac.len();
+    }
+    b[n] = b'Z';
+    b[n + 1] = b'"';
+    out.truncate(start + n + 2);
+}
+
+fn write_timestamp_with_format(out: &mut Vec<u8>, text: &[u8], format: &str) -> Result<(), Fail> {
+    use chrono::{Datelike, Timelike};
+    let fail = || {
+        Fail::new(
+            ErrorCode::InvalidTimestamp,
+            format!("expected a timestamp in the format `{format}`"),
+        )
+    };
+    let s = std::str::from_utf8(text).map_err(|_| fail())?;
+    let utc = match chrono::DateTime::parse_from_str(s, format) {
+        Ok(t) => t.naive_utc(),
+        Err(_) => chrono::NaiveDateTime::parse_from_str(s, format).map_err(|_| fail())?,
+    };
+    let y = u32::try_from(utc.year())
+        .ok()
+        .filter(|y| *y <= 9999)
+        .ok_or_else(fail)?;
+    let nanos = utc.nanosecond().min(999_999_999);
+    let mut digits = [0u8; 9];
+    let mut n = nanos;
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let keep = if nanos == 0 {
+        0
+    } else {
+        9 - digits.iter().rev().take_while(|&&b| b == b'0').count()
+    };
+    push_timestamp(
+        out,
+        (y, utc.month(), utc.day()),
+        (utc.hour(), utc.minute(), utc.second()),
+        &digits[..keep],
+    );
+    Ok(())
+}
+
+/// Escape for each byte below 0x80: 0 = copy, `u` = `\u00XX`, else the character after the backslash.
+static ESCAPE: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// True when one of the 8 bytes of `w` is a control byte, `"`, `\`, or (unless `utf8_ok`) non-ASCII.
+#[inline(always)]
+fn needs_attention(w: u64, utf8_ok: bool) -> bool {
+    let control = w.wrapping_sub(LO * 0x20) & !w;
+    let quote = (w ^ (LO * b'"' as u64)).wrapping_sub(LO) & !(w ^ (LO * b'"' as u64));
+    let backslash = (w ^ (LO * b'\\' as u64)).wrapping_sub(LO) & !(w ^ (LO * b'\\' as u64));
+    let high = if utf8_ok { 0 } else { w };
+    (control | quote | backslash | high) & HI != 0
+}
+
+/// Index of the first byte of `s` that is a control byte, `"`, `\\` or non-ASCII (`s.len()` when none).
+///
+/// Checks eight bytes at a time; the last partial word is checked as the (overlapping) last eight bytes, or
+/// padded with spaces when the whole cell is shorter, so a plain cell never goes byte by byte.
+#[inline(always)]
+fn plain_prefix(s: &[u8]) -> usize {
+    let n = s.len();
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut i = 0;
+    if n >= 8 {
+        while i + 8 <= n {
+            if needs_attention(word(i), false) {
+                return slow_prefix(s, i);
+            }
+            i += 8;
+        }
+        if i == n || !needs_attention(word(n - 8), false) {
+            return n;
+        }
+    } else {
+        // Pad with spaces, which need no attention.
+        let pad = if n == 0 {
+            u64::MAX
+        } else {
+            !(u64::MAX >> (64 - 8 * n))
+        };
+        if !needs_attention(load_short(s) | (pad & (LO * u64::from(b' '))), false) {
+            return n;
+        }
+    }
+    slow_prefix(s, i)
+}
+
+fn slow_prefix(s: &[u8], mut i: usize) -> usize {
+    while let Some(&b) = s.get(i) {
+        if b >= 0x80 || ESCAPE[b as usize] != 0 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Writes `s` as a JSON string literal and tells whether it was all ASCII. Fails (having written a partial
+/// literal) when `s` is not UTF-8.
+///
+/// The common case — short, plain ASCII — is one scan eight bytes at a time and one staged copy. Otherwise runs
+/// of plain bytes are copied in bulk between escapes, and the first non-ASCII byte triggers one UTF-8 check of
+/// the rest of the cell.
+#[inline]
+fn write_json_string(out: &mut Vec<u8>, s: &[u8]) -> Result<bool, ()> {
+    let plain = plain_prefix(s);
+    let mut i = plain;
+    let mut utf8_ok = false;
+    if s.get(plain).is_some_and(|&b| b >= 0x80) {
+        // Everything before `plain` is ASCII: checking from here checks the whole cell. Then look for the
+        // bytes that still need escaping.
+        simdutf8::basic::from_utf8(&s[plain..]).map_err(|_| ())?;
+        utf8_ok = true;
+        while let Some(&b) = s.get(i) {
+            if b < 0x80 && ESCAPE[b as usize] != 0 {
+                break;
+            }
+            i += 1;
+        }
+    }
+    if i == s.len() && s.len() <= 30 {
+        let (start, b) = window(out);
+        b[0] = b'"';
+        copy_small(&mut b[1..], s);
+        b[s.len() + 1] = b'"';
+        out.truncate(start + s.len() + 2);
+        return Ok(!utf8_ok);
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    while i < s.len() {
+        while let Some(chunk) = s.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if needs_attention(u64::from_le_bytes(w), utf8_ok) {
+                break;
+            }
+            i += 8;
+        }
+        let Some(&b) = s.get(i) else { break };
+        if b >= 0x80 {
+            if !utf8_ok {
+                // Everything before `i` is ASCII: checking from here checks the whole cell.
+                simdutf8::basic::from_utf8(&s[i..]).map_err(|_| ())?;
+                utf8_ok = true;
+            }
+            i += 1;
+            continue;
+        }
+        let e = ESCAPE[b as usize];
+        if e == 0 {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&s[start..i]);
+        if e == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', e]);
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&s[start..]);
+    out.push(b'"');
+    Ok(!utf8_ok)
+}
+
+/// Copies valid JSON text without insignificant whitespace, so an embedded value never breaks a JSON Lines row.
+fn write_compact_json(out: &mut Vec<u8>, json: &[u8]) {
+    if !json
+        .iter()
+        .any(|&b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+    {
+        out.extend_from_slice(json);
+        return;
+    }
+    out.reserve(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            if b == b'"' {
+                in_string = true;
+            }
+            out.push(b);
+        }
+    }
+}
+
+type Entry<'a> = (Cow<'a, str>, &'a RawValue);
+
+/// Empties a list of entries and hands back its allocation with another lifetime. `filter_map` over an empty
+/// `vec::IntoIter` collects in place, so the buffer is reused rather than reallocated per record.
+#[allow(clippy::unnecessary_filter_map)] // `filter_map` is what changes the lifetime without an element to map.
+fn recycle<'a, 'b>(mut entries: Vec<Entry<'a>>) -> Vec<Entry<'b>> {
+    entries.clear();
+    entries.into_iter().filter_map(|_| None).collect()
+}
+
+/// Parses one JSON record into its (key, raw value) entries, borrowing from `bytes`.
+fn parse_object<'a>(bytes: &'a [u8], entries: &mut Vec<Entry<'a>>) -> Result<(), RowError> {
+    let first = bytes
+        .iter()
+        .copied()
+        .find(|b| !matches!(b, b' ' | b'\n' | b'\r' | b'\t'));
+    if first != Some(b'{') {
+        // Tell "valid JSON but not an object" from "not JSON", without ever quoting the value.
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => RowError::record(ErrorCode::NotAnObject, "expected a JSON object"),
+                Err(e) => RowError::record(ErrorCode::InvalidJson, format!("invalid JSON: {e}")),
+            },
+        );
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.deserialize_map(ObjectVisitor { entries })
+        .and_then(|()| de.end())
+        .map_err(|e| RowError::record(ErrorCode::InvalidJson, format!("invalid JSON: {e}")))
+}
+
+struct ObjectVisitor<'v, 'a> {
+    entries: &'v mut Vec<Entry<'a>>,
+}
+
+impl<'de> Visitor<'de> for ObjectVisitor<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let value: &'de RawValue = map.next_value()?;
+            self.entries.push((key, value));
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escaped(s: &[u8]) -> Option<String> {
+        let mut out = Vec::new();
+        write_json_string(&mut out, s).ok()?;
+        String::from_utf8(out).ok()
+    }
+
+    #[test]
+    fn json_string_escaping_matches_serde_json() {
+        let cases = [
+            "",
+            "plain ascii text that is longer than eight bytes",
+            "quote \" and backslash \\ inside",
+            "control \u{1} \u{1f} \n \r \t \u{8} \u{c} end",
+            "ünïcödé and emoji 🎉 mixed with \"quotes\"",
+            "12345678\"",
+            "\u{7f} del",
+        ];
+        for case in cases {
+            let got = escaped(case.as_bytes());
+            let want = serde_json::to_string(case).ok();
+            assert_eq!(got, want, "input {case:?}");
+        }
+    }
+
+    #[test]
+    fn json_string_rejects_invalid_utf8_anywhere() {
+        for bad in [
+            &b"\xff"[..],
+            b"abcdefghij\xc3",
+            b"\xe2\x82",
+            b"ok then \xed\xa0\x80 surrogate",
+        ] {
+            assert!(escaped(bad).is_none(), "input {bad:?}");
+        }
+    }
+
+    #[test]
+    fn parse_i64_table() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("0", Some(0)),
+            ("-0", Some(0)),
+            ("+42", Some(42)),
+            ("007", Some(7)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("9223372036854775808", None),
+            ("-9223372036854775809", None),
+            ("99999999999999999999999", None),
+            ("", None),
+            ("-", None),
+            ("+", None),
+            ("1.0", None),
+            ("1e3", None),
+            ("1_000", None),
+            ("--1", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_i64(text.as_bytes()), *want, "input {text:?}");
+        }
+    }
+
+    #[test]
+    fn civil_days_round_trip() {
+        for days in (-800_000..3_000_000).step_by(997) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(
+                days_from_civil(y, i64::from(m), i64::from(d)),
+                days,
+                "days {days}"
+            );
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(civil_from_days(19_844), (2024, 5, 1));
+    }
+
+    #[test]
+    fn compact_json_drops_only_insignificant_whitespace() {
+        let mut out = Vec::new();
+        write_compact_json(&mut out, b"{ \"a b\" : [1, 2,\n 3], \"c\":\"x\\\" y\" }");
+        assert_eq!(out, b"{\"a b\":[1,2,3],\"c\":\"x\\\" y\"}");
+    }
+
+    #[test]
+    fn recycled_entries_keep_their_allocation() {
+        let mut v: Vec<Entry<'static>> = Vec::with_capacity(32);
+        let cap = v.capacity();
+        let raw: &'static RawValue = serde_json::from_str("1").expect("valid JSON");
+        v.push((Cow::Borrowed("k"), raw));
+        let short: Vec<Entry<'_>> = recycle(v);
+        assert!(short.is_empty() && short.capacity() >= cap);
+    }
+}

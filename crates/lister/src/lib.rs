@@ -1,0 +1,163 @@
+//! The lister Lambda: fired by the schedule, it runs one discovery pass over every active connector (or one
+//! named connector) and fans new file versions out to the work queue. The handler is a plain async function
+//! ([`handle`]) so tests call it with real event JSON; `main.rs` only wires it to `lambda_runtime`.
+
+use std::sync::Arc;
+
+use s3_importer_aws::state::DynamoStateStore;
+use s3_importer_aws::{S3Source, SqsQueue};
+use s3_importer_core::config::{Config, ConfigError};
+use s3_importer_core::sync::lister::{self, ListerDeps, ListerSettings, SyncOutcome};
+use s3_importer_core::sync::ports::StateError;
+use s3_importer_core::sync::{Clock, SystemClock};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+/// Why the lister could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ListerError {
+    /// Bad configuration (cold start).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The state table cannot be read.
+    #[error("cannot read connectors: {0}")]
+    State(#[from] StateError),
+    /// The named connector does not exist.
+    #[error("no connector named {0:?}")]
+    UnknownConnector(String),
+}
+
+/// What the lister accepts: the scheduler's payload (anything, ignored) or a request for one connector.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ListerRequest {
+    /// Sync only this connector (by name or id), e.g. from `connector sync`.
+    #[serde(default)]
+    pub connector: Option<String>,
+}
+
+/// One connector's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectorResult {
+    /// Connector name.
+    pub connector: String,
+    /// `ran`, `busy` or `not_active`.
+    pub outcome: String,
+    /// The sync run, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<s3_importer_core::sync::SyncRun>,
+}
+
+/// What the lister returns (visible in the Lambda console and to `connector sync`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListerResponse {
+    /// Per connector.
+    pub connectors: Vec<ConnectorResult>,
+}
+
+/// The lister's dependencies, built once per cold start.
+#[derive(Clone)]
+pub struct Lister {
+    /// Ports.
+    pub deps: ListerDeps,
+    /// Settings.
+    pub settings: ListerSettings,
+}
+
+impl Lister {
+    /// Builds the lister from the environment (`Config::from_env`) and the standard AWS configuration.
+    pub async fn from_env() -> Result<Self, ListerError> {
+        let config = Config::from_env()?;
+        let sdk = s3_importer_aws::load_sdk_config().await;
+        Ok(Self::from_config(&config, &sdk, Arc::new(SystemClock)))
+    }
+
+    /// Builds the lister from a configuration, an SDK configuration and a clock (tests inject their own).
+    pub fn from_config(
+        config: &Config,
+        sdk: &aws_config::SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let deps = ListerDeps {
+            state: Arc::new(DynamoStateStore::new(
+                s3_importer_aws::config::dynamodb_client(sdk),
+                config.state_table.clone(),
+            )),
+            source: Arc::new(S3Source::new(sdk)),
+            queue: Arc::new(SqsQueue::new(
+                s3_importer_aws::config::sqs_client(sdk),
+                config.queue_url.clone(),
+            )),
+            clock,
+        };
+        let settings = ListerSettings {
+            sync: config.sync,
+            concurrency: config.lister_concurrency,
+            ..ListerSettings::default()
+        };
+        Self { deps, settings }
+    }
+}
+
+/// Handles one invocation. `request_id` names the lease owner, so two overlapping invocations never share one.
+pub async fn handle(
+    lister: &Lister,
+    event: serde_json::Value,
+    request_id: &str,
+) -> Result<ListerResponse, ListerError> {
+    // The scheduler sends its own payload (or an EventBridge envelope); only `{"connector": ...}` matters.
+    let request: ListerRequest = serde_json::from_value(event).unwrap_or_default();
+    let mut settings = lister.settings.clone();
+    settings.owner = format!("lister-{request_id}");
+    let outcomes = match &request.connector {
+        Some(name) => {
+            let connector = match lister.deps.state.find_connector_by_name(name).await? {
+                Some(c) => c,
+                None => lister
+                    .deps
+                    .state
+                    .get_connector(name)
+                    .await?
+                    .ok_or_else(|| ListerError::UnknownConnector(name.clone()))?,
+            };
+            let outcome = lister::sync_connector(&lister.deps, &settings, &connector).await;
+            vec![(connector.name, outcome)]
+        }
+        None => lister::sync_all(&lister.deps, &settings).await?,
+    };
+    let connectors = outcomes
+        .into_iter()
+        .map(|(connector, outcome)| match outcome {
+            SyncOutcome::Ran(run) => ConnectorResult {
+                connector,
+                outcome: "ran".into(),
+                run: Some(run),
+            },
+            SyncOutcome::Busy => ConnectorResult {
+                connector,
+                outcome: "busy".into(),
+                run: None,
+            },
+            SyncOutcome::NotActive => ConnectorResult {
+                connector,
+                outcome: "not_active".into(),
+                run: None,
+            },
+        })
+        .collect::<Vec<_>>();
+    info!(connectors = connectors.len(), "lister run finished");
+    Ok(ListerResponse { connectors })
+}
+
+impl From<ListerError> for lambda_runtime::Diagnostic {
+    fn from(e: ListerError) -> Self {
+        let error_type = match &e {
+            ListerError::Config(_) => "ConfigError",
+            ListerError::State(_) => "StateError",
+            ListerError::UnknownConnector(_) => "UnknownConnector",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Shared harness for the end-to-end tests: a local AWS emulator (moto server) per test process,
+//! SDK config and clients pointed at it, and uniquely named resources.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use s3_importer_tests::{create_bucket, emulator, s3_client, unique_name};
+//!
+//! let cfg = emulator().await.sdk_config().await;
+//! let bucket = unique_name("source");
+//! create_bucket(&cfg, &bucket).await?;
+//! s3_client(&cfg).put_object().bucket(&bucket).key("a.csv").body(b"id\n1\n".to_vec().into()).send().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The emulator is `S3I_EMULATOR_URL` when that names a healthy server, otherwise a moto this process
+//! starts from `$REPO/.venv` (made by `make venv` / `infra/local/venv.sh`) and kills when it exits.
+//! See `infra/local/README.md` for moto's known gaps.
+
+mod emulator;
+mod names;
+mod resources;
+
+pub use emulator::{
+    emulator, emulator_blocking, repo_root, Emulator, ACCESS_KEY_ID, ACCOUNT_ID, PYTHON_ENV,
+    REGION, SECRET_ACCESS_KEY, START_TIMEOUT_ENV, URL_ENV,
+};
+pub use names::unique_name;
+pub use resources::{
+    create_bucket, create_queue, create_queue_with_dlq, dynamodb_client, s3_client, sqs_client,
+    QueueWithDlq,
+};
