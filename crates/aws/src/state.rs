@@ -534,11 +534,12 @@ impl DynamoStateStore {
     ) -> Result<Vec<Item>, StateError> {
         let mut expr = Expr::default();
         let pk_name = expr.name(PK);
-        let sk_name = expr.name(SK);
         let pk_value = expr.value("pk", s(pk));
+        // DynamoDB rejects placeholders an expression does not use, so `#sk` only with a prefix.
         let key_condition = if sk_prefix.is_empty() {
             format!("{pk_name} = {pk_value}")
         } else {
+            let sk_name = expr.name(SK);
             let prefix = expr.value("prefix", s(sk_prefix));
             format!("{pk_name} = {pk_value} AND begins_with({sk_name}, {prefix})")
         };
