@@ -1,6 +1,8 @@
 //! The `StateStore` contract (`sync::contract`) against `DynamoStateStore` on the emulator: the same checks
 //! the in-memory store passes, so both agree on every conditional outcome.
 //!
+//! The checks that race writers on one item are ignored here (see below): moto cannot keep them atomic.
+//!
 //! All checks share one state table per test process (they use unique ids), created once; each test builds
 //! its own client, because a client is bound to the runtime it was first used on.
 
@@ -27,7 +29,13 @@ async fn store() -> Result<Arc<dyn StateStore>, String> {
     Ok(Arc::new(DynamoStateStore::new(client, table.clone())))
 }
 
-s3_importer_core::state_store_contract_tests!(store());
+// moto 5.2.5 serves requests on threads and evaluates a condition and applies the write without a lock, so
+// racing conditional writes on one item can all succeed (observed: 3 of 8 `start_file` calls "won").
+// DynamoDB's conditional writes are atomic; the races are checked against the in-memory store.
+s3_importer_core::state_store_contract_tests!(
+    store(),
+    concurrency_ignored = "moto does not make conditional writes atomic under concurrency"
+);
 
 /// Creating the table twice is fine: the CLI, the demo and tests all call it on start.
 #[tokio::test]

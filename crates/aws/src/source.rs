@@ -30,7 +30,8 @@ struct ClientKey {
 enum Clients {
     /// Per region and role, built on demand from the base configuration.
     PerSource {
-        base: SdkConfig,
+        // Boxed: an SdkConfig is large next to a client handle.
+        base: Box<SdkConfig>,
         roles: Arc<RoleCredentialsCache>,
         cache: RwLock<HashMap<ClientKey, aws_sdk_s3::Client>>,
     },
@@ -59,7 +60,7 @@ impl S3Source {
     pub fn with_sts(sdk_config: &SdkConfig, sts: aws_sdk_sts::Client) -> Self {
         Self {
             clients: Clients::PerSource {
-                base: sdk_config.clone(),
+                base: Box::new(sdk_config.clone()),
                 roles: Arc::new(RoleCredentialsCache::new(sts)),
                 cache: RwLock::new(HashMap::new()),
             },

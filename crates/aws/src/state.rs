@@ -387,8 +387,12 @@ where
         Some(service) => match (service.code(), service.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code.to_owned(),
-            // Modeled errors display as "Name: message".
-            _ => service.to_string(),
+            // An unparseable answer: the whole chain, and the HTTP status.
+            _ => format!(
+                "{} (HTTP {})",
+                DisplayErrorContext(&err),
+                err.raw_response().map_or(0, |r| r.status().as_u16())
+            ),
         },
         None => DisplayErrorContext(&err).to_string(),
     };

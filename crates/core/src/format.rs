@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn format_detection_table() {
-        use Compression::*;
+        use Compression::{Gzip, None as Plain};
         use Format::*;
         let cases: &[(
             &str,
@@ -129,27 +129,27 @@ mod tests {
             Option<&str>,
             Option<(Format, Compression)>,
         )] = &[
-            ("a.csv", None, None, Some((Csv, None))),
-            ("dir/A.CSV", None, None, Some((Csv, None))),
-            ("a.tsv", None, None, Some((Tsv, None))),
-            ("a.json", None, None, Some((Json, None))),
-            ("a.jsonl", None, None, Some((Jsonl, None))),
-            ("a.ndjson", None, None, Some((Jsonl, None))),
+            ("a.csv", None, None, Some((Csv, Plain))),
+            ("dir/A.CSV", None, None, Some((Csv, Plain))),
+            ("a.tsv", None, None, Some((Tsv, Plain))),
+            ("a.json", None, None, Some((Json, Plain))),
+            ("a.jsonl", None, None, Some((Jsonl, Plain))),
+            ("a.ndjson", None, None, Some((Jsonl, Plain))),
             ("a.csv.gz", None, None, Some((Csv, Gzip))),
             ("a.jsonl.GZ", None, None, Some((Jsonl, Gzip))),
             ("a.json.gzip", None, None, Some((Json, Gzip))),
             ("a.csv", None, Some("gzip"), Some((Csv, Gzip))),
-            ("a.csv", None, Some("identity"), Some((Csv, None))),
-            ("a.txt", None, None, Option::None),
-            ("a.gz", None, None, Option::None),
-            ("noext", None, None, Option::None),
-            ("csv", None, None, Option::None),
-            ("dir.csv/file", None, None, Option::None),
-            ("a.txt", Some(Csv), None, Some((Csv, None))),
-            ("a.json", Some(Jsonl), None, Some((Jsonl, None))),
+            ("a.csv", None, Some("identity"), Some((Csv, Plain))),
+            ("a.txt", None, None, None),
+            ("a.gz", None, None, None),
+            ("noext", None, None, None),
+            ("csv", None, None, None),
+            ("dir.csv/file", None, None, None),
+            ("a.txt", Some(Csv), None, Some((Csv, Plain))),
+            ("a.json", Some(Jsonl), None, Some((Jsonl, Plain))),
             ("a.txt.gz", Some(Tsv), None, Some((Tsv, Gzip))),
-            ("key with spaces.csv", None, None, Some((Csv, None))),
-            ("ünï/çødé.jsonl", None, None, Some((Jsonl, None))),
+            ("key with spaces.csv", None, None, Some((Csv, Plain))),
+            ("ünï/çødé.jsonl", None, None, Some((Jsonl, Plain))),
         ];
         for (key, template, encoding, want) in cases {
             let got = detect_format(key, *template, *encoding);

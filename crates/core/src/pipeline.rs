@@ -189,7 +189,7 @@ where
         inner: SyncIoBridge::new(input),
         count: input_bytes.clone(),
     };
-    let on_error = template.on_error.clone();
+    let on_error = template.on_error;
     let reader_task = tokio::task::spawn_blocking(move || {
         read_and_validate(
             Box::new(counted),

@@ -360,11 +360,11 @@ fn resuming_mid_file_without_the_header_is_refused() {
 
 // ---------------------------------------------------------------- resume
 
+/// Opens a reader over some bytes, starting at a checkpoint.
+type Opener = dyn Fn(&[u8], &StartAt) -> Result<Box<dyn RecordReader>, ReadError>;
+
 /// Reads `data` in one pass, then again from every record boundary: the rest must be identical.
-fn assert_resumes_everywhere(
-    data: &[u8],
-    open: &dyn Fn(&[u8], &StartAt) -> Result<Box<dyn RecordReader>, ReadError>,
-) -> TestResult {
+fn assert_resumes_everywhere(data: &[u8], open: &Opener) -> TestResult {
     let mut one_pass = open(data, &StartAt::default())?;
     let head = header(one_pass.as_ref());
     let mut boundaries = vec![one_pass.next_position()];

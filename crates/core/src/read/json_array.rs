@@ -173,47 +173,40 @@ impl JsonArrayReader {
 
     /// Moves past the separators to the next element's first byte; `false` after the closing `]`.
     fn seek_element(&mut self) -> Result<bool, ReadError> {
+        const TRUNCATED: &str = "the document ends before the array's closing `]`";
         if self.state == State::Done {
             return Ok(false);
         }
-        {
-            let next = self.skip_whitespace()?;
-            match (self.state, next) {
-                (State::Done, _) => Ok(false),
-                (_, None) => {
-                    Err(self.structure_error("the document ends before the array's closing `]`"))
-                }
-                (_, Some(b']')) => {
-                    self.input.consume(1);
-                    self.state = State::Done;
-                    if self.skip_whitespace()?.is_some() {
-                        return Err(self
-                            .structure_error("unexpected content after the array's closing `]`"));
+        let next = self.skip_whitespace()?;
+        match (self.state, next) {
+            (State::Done, _) => Ok(false),
+            (_, None) => Err(self.structure_error(TRUNCATED)),
+            (_, Some(b']')) => {
+                self.input.consume(1);
+                self.state = State::Done;
+                match self.skip_whitespace()? {
+                    Some(_) => {
+                        Err(self
+                            .structure_error("unexpected content after the array's closing `]`"))
                     }
-                    return Ok(false);
+                    None => Ok(false),
                 }
-                (State::AfterElement, Some(b',')) => {
-                    self.input.consume(1);
-                    match self.skip_whitespace()? {
-                        Some(b']' | b',') => {
-                            return Err(self.structure_error("expected an element after `,`"))
-                        }
-                        None => {
-                            return Err(self.structure_error(
-                                "the document ends before the array's closing `]`",
-                            ))
-                        }
-                        Some(_) => return Ok(true),
-                    }
-                }
-                (State::AfterElement, Some(_)) => {
-                    return Err(self.structure_error("expected `,` or `]` after an array element"))
-                }
-                (State::First, Some(b',')) => {
-                    return Err(self.structure_error("expected an element before `,`"))
-                }
-                (State::First, Some(_)) => return Ok(true),
             }
+            (State::AfterElement, Some(b',')) => {
+                self.input.consume(1);
+                match self.skip_whitespace()? {
+                    Some(b']' | b',') => Err(self.structure_error("expected an element after `,`")),
+                    None => Err(self.structure_error(TRUNCATED)),
+                    Some(_) => Ok(true),
+                }
+            }
+            (State::AfterElement, Some(_)) => {
+                Err(self.structure_error("expected `,` or `]` after an array element"))
+            }
+            (State::First, Some(b',')) => {
+                Err(self.structure_error("expected an element before `,`"))
+            }
+            (State::First, Some(_)) => Ok(true),
         }
     }
 
@@ -241,7 +234,7 @@ impl JsonArrayReader {
                     scan.rejected = Some(ErrorCode::RecordTooLarge);
                     self.buf.clear();
                 } else {
-                    self.buf.extend_from_slice(span);
+                    push_bounded(&mut self.buf, span, self.max_record_bytes);
                 }
             } else {
                 self.buf.clear();
@@ -259,6 +252,17 @@ impl JsonArrayReader {
     fn buffer_capacity(&self) -> usize {
         self.buf.capacity() + self.input.capacity()
     }
+}
+
+/// Appends `span` to `buf`, which is known to stay within `max` bytes: grows by doubling, but never allocates
+/// past `max`.
+pub(crate) fn push_bounded(buf: &mut Vec<u8>, span: &[u8], max: usize) {
+    let needed = buf.len() + span.len();
+    if needed > buf.capacity() {
+        let target = (buf.capacity() * 2).max(needed).min(max.max(needed));
+        buf.reserve_exact(target - buf.len());
+    }
+    buf.extend_from_slice(span);
 }
 
 /// Scans `chunk` from the element's current state. Returns how many bytes belong to the element and whether
@@ -381,5 +385,60 @@ impl RecordReader for JsonArrayReader {
 
     fn next_position(&self) -> Position {
         self.next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::decode::test_support::synthetic;
+    use crate::read::decode::DECODED_BUFFER_BYTES;
+
+    fn codes(reader: &mut JsonArrayReader) -> Result<Vec<Result<Vec<u8>, ErrorCode>>, ReadError> {
+        let mut out = Vec::new();
+        while let Some(record) = reader.next_record()? {
+            out.push(match record.body {
+                RecordBody::Json(bytes) => Ok(bytes.to_vec()),
+                RecordBody::Invalid(e) => Err(e.code),
+                RecordBody::Fields(_) => Err(ErrorCode::InvalidType),
+            });
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn huge_string_element_is_skipped_without_buffering() -> Result<(), ReadError> {
+        let input = synthetic(b"[\"", b'a', 300_000_000, b"\", {\"ok\": 1}]");
+        let mut r = JsonArrayReader::new(input, &Limits::default(), &StartAt::default())?;
+        let got = codes(&mut r)?;
+        assert_eq!(
+            got,
+            vec![Err(ErrorCode::RecordTooLarge), Ok(b"{\"ok\": 1}".to_vec())]
+        );
+        let bound = Limits::DEFAULT_MAX_RECORD_BYTES + DECODED_BUFFER_BYTES;
+        assert!(
+            r.buffer_capacity() <= bound,
+            "{} > {bound}",
+            r.buffer_capacity()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn millions_deep_nesting_takes_constant_memory() -> Result<(), ReadError> {
+        let depth = 3_000_000;
+        let suffix = [&b"]".repeat(depth)[..], b",2]"].concat();
+        let input = synthetic(b"[", b'[', depth as u64, &suffix);
+        let mut r = JsonArrayReader::new(input, &Limits::default(), &StartAt::default())?;
+        let got = codes(&mut r)?;
+        // Too deep is found first (at depth 65); the scan then goes on to the element's end, counting only.
+        assert_eq!(got, vec![Err(ErrorCode::JsonTooDeep), Ok(b"2".to_vec())]);
+        let bound = Limits::DEFAULT_MAX_RECORD_BYTES + DECODED_BUFFER_BYTES;
+        assert!(
+            r.buffer_capacity() <= bound,
+            "{} > {bound}",
+            r.buffer_capacity()
+        );
+        Ok(())
     }
 }

@@ -14,6 +14,7 @@
 use std::io::BufRead;
 
 use super::decode::{is_json_space, Input};
+use super::json_array::push_bounded;
 use super::{Fields, ReadError, Record, RecordBody, RecordReader, StartAt};
 use crate::{ErrorCode, Limits, Position, RowError};
 
@@ -107,7 +108,12 @@ impl JsonLinesReader {
                             end: start + content,
                         });
                     }
-                    self.carry.extend_from_slice(&avail[..i]);
+                    if len + i > max.saturating_add(1) {
+                        // Too long even without a `\r`: do not copy it.
+                        self.input.consume(i + 1);
+                        return Ok(Line::TooLong);
+                    }
+                    push_bounded(&mut self.carry, &avail[..i], max.saturating_add(1));
                     self.input.consume(i + 1);
                     strip_cr(&mut self.carry);
                     if self.carry.len() > max {
@@ -123,7 +129,7 @@ impl JsonLinesReader {
                         self.carry = Vec::new();
                     }
                     if !too_long {
-                        self.carry.extend_from_slice(avail);
+                        push_bounded(&mut self.carry, avail, max.saturating_add(1));
                     }
                     len += n;
                     self.input.consume(n);
@@ -254,6 +260,66 @@ impl RecordReader for JsonLinesReader {
             record: self.record,
             line: self.line,
             byte: self.input.offset(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::decode::test_support::synthetic;
+    use crate::read::decode::DECODED_BUFFER_BYTES;
+
+    #[test]
+    fn huge_line_is_skipped_without_buffering() -> Result<(), ReadError> {
+        let input = synthetic(b"{\"a\":1}\n", b' ', 300_000_000, b"x\r\n{\"b\":2}\n");
+        let mut r = JsonLinesReader::new(input, &Limits::default(), &StartAt::default())?;
+        let mut got = Vec::new();
+        while let Some(record) = r.next_record()? {
+            got.push(match record.body {
+                RecordBody::Json(bytes) => Ok(bytes.to_vec()),
+                RecordBody::Invalid(e) => Err((record.position, e.code)),
+                RecordBody::Fields(_) => Err((record.position, ErrorCode::InvalidType)),
+            });
+        }
+        let too_large = Position {
+            record: 2,
+            line: 2,
+            byte: 8,
+        };
+        assert_eq!(
+            got,
+            vec![
+                Ok(b"{\"a\":1}".to_vec()),
+                Err((too_large, ErrorCode::RecordTooLarge)),
+                Ok(b"{\"b\":2}".to_vec())
+            ]
+        );
+        let bound = Limits::DEFAULT_MAX_RECORD_BYTES + 1 + DECODED_BUFFER_BYTES;
+        assert!(
+            r.buffer_capacity() <= bound,
+            "{} > {bound}",
+            r.buffer_capacity()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn depth_scan_skips_strings_and_escapes() {
+        let cases: &[(&str, usize, bool)] = &[
+            ("[[1]]", 2, false),
+            ("[[[1]]]", 2, true),
+            (r#"{"a":"[[[[\"[[["}"#, 1, false),
+            (r#"{"a":"\\"}[[["#, 2, true),
+            (r#""unterminated [[[["#, 0, false),
+            ("]]]][[", 1, true),
+        ];
+        for (line, max, want) in cases {
+            assert_eq!(
+                exceeds_depth(line.as_bytes(), *max),
+                *want,
+                "{line} with max {max}"
+            );
         }
     }
 }

@@ -158,8 +158,15 @@ pub async fn process_message(
     };
 
     let started = Instant::now();
-    let result = import_file(deps, settings, &connector, entry.clone()).await;
-    let mut finished = entry;
+    let mut finished = entry.clone();
+    let result = import_file(
+        deps,
+        settings,
+        &connector,
+        entry,
+        &mut finished.template_version,
+    )
+    .await;
     finished.lease_until = None;
     finished.finished_at = Some(deps.clock.now());
     let outcome = match result {
@@ -251,6 +258,7 @@ async fn import_file(
     settings: &WorkerSettings,
     connector: &super::model::Connector,
     entry: LedgerEntry,
+    template_version: &mut Option<u32>,
 ) -> Result<FileReport, ImportError> {
     let version = &entry.version;
     let stored = match deps
@@ -298,6 +306,7 @@ async fn import_file(
     .ok_or_else(|| ImportError::Final(FileStatus::Failed, "unsupported format".into()))?;
     let mut entry = entry;
     entry.template_version = Some(stored.version);
+    *template_version = Some(stored.version);
     let template = Arc::new(stored.template);
     let job = FileJob {
         connector: connector.clone(),

@@ -1,0 +1,12 @@
+//! `JsonLinesReader` on arbitrary bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use s3_importer_core::Format;
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    common::read_all(data, Format::Jsonl);
+});

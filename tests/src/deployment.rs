@@ -1,0 +1,605 @@
+//! A whole deployment of the sync engine on the emulator, for end-to-end behaviour tests: provisioned
+//! resources under unique names, a source bucket, a stored template, one connector, an injected clock, and
+//! the lister and worker *handlers* (the code Lambda runs) built from a [`Config`] naming those resources.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use s3_importer_tests::deployment::Deployment;
+//!
+//! let d = Deployment::new().await?;
+//! d.put("a.csv", b"id,qty\n1,2\n").await?;
+//! let run = d.sync().await?;
+//! assert_eq!(run.enqueued, 1);
+//! let drained = d.drain().await?;
+//! assert_eq!(drained.acked, 1);
+//! assert_eq!(d.records().await?.len(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! Every deployment has its own tables, queues and buckets, so tests run in parallel on one emulator.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, ensure, Context, Result};
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::types::QueueAttributeName;
+use s3_importer_aws::consumer::{Received, SqsConsumer};
+use s3_importer_aws::provision::{provision, Names, Provisioned};
+use s3_importer_aws::state::DynamoStateStore;
+use s3_importer_aws::AwsDestination;
+use s3_importer_core::config::{vars, Config};
+use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
+use s3_importer_core::sync::ports::{Destination, FileJob, StateStore};
+use s3_importer_core::sync::{
+    Clock, Connector, ConnectorStatus, DestinationConfig, FixedClock, LedgerEntry, Source, SyncRun,
+};
+use s3_importer_core::template::Template;
+use s3_importer_lister::Lister;
+use s3_importer_worker::Worker;
+use serde_json::json;
+
+use crate::{create_bucket, dynamodb_client, emulator, s3_client, unique_name, ACCOUNT_ID, REGION};
+
+/// The folder (key prefix) the connector reads.
+pub const PREFIX: &str = "incoming/";
+
+/// The default template: `id` (the primary key) and `qty`, from CSV, JSON Lines or JSON by extension.
+pub const TEMPLATE: &str = r#"
+name = "items"
+primary_key = ["id"]
+
+[[fields]]
+name = "id"
+type = "string"
+required = true
+
+[[fields]]
+name = "qty"
+type = "integer"
+required = true
+min = 0
+"#;
+
+/// How to build a [`Deployment`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Extra configuration variables (`S3I_MAX_FILE_BYTES`, `S3I_LOOKBACK_DAYS`, ...).
+    pub env: Vec<(&'static str, String)>,
+    /// The template's TOML.
+    pub template: String,
+    /// The work queue's VisibilityTimeout in seconds.
+    pub visibility_timeout: u32,
+    /// Receives before a message moves to the DLQ.
+    pub max_receive_count: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            env: Vec::new(),
+            template: TEMPLATE.to_owned(),
+            visibility_timeout: 30,
+            max_receive_count: 5,
+        }
+    }
+}
+
+/// What one [`Deployment::drain`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Messages handed to the worker.
+    pub delivered: u64,
+    /// Messages the worker acked (deleted from the queue).
+    pub acked: u64,
+    /// Ids of the messages the worker reported as batch item failures (left on the queue, invisible).
+    pub retried: Vec<String>,
+}
+
+/// One provisioned deployment with one connector.
+pub struct Deployment {
+    /// SDK configuration for the emulator.
+    pub sdk: SdkConfig,
+    /// What was provisioned.
+    pub provisioned: Provisioned,
+    /// The configuration the handlers were built from.
+    pub config: Config,
+    /// The source bucket.
+    pub source_bucket: String,
+    /// The connector (as created; read [`Deployment::connector_now`] for its current state).
+    pub connector: Connector,
+    /// The clock every handler reads.
+    pub clock: Arc<FixedClock>,
+    /// The state table.
+    pub state: Arc<DynamoStateStore>,
+    /// The lister handler's dependencies.
+    pub lister: Lister,
+    /// The worker handler's dependencies.
+    pub worker: Worker,
+    /// Receives and deletes work-queue messages (the event source mapping's job in Lambda).
+    pub consumer: SqsConsumer,
+}
+
+impl std::fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployment")
+            .field("names", &self.provisioned.names)
+            .field("source_bucket", &self.source_bucket)
+            .field("connector", &self.connector.id)
+            .finish_non_exhaustive()
+    }
+}
+
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// A request id unique in this process, as Lambda gives each invocation.
+pub fn request_id(what: &str) -> String {
+    format!(
+        "{what}-{}-{}",
+        std::process::id(),
+        REQUESTS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Deployment {
+    /// A deployment with the default [`Options`].
+    pub async fn new() -> Result<Self> {
+        Self::with(Options::default()).await
+    }
+
+    /// A deployment with these options.
+    pub async fn with(options: Options) -> Result<Self> {
+        let sdk = emulator().await.sdk_config().await;
+        let prefix = unique_name("sync");
+        let names = Names::with_prefix(&prefix);
+        let provisioned = provision(
+            &sdk,
+            &names,
+            options.visibility_timeout,
+            options.max_receive_count,
+        )
+        .await
+        .with_context(|| format!("provision {prefix}"))?;
+        let source_bucket = format!("{prefix}-src");
+        create_bucket(&sdk, &source_bucket).await?;
+
+        let mut env: HashMap<String, String> = [
+            (vars::STATE_TABLE, names.state_table.clone()),
+            (vars::QUEUE_URL, provisioned.queue_url.clone()),
+            (vars::RECORDS_TABLE, names.records_table.clone()),
+            (vars::OUTPUT_BUCKET, names.output_bucket.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(options.env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let config = Config::from_map(&env)?;
+
+        let clock = Arc::new(FixedClock::new());
+        let state = Arc::new(DynamoStateStore::new(
+            dynamodb_client(&sdk),
+            names.state_table.clone(),
+        ));
+        let template = Template::from_toml(&options.template).context("parse the template")?;
+        state
+            .put_template(&template.name, &options.template, &template, clock.now())
+            .await?;
+        let now = clock.now();
+        let mut hasher = DefaultHasher::new();
+        prefix.hash(&mut hasher);
+        let connector = Connector {
+            id: format!("c-{:016x}", hasher.finish()),
+            name: format!("{prefix}-connector"),
+            status: ConnectorStatus::Active,
+            source: Source {
+                account_id: ACCOUNT_ID.to_owned(),
+                bucket: source_bucket.clone(),
+                region: REGION.to_owned(),
+                prefix: Some(PREFIX.to_owned()),
+                role_arn: None,
+                external_id: None,
+            },
+            template_id: template.name.clone(),
+            template_version: None,
+            destination: DestinationConfig::Dynamodb {
+                table: names.records_table.clone(),
+            },
+            created_at: now,
+            updated_at: now,
+            watermark: None,
+            last_sync: None,
+        };
+        state.create_connector(&connector).await?;
+
+        let as_clock: Arc<dyn Clock> = clock.clone();
+        let lister = Lister::from_config(&config, &sdk, as_clock.clone());
+        let worker = Worker::from_config(&config, &sdk, as_clock);
+        let consumer = SqsConsumer::new(
+            s3_importer_aws::config::sqs_client(&sdk),
+            provisioned.queue_url.clone(),
+        );
+        Ok(Self {
+            sdk,
+            provisioned,
+            config,
+            source_bucket,
+            connector,
+            clock,
+            state,
+            lister,
+            worker,
+            consumer,
+        })
+    }
+
+    /// The full key of `name` in the connector's folder.
+    pub fn key(name: &str) -> String {
+        format!("{PREFIX}{name}")
+    }
+
+    /// Writes `incoming/<name>`; returns its ETag (quoted, as S3 returns it).
+    pub async fn put(&self, name: &str, body: &[u8]) -> Result<String> {
+        self.put_key(&Self::key(name), body, None).await
+    }
+
+    /// Writes `key` (a full key, inside the folder or not), optionally in a storage class; returns its ETag.
+    pub async fn put_key(
+        &self,
+        key: &str,
+        body: &[u8],
+        storage_class: Option<aws_sdk_s3::types::StorageClass>,
+    ) -> Result<String> {
+        let out = s3_client(&self.sdk)
+            .put_object()
+            .bucket(&self.source_bucket)
+            .key(key)
+            .body(ByteStream::from(body.to_vec()))
+            .set_storage_class(storage_class)
+            .send()
+            .await
+            .with_context(|| format!("put s3://{}/{key}", self.source_bucket))?;
+        out.e_tag.context("PutObject returned no ETag")
+    }
+
+    /// One lister invocation for this connector (as `connector sync` sends it); returns its sync run.
+    pub async fn sync(&self) -> Result<SyncRun> {
+        self.sync_as(&request_id("lister")).await
+    }
+
+    /// One lister invocation with the given request id.
+    pub async fn sync_as(&self, request_id: &str) -> Result<SyncRun> {
+        let response = s3_importer_lister::handle(
+            &self.lister,
+            json!({ "connector": self.connector.name }),
+            request_id,
+        )
+        .await?;
+        let [result] = response.connectors.as_slice() else {
+            bail!("the lister answered for {} connectors, not 1", response.connectors.len());
+        };
+        let run = result
+            .run
+            .clone()
+            .with_context(|| format!("the lister did not run: {}", result.outcome))?;
+        Ok(run)
+    }
+
+    /// Receives every visible message (they become invisible for the queue's visibility timeout).
+    pub async fn receive(&self) -> Result<Vec<Received>> {
+        let mut all = Vec::new();
+        loop {
+            let batch = self.consumer.receive(10, 0).await?;
+            if batch.is_empty() {
+                return Ok(all);
+            }
+            all.extend(batch);
+        }
+    }
+
+    /// Hands `messages` to `worker`'s handler as the SQS event Lambda would deliver.
+    pub async fn deliver(&self, worker: &Worker, messages: &[Received]) -> Result<SqsBatchResponse> {
+        let event = sqs_event(messages)?;
+        Ok(s3_importer_worker::handle(worker, event, None, &request_id("worker")).await)
+    }
+
+    /// What Lambda does with the handler's answer: deletes every message not listed as a failure.
+    /// Returns the ids of the failed ones.
+    pub async fn settle(
+        &self,
+        messages: &[Received],
+        response: &SqsBatchResponse,
+    ) -> Result<Vec<String>> {
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        for message in messages {
+            if !failed.contains(&message.message_id) {
+                self.consumer.delete(&message.receipt_handle).await?;
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Makes received messages visible again at once, as if their visibility timeout had passed.
+    pub async fn expire_visibility(&self, messages: &[Received]) -> Result<()> {
+        for message in messages {
+            self.consumer
+                .set_visibility(&message.receipt_handle, 0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Delivers every visible message to the deployment's worker until none is left, as Lambda's event
+    /// source mapping would (failed messages stay invisible until their visibility timeout).
+    pub async fn drain(&self) -> Result<Drained> {
+        self.drain_with(&self.worker).await
+    }
+
+    /// [`Deployment::drain`] through another worker (e.g. one with a faulty destination).
+    pub async fn drain_with(&self, worker: &Worker) -> Result<Drained> {
+        let mut drained = Drained::default();
+        loop {
+            let messages = self.consumer.receive(10, 0).await?;
+            if messages.is_empty() {
+                return Ok(drained);
+            }
+            let response = self.deliver(worker, &messages).await?;
+            let failed = self.settle(&messages, &response).await?;
+            drained.delivered += messages.len() as u64;
+            drained.acked += (messages.len() - failed.len()) as u64;
+            drained.retried.extend(failed);
+        }
+    }
+
+    /// `(visible, in flight)` messages on the work queue.
+    pub async fn queue_depth(&self) -> Result<(u64, u64)> {
+        self.depth(&self.provisioned.queue_url).await
+    }
+
+    /// `(visible, in flight)` messages on the dead-letter queue.
+    pub async fn dead_letter_depth(&self) -> Result<(u64, u64)> {
+        self.depth(&self.provisioned.dead_letter_queue_url).await
+    }
+
+    async fn depth(&self, queue_url: &str) -> Result<(u64, u64)> {
+        let attributes = s3_importer_aws::config::sqs_client(&self.sdk)
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default();
+        let count = |name: &QueueAttributeName| -> u64 {
+            attributes
+                .get(name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            count(&QueueAttributeName::ApproximateNumberOfMessages),
+            count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        ))
+    }
+
+    /// The connector as stored now (watermark, last sync).
+    pub async fn connector_now(&self) -> Result<Connector> {
+        self.state
+            .get_connector(&self.connector.id)
+            .await?
+            .context("the connector is gone")
+    }
+
+    /// Every ledger entry, by name in the folder (`incoming/` stripped); a key has one entry per version.
+    pub async fn files(&self) -> Result<BTreeMap<String, Vec<LedgerEntry>>> {
+        let mut files: BTreeMap<String, Vec<LedgerEntry>> = BTreeMap::new();
+        for entry in self.state.list_files(&self.connector.id, None).await? {
+            let name = entry
+                .version
+                .key
+                .strip_prefix(PREFIX)
+                .unwrap_or(&entry.version.key)
+                .to_owned();
+            files.entry(name).or_default().push(entry);
+        }
+        Ok(files)
+    }
+
+    /// The one ledger entry of `name` (an error when it has none or several versions).
+    pub async fn file(&self, name: &str) -> Result<LedgerEntry> {
+        let mut files = self.files().await?;
+        let entries = files.remove(name).unwrap_or_default();
+        ensure!(
+            entries.len() == 1,
+            "{name} has {} ledger entries, not 1: {entries:#?}",
+            entries.len()
+        );
+        Ok(entries.into_iter().next().context("checked above")?)
+    }
+
+    /// This connector's items in the records table, by partition key.
+    pub async fn records(&self) -> Result<BTreeMap<String, HashMap<String, AttributeValue>>> {
+        let client = dynamodb_client(&self.sdk);
+        let mut records = BTreeMap::new();
+        let mut start = None;
+        loop {
+            let out = client
+                .scan()
+                .table_name(&self.provisioned.names.records_table)
+                .filter_expression("connector_id = :c")
+                .expression_attribute_values(":c", AttributeValue::S(self.connector.id.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            for item in out.items.unwrap_or_default() {
+                let pk = match item.get("pk") {
+                    Some(AttributeValue::S(pk)) => pk.clone(),
+                    other => bail!("record without a string pk: {other:?}"),
+                };
+                ensure!(
+                    records.insert(pk.clone(), item).is_none(),
+                    "pk {pk} scanned twice"
+                );
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(records),
+            }
+        }
+    }
+
+    /// The partition key of the row whose `id` is `id`.
+    pub fn pk(&self, id: &str) -> String {
+        s3_importer_aws::records::record_pk(&self.connector.id, [id])
+    }
+
+    /// Reads an object of the output bucket from its `s3://` location.
+    pub async fn read_output(&self, location: &str) -> Result<Vec<u8>> {
+        let path = location
+            .strip_prefix("s3://")
+            .with_context(|| format!("{location} is not an s3:// location"))?;
+        let (bucket, key) = path
+            .split_once('/')
+            .with_context(|| format!("{location} has no key"))?;
+        let out = s3_client(&self.sdk)
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .with_context(|| format!("get {location}"))?;
+        Ok(out.body.collect().await?.into_bytes().to_vec())
+    }
+
+    /// The deployment's real destination (records table, S3 error reports).
+    pub fn real_destination(&self) -> Arc<dyn Destination> {
+        Arc::new(AwsDestination::new(
+            s3_importer_aws::s3_client(&self.sdk),
+            dynamodb_client(&self.sdk),
+            self.provisioned.names.output_bucket.clone(),
+        ))
+    }
+
+    /// The deployment's worker writing through `destination` instead.
+    pub fn worker_with(&self, destination: Arc<dyn Destination>) -> Worker {
+        let mut worker = self.worker.clone();
+        worker.deps.destination = destination;
+        worker
+    }
+}
+
+/// The event Lambda's SQS event source mapping delivers for these messages (the same JSON shape).
+pub fn sqs_event(messages: &[Received]) -> Result<SqsEvent> {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": {
+                    "ApproximateReceiveCount": m.receive_count.to_string(),
+                    "SentTimestamp": m.sent_timestamp,
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:work"),
+                "awsRegion": REGION,
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).context("build the SQS event")
+}
+
+/// A destination fault injected after some rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// After this many rows, every write fails with a transient error (throttling, 5xx).
+    TransientAfter(u64),
+    /// After this many rows, writes never return: the worker is "killed" mid-file when its caller drops it.
+    HangAfter(u64),
+}
+
+/// Wraps a real destination and injects a [`Fault`] into its row sinks (error reports pass through).
+#[derive(Clone)]
+pub struct FaultyDestination {
+    inner: Arc<dyn Destination>,
+    fault: Fault,
+}
+
+impl FaultyDestination {
+    /// `inner` with `fault`.
+    pub fn new(inner: Arc<dyn Destination>, fault: Fault) -> Self {
+        Self { inner, fault }
+    }
+}
+
+#[async_trait]
+impl Destination for FaultyDestination {
+    async fn open_rows(&self, job: &FileJob) -> Result<Box<dyn RowSink>, SinkError> {
+        let inner = self.inner.open_rows(job).await?;
+        let rows_left = match self.fault {
+            Fault::TransientAfter(n) | Fault::HangAfter(n) => n,
+        };
+        Ok(Box::new(FaultySink {
+            inner,
+            fault: self.fault,
+            rows_left,
+        }))
+    }
+
+    async fn open_rejects(&self, job: &FileJob) -> Result<Box<dyn RejectSink>, SinkError> {
+        self.inner.open_rejects(job).await
+    }
+}
+
+struct FaultySink {
+    inner: Box<dyn RowSink>,
+    fault: Fault,
+    rows_left: u64,
+}
+
+#[async_trait]
+impl RowSink for FaultySink {
+    async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
+        if batch.len() as u64 <= self.rows_left {
+            self.rows_left -= batch.len() as u64;
+            return self.inner.write_batch(batch).await;
+        }
+        // Write the rows before the fault, then fail.
+        let mut before = RowBatch::default();
+        for (position, row) in batch.iter().take(self.rows_left as usize) {
+            before.push_row(position, row);
+        }
+        if !before.is_empty() {
+            self.inner.write_batch(&before).await?;
+        }
+        self.rows_left = 0;
+        match self.fault {
+            Fault::TransientAfter(_) => Err(SinkError::transient(
+                "write to the records table (injected fault)",
+                "ProvisionedThroughputExceededException: rate of requests exceeds the allowed throughput",
+            )),
+            Fault::HangAfter(_) => std::future::pending().await,
+        }
+    }
+
+    async fn finish(&mut self) -> Result<(), SinkError> {
+        self.inner.finish().await
+    }
+
+    async fn abort(&mut self) -> Result<(), SinkError> {
+        self.inner.abort().await
+    }
+}
