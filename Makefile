@@ -40,7 +40,7 @@ venv: ## Install the local AWS emulator (moto server) into .venv (once; ~1 minut
 
 .PHONY: test
 test: venv ## Every test: unit, property, fuzz smoke, and the end-to-end suites against the emulator
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace
 
 .PHONY: demo
 demo: ## Run the main job end to end on sample data and print what was imported and rejected

@@ -178,7 +178,12 @@ impl Deployment {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        env.extend(options.env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        env.extend(
+            options
+                .env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone())),
+        );
         let config = Config::from_map(&env)?;
 
         let clock = Arc::new(FixedClock::new());
@@ -281,7 +286,10 @@ impl Deployment {
         )
         .await?;
         let [result] = response.connectors.as_slice() else {
-            bail!("the lister answered for {} connectors, not 1", response.connectors.len());
+            bail!(
+                "the lister answered for {} connectors, not 1",
+                response.connectors.len()
+            );
         };
         let run = result
             .run
@@ -303,7 +311,11 @@ impl Deployment {
     }
 
     /// Hands `messages` to `worker`'s handler as the SQS event Lambda would deliver.
-    pub async fn deliver(&self, worker: &Worker, messages: &[Received]) -> Result<SqsBatchResponse> {
+    pub async fn deliver(
+        &self,
+        worker: &Worker,
+        messages: &[Received],
+    ) -> Result<SqsBatchResponse> {
         let event = sqs_event(messages)?;
         Ok(s3_importer_worker::handle(worker, event, None, &request_id("worker")).await)
     }

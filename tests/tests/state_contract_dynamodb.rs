@@ -1,41 +1,48 @@
 //! The `StateStore` contract (`sync::contract`) against `DynamoStateStore` on the emulator: the same checks
 //! the in-memory store passes, so both agree on every conditional outcome.
 //!
-//! The checks that race writers on one item are ignored here (see below): moto cannot keep them atomic.
-//!
-//! All checks share one state table per test process (they use unique ids), created once; each test builds
-//! its own client, because a client is bound to the runtime it was first used on.
+//! Each test gets its own table, because moto is not thread-safe within a table: TransactWriteItems
+//! deep-copies the table for rollback and fails with HTTP 500 ("dictionary changed size during iteration")
+//! when another request writes to it meanwhile. DynamoDB has no such problem, and the checks use unique ids,
+//! so they also pass many times over on one table (`contract_reruns_on_one_table`).
+//! Each test builds its own client: a client is bound to the runtime it was first used on.
 
 use std::sync::Arc;
 
 use s3_importer_aws::state::{create_state_table, DynamoStateStore};
+use s3_importer_core::sync::contract::{run_checks, CHECKS, CONCURRENCY_CHECKS};
 use s3_importer_core::sync::ports::StateStore;
 use s3_importer_tests::{dynamodb_client, emulator, unique_name};
-use tokio::sync::OnceCell;
-
-static TABLE: OnceCell<String> = OnceCell::const_new();
 
 async fn store() -> Result<Arc<dyn StateStore>, String> {
     let client = dynamodb_client(&emulator().await.sdk_config().await);
-    let table = TABLE
-        .get_or_try_init(|| async {
-            let table = unique_name("state");
-            create_state_table(&client, &table)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(table)
-        })
-        .await?;
-    Ok(Arc::new(DynamoStateStore::new(client, table.clone())))
+    let table = unique_name("state");
+    create_state_table(&client, &table)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(DynamoStateStore::new(client, table)))
 }
 
 // moto 5.2.5 serves requests on threads and evaluates a condition and applies the write without a lock, so
-// racing conditional writes on one item can all succeed (observed: 3 of 8 `start_file` calls "won").
+// racing conditional writes on one item can all succeed (observed: 3 of 8 racing `start_file` calls "won").
 // DynamoDB's conditional writes are atomic; the races are checked against the in-memory store.
 s3_importer_core::state_store_contract_tests!(
     store(),
     concurrency_ignored = "moto does not make conditional writes atomic under concurrency"
 );
+
+/// The suite twice over on one table: checks never depend on an empty table or on each other's leftovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_reruns_on_one_table() -> Result<(), String> {
+    let store = store().await?;
+    let sequential: Vec<&str> = CHECKS
+        .iter()
+        .copied()
+        .filter(|c| !CONCURRENCY_CHECKS.contains(c))
+        .collect();
+    run_checks(store.clone(), &sequential).await?;
+    run_checks(store, &sequential).await
+}
 
 /// Creating the table twice is fine: the CLI, the demo and tests all call it on start.
 #[tokio::test]
@@ -53,16 +60,20 @@ async fn create_state_table_is_idempotent() -> Result<(), String> {
         .table_name(&table)
         .send()
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| format!("describe TTL of {table}: {e:?}"))?;
     let attribute = ttl
         .time_to_live_description()
         .and_then(|d| d.attribute_name());
-    assert_eq!(attribute, Some("expires_at"), "TTL attribute of {table}");
+    if attribute != Some("expires_at") {
+        return Err(format!(
+            "TTL attribute of {table}: expected expires_at, got {attribute:?}"
+        ));
+    }
     client
         .delete_table()
         .table_name(&table)
         .send()
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| format!("delete table {table}: {e:?}"))?;
     Ok(())
 }

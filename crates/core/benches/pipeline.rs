@@ -471,6 +471,11 @@ fn main() -> Result<()> {
         let path = PathBuf::from(args.get(i + 3).ok_or("path")?);
         return child(mode, format, &path);
     }
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs bench binaries without `--bench`: do not generate a gigabyte then.
+        eprintln!("pipeline bench: run it with `make bench` or `cargo bench -p s3-importer-core --bench pipeline`");
+        return Ok(());
+    }
     let mb: u64 = arg_value(&args, "--mb")
         .or_else(|| std::env::var("BENCH_MB").ok())
         .unwrap_or_else(|| "1000".into())

@@ -123,12 +123,13 @@ mod tests {
     fn format_detection_table() {
         use Compression::{Gzip, None as Plain};
         use Format::*;
-        let cases: &[(
-            &str,
+        type Case<'a> = (
+            &'a str,
             Option<Format>,
-            Option<&str>,
+            Option<&'a str>,
             Option<(Format, Compression)>,
-        )] = &[
+        );
+        let cases: &[Case] = &[
             ("a.csv", None, None, Some((Csv, Plain))),
             ("dir/A.CSV", None, None, Some((Csv, Plain))),
             ("a.tsv", None, None, Some((Tsv, Plain))),

@@ -67,8 +67,13 @@ pub const CONCURRENCY_CHECKS: &[&str] = &[
 
 /// Runs every check (even after a failure) and reports all failures.
 pub async fn state_store_contract(store: Store) -> CheckResult {
+    run_checks(store, CHECKS).await
+}
+
+/// Runs the named checks one after the other (even after a failure) and reports all failures.
+pub async fn run_checks(store: Store, names: &[&str]) -> CheckResult {
     let mut failures = Vec::new();
-    for name in CHECKS {
+    for name in names {
         if let Err(why) = run_check(name, store.clone()).await {
             failures.push(format!("{name}: {why}"));
         }

@@ -1188,4 +1188,160 @@ mod tests {
         assert!(q.sent().is_empty());
         Ok(())
     }
+
+    fn job(
+        key: &str,
+        etag: &str,
+        last_modified: DateTime<Utc>,
+        piece: Option<u32>,
+    ) -> Result<FileJob, String> {
+        let template = Template::from_toml(
+            "name = \"t\"\nprimary_key = [\"id\"]\n\n[[fields]]\nname = \"id\"\ntype = \"integer\"\nrequired = true\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let version = super::super::model::FileVersion {
+            connector_id: "c".into(),
+            bucket: "b".into(),
+            key: key.into(),
+            etag: etag.into(),
+            version_id: None,
+        };
+        let object = ObjectMeta {
+            key: key.into(),
+            etag: etag.into(),
+            size: 1,
+            last_modified,
+            storage_class: None,
+            restored: false,
+        };
+        let mut entry = LedgerEntry::discovered(version, &object, last_modified);
+        entry.checkpoint = piece.map(|piece| Checkpoint {
+            start: super::super::model::CheckpointStart {
+                byte: 0,
+                record: 0,
+                line: 0,
+                header: None,
+            },
+            piece,
+            rows_imported: 0,
+            rows_rejected: 0,
+        });
+        let connector = Connector {
+            id: "c".into(),
+            name: "n".into(),
+            status: super::super::model::ConnectorStatus::Active,
+            source: source("b", None),
+            template_id: "t".into(),
+            template_version: None,
+            destination: super::super::model::DestinationConfig::Dynamodb {
+                table: "records".into(),
+            },
+            created_at: last_modified,
+            updated_at: last_modified,
+            watermark: None,
+            last_sync: None,
+        };
+        Ok(FileJob {
+            connector,
+            entry,
+            template: Arc::new(template),
+        })
+    }
+
+    fn pos(record: u64) -> crate::Position {
+        crate::Position {
+            record,
+            line: record + 1,
+            byte: record * 10,
+        }
+    }
+
+    async fn write(
+        dest: &MemoryDestination,
+        job: &FileJob,
+        rows: &[(u64, &str)],
+    ) -> Result<(), SinkError> {
+        let mut batch = RowBatch::default();
+        for (record, json) in rows {
+            batch.push_row(pos(*record), json.as_bytes());
+        }
+        let mut sink = dest.open_rows(job).await?;
+        sink.write_batch(&batch).await?;
+        sink.finish().await
+    }
+
+    #[tokio::test]
+    async fn a_row_from_an_older_file_never_overwrites_a_newer_one(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dest = MemoryDestination::new();
+        let newer = job("new.csv", "\"n\"", t0() + chrono::Duration::hours(1), None)?;
+        let older = job("old.csv", "\"o\"", t0(), None)?;
+        write(&dest, &newer, &[(1, r#"{"id":1,"v":"new"}"#)]).await?;
+        // The older file arrives late (a retry, or a slow worker): its row for id 1 is ignored, id 2 is new.
+        write(
+            &dest,
+            &older,
+            &[(1, r#"{"id":1,"v":"old"}"#), (2, r#"{"id":2,"v":"old"}"#)],
+        )
+        .await?;
+        assert_eq!(
+            dest.row("c", "[1]").map(|r| r.row),
+            Some(r#"{"id":1,"v":"new"}"#.to_owned())
+        );
+        assert_eq!(
+            dest.row("c", "[2]").map(|r| r.source_key),
+            Some("old.csv".to_owned())
+        );
+        // Re-importing the same version (at-least-once delivery) overwrites with identical rows.
+        write(&dest, &newer, &[(1, r#"{"id":1,"v":"new"}"#)]).await?;
+        assert_eq!(dest.rows("c").len(), 2);
+        dest.fail_next_batches(1);
+        let failed = write(&dest, &newer, &[(1, r#"{"id":1}"#)]).await;
+        assert!(
+            failed.as_ref().is_err_and(SinkError::is_transient),
+            "{failed:?}"
+        );
+        let missing_key = write(&dest, &newer, &[(3, r#"{"v":"no id"}"#)]).await;
+        assert!(
+            missing_key.as_ref().is_err_and(|e| !e.is_transient()),
+            "{missing_key:?}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_error_report_is_the_same_in_one_piece_or_several(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let reject = |record| RejectedRow {
+            position: pos(record),
+            errors: vec![crate::RowError::record(
+                crate::ErrorCode::FieldCountMismatch,
+                "expected 1 field",
+            )],
+        };
+        let dest = MemoryDestination::new();
+        for (piece, record) in [(None, 1), (Some(1), 5), (Some(1), 5)] {
+            let j = job("big.csv", "\"b\"", t0(), piece)?;
+            let mut sink = dest.open_rejects(&j).await?;
+            sink.write_rejects(&[reject(record)]).await?;
+            assert_eq!(sink.finish().await?, Some(memory_report_location(&j)));
+        }
+        let j = job("big.csv", "\"b\"", t0(), None)?;
+        let records: Vec<u64> = dest
+            .report(&memory_report_location(&j))
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.record)
+            .collect();
+        assert_eq!(
+            records,
+            vec![1, 5],
+            "piece 1 redone replaces its first attempt"
+        );
+        // A retry from the start with no rejects leaves no report behind.
+        let mut sink = dest.open_rejects(&j).await?;
+        assert_eq!(sink.finish().await?, None);
+        assert!(dest.report_locations().is_empty());
+        Ok(())
+    }
 }
