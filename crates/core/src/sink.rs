@@ -237,7 +237,10 @@ impl JsonlFileSink {
         Ok(Self {
             path,
             partial,
-            out: Some(BufWriter::with_capacity(1 << 20, file)),
+            // Pipeline batches (hundreds of KiB) are larger than this buffer, so `BufWriter` hands them straight
+            // to the file, which makes the one copy it needs to write in the background; only small batches
+            // are gathered here. A buffer larger than a batch would copy every byte twice.
+            out: Some(BufWriter::with_capacity(DIRECT_WRITE_BYTES, file)),
         })
     }
 
@@ -246,6 +249,9 @@ impl JsonlFileSink {
         &self.path
     }
 }
+
+/// Batches at least this large bypass [`JsonlFileSink`]'s buffer.
+const DIRECT_WRITE_BYTES: usize = 64 * 1024;
 
 fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();

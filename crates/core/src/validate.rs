@@ -602,19 +602,26 @@ fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
         out.extend_from_slice(s);
         return;
     }
-    let (start, w) = window(out);
-    copy_small(w, s);
-    out.truncate(start + s.len());
+    stage(out, |w| {
+        copy_small(w, s);
+        s.len()
+    });
 }
 
-/// Appends 32 zero bytes and returns where they start and the bytes themselves, to be written in place and
-/// then cut back with `truncate`. Writing in place (rather than assembling on the stack and copying) avoids
-/// reading back freshly written bytes with wider loads, which stalls store-to-load forwarding.
+/// Bytes a staged write may use.
+const WINDOW: usize = 32;
+
+/// Appends [`WINDOW`] zero bytes, lets `write` fill them in place and keeps the first `n` it returns. Writing in
+/// place (rather than assembling on the stack and copying) avoids reading back freshly written bytes with wider
+/// loads, which stalls store-to-load forwarding; the window being a fixed-size array lets the compiler drop the
+/// bounds checks of constant offsets.
 #[inline(always)]
-fn window(out: &mut Vec<u8>) -> (usize, &mut [u8]) {
+fn stage(out: &mut Vec<u8>, write: impl FnOnce(&mut [u8; WINDOW]) -> usize) {
     let start = out.len();
-    out.extend_from_slice(&[0u8; 32]);
-    (start, &mut out[start..])
+    out.extend_from_slice(&[0u8; WINDOW]);
+    // Always `Some` (the window was just appended); `n` is at most `WINDOW`.
+    let n = out.last_chunk_mut::<WINDOW>().map_or(0, write);
+    out.truncate(start + n);
 }
 
 /// Copies `s` (at most 32 bytes, at most `dst.len()`) to the start of `dst` with at most two overlapping
@@ -925,7 +932,13 @@ fn write_typed(kind: &Kind, text: &[u8], out: &mut Vec<u8>) -> Result<(), Fail> 
                     format!("expected an integer between {min} and {max}"),
                 ));
             }
-            put_bytes(out, itoa::Buffer::new().format(v).as_bytes());
+            // Usually the text is already the canonical form (no `+`, no leading zero, no `-0`) and is copied.
+            let digits = text.strip_prefix(b"-").unwrap_or(text);
+            if matches!(digits.first(), Some(b'1'..=b'9')) || text == b"0" {
+                put_bytes(out, text);
+            } else {
+                put_bytes(out, itoa::Buffer::new().format(v).as_bytes());
+            }
             Ok(())
         }
         Kind::Decimal { precision, scale } => write_decimal(out, text, *precision, *scale),
@@ -1044,6 +1057,18 @@ fn parse_i64(text: &[u8]) -> Option<i64> {
     };
     if digits.is_empty() {
         return None;
+    }
+    if digits.len() <= 18 {
+        // Below 10^18: cannot overflow, no checked arithmetic needed.
+        let mut v: i64 = 0;
+        for &b in digits {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + i64::from(d);
+        }
+        return Some(if negative { -v } else { v });
     }
     let mut v: u64 = 0;
     for &b in digits {
@@ -1165,22 +1190,23 @@ fn write_decimal(
     let total = 2 + sign + int_len + if frac_len > 0 { 1 + frac_len } else { 0 };
     if total <= 32 && int.len() <= 16 && frac.len() <= 16 {
         // The usual short amount: written in place, no call to memcpy.
-        let (start, b) = window(out);
-        b[..total].fill(b'0');
-        b[0] = b'"';
-        if sign == 1 {
-            b[1] = b'-';
-        }
-        let mut n = 1 + sign;
-        copy_small(&mut b[n..], int);
-        n += int_len;
-        if frac_len > 0 {
-            b[n] = b'.';
-            copy_small(&mut b[n + 1..], frac);
-            n += 1 + frac_len;
-        }
-        b[n] = b'"';
-        out.truncate(start + n + 1);
+        stage(out, |b| {
+            b[..total].fill(b'0');
+            b[0] = b'"';
+            if sign == 1 {
+                b[1] = b'-';
+            }
+            let mut n = 1 + sign;
+            copy_small(&mut b[n..], int);
+            n += int_len;
+            if frac_len > 0 {
+                b[n] = b'.';
+                copy_small(&mut b[n + 1..], frac);
+                n += 1 + frac_len;
+            }
+            b[n] = b'"';
+            n + 1
+        });
         return Ok(());
     }
     out.push(b'"');
@@ -1264,11 +1290,12 @@ fn write_date(out: &mut Vec<u8>, text: &[u8], format: Option<&str>) -> Result<()
             (year, date.month(), date.day())
         }
     };
-    let (start, b) = window(out);
-    b[0] = b'"';
-    stage_date(b, 1, y, m, d);
-    b[11] = b'"';
-    out.truncate(start + 12);
+    stage(out, |b| {
+        b[0] = b'"';
+        stage_date(b, 1, y, m, d);
+        b[11] = b'"';
+        12
+    });
     Ok(())
 }
 
@@ -1390,19 +1417,20 @@ fn write_timestamp(out: &mut Vec<u8>, text: &[u8], format: Option<&str>) -> Resu
     let p = parse_timestamp(text).ok_or_else(fail)?;
     if p.offset == 0 {
         // Already UTC: the date and time digits are copied as written (`T` for the separator), no re-formatting.
-        let (start, b) = window(out);
-        b[0] = b'"';
-        copy_small(&mut b[1..], &text[..19]);
-        b[11] = b'T';
-        let mut n = 20;
-        if !p.frac.is_empty() {
-            b[20] = b'.';
-            copy_small(&mut b[21..30], p.frac);
-            n = 21 + p.frac.len();
-        }
-        b[n] = b'Z';
-        b[n + 1] = b'"';
-        out.truncate(start + n + 2);
+        stage(out, |b| {
+            b[0] = b'"';
+            copy_small(&mut b[1..], &text[..19]);
+            b[11] = b'T';
+            let mut n = 20;
+            if !p.frac.is_empty() {
+                b[20] = b'.';
+                copy_small(&mut b[21..30], p.frac);
+                n = 21 + p.frac.len();
+            }
+            b[n] = b'Z';
+            b[n + 1] = b'"';
+            n + 2
+        });
         return Ok(());
     }
     let ((y, mo, d), (h, mi, s)) = {
@@ -1430,25 +1458,26 @@ fn push_timestamp(
     (h, mi, s): (u32, u32, u32),
     frac: &[u8],
 ) {
-    let (start, b) = window(out);
-    b[0] = b'"';
-    stage_date(b, 1, y, mo, d);
-    b[11] = b'T';
-    stage_2(b, 12, h);
-    b[14] = b':';
-    stage_2(b, 15, mi);
-    b[17] = b':';
-    stage_2(b, 18, s);
-    let mut n = 20;
-    if !frac.is_empty() {
-        let frac = &frac[..frac.len().min(9)];
-        b[20] = b'.';
-        copy_small(&mut b[21..30], frac);
-        n = 21 + frac.len();
-    }
-    b[n] = b'Z';
-    b[n + 1] = b'"';
-    out.truncate(start + n + 2);
+    stage(out, |b| {
+        b[0] = b'"';
+        stage_date(b, 1, y, mo, d);
+        b[11] = b'T';
+        stage_2(b, 12, h);
+        b[14] = b':';
+        stage_2(b, 15, mi);
+        b[17] = b':';
+        stage_2(b, 18, s);
+        let mut n = 20;
+        if !frac.is_empty() {
+            let frac = &frac[..frac.len().min(9)];
+            b[20] = b'.';
+            copy_small(&mut b[21..30], frac);
+            n = 21 + frac.len();
+        }
+        b[n] = b'Z';
+        b[n + 1] = b'"';
+        n + 2
+    });
 }
 
 fn write_timestamp_with_format(out: &mut Vec<u8>, text: &[u8], format: &str) -> Result<(), Fail> {
@@ -1591,11 +1620,12 @@ fn write_json_string(out: &mut Vec<u8>, s: &[u8]) -> Result<bool, ()> {
         }
     }
     if i == s.len() && s.len() <= 30 {
-        let (start, b) = window(out);
-        b[0] = b'"';
-        copy_small(&mut b[1..], s);
-        b[s.len() + 1] = b'"';
-        out.truncate(start + s.len() + 2);
+        stage(out, |b| {
+            b[0] = b'"';
+            copy_small(&mut b[1..], s);
+            b[s.len() + 1] = b'"';
+            s.len() + 2
+        });
         return Ok(!utf8_ok);
     }
     out.reserve(s.len() + 2);
@@ -1813,6 +1843,35 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(parse_i64(text.as_bytes()), *want, "input {text:?}");
+        }
+    }
+
+    #[test]
+    fn integers_are_written_in_canonical_form() {
+        let kind = Kind::Integer {
+            min: i64::MIN,
+            max: i64::MAX,
+        };
+        let cases = [
+            ("0", "0"),
+            ("-0", "0"),
+            ("+0", "0"),
+            ("007", "7"),
+            ("-007", "-7"),
+            ("+42", "42"),
+            ("42", "42"),
+            ("-42", "-42"),
+            ("999999999999999999", "999999999999999999"),
+            ("-9223372036854775808", "-9223372036854775808"),
+            ("00000000000000000000042", "42"),
+        ];
+        for (text, want) in cases {
+            let mut out = b"x".to_vec();
+            assert!(
+                write_typed(&kind, text.as_bytes(), &mut out).is_ok(),
+                "input {text:?}"
+            );
+            assert_eq!(out, format!("x{want}").as_bytes(), "input {text:?}");
         }
     }
 
