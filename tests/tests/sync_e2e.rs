@@ -340,8 +340,28 @@ async fn without_the_sync_lease_concurrent_listers_still_claim_each_version_once
         d.put(&format!("f{i:02}.csv"), &csv(&[(&format!("row-{i}"), 1)]))
             .await?;
     }
+    // The ledger here is the in-memory store, whose conditional writes are atomic as DynamoDB's are: moto
+    // checks a condition and writes without a lock, so racing claims on moto can both "win" (see
+    // infra/local/README.md). Listing and sending still go to the emulator's S3 and SQS.
+    let memory = Arc::new(s3_importer_core::sync::memory::MemoryStateStore::new());
+    let stored = d
+        .lister
+        .deps
+        .state
+        .get_template(&d.connector.template_id, None)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("template not stored"))?;
+    memory
+        .put_template(
+            &stored.id,
+            &stored.source,
+            &stored.template,
+            stored.created_at,
+        )
+        .await?;
+    memory.create_connector(&d.connector).await?;
     let deps = ListerDeps {
-        state: Arc::new(NoSyncLease(d.lister.deps.state.clone())),
+        state: Arc::new(NoSyncLease(memory)),
         ..d.lister.deps.clone()
     };
     let mut one = d.lister.settings.clone();

@@ -1,0 +1,435 @@
+//! The import pipeline: reader + template → typed rows to a `RowSink`, rejected rows to a `RejectSink`, and a
+//! file report whose partial outcome is first-class.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use s3_importer_core::pipeline::{self, FileFailure, ImportOptions, Outcome};
+use s3_importer_core::read::ReadError;
+use s3_importer_core::sink::{MemoryRejects, MemorySink, RowBatch, RowSink, SinkError};
+use s3_importer_core::template::Template;
+use s3_importer_core::{Compression, ErrorCode, FileFormat, Format, Limits};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const TEMPLATE: &str = r#"
+name = "people"
+primary_key = ["id"]
+
+[[fields]]
+name = "id"
+type = "integer"
+required = true
+
+[[fields]]
+name = "name"
+type = "string"
+required = true
+
+[[fields]]
+name = "score"
+type = "decimal"
+"#;
+
+fn template(extra: &str) -> Result<Arc<Template>> {
+    Ok(Arc::new(Template::from_toml(&format!(
+        "{TEMPLATE}\n{extra}"
+    ))?))
+}
+
+fn csv() -> FileFormat {
+    FileFormat {
+        format: Format::Csv,
+        compression: Compression::None,
+    }
+}
+
+async fn run(
+    bytes: Vec<u8>,
+    format: FileFormat,
+    template: Arc<Template>,
+    options: ImportOptions,
+) -> Result<(pipeline::FileReport, MemorySink, MemoryRejects)> {
+    let mut rows = MemorySink::default();
+    let mut rejects = MemoryRejects::default();
+    let report = pipeline::import(
+        std::io::Cursor::new(bytes),
+        format,
+        template,
+        options,
+        &mut rows,
+        &mut rejects,
+    )
+    .await?;
+    Ok((report, rows, rejects))
+}
+
+#[tokio::test]
+async fn good_rows_are_typed_and_bad_rows_go_to_the_report_with_their_position() -> Result {
+    let input = b"id,name,score\n1,Ada,1.50\nx,Grace,2\n3,,3\n4,Linus,4.25\n".to_vec();
+    let (report, rows, rejects) =
+        run(input, csv(), template("")?, ImportOptions::default()).await?;
+    assert_eq!(report.outcome(), Outcome::ImportedWithRejections);
+    assert_eq!(
+        (report.rows_read, report.rows_imported, report.rows_rejected),
+        (4, 2, 2)
+    );
+    assert!(rows.finished && !rows.aborted);
+    let typed: Vec<serde_json::Value> = rows
+        .rows
+        .iter()
+        .map(|(_, json)| serde_json::from_str(json))
+        .collect::<std::result::Result<_, _>>()?;
+    assert_eq!(
+        typed[0],
+        serde_json::json!({"id": 1, "name": "Ada", "score": "1.50"})
+    );
+    assert_eq!(typed[1]["id"], 4);
+    let positions: Vec<(u64, u64)> = rejects
+        .rows
+        .iter()
+        .map(|r| (r.position.record, r.position.line))
+        .collect();
+    assert_eq!(positions, vec![(2, 3), (3, 4)]);
+    assert_eq!(rejects.rows[0].errors[0].code, ErrorCode::InvalidInteger);
+    assert_eq!(rejects.rows[0].errors[0].column.as_deref(), Some("id"));
+    assert_eq!(rejects.rows[1].errors[0].code, ErrorCode::NullValue);
+    let first = report.first_error.ok_or("no first error")?;
+    assert_eq!(first.position.record, 2);
+    assert_eq!(report.error_report.as_deref(), Some("memory"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn clean_file_is_imported_and_has_no_error_report() -> Result {
+    let (report, rows, _) = run(
+        b"id,name\n1,a\n2,b\n".to_vec(),
+        csv(),
+        template("")?,
+        ImportOptions::default(),
+    )
+    .await?;
+    assert_eq!(report.outcome(), Outcome::Imported);
+    assert_eq!(rows.rows.len(), 2);
+    assert_eq!(report.error_report, None);
+    assert_eq!(report.input_bytes, 16);
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_required_column_fails_the_file_and_aborts_the_sink() -> Result {
+    let (report, rows, _) = run(
+        b"id,score\n1,2\n".to_vec(),
+        csv(),
+        template("")?,
+        ImportOptions::default(),
+    )
+    .await?;
+    assert_eq!(report.outcome(), Outcome::Failed);
+    assert!(
+        matches!(report.failure, Some(FileFailure::Template(_))),
+        "{:?}",
+        report.failure
+    );
+    assert!(rows.aborted && !rows.finished);
+    assert!(report
+        .failure
+        .map(|f| f.to_string())
+        .unwrap_or_default()
+        .contains("name"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn max_rejected_rows_stops_the_file_early() -> Result {
+    let mut input = b"id,name\n".to_vec();
+    for i in 0..1000 {
+        writeln!(input, "bad{i},n")?;
+    }
+    let on_error = "[on_error]\nmax_rejected_rows = 3\n";
+    let (report, rows, _) =
+        run(input, csv(), template(on_error)?, ImportOptions::default()).await?;
+    assert!(
+        matches!(
+            report.failure,
+            Some(FileFailure::TooManyRejected {
+                rejected: 4,
+                read: 4,
+                ..
+            })
+        ),
+        "{:?}",
+        report.failure
+    );
+    assert!(rows.aborted);
+    Ok(())
+}
+
+#[tokio::test]
+async fn max_rejected_ratio_is_checked_at_the_end() -> Result {
+    let input = b"id,name\n1,a\n2,b\nx,c\n4,d\n".to_vec();
+    let strict = "[on_error]\nmax_rejected_ratio = 0.2\n";
+    let (report, _, _) = run(
+        input.clone(),
+        csv(),
+        template(strict)?,
+        ImportOptions::default(),
+    )
+    .await?;
+    assert!(
+        matches!(
+            report.failure,
+            Some(FileFailure::TooManyRejected {
+                rejected: 1,
+                read: 4,
+                ..
+            })
+        ),
+        "{:?}",
+        report.failure
+    );
+    let lenient = "[on_error]\nmax_rejected_ratio = 0.25\n";
+    let (report, _, _) = run(input, csv(), template(lenient)?, ImportOptions::default()).await?;
+    assert_eq!(report.outcome(), Outcome::ImportedWithRejections);
+    Ok(())
+}
+
+#[tokio::test]
+async fn gzip_jsonl_is_decoded_as_a_stream() -> Result {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for i in 0..500 {
+        writeln!(enc, r#"{{"id": {i}, "name": "n{i}", "score": 1.5}}"#)?;
+    }
+    let bytes = enc.finish()?;
+    let format = FileFormat {
+        format: Format::Jsonl,
+        compression: Compression::Gzip,
+    };
+    let (report, rows, _) = run(
+        bytes.clone(),
+        format,
+        template("")?,
+        ImportOptions::default(),
+    )
+    .await?;
+    assert_eq!(report.outcome(), Outcome::Imported);
+    assert_eq!(rows.rows.len(), 500);
+    assert_eq!(report.input_bytes, bytes.len() as u64);
+    assert!(report.decoded_bytes > report.input_bytes);
+    Ok(())
+}
+
+#[tokio::test]
+async fn gzip_bomb_fails_the_file_with_the_cap() -> Result {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(b"id,name\n")?;
+    let line = b"1,aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n".repeat(1000);
+    for _ in 0..200 {
+        enc.write_all(&line)?;
+    }
+    let bytes = enc.finish()?;
+    let options = ImportOptions {
+        limits: Limits {
+            max_decompressed_bytes: 1 << 20,
+            ..Limits::default()
+        },
+        ..ImportOptions::default()
+    };
+    let format = FileFormat {
+        format: Format::Csv,
+        compression: Compression::Gzip,
+    };
+    let (report, rows, _) = run(bytes, format, template("")?, options).await?;
+    assert!(
+        matches!(
+            report.failure,
+            Some(FileFailure::Read(ReadError::DecompressedTooLarge {
+                limit: 1_048_576
+            }))
+        ),
+        "{:?}",
+        report.failure
+    );
+    assert!(rows.aborted);
+    Ok(())
+}
+
+/// A sink that takes `delay` per batch and records how much input had been read when each batch arrived.
+struct SlowSink {
+    delay: Duration,
+    input_bytes: Arc<AtomicU64>,
+    seen: Vec<(u64, usize)>,
+}
+
+#[async_trait]
+impl RowSink for SlowSink {
+    async fn write_batch(&mut self, batch: &RowBatch) -> std::result::Result<(), SinkError> {
+        self.seen
+            .push((self.input_bytes.load(Ordering::Relaxed), batch.len()));
+        tokio::time::sleep(self.delay).await;
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> std::result::Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_sink_slows_the_reader_instead_of_filling_memory() -> Result {
+    // 400,000 rows (~7 MB); batches of 1,000 rows; 2 batches in flight. If the reader ran ahead, the
+    // input read when the first batches reach the sink would be close to the whole file.
+    let mut input = b"id,name\n".to_vec();
+    for i in 0..400_000 {
+        writeln!(input, "{i},name{i}")?;
+    }
+    let total = input.len() as u64;
+    let options = ImportOptions {
+        batch_rows: 1_000,
+        channel_capacity: 2,
+        ..ImportOptions::default()
+    };
+    let mut sink = SlowSink {
+        delay: Duration::from_millis(5),
+        input_bytes: options.input_bytes.clone(),
+        seen: Vec::new(),
+    };
+    let mut rejects = MemoryRejects::default();
+    let report = pipeline::import(
+        std::io::Cursor::new(input),
+        csv(),
+        template("")?,
+        options,
+        &mut sink,
+        &mut rejects,
+    )
+    .await?;
+    assert_eq!(report.rows_imported, 400_000);
+    assert_eq!(sink.seen.len(), 400);
+    // When the sink receives its 10th batch, the reader can be ahead by at most the channel (2 batches), the
+    // batch being filled, and the read buffers (two of 256 KiB) — far from the whole file.
+    let (read_at_10th, _) = sink.seen[9];
+    let bound = 14 * 20_000 + 4 * 256 * 1024;
+    assert!(
+        read_at_10th < bound,
+        "read {read_at_10th} of {total} bytes when the 10th batch arrived (bound {bound})"
+    );
+    Ok(())
+}
+
+/// A sink that fails after `ok` batches.
+struct FailingSink {
+    ok: usize,
+    transient: bool,
+    aborted: bool,
+}
+
+#[async_trait]
+impl RowSink for FailingSink {
+    async fn write_batch(&mut self, _batch: &RowBatch) -> std::result::Result<(), SinkError> {
+        if self.ok == 0 {
+            let e = std::io::Error::other("throttled");
+            return Err(if self.transient {
+                SinkError::transient("write", e)
+            } else {
+                SinkError::permanent("write", e)
+            });
+        }
+        self.ok -= 1;
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> std::result::Result<(), SinkError> {
+        Ok(())
+    }
+
+    async fn abort(&mut self) -> std::result::Result<(), SinkError> {
+        self.aborted = true;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn failing_sink_returns_its_error_and_the_reader_stops() -> Result {
+    let mut input = b"id,name\n".to_vec();
+    for i in 0..100_000 {
+        writeln!(input, "{i},n")?;
+    }
+    let mut sink = FailingSink {
+        ok: 2,
+        transient: true,
+        aborted: false,
+    };
+    let mut rejects = MemoryRejects::default();
+    let options = ImportOptions {
+        batch_rows: 100,
+        ..ImportOptions::default()
+    };
+    let result = pipeline::import(
+        std::io::Cursor::new(input),
+        csv(),
+        template("")?,
+        options,
+        &mut sink,
+        &mut rejects,
+    )
+    .await;
+    let err = result.err().ok_or("expected the sink's error")?;
+    assert!(err.is_transient(), "{err}");
+    assert!(sink.aborted);
+    Ok(())
+}
+
+#[tokio::test]
+async fn deadline_stops_at_a_record_boundary_and_the_rest_resumes_from_there() -> Result {
+    let mut input = b"id,name\n".to_vec();
+    for i in 0..50_000 {
+        writeln!(input, "{i},name {i}")?;
+    }
+    let options = ImportOptions {
+        deadline: Some(Instant::now()),
+        batch_rows: 500,
+        ..ImportOptions::default()
+    };
+    let (first, rows_a, _) = run(input.clone(), csv(), template("")?, options).await?;
+    assert_eq!(first.outcome(), Outcome::Stopped);
+    let at = first.stopped_at.clone().ok_or("no stop position")?;
+    assert!(
+        !rows_a.finished && !rows_a.aborted,
+        "a stopped import leaves the sink open"
+    );
+    assert!(first.rows_imported > 0 && first.rows_imported < 50_000);
+
+    let rest = input[at.position.byte as usize..].to_vec();
+    let options = ImportOptions {
+        start: at,
+        ..ImportOptions::default()
+    };
+    let (second, rows_b, _) = run(rest, csv(), template("")?, options).await?;
+    assert_eq!(second.outcome(), Outcome::Imported);
+    assert_eq!(first.rows_imported + second.rows_imported, 50_000);
+    let ids: Vec<u64> = rows_a
+        .rows
+        .iter()
+        .chain(rows_b.rows.iter())
+        .map(|(_, json)| {
+            serde_json::from_str::<serde_json::Value>(json)
+                .map(|v| v["id"].as_u64().unwrap_or(u64::MAX))
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    assert_eq!(
+        ids,
+        (0..50_000).collect::<Vec<u64>>(),
+        "every row exactly once, in order"
+    );
+    let last = rows_b.rows.last().ok_or("no rows")?.0;
+    assert_eq!(
+        (last.record, last.line),
+        (50_000, 50_001),
+        "numbering continues across pieces"
+    );
+    Ok(())
+}
