@@ -980,3 +980,40 @@ fn csv_speed_matches_the_csv_crate() -> TestResult {
     );
     Ok(())
 }
+
+/// Reads one file with `DelimitedReader` (or, with `S3I_MODE=csv`, the `csv` crate) and nothing else: the
+/// target for instruction counts, e.g.
+/// `S3I_CSV=target/bench-data/bench-10mb.csv valgrind --tool=callgrind target/release/deps/readers-* \
+///  --ignored --exact csv_read_only`.
+#[test]
+#[ignore = "benchmark: run by hand under callgrind"]
+fn csv_read_only() -> TestResult {
+    let path = std::env::var("S3I_CSV")?;
+    let data = std::fs::read(path)?;
+    let mut fields = 0u64;
+    if std::env::var("S3I_MODE").as_deref() == Ok("csv") {
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(Cursor::new(&data[..]));
+        let mut record = csv::ByteRecord::new();
+        while rdr.read_byte_record(&mut record)? {
+            fields += record.len() as u64;
+        }
+    } else {
+        let decoded = decoder(
+            Box::new(Cursor::new(data)),
+            Compression::None,
+            &Limits::default(),
+        );
+        let options = DelimitedOptions::for_format(Format::Csv);
+        let mut r =
+            DelimitedReader::new(decoded, options, &Limits::default(), &StartAt::default())?;
+        while let Some(record) = r.next_record()? {
+            if let RecordBody::Fields(f) = record.body {
+                fields += f.len() as u64;
+            }
+        }
+    }
+    println!("{fields} fields");
+    Ok(())
+}

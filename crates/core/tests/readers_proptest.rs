@@ -317,3 +317,111 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         ]
     })
 }
+
+/// Everything a delimited reader yields, errors included, as comparable values.
+type Outcome = Result<(Option<Vec<String>>, Read_), String>;
+
+fn read_delimited(
+    data: &[u8],
+    sizes: Vec<usize>,
+    options: DelimitedOptions,
+    limits: &Limits,
+) -> Outcome {
+    let mut reader = DelimitedReader::new(
+        Chunked::boxed(data.to_vec(), sizes),
+        options,
+        limits,
+        &StartAt::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let header = header_strings(&reader);
+    let read = read_all(&mut reader).map_err(|e| e.to_string())?;
+    Ok((header, read))
+}
+
+/// The reader parses records that lie whole in its input window itself and hands the others to `csv-core`.
+/// Fed one byte at a time it never holds a whole record, so `csv-core` parses everything: that is the
+/// reference. Fed everything at once (or in random chunks) it must give the same records, positions, row
+/// errors and checkpoints.
+fn same_as_csv_core(
+    data: &[u8],
+    sizes: Vec<usize>,
+    options: DelimitedOptions,
+    limits: &Limits,
+) -> Result<(), TestCaseError> {
+    let reference = read_delimited(data, vec![1], options, limits);
+    let whole = read_delimited(data, vec![1 << 20], options, limits);
+    prop_assert_eq!(
+        &whole,
+        &reference,
+        "input {:?}",
+        String::from_utf8_lossy(data)
+    );
+    let chunked = read_delimited(data, sizes, options, limits);
+    prop_assert_eq!(
+        &chunked,
+        &reference,
+        "input {:?}",
+        String::from_utf8_lossy(data)
+    );
+    Ok(())
+}
+
+/// Bytes that matter to the parser, mixed at random: quotes in odd places, `"a"b`, bare `\r`, blank lines.
+fn byte_soup() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(b','),
+            Just(b'"'),
+            Just(b'\r'),
+            Just(b'\n'),
+            Just(b'\t'),
+            Just(b'a'),
+            Just(b'b'),
+            Just(b' '),
+        ],
+        0..120,
+    )
+}
+
+fn small_limits() -> impl Strategy<Value = Limits> {
+    (
+        prop_oneof![Just(usize::MAX / 4), 0usize..40],
+        prop_oneof![Just(usize::MAX / 4), 1usize..6],
+    )
+        .prop_map(|(bytes, columns)| Limits {
+            max_record_bytes: bytes.min(Limits::default().max_record_bytes),
+            max_columns: columns.min(Limits::default().max_columns),
+            ..Limits::default()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fast_path_matches_csv_core_on_byte_soup(
+        data in byte_soup(), sizes in chunk_sizes(), tsv in any::<bool>(), has_header in any::<bool>(),
+        limits in small_limits(),
+    ) {
+        let options = DelimitedOptions {
+            has_header,
+            ..DelimitedOptions::for_format(if tsv { Format::Tsv } else { Format::Csv })
+        };
+        same_as_csv_core(&data, sizes, options, &limits)?;
+    }
+
+    #[test]
+    fn fast_path_matches_csv_core_on_tables(
+        rows in table(), sizes in chunk_sizes(), tsv in any::<bool>(), crlf in any::<bool>(),
+        limits in small_limits(),
+    ) {
+        let delimiter = if tsv { b'\t' } else { b',' };
+        let data = write_csv(&rows, delimiter, crlf).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let options = DelimitedOptions {
+            has_header: false,
+            ..DelimitedOptions::for_format(if tsv { Format::Tsv } else { Format::Csv })
+        };
+        same_as_csv_core(&data, sizes, options, &limits)?;
+    }
+}

@@ -14,12 +14,24 @@
 //!
 //! The output buffer and the field-ends buffer are reused from record to record: no allocation per record once
 //! they have grown to the largest record seen.
+//!
+//! # Fast path
+//! Most records lie whole inside the input window. Those are parsed by `parse_in_window`, which follows the
+//! same state machine as `csv-core` (quoting on, `""` escapes, CRLF terminator mode) but jumps from field end to
+//! field end with a SIMD/SWAR search (16 or 8 bytes per step) and copies each field with one or two 16-byte
+//! moves, instead of a table lookup per byte. Anything it does not handle — a record cut by the end of the
+//! window or of the file, longer than the limit or wider than `max_columns`, a closing quote followed by data
+//! (`"a"b`) — makes it return `None` before anything is consumed, and `csv-core` parses that record from its
+//! first byte. `csv-core` keeps no state between records (its state at a record boundary only differs in how
+//! it treats a following line terminator, which `skip_terminators` consumes before either parser sees it), so
+//! the two take turns record by record; only its line counter is kept up to date by hand.
 
 use std::io::BufRead;
 
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 
 use super::decode::Input;
+use super::swar::FieldEnd;
 use super::{DelimitedOptions, Fields, ReadError, Record, RecordBody, RecordReader, StartAt};
 use crate::{ErrorCode, Limits, Position, RowError};
 
@@ -55,6 +67,168 @@ pub struct DelimitedReader {
     core_started: bool,
     /// Reading stopped (end of input or an error).
     done: bool,
+    /// The delimiter and quote the fast path reads with; `None` when they are unusual enough (a line break,
+    /// or the same byte) that only `csv-core` decides.
+    fast: Option<Syntax>,
+}
+
+/// The bytes the fast path treats specially.
+#[derive(Debug, Clone, Copy)]
+struct Syntax {
+    delimiter: u8,
+    quote: u8,
+    field_end: FieldEnd,
+}
+
+impl Syntax {
+    fn new(options: &DelimitedOptions) -> Option<Self> {
+        let (d, q) = (options.delimiter, options.quote);
+        let line_break = |b: u8| b == b'\n' || b == b'\r';
+        if d == q || line_break(d) || line_break(q) {
+            return None;
+        }
+        Some(Self {
+            delimiter: d,
+            quote: q,
+            field_end: FieldEnd::new(d),
+        })
+    }
+}
+
+/// A record the fast path parsed: fields in `buf[..len]` / `ends[..nends]`.
+struct InWindow {
+    len: usize,
+    nends: usize,
+    /// Bytes of the record, its terminator included.
+    consumed: usize,
+    /// `\n` bytes among them.
+    newlines: u64,
+}
+
+/// Appends `bytes` to `buf` at `*out`, growing `buf` (up to `cap` bytes) if needed.
+#[inline(always)]
+fn put(buf: &mut Vec<u8>, out: &mut usize, bytes: &[u8], cap: usize) -> Option<()> {
+    let end = *out + bytes.len();
+    if end > buf.len() {
+        grow_output(buf, end, cap)?;
+    }
+    buf.get_mut(*out..end)?.copy_from_slice(bytes);
+    *out = end;
+    Some(())
+}
+
+/// Appends `window[start..end]` to `buf` at `*out`. A short field (most are) is copied as a fixed 32-byte block
+/// when both buffers have room for that, which compiles to two 16-byte moves instead of a `memcpy` call; the
+/// bytes past the field land beyond the output written so far and are overwritten by the next field or ignored.
+#[inline(always)]
+fn put_field(
+    buf: &mut Vec<u8>,
+    out: &mut usize,
+    window: &[u8],
+    start: usize,
+    end: usize,
+    cap: usize,
+) -> Option<()> {
+    const BLOCK: usize = 32;
+    let n = end.checked_sub(start)?;
+    if n <= BLOCK {
+        if let (Some(dst), Some(src)) = (
+            buf.get_mut(*out..*out + BLOCK),
+            window.get(start..start + BLOCK),
+        ) {
+            dst.copy_from_slice(src);
+            *out += n;
+            return Some(());
+        }
+    }
+    put(buf, out, window.get(start..end)?, cap)
+}
+
+#[cold]
+#[inline(never)]
+fn grow_output(buf: &mut Vec<u8>, need: usize, cap: usize) -> Option<()> {
+    if need > cap {
+        return None;
+    }
+    let size = (buf.len() * 2).max(INITIAL_OUTPUT).min(cap).max(need);
+    // Exact: the buffer must stay within the record limit.
+    buf.reserve_exact(size - buf.len());
+    buf.resize(size, 0);
+    Some(())
+}
+
+#[cold]
+#[inline(never)]
+fn grow_ends(ends: &mut Vec<usize>, max_columns: usize) -> Option<()> {
+    if ends.len() >= max_columns {
+        return None;
+    }
+    let size = (ends.len() * 2).max(1).min(max_columns);
+    ends.reserve_exact(size - ends.len());
+    ends.resize(size, 0);
+    Some(())
+}
+
+/// Parses the record at the start of `window` (which holds at most `max_record_bytes + 1` bytes, so a record
+/// that fits the limit has its terminator inside it) into `buf`/`ends`, exactly as `csv-core` would. `None`
+/// when the record is not whole in `window`, has more than `max_columns` fields, or takes a rare turn
+/// (`"a"b`): `csv-core` then parses it. The first byte is not a line terminator (those were skipped).
+#[inline]
+fn parse_in_window(
+    window: &[u8],
+    syntax: Syntax,
+    buf: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+    max_columns: usize,
+) -> Option<InWindow> {
+    let cap = window.len();
+    let (mut out, mut nends, mut newlines) = (0usize, 0usize, 0u64);
+    let mut i = 0;
+    loop {
+        // Start of a field at `i`; find the byte that ends it (a delimiter or a line terminator).
+        let end = if *window.get(i)? == syntax.quote {
+            let mut from = i + 1;
+            loop {
+                let close = from + memchr::memchr(syntax.quote, window.get(from..)?)?;
+                let content = window.get(from..close)?;
+                newlines += content.iter().filter(|&&b| b == b'\n').count() as u64;
+                put_field(buf, &mut out, window, from, close, cap)?;
+                let next = *window.get(close + 1)?;
+                if next == syntax.quote {
+                    // `""`: one literal quote, the field goes on.
+                    put(buf, &mut out, &[next], cap)?;
+                    from = close + 2;
+                } else if next == syntax.delimiter || next == b'\n' || next == b'\r' {
+                    break close + 1;
+                } else {
+                    // Data after the closing quote: csv-core's business.
+                    return None;
+                }
+            }
+        } else {
+            // Unquoted: a quote here is data, only the delimiter and line breaks end the field.
+            let end = syntax.field_end.find(window, i)?;
+            put_field(buf, &mut out, window, i, end, cap)?;
+            end
+        };
+        if nends == ends.len() {
+            grow_ends(ends, max_columns)?;
+        }
+        *ends.get_mut(nends)? = out;
+        nends += 1;
+        let terminator = *window.get(end)?;
+        if terminator == syntax.delimiter {
+            i = end + 1;
+            continue;
+        }
+        newlines += u64::from(terminator == b'\n');
+        return Some(InWindow {
+            len: out,
+            nends,
+            consumed: end + 1,
+            newlines,
+        });
+    }
 }
 
 impl DelimitedReader {
@@ -86,6 +260,7 @@ impl DelimitedReader {
             record: start.position.record.max(1),
             core_started: false,
             done: false,
+            fast: Syntax::new(&options),
         };
         reader.core.set_line(start.position.line.max(1));
         if start.position.byte == 0 {
@@ -183,6 +358,22 @@ impl DelimitedReader {
         let line = self.core.line();
         let byte = self.input.offset();
         let max = self.max_record_bytes;
+        if let Some(syntax) = self.fast {
+            let avail = self.input.available();
+            let window = &avail[..avail.len().min(max.saturating_add(1))];
+            if let Some(found) = parse_in_window(
+                window,
+                syntax,
+                &mut self.buf,
+                &mut self.ends,
+                self.max_columns,
+            ) {
+                self.input.consume(found.consumed);
+                self.core.set_line(line + found.newlines);
+                let (len, nends) = (found.len, found.nends);
+                return Ok((line, byte, Parsed::Fields { len, nends }));
+            }
+        }
         let (mut len, mut nends, mut raw) = (0usize, 0usize, 0usize);
         loop {
             if raw > max {

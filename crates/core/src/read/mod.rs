@@ -15,6 +15,7 @@ pub mod decode;
 pub mod delimited;
 pub mod json_array;
 pub mod jsonl;
+mod swar;
 
 use std::io::BufRead;
 
