@@ -512,26 +512,8 @@ impl Deployment {
 
 /// The event Lambda's SQS event source mapping delivers for these messages (the same JSON shape).
 pub fn sqs_event(messages: &[Received]) -> Result<SqsEvent> {
-    let records: Vec<serde_json::Value> = messages
-        .iter()
-        .map(|m| {
-            json!({
-                "messageId": m.message_id,
-                "receiptHandle": m.receipt_handle,
-                "body": m.body,
-                "attributes": {
-                    "ApproximateReceiveCount": m.receive_count.to_string(),
-                    "SentTimestamp": m.sent_timestamp,
-                },
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:work"),
-                "awsRegion": REGION,
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({ "Records": records })).context("build the SQS event")
+    let arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:work");
+    s3_importer_worker::sqs_event(messages, Some(&arn)).context("build the SQS event")
 }
 
 /// A destination fault injected after some rows.

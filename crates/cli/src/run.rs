@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aws_lambda_events::sqs::SqsEvent;
 use s3_importer_aws::consumer::{Received, SqsConsumer};
 use s3_importer_core::sync::SystemClock;
 use s3_importer_lister::Lister;
@@ -121,7 +120,8 @@ pub async fn pass(
         if fresh.is_empty() {
             break;
         }
-        let event = sqs_event(&fresh)?;
+        let event =
+            s3_importer_worker::sqs_event(&fresh, None).context("cannot build the SQS event")?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let response = s3_importer_worker::handle(worker, event, None, &request_id).await;
         let failed: HashSet<&str> = response
@@ -147,25 +147,4 @@ pub async fn pass(
         summary.acked, summary.retried
     );
     Ok(summary)
-}
-
-/// The event Lambda's SQS event source mapping would deliver for these messages.
-pub fn sqs_event(messages: &[Received]) -> Result<SqsEvent> {
-    let records: Vec<serde_json::Value> = messages
-        .iter()
-        .map(|m| {
-            json!({
-                "messageId": m.message_id,
-                "receiptHandle": m.receipt_handle,
-                "body": m.body,
-                "attributes": {
-                    "ApproximateReceiveCount": m.receive_count.to_string(),
-                    "SentTimestamp": m.sent_timestamp,
-                },
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({ "Records": records })).context("cannot build the SQS event")
 }

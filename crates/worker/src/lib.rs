@@ -132,3 +132,30 @@ fn failure(message_id: &str) -> BatchItemFailure {
 pub fn deadline_from_millis(millis: u64) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp_millis(i64::try_from(millis).ok()?)
 }
+
+/// The event Lambda's SQS event source mapping delivers for these received messages (the same JSON shape), so
+/// the local runner and the tests drive [`handle`] exactly as Lambda does.
+pub fn sqs_event(
+    messages: &[s3_importer_aws::consumer::Received],
+    event_source_arn: Option<&str>,
+) -> Result<SqsEvent, serde_json::Error> {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": {
+                    "ApproximateReceiveCount": m.receive_count.to_string(),
+                    "SentTimestamp": m.sent_timestamp,
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": event_source_arn,
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records }))
+}
