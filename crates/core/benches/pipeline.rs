@@ -5,11 +5,18 @@
 //! measurement in a child process of its own pinned to one CPU, so each peak RSS is that of the process that
 //! did the work (read from the kernel's `VmHWM`, not estimated) and no measurement runs on two cores.
 //!
-//! Usage: `cargo bench -p s3-importer-core --bench pipeline -- [--mb N] [--runs R] [--formats csv,jsonl,json]`
-//! (`BENCH_MB` and `BENCH_RUNS` also set them). The last lines are machine-readable, one per format:
-//! `bench format=csv input_mb=1000 rows=... mb_per_s=... raw_parse_mb_per_s=... ratio=... peak_rss_mib=...
-//! cpu_ratio=...`. Each figure is the best of R runs (3 by default), raw and pipeline runs interleaved; `ratio` is
-//! wall time, `cpu_ratio` the same ratio in CPU time (user + system), which other load on the machine moves less.
+//! Usage: `cargo bench -p s3-importer-core --bench pipeline -- [--mb N] [--runs R] [--formats csv,jsonl,json]
+//! [--tmpfs DIR]` (`BENCH_MB`, `BENCH_RUNS` and `BENCH_TMPFS` also set them). The last lines are
+//! machine-readable, one per format: `bench format=csv input_mb=1000 rows=... mb_per_s=...
+//! raw_parse_mb_per_s=... ratio=... peak_rss_mib=... cpu_ratio=... mb_per_s_tmpfs=... ratio_tmpfs=...
+//! cpu_ratio_tmpfs=... peak_rss_mib_tmpfs=...`. Each figure is the best of R runs (3 by default), raw and
+//! pipeline runs interleaved; `ratio` is wall time, `cpu_ratio` the same ratio in CPU time (user + system), which
+//! other load on the machine moves less.
+//!
+//! The pipeline writes its JSONL output (and `fsync`s it, as the file sink does) to a temporary directory on
+//! the disk (`TMPDIR`, else `/tmp`): the plain figures. It runs a second time with the output on a tmpfs
+//! (`/dev/shm` unless `--tmpfs`/`BENCH_TMPFS` names another directory; `--tmpfs none` skips it): the `_tmpfs`
+//! figures, the same work without the disk's writeback, which on a VM can dominate a gigabyte's wall time.
 //! For CSV the raw parse is the `csv` crate's `read_byte_record` loop; for JSON Lines `serde_json` parsing each
 //! line into `IgnoredAny`; for a JSON array `serde_json` streaming the document into `IgnoredAny`.
 
@@ -317,8 +324,9 @@ fn cpu_secs() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
-/// Child: one measurement; prints `rows secs peak_rss_kib cpu_secs`.
-fn child(mode: &str, format: Format, path: &Path) -> Result<()> {
+/// Child: one measurement; prints `rows secs peak_rss_kib cpu_secs`. The pipeline's output goes to a new
+/// temporary directory inside `out_dir` (the system's temporary directory when `None`).
+fn child(mode: &str, format: Format, path: &Path, out_dir: Option<&Path>) -> Result<()> {
     pin_to_one_cpu();
     let started = Instant::now();
     let cpu_started = cpu_secs();
@@ -356,7 +364,10 @@ fn child(mode: &str, format: Format, path: &Path) -> Result<()> {
         },
         _ => {
             let template = Arc::new(Template::from_toml(TEMPLATE)?);
-            let out_dir = tempfile::tempdir()?;
+            let out_dir = match out_dir {
+                Some(dir) => tempfile::tempdir_in(dir)?,
+                None => tempfile::tempdir()?,
+            };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -412,14 +423,26 @@ struct Measured {
     cpu_secs: f64,
 }
 
-/// Best of `runs`, per mode, with the modes' runs interleaved (raw, pipeline, raw, ...) so that both see the
+/// What one child process measures: the raw parse, or the pipeline with its output in a directory (the
+/// system's temporary directory when `None`).
+#[derive(Clone, Copy)]
+enum Mode<'a> {
+    Raw,
+    Pipeline(Option<&'a Path>),
+}
+
+/// Best of `runs`, per mode, with the modes' runs interleaved (raw, pipeline, raw, ...) so that all see the
 /// same load from whatever else shares the machine.
-fn measure_pair(format: Format, path: &Path, runs: usize) -> Result<(Measured, Measured)> {
-    let mut raw: Option<Measured> = None;
-    let mut pipe: Option<Measured> = None;
+fn measure_all(
+    format: Format,
+    path: &Path,
+    runs: usize,
+    modes: &[Mode<'_>],
+) -> Result<Vec<Measured>> {
+    let mut bests: Vec<Option<Measured>> = modes.iter().map(|_| None).collect();
     for _ in 0..runs.max(1) {
-        for (mode, best) in [("raw", &mut raw), ("pipeline", &mut pipe)] {
-            let m = measure_once(mode, format, path)?;
+        for (mode, best) in modes.iter().zip(bests.iter_mut()) {
+            let m = measure_once(*mode, format, path)?;
             let cpu_secs = best
                 .as_ref()
                 .map_or(m.cpu_secs, |b| b.cpu_secs.min(m.cpu_secs));
@@ -431,15 +454,32 @@ fn measure_pair(format: Format, path: &Path, runs: usize) -> Result<(Measured, M
             }
         }
     }
-    Ok((raw.ok_or("no run")?, pipe.ok_or("no run")?))
+    bests
+        .into_iter()
+        .map(|b| b.ok_or_else(|| "no run".into()))
+        .collect()
 }
 
-fn measure_once(mode: &str, format: Format, path: &Path) -> Result<Measured> {
+fn measure_once(mode: Mode<'_>, format: Format, path: &Path) -> Result<Measured> {
     let exe = std::env::current_exe()?;
-    let out = Command::new(&exe)
-        .args(["--child", mode, format.as_str()])
-        .arg(path)
-        .output()?;
+    let mut command = Command::new(&exe);
+    match mode {
+        Mode::Raw => command.args(["--child", "raw", format.as_str()]).arg(path),
+        Mode::Pipeline(dir) => {
+            command
+                .args(["--child", "pipeline", format.as_str()])
+                .arg(path);
+            if let Some(dir) = dir {
+                command.arg(dir);
+            }
+            &mut command
+        }
+    };
+    let out = command.output()?;
+    let mode = match mode {
+        Mode::Raw => "raw",
+        Mode::Pipeline(_) => "pipeline",
+    };
     if !out.status.success() {
         return Err(format!(
             "{mode} {format} failed: {}",
@@ -469,7 +509,8 @@ fn main() -> Result<()> {
         let mode = args.get(i + 1).ok_or("mode")?;
         let format: Format = args.get(i + 2).ok_or("format")?.parse()?;
         let path = PathBuf::from(args.get(i + 3).ok_or("path")?);
-        return child(mode, format, &path);
+        let out_dir = args.get(i + 4).map(PathBuf::from);
+        return child(mode, format, &path, out_dir.as_deref());
     }
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --all-targets` runs bench binaries without `--bench`: do not generate a gigabyte then.
@@ -489,6 +530,13 @@ fn main() -> Result<()> {
         .split(',')
         .map(str::parse)
         .collect::<std::result::Result<_, _>>()?;
+    let tmpfs = arg_value(&args, "--tmpfs")
+        .or_else(|| std::env::var("BENCH_TMPFS").ok())
+        .unwrap_or_else(|| "/dev/shm".into());
+    let tmpfs = (tmpfs != "none" && Path::new(&tmpfs).is_dir()).then(|| PathBuf::from(tmpfs));
+    if tmpfs.is_none() {
+        eprintln!("no tmpfs directory: only the disk-output figures are measured");
+    }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-data");
     std::fs::create_dir_all(&dir)?;
 
@@ -508,7 +556,12 @@ fn main() -> Result<()> {
             &mut std::fs::File::open(&path)?.take(u64::MAX),
             &mut std::io::sink(),
         )?;
-        let (raw, pipe) = measure_pair(format, &path, runs)?;
+        let mut modes = vec![Mode::Raw, Mode::Pipeline(None)];
+        if let Some(dir) = &tmpfs {
+            modes.push(Mode::Pipeline(Some(dir)));
+        }
+        let measured = measure_all(format, &path, runs, &modes)?;
+        let (raw, pipe) = (&measured[0], &measured[1]);
         let raw_speed = input_mb / raw.secs;
         let pipe_speed = input_mb / pipe.secs;
         let cpu_ratio = raw.cpu_secs / pipe.cpu_secs;
@@ -521,12 +574,28 @@ fn main() -> Result<()> {
             raw.cpu_secs,
             pipe.cpu_secs,
         );
-        lines.push(format!(
+        let mut line = format!(
             "bench format={format} input_mb={input_mb:.0} rows={} mb_per_s={pipe_speed:.1} raw_parse_mb_per_s={raw_speed:.1} ratio={:.2} peak_rss_mib={:.1} cpu_ratio={cpu_ratio:.2}",
             pipe.rows,
             pipe_speed / raw_speed,
             pipe.peak_kib as f64 / 1024.0
-        ));
+        );
+        if let Some(shm) = measured.get(2) {
+            let shm_speed = input_mb / shm.secs;
+            let shm_cpu_ratio = raw.cpu_secs / shm.cpu_secs;
+            eprintln!(
+                "{format:>5}: output on tmpfs | pipeline {shm_speed:.1} MB/s ({:.1} MiB peak) | ratio {:.2} (CPU time: pipeline {:.3}s, ratio {shm_cpu_ratio:.2})",
+                shm.peak_kib as f64 / 1024.0,
+                shm_speed / raw_speed,
+                shm.cpu_secs,
+            );
+            line.push_str(&format!(
+                " mb_per_s_tmpfs={shm_speed:.1} ratio_tmpfs={:.2} cpu_ratio_tmpfs={shm_cpu_ratio:.2} peak_rss_mib_tmpfs={:.1}",
+                shm_speed / raw_speed,
+                shm.peak_kib as f64 / 1024.0
+            ));
+        }
+        lines.push(line);
     }
     for line in lines {
         println!("{line}");
