@@ -1417,37 +1417,62 @@ fn write_timestamp(out: &mut Vec<u8>, text: &[u8], format: Option<&str>) -> Resu
     let p = parse_timestamp(text).ok_or_else(fail)?;
     if p.offset == 0 {
         // Already UTC: the date and time digits are copied as written (`T` for the separator), no re-formatting.
-        stage(out, |b| {
-            b[0] = b'"';
-            copy_small(&mut b[1..], &text[..19]);
-            b[11] = b'T';
-            let mut n = 20;
-            if !p.frac.is_empty() {
-                b[20] = b'.';
-                copy_small(&mut b[21..30], p.frac);
-                n = 21 + p.frac.len();
-            }
-            b[n] = b'Z';
-            b[n + 1] = b'"';
-            n + 2
-        });
+        write_same_day(out, text, None, p.frac);
         return Ok(());
     }
-    let ((y, mo, d), (h, mi, s)) = {
-        let (y, mo, d) = p.date;
-        let secs = days_from_civil(i64::from(y), i64::from(mo), i64::from(d)) * 86_400
-            + i64::from(p.time.0 * 3600 + p.time.1 * 60 + p.time.2)
-            - p.offset;
-        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-        let tod = secs.rem_euclid(86_400) as u32;
-        let y = u32::try_from(y)
-            .ok()
-            .filter(|y| *y <= 9999)
-            .ok_or_else(fail)?;
-        ((y, mo, d), (tod / 3600, tod / 60 % 60, tod % 60))
-    };
-    push_timestamp(out, (y, mo, d), (h, mi, s), p.frac);
-    Ok(())
+    let tod = i64::from(p.time.0 * 3600 + p.time.1 * 60 + p.time.2) - p.offset;
+    if (0..86_400).contains(&tod) {
+        // The offset moves the time within the same day (the usual case): the date and the seconds (offsets
+        // are whole minutes) are copied as written, only the hour and the minute are rewritten.
+        let tod = tod as u32;
+        write_same_day(out, text, Some((tod / 3600, tod / 60 % 60)), p.frac);
+        return Ok(());
+    }
+    write_shifted(out, &p).ok_or_else(fail)
+}
+
+/// Writes `"` + `text[..19]` (a valid `YYYY-MM-DD?HH:MM:SS`) with `T` as the separator, the hour and minute
+/// replaced by `hour_minute` when given, then `.frac`, `Z` and `"`.
+#[inline]
+fn write_same_day(out: &mut Vec<u8>, text: &[u8], hour_minute: Option<(u32, u32)>, frac: &[u8]) {
+    stage(out, |b| {
+        b[0] = b'"';
+        copy_small(&mut b[1..], &text[..19]);
+        b[11] = b'T';
+        if let Some((h, mi)) = hour_minute {
+            stage_2(b, 12, h);
+            stage_2(b, 15, mi);
+        }
+        let mut n = 20;
+        if !frac.is_empty() {
+            let frac = &frac[..frac.len().min(9)];
+            b[20] = b'.';
+            copy_small(&mut b[21..30], frac);
+            n = 21 + frac.len();
+        }
+        b[n] = b'Z';
+        b[n + 1] = b'"';
+        n + 2
+    });
+}
+
+/// Writes a timestamp converted to UTC through the calendar (any offset, across days, months and years).
+/// `None` when the UTC year is outside 0000-9999.
+fn write_shifted(out: &mut Vec<u8>, p: &Parsed<'_>) -> Option<()> {
+    let (y, mo, d) = p.date;
+    let secs = days_from_civil(i64::from(y), i64::from(mo), i64::from(d)) * 86_400
+        + i64::from(p.time.0 * 3600 + p.time.1 * 60 + p.time.2)
+        - p.offset;
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let tod = secs.rem_euclid(86_400) as u32;
+    let y = u32::try_from(y).ok().filter(|y| *y <= 9999)?;
+    push_timestamp(
+        out,
+        (y, mo, d),
+        (tod / 3600, tod / 60 % 60, tod % 60),
+        p.frac,
+    );
+    Some(())
 }
 
 /// Writes `"YYYY-MM-DDTHH:MM:SS[.fff]Z"` (`frac`: up to 9 digits).
@@ -1873,6 +1898,48 @@ mod tests {
             );
             assert_eq!(out, format!("x{want}").as_bytes(), "input {text:?}");
         }
+    }
+
+    /// The same-day shortcut for timestamps with an offset writes what the calendar conversion writes.
+    #[test]
+    fn same_day_offset_shortcut_matches_calendar_conversion() {
+        let mut state = 0x853C_49E6_748F_EA9Bu64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n) as u32
+        };
+        let mut checked = 0;
+        for _ in 0..20_000 {
+            let (y, mo) = (next(10_000), 1 + next(12));
+            let d = 1 + next(u64::from(days_in_month(y, mo)));
+            let (h, mi, s) = (next(24), next(60), next(60));
+            let frac = ["", ".5", ".123456789", ".000"][next(4) as usize];
+            let sign = if next(2) == 0 { '+' } else { '-' };
+            let (oh, om) = (next(24), [0, 15, 30, 45, next(60)][next(5) as usize]);
+            let sep = ["T", "t", " "][next(3) as usize];
+            let text = format!(
+                "{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}{frac}{sign}{oh:02}:{om:02}"
+            );
+            let Some(p) = parse_timestamp(text.as_bytes()) else {
+                panic!("{text} does not parse");
+            };
+            let mut slow = Vec::new();
+            let slow_ok = write_shifted(&mut slow, &p).is_some();
+            let mut fast = Vec::new();
+            let fast_ok = write_timestamp(&mut fast, text.as_bytes(), None).is_ok();
+            assert_eq!(fast_ok, slow_ok, "{text}");
+            if slow_ok {
+                assert_eq!(
+                    String::from_utf8_lossy(&fast),
+                    String::from_utf8_lossy(&slow),
+                    "{text}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 19_000, "{checked}");
     }
 
     #[test]
