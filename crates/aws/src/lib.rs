@@ -27,4 +27,6 @@ pub use records::create_records_table;
 pub use source::S3Source;
 pub mod consumer;
 pub mod provision;
+pub mod stack;
 pub mod telemetry;
+pub mod verify;

@@ -35,6 +35,34 @@ pub struct AwsArgs {
     /// The deployment's output bucket (error reports, JSONL output).
     #[arg(long, global = true, env = vars::OUTPUT_BUCKET, help_heading = "Deployment")]
     pub output_bucket: Option<String>,
+    /// Read the deployment's names (tables, queue, bucket, roles) from this CloudFormation stack's outputs;
+    /// options given explicitly win.
+    #[arg(long, global = true, env = "S3I_STACK", help_heading = "Deployment")]
+    pub stack: Option<String>,
+    /// The lister's execution role ARN: a principal of the source roles' trust policies.
+    #[arg(
+        long,
+        global = true,
+        env = "S3I_LISTER_ROLE_ARN",
+        help_heading = "Deployment"
+    )]
+    pub lister_role_arn: Option<String>,
+    /// The worker's execution role ARN: a principal of the source roles' trust policies.
+    #[arg(
+        long,
+        global = true,
+        env = "S3I_WORKER_ROLE_ARN",
+        help_heading = "Deployment"
+    )]
+    pub worker_role_arn: Option<String>,
+    /// The prefix of source role names the deployment may assume [default: s3-importer-].
+    #[arg(
+        long,
+        global = true,
+        env = "S3I_SOURCE_ROLE_NAME_PREFIX",
+        help_heading = "Deployment"
+    )]
+    pub role_name_prefix: Option<String>,
 }
 
 impl AwsArgs {
@@ -51,6 +79,36 @@ impl AwsArgs {
             loader = loader.endpoint_url(url);
         }
         loader.load().await
+    }
+
+    /// Fills the deployment options not given explicitly from the outputs of `--stack`, when it is set.
+    pub async fn resolve_stack(&mut self, sdk: &SdkConfig) -> Result<()> {
+        let Some(stack) = self.stack.clone() else {
+            return Ok(());
+        };
+        let client = aws_sdk_cloudformation::Client::new(sdk);
+        let outputs = s3_importer_aws::stack::read_outputs(&client, &stack).await?;
+        for (field, value) in [
+            (&mut self.state_table, outputs.state_table),
+            (&mut self.queue_url, outputs.queue_url),
+            (&mut self.records_table, outputs.records_table),
+            (&mut self.output_bucket, outputs.output_bucket),
+            (&mut self.lister_role_arn, outputs.lister_role_arn),
+            (&mut self.worker_role_arn, outputs.worker_role_arn),
+            (&mut self.role_name_prefix, outputs.source_role_name_prefix),
+        ] {
+            if field.is_none() {
+                *field = value;
+            }
+        }
+        Ok(())
+    }
+
+    /// The prefix of source role names.
+    pub fn role_name_prefix(&self) -> &str {
+        self.role_name_prefix
+            .as_deref()
+            .unwrap_or(s3_importer_core::policy::DEFAULT_ROLE_NAME_PREFIX)
     }
 
     /// The deployment configuration: the process environment, overridden by these options.
@@ -76,7 +134,7 @@ impl AwsArgs {
     /// Only the state table, for commands that need nothing else.
     pub fn state_table(&self) -> Result<String> {
         self.state_table.clone().context(
-            "no state table: pass --state-table or set S3I_STATE_TABLE (`s3-importer local setup` prints it \
+            "no state table: pass --stack or --state-table, or set S3I_STATE_TABLE (`s3-importer local setup` prints it \
              for the local emulator)",
         )
     }

@@ -1,33 +1,183 @@
-//! `s3-importer connector …`: create connectors and watch their files.
+//! `s3-importer connector …`: the connector lifecycle — create (with the IAM policies to paste), verify,
+//! preview, watch, edit, re-authenticate, pause, resume, sync, retry, delete.
 
-use anyhow::{bail, Context, Result};
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
 use chrono::Utc;
-use s3_importer_core::sync::ports::StateStore;
-use s3_importer_core::sync::{Connector, ConnectorStatus, DestinationConfig, FileStatus, Source};
+use s3_importer_aws::verify::{Doctor, Report};
+use s3_importer_core::policy::{self, PermissionScope};
+use s3_importer_core::sync::ports::{FileQueue, StateStore};
+use s3_importer_core::sync::{
+    Connector, ConnectorStatus, DestinationConfig, FileMessage, FileStatus, Source,
+};
+use serde_json::{json, Value};
 
-use crate::table;
+use crate::aws_args::AwsArgs;
+use crate::exit::{exit, Status};
+use crate::{preview, status, table};
 
 /// `connector` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ConnectorCommand {
-    /// Create a connector: a bucket folder imported with a template into a destination.
+    /// Create a connector and print the IAM permission and trust policies of the role to create.
     #[command(
-        after_help = "Example:\n  s3-importer connector create --name orders --account-id 123456789012 \\\n    --bucket acme-exports --region eu-west-1 --folder orders/ --template orders"
+        after_help = "Example:\n  s3-importer connector create --name orders --account-id 123456789012 \\\n    \
+--bucket acme-exports --region eu-west-1 --folder orders/ --template orders\n\n\
+Prints the permission policy, the trust policy (with the connector's External ID) and the role name to create \
+in the bucket's account; then run `connector reauth NAME --role-arn ARN` (or pass --role-arn now) and \
+`connector verify NAME`."
     )]
     Create(CreateArgs),
+    /// Print a connector's IAM permission policy, trust policy and role name again.
+    #[command(
+        after_help = "Example:\n  s3-importer connector policy orders --kms-key-arn \
+arn:aws:kms:eu-west-1:123456789012:key/1234abcd"
+    )]
+    Policy {
+        /// Connector name.
+        name: String,
+        /// The KMS key the files are encrypted with (adds kms:Decrypt).
+        #[arg(long)]
+        kms_key_arn: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The connection doctor: check access step by step and name the cause of a failure.
+    #[command(after_help = "Example:\n  s3-importer connector verify orders\n\n\
+Exit status 5 when a check fails.")]
+    Verify {
+        /// Connector name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The files a sync would consider now and what would happen to each, and the first rows of one file.
+    #[command(after_help = "Example:\n  s3-importer connector preview orders --rows 5")]
+    Preview(preview::PreviewArgs),
     /// List connectors.
+    #[command(after_help = "Example:\n  s3-importer connector list --json")]
     List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// The per-file timeline of a connector.
-    Files {
+    /// A connector's status, source, template, last sync and totals.
+    #[command(after_help = "Example:\n  s3-importer connector show orders")]
+    Show {
         /// Connector name.
         name: String,
-        /// Only files with this status (claimed, queued, processing, imported, failed, skipped, superseded, gone).
+        /// Print JSON.
         #[arg(long)]
-        status: Option<FileStatus>,
+        json: bool,
+    },
+    /// The per-file timeline of a connector.
+    #[command(
+        after_help = "Example:\n  s3-importer connector files orders --status failed --since 24h"
+    )]
+    Files(status::FilesArgs),
+    /// A connector's sync-run history, newest first.
+    #[command(after_help = "Example:\n  s3-importer connector syncs orders --limit 10")]
+    Syncs {
+        /// Connector name.
+        name: String,
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename a connector or change its template.
+    #[command(
+        after_help = "Example:\n  s3-importer connector update orders --name orders-eu --template orders-v2"
+    )]
+    Update {
+        /// Connector name.
+        name: String,
+        /// The new name.
+        #[arg(long = "name", id = "new_name", value_name = "NEW_NAME")]
+        new_name: Option<String>,
+        /// The new template id (its latest version is used unless --template-version is given).
+        #[arg(long)]
+        template: Option<String>,
+        /// Pin a template version.
+        #[arg(long)]
+        template_version: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-authenticate: change the role or rotate the External ID, verify, and activate only if it passes.
+    #[command(
+        after_help = "Example:\n  s3-importer connector reauth orders --role-arn \
+arn:aws:iam::123456789012:role/s3-importer-orders\n\n\
+Exit status 5 when verification fails (the connector is then marked broken with the reason)."
+    )]
+    Reauth {
+        /// Connector name.
+        name: String,
+        /// The role to assume in the bucket's account.
+        #[arg(long, conflicts_with = "no_role")]
+        role_arn: Option<String>,
+        /// Stop assuming a role: the deployment's own credentials read the bucket.
+        #[arg(long)]
+        no_role: bool,
+        /// Generate a new External ID (paste the new trust policy it prints).
+        #[arg(long)]
+        rotate_external_id: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop syncing a connector (its state is kept).
+    #[command(after_help = "Example:\n  s3-importer connector pause orders")]
+    Pause {
+        /// Connector name.
+        name: String,
+    },
+    /// Verify a paused or broken connector and sync it again if verification passes.
+    #[command(
+        after_help = "Example:\n  s3-importer connector resume orders\n\nExit status 5 when verification fails."
+    )]
+    Resume {
+        /// Connector name.
+        name: String,
+        /// Resume without verifying.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Delete a connector and all its state (ledger, sync history). The source bucket is never touched.
+    #[command(after_help = "Example:\n  s3-importer connector delete orders --yes")]
+    Delete {
+        /// Connector name.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Run a sync of one connector now instead of waiting for the schedule.
+    #[command(after_help = "Example:\n  s3-importer connector sync orders")]
+    Sync {
+        /// Connector name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue failed files (all of them, or the given keys) through the ledger.
+    #[command(
+        after_help = "Example:\n  s3-importer connector retry orders incoming/orders-2024-05-04.csv"
+    )]
+    Retry {
+        /// Connector name.
+        name: String,
+        /// Keys of the failed files to retry (default: every failed file).
+        files: Vec<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -37,7 +187,7 @@ pub enum ConnectorCommand {
 /// Arguments of `connector create`.
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
-    /// A unique name.
+    /// A unique name (letters, digits, `.`, `_`, `-`); it also names the source role.
     #[arg(long)]
     name: String,
     /// The 12-digit AWS account that owns the bucket.
@@ -46,31 +196,52 @@ pub struct CreateArgs {
     /// The source bucket.
     #[arg(long)]
     bucket: String,
-    /// The bucket's region.
+    /// The bucket's region. (Here `--region` is the bucket's; the deployment's region comes from
+    /// AWS_REGION or the profile.)
     #[arg(long)]
     region: String,
     /// Only import files under this folder (key prefix).
     #[arg(long)]
     folder: Option<String>,
-    /// The stored template's id.
+    /// The stored template's id (`s3-importer template list`).
     #[arg(long)]
     template: String,
-    /// Role to assume for cross-account access (an External ID is generated).
+    /// Pin a template version (default: the latest at import time).
+    #[arg(long)]
+    template_version: Option<u32>,
+    /// The role to assume in the bucket's account (default: none, the deployment's own credentials).
     #[arg(long)]
     role_arn: Option<String>,
+    /// The KMS key the files are encrypted with (adds kms:Decrypt to the printed policy).
+    #[arg(long)]
+    kms_key_arn: Option<String>,
     /// `dynamodb` (the deployment's records table, default), `dynamodb:TABLE`, or `s3` / `s3:BUCKET/PREFIX`.
     #[arg(long, default_value = "dynamodb")]
     destination: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
-/// Finds a connector by name (or id).
+impl CreateArgs {
+    /// The bucket's region (`--region` of `connector create`).
+    pub fn bucket_region(&self) -> &str {
+        &self.region
+    }
+}
+
+/// Finds a connector by name (or id); exit status 3 when there is none.
 pub async fn find(state: &dyn StateStore, name: &str) -> Result<Connector> {
     if let Some(c) = state.find_connector_by_name(name).await? {
         return Ok(c);
     }
-    state.get_connector(name).await?.with_context(|| {
-        format!("no connector named {name:?}: `s3-importer connector list` shows them")
-    })
+    match state.get_connector(name).await? {
+        Some(c) => Ok(c),
+        None => Err(exit(
+            Status::NotFound,
+            format!("no connector named {name:?}: `s3-importer connector list` shows them"),
+        )),
+    }
 }
 
 fn parse_destination(
@@ -86,9 +257,12 @@ fn parse_destination(
             } else {
                 Some(rest.to_owned())
             };
-            let table = table.context(
-                "no records table: pass --records-table or --destination dynamodb:TABLE",
-            )?;
+            let table = table.ok_or_else(|| {
+                exit(
+                    Status::Usage,
+                    "no records table: pass --stack, --records-table or --destination dynamodb:TABLE",
+                )
+            })?;
             Ok(DestinationConfig::Dynamodb { table })
         }
         "s3" => {
@@ -98,153 +272,700 @@ fn parse_destination(
                 let (b, p) = rest.split_once('/').unwrap_or((rest, "output"));
                 (Some(b.to_owned()), p.trim_end_matches('/').to_owned())
             };
-            let bucket = bucket.context(
-                "no output bucket: pass --output-bucket or --destination s3:BUCKET/PREFIX",
-            )?;
+            let bucket = bucket.ok_or_else(|| {
+                exit(
+                    Status::Usage,
+                    "no output bucket: pass --stack, --output-bucket or --destination s3:BUCKET/PREFIX",
+                )
+            })?;
+            policy::validate_bucket_name(&bucket)?;
             Ok(DestinationConfig::S3Jsonl { bucket, prefix })
         }
-        other => bail!(
-            "unknown destination {other:?}: use dynamodb, dynamodb:TABLE, s3 or s3:BUCKET/PREFIX"
-        ),
+        other => Err(exit(
+            Status::Usage,
+            format!("unknown destination {other:?}: use dynamodb, dynamodb:TABLE, s3 or s3:BUCKET/PREFIX"),
+        )),
     }
+}
+
+/// A new External ID: 128 bits from the operating system's CSPRNG (UUID v4 draws from `getrandom`), hex.
+fn new_external_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What `create` and `policy` print: the documents and the role to create.
+pub struct Policies {
+    /// The role name to create in the bucket's account.
+    pub role_name: String,
+    /// Its ARN.
+    pub role_arn: String,
+    /// The permission policy.
+    pub permission: Value,
+    /// The trust policy.
+    pub trust: Value,
+    /// The trust policy's principals, and whether they are the deployment's roles (else the account root).
+    pub principals: Vec<String>,
+    /// True when the principals are the deployment's lister and worker roles.
+    pub exact_principals: bool,
+}
+
+async fn principals(aws: &AwsArgs, sdk: &aws_config::SdkConfig) -> Result<(Vec<String>, bool)> {
+    let given: Vec<String> = [&aws.lister_role_arn, &aws.worker_role_arn]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    if !given.is_empty() {
+        for arn in &given {
+            policy::validate_role_arn(arn)?;
+        }
+        return Ok((given, true));
+    }
+    // Without the deployment's roles, trust the deployment's account (narrow it with --stack).
+    let identity = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .context("cannot tell the deployment's account (sts:GetCallerIdentity); pass --stack or --lister-role-arn and --worker-role-arn")?;
+    let account = identity
+        .account()
+        .context("sts:GetCallerIdentity returned no account")?;
+    let region = sdk
+        .region()
+        .map(|r| r.as_ref().to_owned())
+        .unwrap_or_default();
+    Ok((
+        vec![format!(
+            "arn:{}:iam::{account}:root",
+            policy::partition(&region)
+        )],
+        false,
+    ))
+}
+
+/// The policies of `connector`.
+pub async fn policies(
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
+    connector: &Connector,
+    kms_key_arn: Option<&str>,
+) -> Result<Policies> {
+    let source = &connector.source;
+    let (role_name, role_arn) = match &source.role_arn {
+        Some(arn) => (policy::validate_role_arn(arn)?.to_owned(), arn.clone()),
+        None => {
+            let name = policy::role_name(aws.role_name_prefix(), &connector.name)?;
+            let arn = policy::role_arn(&source.region, &source.account_id, &name);
+            (name, arn)
+        }
+    };
+    if let Some(key) = kms_key_arn {
+        policy::validate_kms_key_arn(key)?;
+    }
+    let permission = policy::permission_policy(&PermissionScope {
+        bucket: &source.bucket,
+        region: &source.region,
+        folder: source.prefix.as_deref(),
+        kms_key_arn,
+    });
+    let (principals, exact_principals) = principals(aws, sdk).await?;
+    let external_id = source.external_id.clone().unwrap_or_default();
+    let trust = policy::trust_policy(&principals, &external_id);
+    for document in [&permission, &trust] {
+        policy::check_policy_document(document)
+            .map_err(|e| anyhow::anyhow!("internal error: generated an invalid policy: {e}"))?;
+    }
+    Ok(Policies {
+        role_name,
+        role_arn,
+        permission,
+        trust,
+        principals,
+        exact_principals,
+    })
+}
+
+fn policies_json(connector: &Connector, p: &Policies) -> Value {
+    json!({
+        "connector": connector.name,
+        "role_name": p.role_name,
+        "role_arn": p.role_arn,
+        "external_id": connector.source.external_id,
+        "permission_policy": p.permission,
+        "trust_policy": p.trust,
+    })
+}
+
+fn print_policies(connector: &Connector, p: &Policies, prefix: &str) -> Result<()> {
+    let account = &connector.source.account_id;
+    println!(
+        "In account {account}, create the IAM role {} with:",
+        p.role_name
+    );
+    println!();
+    println!("Permission policy (what the role may read):");
+    println!("{}", serde_json::to_string_pretty(&p.permission)?);
+    println!();
+    println!("Trust policy (who may assume the role, with the External ID):");
+    println!("{}", serde_json::to_string_pretty(&p.trust)?);
+    println!();
+    if !p.exact_principals {
+        println!(
+            "note: the trust policy names the deployment's account ({}); pass --stack NAME (or --lister-role-arn \
+             and --worker-role-arn) to name only its lister and worker roles",
+            p.principals.join(", ")
+        );
+    }
+    if !p.role_name.starts_with(prefix) {
+        println!(
+            "note: the role name does not start with {prefix:?}; the deployment may only assume roles whose \
+             names do"
+        );
+    }
+    Ok(())
 }
 
 /// Runs a `connector` subcommand.
 pub async fn run(
-    state: &dyn StateStore,
-    records_table: Option<&str>,
-    output_bucket: Option<&str>,
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
     command: ConnectorCommand,
-) -> Result<()> {
+) -> Result<ExitCode> {
+    let state = crate::state(sdk, &aws.state_table()?);
+    let state = state.as_ref();
     match command {
-        ConnectorCommand::Create(args) => {
-            if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
-                bail!("--account-id must be the 12-digit AWS account id that owns the bucket");
-            }
-            state
-                .get_template(&args.template, None)
-                .await?
-                .with_context(|| {
-                    format!(
-                        "no template {:?}: store it first with `s3-importer template add FILE`",
-                        args.template
-                    )
-                })?;
-            let destination = parse_destination(&args.destination, records_table, output_bucket)?;
-            let now = Utc::now();
-            let id = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-            let external_id = args
-                .role_arn
-                .as_ref()
-                .map(|_| uuid::Uuid::new_v4().simple().to_string());
-            let prefix = args
-                .folder
-                .map(|f| f.trim_start_matches('/').to_owned())
-                .filter(|f| !f.is_empty());
-            let connector = Connector {
-                id: id.clone(),
-                name: args.name.clone(),
-                status: ConnectorStatus::Active,
-                source: Source {
-                    account_id: args.account_id,
-                    bucket: args.bucket,
-                    region: args.region,
-                    prefix,
-                    role_arn: args.role_arn,
-                    external_id,
-                },
-                template_id: args.template,
-                template_version: None,
-                destination,
-                created_at: now,
-                updated_at: now,
-                watermark: None,
-                last_sync: None,
-            };
-            state.create_connector(&connector).await?;
-            println!("created connector {} ({id})", args.name);
-        }
-        ConnectorCommand::List { json } => {
-            let connectors = state.list_connectors().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&connectors)?);
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = connectors
-                .iter()
-                .map(|c| {
-                    let source = format!(
-                        "s3://{}/{}",
-                        c.source.bucket,
-                        c.source.prefix.as_deref().unwrap_or("")
-                    );
-                    let last = c
-                        .last_sync
-                        .as_ref()
-                        .map(|r| {
-                            format!(
-                                "{} ({} enqueued)",
-                                r.started_at.format("%Y-%m-%d %H:%M:%S"),
-                                r.enqueued
-                            )
-                        })
-                        .unwrap_or_else(|| "never".into());
-                    vec![
-                        c.name.clone(),
-                        c.status.as_str().to_owned(),
-                        source,
-                        c.template_id.clone(),
-                        last,
-                    ]
-                })
-                .collect();
-            table::print(
-                &["NAME", "STATUS", "SOURCE", "TEMPLATE", "LAST SYNC"],
-                &rows,
-            );
-        }
-        ConnectorCommand::Files { name, status, json } => {
+        ConnectorCommand::Create(args) => create(aws, sdk, state, args).await,
+        ConnectorCommand::Policy {
+            name,
+            kms_key_arn,
+            json,
+        } => {
             let connector = find(state, &name).await?;
-            let mut files = state.list_files(&connector.id, status).await?;
-            files.sort_by(|a, b| {
-                a.version
-                    .key
-                    .cmp(&b.version.key)
-                    .then(a.discovered_at.cmp(&b.discovered_at))
-            });
+            let p = policies(aws, sdk, &connector, kms_key_arn.as_deref()).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&files)?);
-                return Ok(());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&policies_json(&connector, &p))?
+                );
+            } else {
+                print_policies(&connector, &p, aws.role_name_prefix())?;
+                if let Some(id) = &connector.source.external_id {
+                    println!("External ID: {id}");
+                }
             }
-            let rows: Vec<Vec<String>> = files
-                .iter()
-                .map(|f| {
-                    let detail = f
-                        .skip_reason
-                        .as_ref()
-                        .map(|r| r.to_string())
-                        .or_else(|| f.error.clone())
-                        .or_else(|| {
-                            f.error_report
-                                .as_ref()
-                                .map(|r| format!("error report: {r}"))
-                        })
-                        .unwrap_or_default();
-                    vec![
-                        f.version.key.clone(),
-                        f.status.to_string(),
-                        f.size.to_string(),
-                        f.rows_imported.to_string(),
-                        f.rows_rejected.to_string(),
-                        detail,
-                    ]
-                })
-                .collect();
-            table::print(
-                &["KEY", "STATUS", "BYTES", "IMPORTED", "REJECTED", "DETAIL"],
-                &rows,
+            Ok(ExitCode::SUCCESS)
+        }
+        ConnectorCommand::Verify { name, json } => {
+            let connector = find(state, &name).await?;
+            let report = verify(sdk, state, &connector).await?;
+            print_report(&connector, &report, json)?;
+            if report.ok() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::from(Status::CheckFailed as u8))
+            }
+        }
+        ConnectorCommand::Preview(args) => preview::preview(aws, sdk, state, args).await,
+        ConnectorCommand::List { json } => status::list(state, json).await,
+        ConnectorCommand::Show { name, json } => status::show(state, &name, json).await,
+        ConnectorCommand::Files(args) => status::files(state, args).await,
+        ConnectorCommand::Syncs { name, limit, json } => {
+            status::syncs(state, &name, limit, json).await
+        }
+        ConnectorCommand::Update {
+            name,
+            new_name,
+            template,
+            template_version,
+            json,
+        } => {
+            let mut connector = find(state, &name).await?;
+            if new_name.is_none() && template.is_none() && template_version.is_none() {
+                return Err(exit(
+                    Status::Usage,
+                    "nothing to change: pass --name, --template or --template-version",
+                ));
+            }
+            if let Some(new_name) = new_name {
+                policy::validate_connector_name(&new_name)?;
+                connector.name = new_name;
+            }
+            if let Some(template) = template {
+                connector.template_id = template;
+                connector.template_version = None;
+            }
+            if template_version.is_some() {
+                connector.template_version = template_version;
+            }
+            let stored =
+                require_template(state, &connector.template_id, connector.template_version).await?;
+            connector.updated_at = Utc::now();
+            state.update_connector(&connector).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&connector)?);
+            } else {
+                println!(
+                    "updated connector {} ({}): template {} (version {})",
+                    connector.name,
+                    connector.id,
+                    connector.template_id,
+                    connector
+                        .template_version
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| format!("latest, now {}", stored.version))
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConnectorCommand::Reauth {
+            name,
+            role_arn,
+            no_role,
+            rotate_external_id,
+            json,
+        } => {
+            let mut connector = find(state, &name).await?;
+            if let Some(arn) = &role_arn {
+                let role_name = policy::validate_role_arn(arn)?;
+                warn_role_prefix(role_name, aws.role_name_prefix());
+                connector.source.role_arn = Some(arn.clone());
+            }
+            if no_role {
+                connector.source.role_arn = None;
+            }
+            if rotate_external_id || connector.source.external_id.is_none() {
+                connector.source.external_id = Some(new_external_id());
+            }
+            let report = Doctor::new(sdk)
+                .verify(&connector.source, template_format(state, &connector).await)
+                .await;
+            connector.status = status_after(&report);
+            connector.updated_at = Utc::now();
+            state.update_connector(&connector).await?;
+            print_report(&connector, &report, json)?;
+            if rotate_external_id && !json {
+                println!();
+                println!("The External ID changed: replace the role's trust policy with:");
+                let p = policies(aws, sdk, &connector, None).await?;
+                println!("{}", serde_json::to_string_pretty(&p.trust)?);
+            }
+            if !json {
+                println!(
+                    "connector {} is {}",
+                    connector.name,
+                    connector.status.as_str()
+                );
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(Status::CheckFailed as u8)
+            })
+        }
+        ConnectorCommand::Pause { name } => {
+            let mut connector = find(state, &name).await?;
+            connector.status = ConnectorStatus::Paused;
+            connector.updated_at = Utc::now();
+            state.update_connector(&connector).await?;
+            println!(
+                "paused connector {}: no syncs until `s3-importer connector resume {}` (files already queued are still imported)",
+                connector.name, connector.name
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        ConnectorCommand::Resume { name, no_verify } => {
+            let mut connector = find(state, &name).await?;
+            let mut code = ExitCode::SUCCESS;
+            if no_verify {
+                connector.status = ConnectorStatus::Active;
+            } else {
+                let report = Doctor::new(sdk)
+                    .verify(&connector.source, template_format(state, &connector).await)
+                    .await;
+                print_report(&connector, &report, false)?;
+                connector.status = status_after(&report);
+                if !report.ok() {
+                    code = ExitCode::from(Status::CheckFailed as u8);
+                }
+            }
+            connector.updated_at = Utc::now();
+            state.update_connector(&connector).await?;
+            println!(
+                "connector {} is {}",
+                connector.name,
+                connector.status.as_str()
+            );
+            Ok(code)
+        }
+        ConnectorCommand::Delete { name, yes } => {
+            let connector = find(state, &name).await?;
+            if !yes && !confirm(&connector.name)? {
+                return Err(exit(
+                    Status::Usage,
+                    format!("not deleted: confirm by typing the name, or pass --yes (`connector delete {} --yes`)", connector.name),
+                ));
+            }
+            let removed = state.delete_connector(&connector.id).await?;
+            println!(
+                "deleted connector {} ({}): {removed} state item(s) removed; s3://{} was not touched, and \
+                 imported rows stay in the destination",
+                connector.name, connector.id, connector.source.bucket
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ConnectorCommand::Sync { name, json } => sync_now(aws, sdk, state, &name, json).await,
+        ConnectorCommand::Retry { name, files, json } => {
+            retry(aws, sdk, state, &name, files, json).await
         }
     }
+}
+
+fn warn_role_prefix(role_name: &str, prefix: &str) {
+    if !role_name.starts_with(prefix) {
+        eprintln!(
+            "warning: the role name {role_name:?} does not start with {prefix:?}: the deployment may only assume \
+             roles whose names start with it"
+        );
+    }
+}
+
+async fn require_template(
+    state: &dyn StateStore,
+    id: &str,
+    version: Option<u32>,
+) -> Result<s3_importer_core::sync::ports::StoredTemplate> {
+    match state.get_template(id, version).await? {
+        Some(t) => Ok(t),
+        None => Err(exit(
+            Status::NotFound,
+            match version {
+                Some(v) => format!("no version {v} of template {id:?}: `s3-importer template list` shows the stored ones"),
+                None => format!("no template {id:?}: store it first with `s3-importer template add FILE`"),
+            },
+        )),
+    }
+}
+
+async fn create(
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
+    state: &dyn StateStore,
+    args: CreateArgs,
+) -> Result<ExitCode> {
+    policy::validate_connector_name(&args.name)?;
+    policy::validate_account_id(&args.account_id)?;
+    policy::validate_bucket_name(&args.bucket)?;
+    policy::validate_region(&args.region)?;
+    let prefix = policy::normalize_folder(args.folder.as_deref())?;
+    if let Some(arn) = &args.role_arn {
+        let role_name = policy::validate_role_arn(arn)?;
+        warn_role_prefix(role_name, aws.role_name_prefix());
+    } else {
+        policy::role_name(aws.role_name_prefix(), &args.name)?;
+    }
+    if let Some(key) = &args.kms_key_arn {
+        policy::validate_kms_key_arn(key)?;
+    }
+    let destination = parse_destination(
+        &args.destination,
+        aws.records_table.as_deref(),
+        aws.output_bucket.as_deref(),
+    )?;
+    if state.find_connector_by_name(&args.name).await?.is_some() {
+        return Err(exit(
+            Status::Conflict,
+            format!("a connector named {:?} already exists: choose another name (`s3-importer connector list`)", args.name),
+        ));
+    }
+    require_template(state, &args.template, args.template_version).await?;
+    let now = Utc::now();
+    let id = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let connector = Connector {
+        id: id.clone(),
+        name: args.name.clone(),
+        status: ConnectorStatus::Active,
+        source: Source {
+            account_id: args.account_id,
+            bucket: args.bucket,
+            region: args.region,
+            prefix,
+            role_arn: args.role_arn,
+            external_id: Some(new_external_id()),
+        },
+        template_id: args.template,
+        template_version: args.template_version,
+        destination,
+        created_at: now,
+        updated_at: now,
+        watermark: None,
+        last_sync: None,
+    };
+    let p = policies(aws, sdk, &connector, args.kms_key_arn.as_deref()).await?;
+    state.create_connector(&connector).await?;
+    if args.json {
+        let mut out = policies_json(&connector, &p);
+        out["id"] = json!(connector.id);
+        out["connector"] = serde_json::to_value(&connector)?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("created connector {} ({id})", connector.name);
+    println!();
+    print_policies(&connector, &p, aws.role_name_prefix())?;
+    println!(
+        "External ID: {}",
+        connector.source.external_id.as_deref().unwrap_or_default()
+    );
+    println!();
+    println!("Next:");
+    if connector.source.role_arn.is_none() {
+        println!(
+            "  s3-importer connector reauth {} --role-arn {}   # once the role exists (same-account buckets \
+             readable by the deployment need no role)",
+            connector.name, p.role_arn
+        );
+    }
+    println!("  s3-importer connector verify {}", connector.name);
+    println!("  s3-importer connector preview {}", connector.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn confirm(name: &str) -> Result<bool> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Ok(false);
+    }
+    print!("Delete connector {name} and all its state? Type its name to confirm: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    Ok(line.trim() == name)
+}
+
+/// The template's explicit format, if the connector's template sets one.
+pub async fn template_format(
+    state: &dyn StateStore,
+    connector: &Connector,
+) -> Option<s3_importer_core::Format> {
+    state
+        .get_template(&connector.template_id, connector.template_version)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|t| t.template.format)
+}
+
+fn status_after(report: &Report) -> ConnectorStatus {
+    match report.first_failure() {
+        None => ConnectorStatus::Active,
+        Some(failure) => ConnectorStatus::Broken {
+            reason: format!(
+                "{}: {}{}",
+                failure.check,
+                failure.detail,
+                failure
+                    .fix
+                    .as_deref()
+                    .map(|f| format!(" — {f}"))
+                    .unwrap_or_default()
+            ),
+        },
+    }
+}
+
+async fn verify(
+    sdk: &aws_config::SdkConfig,
+    state: &dyn StateStore,
+    connector: &Connector,
+) -> Result<Report> {
+    Ok(Doctor::new(sdk)
+        .verify(&connector.source, template_format(state, connector).await)
+        .await)
+}
+
+fn print_report(connector: &Connector, report: &Report, json: bool) -> Result<()> {
+    if json {
+        let out = json!({
+            "connector": connector.name,
+            "ok": report.ok(),
+            "status": connector.status,
+            "checks": report.checks,
+            "sample_key": report.sample_key,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = report
+        .checks
+        .iter()
+        .map(|c| {
+            vec![
+                c.check.to_owned(),
+                c.status.as_str().to_owned(),
+                c.detail.clone(),
+            ]
+        })
+        .collect();
+    table::print(&["CHECK", "RESULT", "DETAIL"], &rows);
+    for c in report.checks.iter().filter(|c| c.fix.is_some()) {
+        println!();
+        println!(
+            "{} ({}): {}",
+            c.check,
+            c.cause.unwrap_or("problem"),
+            c.fix.as_deref().unwrap_or_default()
+        );
+    }
+    if report.ok() {
+        println!();
+        println!("connector {} can read its source", connector.name);
+    }
     Ok(())
+}
+
+async fn sync_now(
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
+    state: &dyn StateStore,
+    name: &str,
+    json: bool,
+) -> Result<ExitCode> {
+    let connector = find(state, name).await?;
+    let config = aws.config()?;
+    let lister = s3_importer_lister::Lister::from_config(
+        &config,
+        sdk,
+        Arc::new(s3_importer_core::sync::SystemClock),
+    );
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let response =
+        s3_importer_lister::handle(&lister, json!({ "connector": connector.id }), &request_id)
+            .await
+            .context("the sync failed")?;
+    let Some(result) = response.connectors.into_iter().next() else {
+        return Err(exit(Status::Failed, "the lister returned no result"));
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "connector": connector.name, "outcome": result.outcome, "run": result.run,
+            }))?
+        );
+    }
+    match (result.outcome.as_str(), result.run) {
+        ("ran", Some(run)) => {
+            if !json {
+                println!(
+                    "synced {}: {} listed, {} new, {} enqueued, {} skipped, {} already known ({} ms)",
+                    connector.name,
+                    run.listed,
+                    run.new,
+                    run.enqueued,
+                    run.skipped.values().sum::<u64>(),
+                    run.already_known,
+                    run.duration_ms
+                );
+            }
+            match run.error {
+                Some(e) => Err(exit(
+                    Status::Failed,
+                    format!("the sync failed: {e} (`s3-importer connector verify {}` diagnoses access problems)", connector.name),
+                )),
+                None => Ok(ExitCode::SUCCESS),
+            }
+        }
+        ("busy", _) => Err(exit(
+            Status::Conflict,
+            format!(
+                "another sync of {} is running; try again when it ends",
+                connector.name
+            ),
+        )),
+        _ => Err(exit(
+            Status::Usage,
+            format!(
+                "connector {} is {}: `s3-importer connector resume {}` first",
+                connector.name,
+                connector.status.as_str(),
+                connector.name
+            ),
+        )),
+    }
+}
+
+async fn retry(
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
+    state: &dyn StateStore,
+    name: &str,
+    keys: Vec<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let connector = find(state, name).await?;
+    let failed = state
+        .list_files(&connector.id, Some(FileStatus::Failed))
+        .await?;
+    let chosen: Vec<_> = if keys.is_empty() {
+        failed
+    } else {
+        let mut chosen = Vec::new();
+        for key in &keys {
+            let matching: Vec<_> = failed
+                .iter()
+                .filter(|f| &f.version.key == key)
+                .cloned()
+                .collect();
+            if matching.is_empty() {
+                return Err(exit(
+                    Status::NotFound,
+                    format!(
+                        "no failed file {key:?} in connector {}: `s3-importer connector files {} --status failed` lists them",
+                        connector.name, connector.name
+                    ),
+                ));
+            }
+            chosen.extend(matching);
+        }
+        chosen
+    };
+    let config = aws.config()?;
+    let queue =
+        s3_importer_aws::SqsQueue::new(s3_importer_aws::config::sqs_client(sdk), config.queue_url);
+    let now = Utc::now();
+    let mut requeued = Vec::new();
+    for mut entry in chosen {
+        let file_id = entry.version.file_id();
+        // failed → claimed is conditional: only one caller wins, and only a failed entry moves.
+        if !state.retry_file(&connector.id, &file_id, now).await? {
+            continue;
+        }
+        entry.status = FileStatus::Claimed;
+        let accepted = queue.send(&[FileMessage::for_entry(&entry)]).await?;
+        if accepted.first() == Some(&true) {
+            state.mark_queued(&connector.id, &file_id, now).await?;
+        }
+        // Not accepted: the entry stays `claimed` and the next lister pass sends it.
+        requeued.push(entry.version.key);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"connector": connector.name, "requeued": requeued})
+            )?
+        );
+    } else if requeued.is_empty() {
+        println!("no failed files to retry in connector {}", connector.name);
+    } else {
+        for key in &requeued {
+            println!("re-queued {key}");
+        }
+        println!(
+            "{} file(s) re-queued; `s3-importer connector files {}` shows their progress",
+            requeued.len(),
+            connector.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -9,15 +9,26 @@ use s3_importer_core::sync::ports::StateStore;
 
 mod aws_args;
 mod connector;
+mod exit;
 mod import_file;
 mod local;
+mod preview;
 mod run;
+mod status;
 mod table;
 mod template_cmd;
 
 /// Keep your data up to date from files that land in Amazon S3.
 #[derive(Debug, Parser)]
-#[command(name = "s3-importer", version, about, long_about = None)]
+#[command(
+    name = "s3-importer",
+    version,
+    about,
+    long_about = None,
+    after_help = "Example:\n  s3-importer --stack s3-importer connector list\n\n\
+Exit status: 0 done, 1 the operation failed, 2 invalid usage or input, 3 not found, 4 conflict (name taken), \
+5 a check found a problem (verify, reauth, resume, template validate)."
+)]
 struct Cli {
     #[command(flatten)]
     aws: aws_args::AwsArgs,
@@ -33,17 +44,26 @@ enum Command {
 Exit status: 0 when the file was imported (even with rejected rows), 1 when it failed, 2 on usage errors."
     )]
     ImportFile(import_file::Args),
-    /// Manage connectors.
-    #[command(subcommand)]
+    /// Manage connectors: create, verify, preview, status, edit, pause, sync, retry, delete.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  s3-importer connector create --help"
+    )]
     Connector(connector::ConnectorCommand),
     /// Manage stored data templates.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  s3-importer template add examples/templates/orders.toml"
+    )]
     Template(template_cmd::TemplateCommand),
     /// The local runner: one lister pass, then drain the queue through the worker (the Lambda handlers).
     #[command(after_help = "Example:\n  s3-importer run --once")]
     Run(run::RunArgs),
     /// Resources on the local AWS emulator (setup, sample data).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  eval \"$(s3-importer local setup --prefix mine)\""
+    )]
     Local(local::LocalCommand),
 }
 
@@ -56,29 +76,30 @@ pub fn state(sdk: &aws_config::SdkConfig, table: &str) -> Arc<dyn StateStore> {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let aws = cli.aws;
-    match cli.command {
+    let mut aws = cli.aws;
+    // import-file needs no AWS configuration.
+    let command = match cli.command {
         Command::ImportFile(args) => return import_file::run(args).await,
-        Command::Connector(command) => {
-            let sdk = aws.sdk_config().await;
-            let state = state(&sdk, &aws.state_table()?);
-            connector::run(
-                state.as_ref(),
-                aws.records_table.as_deref(),
-                aws.output_bucket.as_deref(),
-                command,
-            )
-            .await?;
+        other => other,
+    };
+    // `connector create --region` names the bucket's region, and clap hands that value to the global
+    // `--region` too: the deployment's region then comes from the environment or the profile.
+    if let Command::Connector(connector::ConnectorCommand::Create(args)) = &command {
+        if aws.region.as_deref() == Some(args.bucket_region()) {
+            aws.region = std::env::var("AWS_REGION")
+                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .ok();
         }
-        Command::Template(command) => {
-            let sdk = aws.sdk_config().await;
-            let state = state(&sdk, &aws.state_table()?);
-            template_cmd::run(state.as_ref(), command).await?;
-        }
-        Command::Run(args) => run::run(&aws, args).await?,
-        Command::Local(command) => local::run(&aws, command).await?,
     }
-    Ok(ExitCode::SUCCESS)
+    let sdk = aws.sdk_config().await;
+    aws.resolve_stack(&sdk).await?;
+    match command {
+        Command::ImportFile(args) => import_file::run(args).await,
+        Command::Connector(command) => connector::run(&aws, &sdk, command).await,
+        Command::Template(command) => template_cmd::run(&aws, command).await,
+        Command::Run(args) => run::run(&aws, args).await.map(|()| ExitCode::SUCCESS),
+        Command::Local(command) => local::run(&aws, command).await.map(|()| ExitCode::SUCCESS),
+    }
 }
 
 fn main() -> ExitCode {
@@ -105,7 +126,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            exit::status_of(&e)
         }
     }
 }

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
+use std::process::ExitCode;
+
 use anyhow::{Context, Result};
-use s3_importer_core::sync::ports::StateStore;
 use s3_importer_core::template::Template;
 
+use crate::aws_args::AwsArgs;
 use crate::table;
 
 /// `template` subcommands.
@@ -21,18 +23,41 @@ pub enum TemplateCommand {
         id: Option<String>,
     },
     /// List stored templates (latest versions).
+    #[command(after_help = "Example:\n  s3-importer template list --json")]
     List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show one stored template.
+    #[command(after_help = "Example:\n  s3-importer template show demo-orders --version 1")]
     Show {
         /// Template id.
         id: String,
         /// Version (default: latest).
         #[arg(long)]
         version: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a template file; with --against, dry-run it over files and report per file how many rows
+    /// would pass and the first errors (nothing is written).
+    #[command(
+        after_help = "Examples:\n  s3-importer template validate orders.toml\n  \
+s3-importer template validate orders.toml --against exports/\n  \
+s3-importer template validate orders.toml --against s3://acme-exports/orders/2024-05-01.csv\n\n\
+Exit status: 0 when every row passes, 5 when rows or files would be rejected, 2 for an invalid template."
+    )]
+    Validate {
+        /// The template file (TOML).
+        file: PathBuf,
+        /// A local file, a local directory, or s3://BUCKET/PREFIX (every object under it).
+        #[arg(long)]
+        against: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -40,14 +65,49 @@ pub enum TemplateCommand {
 pub fn load(file: &PathBuf) -> Result<(String, Template)> {
     let source =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let template = Template::from_toml(&source)
-        .with_context(|| format!("invalid template {}", file.display()))?;
+    let template = Template::from_toml(&source).map_err(|e| {
+        crate::exit::exit(
+            crate::exit::Status::Usage,
+            format!("invalid template {}: {e}", file.display()),
+        )
+    })?;
     Ok((source, template))
 }
 
 /// Runs a `template` subcommand.
-pub async fn run(state: &dyn StateStore, command: TemplateCommand) -> Result<()> {
+pub async fn run(aws: &AwsArgs, command: TemplateCommand) -> Result<ExitCode> {
+    if let TemplateCommand::Validate {
+        file,
+        against,
+        json,
+    } = command
+    {
+        let (_, template) = load(&file)?;
+        let Some(against) = against else {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"template": template.name, "valid": true, "fields": template.fields.len()})
+                    )?
+                );
+            } else {
+                println!(
+                    "{} is a valid template ({} fields)",
+                    file.display(),
+                    template.fields.len()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        };
+        let results = crate::preview::validate_against(aws, template, &against).await?;
+        return crate::preview::print_dry_runs(&results, json);
+    }
+    let sdk = aws.sdk_config().await;
+    let state = crate::state(&sdk, &aws.state_table()?);
+    let state = state.as_ref();
     match command {
+        TemplateCommand::Validate { .. } => {}
         TemplateCommand::Add { file, id } => {
             let (source, template) = load(&file)?;
             let id = id.unwrap_or_else(|| template.name.clone());
@@ -82,10 +142,24 @@ pub async fn run(state: &dyn StateStore, command: TemplateCommand) -> Result<()>
                 table::print(&["ID", "VERSION", "FIELDS", "CREATED"], &rows);
             }
         }
-        TemplateCommand::Show { id, version } => {
-            let stored = state.get_template(&id, version).await?.with_context(|| {
-                format!("no template {id:?}: `s3-importer template list` shows the stored ones")
-            })?;
+        TemplateCommand::Show { id, version, json } => {
+            let Some(stored) = state.get_template(&id, version).await? else {
+                return Err(crate::exit::exit(
+                    crate::exit::Status::NotFound,
+                    format!(
+                        "no template {id:?}: `s3-importer template list` shows the stored ones"
+                    ),
+                ));
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"id": stored.id, "version": stored.version, "created_at": stored.created_at, "source": stored.source})
+                    )?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "# template {} version {} (stored {})",
                 stored.id,
@@ -95,5 +169,5 @@ pub async fn run(state: &dyn StateStore, command: TemplateCommand) -> Result<()>
             print!("{}", stored.source);
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

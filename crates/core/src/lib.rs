@@ -11,6 +11,7 @@ pub mod config;
 pub mod format;
 pub mod limits;
 pub mod pipeline;
+pub mod policy;
 pub mod position;
 pub mod read;
 pub mod row_error;
