@@ -19,6 +19,7 @@
 pub mod deployment;
 mod emulator;
 mod names;
+pub mod recording;
 mod resources;
 
 pub use emulator::{

@@ -24,3 +24,38 @@ pub fn init_tracing() {
     // An error only means a subscriber is already installed (tests, the local runner).
     drop(result);
 }
+
+/// Where metric documents go: standard output by default (CloudWatch Logs extracts EMF from the function's
+/// log stream), or a writer installed with [`set_metrics_writer`].
+type MetricsWriter = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+static METRICS_WRITER: std::sync::RwLock<Option<MetricsWriter>> = std::sync::RwLock::new(None);
+
+/// Sends every later metric document (one JSON line, no newline) to `writer` instead of standard output, for
+/// the whole process (the local runner and the tests capture them this way).
+pub fn set_metrics_writer(writer: impl Fn(&str) + Send + Sync + 'static) {
+    let mut slot = METRICS_WRITER
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *slot = Some(std::sync::Arc::new(writer));
+}
+
+/// Emits one CloudWatch Embedded Metric Format document as a line of its own on standard output (or to the
+/// installed writer). EMF needs the whole object on one line; the line is written with one call while holding
+/// the standard-output lock, so concurrent emitters never interleave.
+pub fn emit_metrics(document: &s3_importer_core::metrics::EmfDocument) {
+    let line = document.to_line();
+    let writer = METRICS_WRITER
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    match writer {
+        Some(writer) => writer(&line),
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // Metrics are best effort: a closed standard output must not fail the import.
+            drop(writeln!(out, "{line}").and_then(|()| out.flush()));
+        }
+    }
+}

@@ -59,6 +59,8 @@ pub mod vars {
     pub const RESEND_CLAIMED_MINUTES: &str = "S3I_RESEND_CLAIMED_MINUTES";
     /// Log format: `json` (default in Lambda) or `text`.
     pub const LOG_FORMAT: &str = "S3I_LOG_FORMAT";
+    /// CloudWatch namespace of the embedded-format metrics (default `S3Importer`).
+    pub const METRICS_NAMESPACE: &str = "S3I_METRICS_NAMESPACE";
 }
 
 /// The deployment's configuration.
@@ -78,6 +80,8 @@ pub struct Config {
     pub limits: Limits,
     /// Connectors synced concurrently.
     pub lister_concurrency: usize,
+    /// CloudWatch namespace of the metrics the functions emit.
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -160,6 +164,12 @@ impl Config {
                 ..limits_default
             },
             lister_concurrency: number(env, vars::LISTER_CONCURRENCY, 4usize)?.max(1),
+            metrics_namespace: env
+                .get(vars::METRICS_NAMESPACE)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .unwrap_or(crate::metrics::DEFAULT_NAMESPACE)
+                .to_owned(),
         })
     }
 }

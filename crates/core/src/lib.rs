@@ -10,6 +10,7 @@
 pub mod config;
 pub mod format;
 pub mod limits;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod position;

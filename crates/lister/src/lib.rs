@@ -7,6 +7,7 @@ use std::sync::Arc;
 use s3_importer_aws::state::DynamoStateStore;
 use s3_importer_aws::{S3Source, SqsQueue};
 use s3_importer_core::config::{Config, ConfigError};
+use s3_importer_core::metrics;
 use s3_importer_core::sync::lister::{self, ListerDeps, ListerSettings, SyncOutcome};
 use s3_importer_core::sync::ports::StateError;
 use s3_importer_core::sync::{Clock, SystemClock};
@@ -61,6 +62,8 @@ pub struct Lister {
     pub deps: ListerDeps,
     /// Settings.
     pub settings: ListerSettings,
+    /// CloudWatch namespace of the metrics it emits.
+    pub metrics_namespace: String,
 }
 
 impl Lister {
@@ -94,7 +97,11 @@ impl Lister {
             concurrency: config.lister_concurrency,
             ..ListerSettings::default()
         };
-        Self { deps, settings }
+        Self {
+            deps,
+            settings,
+            metrics_namespace: config.metrics_namespace.clone(),
+        }
     }
 }
 
@@ -124,6 +131,7 @@ pub async fn handle(
         }
         None => lister::sync_all(&lister.deps, &settings).await?,
     };
+    emit_metrics(lister, &outcomes);
     let connectors = outcomes
         .into_iter()
         .map(|(connector, outcome)| match outcome {
@@ -146,6 +154,21 @@ pub async fn handle(
         .collect::<Vec<_>>();
     info!(connectors = connectors.len(), "lister run finished");
     Ok(ListerResponse { connectors })
+}
+
+/// One EMF document per connector that ran (see `s3_importer_core::metrics` for the names).
+fn emit_metrics(lister: &Lister, outcomes: &[(String, SyncOutcome)]) {
+    let now = lister.deps.clock.now();
+    for (connector, outcome) in outcomes {
+        if let SyncOutcome::Ran(run) = outcome {
+            s3_importer_aws::telemetry::emit_metrics(&metrics::sync_run(
+                &lister.metrics_namespace,
+                connector,
+                run,
+                now,
+            ));
+        }
+    }
 }
 
 impl From<ListerError> for lambda_runtime::Diagnostic {

@@ -13,6 +13,8 @@ use s3_importer_core::sync::worker::{self, Disposition, WorkerDeps, WorkerSettin
 use s3_importer_core::sync::{Clock, SystemClock};
 use tracing::{info, info_span, warn, Instrument};
 
+pub mod metrics;
+
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -28,6 +30,8 @@ pub struct Worker {
     pub deps: WorkerDeps,
     /// Settings.
     pub settings: WorkerSettings,
+    /// CloudWatch namespace of the metrics it emits.
+    pub metrics_namespace: String,
 }
 
 impl Worker {
@@ -63,6 +67,7 @@ impl Worker {
                 limits: config.limits,
                 ..WorkerSettings::default()
             },
+            metrics_namespace: config.metrics_namespace.clone(),
         }
     }
 }
@@ -115,6 +120,7 @@ pub async fn handle(
             detail = %result.detail,
             "message processed"
         );
+        metrics::emit_for_message(worker, body, &result);
         if result.disposition == Disposition::Retry {
             response.batch_item_failures.push(failure(&message_id));
         }

@@ -1,0 +1,748 @@
+//! The template-to-code agreement test: `template.yaml`, translated offline to CloudFormation by the SAM
+//! translator (`infra/deploy/translate.py`, from `.venv-deploy`), must wire what the code expects:
+//!
+//! - the environment variables each function gets are ones `crates/core/src/config.rs` reads, and they make a
+//!   valid `Config` naming the right resources;
+//! - the tables' key schemas are those the code creates (`provision`), the TTL attribute is the code's;
+//! - the queue, its dead-letter queue, the event source mapping and the timeouts are wired as documented;
+//! - every AWS call the real lister and worker make (recorded while they run against the emulator) is granted
+//!   to that function's role on the resource it touched, and nothing else is granted (no wildcard actions).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{bail, ensure, Context, Result};
+use s3_importer_core::config::Config;
+use s3_importer_core::sync::ports::StateStore;
+use s3_importer_core::sync::{Clock, DestinationConfig};
+use s3_importer_lister::Lister;
+use s3_importer_tests::deployment::Deployment;
+use s3_importer_tests::recording::{Call, Recorder};
+use s3_importer_tests::{dynamodb_client, emulator, repo_root, unique_name, ACCOUNT_ID};
+use s3_importer_worker::Worker;
+use serde_json::{json, Value};
+
+/// The stack outputs `s3-importer --stack NAME` reads.
+const CLI_OUTPUTS: &[&str] = &[
+    "StateTableName",
+    "RecordsTableName",
+    "QueueUrl",
+    "DeadLetterQueueUrl",
+    "OutputBucketName",
+    "ListerFunctionName",
+    "WorkerFunctionName",
+    "ListerRoleArn",
+    "WorkerRoleArn",
+    "SourceRoleNamePrefix",
+];
+
+/// Actions the Lambda service performs with a function's role on its behalf (not SDK calls of the code):
+/// writing the function's logs, and, for the worker, the SQS event source mapping polling the queue.
+const SERVICE_ACTIONS: &[(&str, &str, &str)] = &[
+    ("ListerFunction", "logs:CreateLogStream", "ListerLogGroup"),
+    ("ListerFunction", "logs:PutLogEvents", "ListerLogGroup"),
+    ("WorkerFunction", "logs:CreateLogStream", "WorkerLogGroup"),
+    ("WorkerFunction", "logs:PutLogEvents", "WorkerLogGroup"),
+    ("WorkerFunction", "sqs:ReceiveMessage", "WorkQueue"),
+    ("WorkerFunction", "sqs:DeleteMessage", "WorkQueue"),
+    ("WorkerFunction", "sqs:GetQueueAttributes", "WorkQueue"),
+];
+
+/// Actions the code calls only on failure paths a successful run does not reach, with the SDK method that
+/// calls them (checked to exist in `crates/aws/src`).
+const FAILURE_PATH_ACTIONS: &[(&str, &str, &str, &str)] = &[(
+    "WorkerFunction",
+    "s3:AbortMultipartUpload",
+    "OutputBucket",
+    ".abort_multipart_upload()",
+)];
+
+fn translated() -> &'static Value {
+    static TRANSLATED: OnceLock<Value> = OnceLock::new();
+    TRANSLATED.get_or_init(|| {
+        let root = repo_root();
+        let python = root.join(".venv-deploy/bin/python");
+        assert!(
+            python.exists(),
+            "{} not found: run `make deploy-venv` (infra/deploy/venv.sh) first",
+            python.display()
+        );
+        let out = Command::new(&python)
+            .arg(root.join("infra/deploy/translate.py"))
+            .arg(root.join("template.yaml"))
+            .current_dir(&root)
+            .output()
+            .expect("run infra/deploy/translate.py");
+        assert!(
+            out.status.success(),
+            "the SAM translator rejected template.yaml:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("the translator printed JSON")
+    })
+}
+
+fn resource(id: &str) -> &'static Value {
+    let r = &translated()["Resources"][id];
+    assert!(r.is_object(), "the translated template has no resource {id}");
+    r
+}
+
+fn props(id: &str) -> &'static Value {
+    &resource(id)["Properties"]
+}
+
+fn parameter_default(name: &str) -> Option<String> {
+    match &translated()["Parameters"][name]["Default"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A value the way the test resolves it: parameters to their defaults, resources to `ref:<LogicalId>`.
+fn resolve(value: &Value) -> String {
+    if let Some(name) = value.get("Ref").and_then(Value::as_str) {
+        return parameter_default(name).unwrap_or_else(|| format!("ref:{name}"));
+    }
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => format!("expr:{other}"),
+    }
+}
+
+/// The `S3I_*` variables the code reads: every `pub const ...: &str = "S3I_..."` of `config.rs`.
+fn variables_the_code_reads() -> BTreeSet<String> {
+    let source = std::fs::read_to_string(repo_root().join("crates/core/src/config.rs"))
+        .expect("read crates/core/src/config.rs");
+    let names: BTreeSet<String> = source
+        .lines()
+        .filter(|l| l.trim_start().starts_with("pub const ") && l.contains(": &str = \"S3I_"))
+        .filter_map(|l| l.split('"').nth(1))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        names.len() >= 4,
+        "found only {names:?} in config.rs: has its layout changed?"
+    );
+    names
+}
+
+fn environment(function: &str) -> BTreeMap<String, Value> {
+    props(function)["Environment"]["Variables"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{function} has no environment variables"))
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn environment_variables_agree_with_the_code() {
+    let known = variables_the_code_reads();
+    for function in ["ListerFunction", "WorkerFunction"] {
+        let env = environment(function);
+        let unknown: Vec<&String> = env.keys().filter(|k| !known.contains(*k)).collect();
+        assert!(
+            unknown.is_empty(),
+            "template.yaml sets {unknown:?} on {function}, which crates/core/src/config.rs does not read \
+             (it reads {known:?})"
+        );
+        let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.clone(), resolve(v))).collect();
+        let config = Config::from_map(&map).unwrap_or_else(|e| {
+            panic!("{function}'s environment in template.yaml is not a valid configuration: {e}")
+        });
+        assert_eq!(config.state_table, "ref:StateTable", "{function}");
+        assert_eq!(config.records_table, "ref:RecordsTable", "{function}");
+        assert_eq!(config.queue_url, "ref:WorkQueue", "{function}");
+        assert_eq!(config.output_bucket, "ref:OutputBucket", "{function}");
+        // The parameters reach the configuration.
+        let days: i64 = parameter_default("LookbackDays")
+            .and_then(|d| d.parse().ok())
+            .expect("LookbackDays default");
+        assert_eq!(config.sync.lookback.num_days(), days, "{function}");
+        let bytes: u64 = parameter_default("MaxFileBytes")
+            .and_then(|d| d.parse().ok())
+            .expect("MaxFileBytes default");
+        assert_eq!(config.sync.max_file_size, bytes, "{function}");
+        // The metrics go to the namespace the alarms read.
+        let namespace = &env["S3I_METRICS_NAMESPACE"];
+        for alarm in ["FilesFailedAlarm", "NoSuccessfulSyncAlarm"] {
+            assert_eq!(&props(alarm)["Namespace"], namespace, "{alarm}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn key_schemas_and_ttl_are_those_the_code_uses() -> Result<()> {
+    let sdk = emulator().await.sdk_config().await;
+    let names = s3_importer_aws::provision::Names::with_prefix(&unique_name("schema"));
+    s3_importer_aws::provision::provision(&sdk, &names, 30, 5).await?;
+    let client = dynamodb_client(&sdk);
+    for (logical, table) in [
+        ("StateTable", &names.state_table),
+        ("RecordsTable", &names.records_table),
+    ] {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await?
+            .table
+            .context("no table description")?;
+        let code_keys: BTreeSet<(String, String)> = described
+            .key_schema()
+            .iter()
+            .map(|k| (k.attribute_name().to_owned(), k.key_type().as_str().to_owned()))
+            .collect();
+        let code_attributes: BTreeSet<(String, String)> = described
+            .attribute_definitions()
+            .iter()
+            .map(|a| {
+                (
+                    a.attribute_name().to_owned(),
+                    a.attribute_type().as_str().to_owned(),
+                )
+            })
+            .collect();
+        let p = props(logical);
+        let template_keys: BTreeSet<(String, String)> = p["KeySchema"]
+            .as_array()
+            .context("KeySchema")?
+            .iter()
+            .map(|k| (resolve(&k["AttributeName"]), resolve(&k["KeyType"])))
+            .collect();
+        let template_attributes: BTreeSet<(String, String)> = p["AttributeDefinitions"]
+            .as_array()
+            .context("AttributeDefinitions")?
+            .iter()
+            .map(|a| (resolve(&a["AttributeName"]), resolve(&a["AttributeType"])))
+            .collect();
+        ensure!(
+            code_keys == template_keys,
+            "{logical}: key schema {template_keys:?} in template.yaml, {code_keys:?} in the code"
+        );
+        ensure!(
+            code_attributes == template_attributes,
+            "{logical}: attributes {template_attributes:?} in template.yaml, {code_attributes:?} in the code"
+        );
+        ensure!(p["BillingMode"] == "PAY_PER_REQUEST", "{logical} on-demand");
+        ensure!(
+            p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] == true,
+            "{logical} point-in-time recovery"
+        );
+        ensure!(p["SSESpecification"]["SSEEnabled"] == true, "{logical} SSE");
+    }
+    let ttl = &props("StateTable")["TimeToLiveSpecification"];
+    ensure!(
+        ttl["AttributeName"] == s3_importer_aws::state::TTL_ATTRIBUTE && ttl["Enabled"] == true,
+        "the state table's TTL attribute must be {:?}: {ttl}",
+        s3_importer_aws::state::TTL_ATTRIBUTE
+    );
+    Ok(())
+}
+
+#[test]
+fn queue_wiring_and_timeouts() {
+    let queue = props("WorkQueue");
+    assert_eq!(
+        queue["RedrivePolicy"]["deadLetterTargetArn"],
+        json!({ "Fn::GetAtt": ["DeadLetterQueue", "Arn"] })
+    );
+    assert_eq!(queue["RedrivePolicy"]["maxReceiveCount"], json!(5));
+    for q in ["WorkQueue", "DeadLetterQueue", "ScheduleDeadLetterQueue"] {
+        assert_eq!(props(q)["SqsManagedSseEnabled"], json!(true), "{q} SSE");
+    }
+    // Visibility timeout at least six times the longest worker timeout the parameter allows.
+    let worker_timeout = &translated()["Parameters"]["WorkerTimeoutSeconds"];
+    let max_timeout = worker_timeout["MaxValue"].as_u64().expect("MaxValue");
+    assert!(max_timeout <= 900, "Lambda's limit is 900 s");
+    let visibility = queue["VisibilityTimeout"]
+        .as_u64()
+        .expect("a literal VisibilityTimeout");
+    assert!(
+        visibility >= 6 * max_timeout,
+        "VisibilityTimeout {visibility} < 6 x {max_timeout}"
+    );
+    assert_eq!(
+        props("WorkerFunction")["Timeout"],
+        json!({ "Ref": "WorkerTimeoutSeconds" })
+    );
+
+    let mapping = props("WorkerFunctionQueue");
+    assert_eq!(
+        mapping["EventSourceArn"],
+        json!({ "Fn::GetAtt": ["WorkQueue", "Arn"] })
+    );
+    assert_eq!(
+        mapping["FunctionName"],
+        json!({ "Ref": "WorkerFunction" })
+    );
+    assert_eq!(
+        mapping["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert_eq!(mapping["BatchSize"], json!({ "Ref": "WorkerBatchSize" }));
+    assert_eq!(
+        mapping["ScalingConfig"]["MaximumConcurrency"],
+        json!({ "Ref": "WorkerMaximumConcurrency" })
+    );
+
+    let lister = props("ListerFunction");
+    assert_eq!(lister["ReservedConcurrentExecutions"], json!(1));
+    let schedule = props("ListerFunctionSchedule");
+    assert_eq!(
+        schedule["ScheduleExpression"],
+        json!({ "Ref": "ScheduleExpression" })
+    );
+    assert!(schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"].is_number());
+    assert_eq!(
+        schedule["Target"]["DeadLetterConfig"]["Arn"],
+        json!({ "Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"] })
+    );
+    for (function, log_group) in [
+        ("ListerFunction", "ListerLogGroup"),
+        ("WorkerFunction", "WorkerLogGroup"),
+    ] {
+        let p = props(function);
+        assert_eq!(p["Runtime"], "provided.al2023", "{function}");
+        assert_eq!(p["Architectures"], json!(["arm64"]), "{function}");
+        assert_eq!(p["LoggingConfig"]["LogFormat"], "JSON", "{function}");
+        assert_eq!(
+            p["LoggingConfig"]["LogGroup"],
+            json!({ "Ref": log_group }),
+            "{function}"
+        );
+        assert!(
+            props(log_group)["RetentionInDays"].is_object(),
+            "{log_group} has a retention"
+        );
+    }
+    for output in CLI_OUTPUTS {
+        assert!(
+            translated()["Outputs"][output]["Value"].is_object(),
+            "the CLI reads the stack output {output}"
+        );
+    }
+}
+
+/// One policy statement, flattened.
+#[derive(Debug)]
+struct Statement {
+    actions: Vec<String>,
+    resources: Vec<Value>,
+}
+
+/// The statements of the role a function runs as; fails on anything but plain Allow statements.
+fn role_statements(function: &str) -> Vec<Statement> {
+    let role_ref = &props(function)["Role"];
+    let role_id = role_ref["Fn::GetAtt"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("{function}'s Role is not a role of this template: {role_ref}"));
+    let role = props(role_id);
+    assert!(
+        role.get("ManagedPolicyArns").is_none(),
+        "{role_id} must not attach managed policies (they grant more than the code calls)"
+    );
+    let mut statements = Vec::new();
+    for policy in role["Policies"].as_array().expect("inline policies") {
+        for s in policy["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+        {
+            assert_eq!(s["Effect"], "Allow", "{role_id}: {s}");
+            assert!(
+                s.get("NotAction").is_none() && s.get("NotResource").is_none(),
+                "{role_id}: {s}"
+            );
+            assert!(s.get("Condition").is_none(), "{role_id}: {s}");
+            let list = |v: &Value| match v {
+                Value::Array(a) => a.clone(),
+                Value::Null => Vec::new(),
+                other => vec![other.clone()],
+            };
+            let actions: Vec<String> = list(&s["Action"])
+                .iter()
+                .map(|a| a.as_str().expect("literal action").to_owned())
+                .collect();
+            let resources = list(&s["Resource"]);
+            for a in &actions {
+                assert!(
+                    !a.contains('*') && !a.contains('?'),
+                    "{role_id} grants the wildcard action {a}"
+                );
+            }
+            for r in &resources {
+                assert!(r != "*", "{role_id} grants {actions:?} on every resource");
+            }
+            statements.push(Statement { actions, resources });
+        }
+    }
+    statements
+}
+
+/// Whether a policy resource names `target`: a logical resource (`Fn::GetAtt`/`Ref`/`${X.Arn}`) or a
+/// parameter (`${SourceBucketNamePattern}`), and, for S3, the right level (`bucket/*` for objects).
+fn names_target(resource: &Value, target: &Target) -> bool {
+    let text = resource.to_string();
+    let mentions = text.contains(&format!("\"{}\"", target.logical))
+        || text.contains(&format!("${{{}.", target.logical))
+        || text.contains(&format!("${{{}}}", target.logical));
+    let level = match target.s3_level {
+        Some(S3Level::Bucket) => !text.contains("/*"),
+        Some(S3Level::Object) => text.contains("/*"),
+        None => true,
+    };
+    mentions && level
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum S3Level {
+    Bucket,
+    Object,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Target {
+    logical: String,
+    s3_level: Option<S3Level>,
+}
+
+impl Target {
+    fn of(logical: &str) -> Self {
+        Self {
+            logical: logical.to_owned(),
+            s3_level: None,
+        }
+    }
+}
+
+/// The resources of one test deployment, by the template's logical ids.
+struct Resources {
+    by_name: HashMap<String, String>,
+    source_buckets: BTreeSet<String>,
+}
+
+impl Resources {
+    fn logical(&self, name: &str) -> Result<String> {
+        if self.source_buckets.contains(name) {
+            return Ok("SourceBucketNamePattern".to_owned());
+        }
+        self.by_name
+            .get(name)
+            .cloned()
+            .with_context(|| format!("{name} is not a resource of the deployment"))
+    }
+}
+
+/// The IAM actions (and the resources they apply to) one recorded request needs. See the Service
+/// Authorization Reference: S3 object reads/writes are s3:GetObject/s3:PutObject, listing is s3:ListBucket,
+/// batch SQS calls need the single-message action, and a DynamoDB transaction needs each item's action.
+fn required(call: &Call, resources: &Resources) -> Result<Vec<(String, Target)>> {
+    let json = call.json.clone().unwrap_or(Value::Null);
+    let queue = || -> Result<Target> {
+        let url = json["QueueUrl"].as_str().context("QueueUrl")?;
+        let name = url.rsplit('/').next().unwrap_or(url);
+        Ok(Target::of(&resources.logical(name)?))
+    };
+    let table = |v: &Value| -> Result<Target> {
+        Ok(Target::of(
+            &resources.logical(v.as_str().context("TableName")?)?,
+        ))
+    };
+    let s3 = |level: S3Level| -> Result<Target> {
+        let (bucket, _) = call.s3_bucket_and_key();
+        Ok(Target {
+            logical: resources.logical(&bucket)?,
+            s3_level: Some(level),
+        })
+    };
+    Ok(match (call.service.as_str(), call.operation.as_str()) {
+        ("dynamodb", "TransactWriteItems") => {
+            let mut needs = Vec::new();
+            for item in json["TransactItems"].as_array().context("TransactItems")? {
+                for (kind, action) in [
+                    ("Put", "PutItem"),
+                    ("Update", "UpdateItem"),
+                    ("Delete", "DeleteItem"),
+                    ("ConditionCheck", "ConditionCheckItem"),
+                ] {
+                    if let Some(op) = item.get(kind) {
+                        needs.push((format!("dynamodb:{action}"), table(&op["TableName"])?));
+                    }
+                }
+            }
+            needs
+        }
+        ("dynamodb", "TransactGetItems") => {
+            let mut needs = Vec::new();
+            for item in json["TransactItems"].as_array().context("TransactItems")? {
+                needs.push(("dynamodb:GetItem".to_owned(), table(&item["Get"]["TableName"])?));
+            }
+            needs
+        }
+        ("dynamodb", op @ ("BatchWriteItem" | "BatchGetItem")) => {
+            let mut needs = Vec::new();
+            for name in json["RequestItems"]
+                .as_object()
+                .context("RequestItems")?
+                .keys()
+            {
+                needs.push((format!("dynamodb:{op}"), table(&json!(name))?));
+            }
+            needs
+        }
+        ("dynamodb", op) => vec![(format!("dynamodb:{op}"), table(&json["TableName"])?)],
+        ("sqs", op) => {
+            let action = match op {
+                "SendMessageBatch" => "SendMessage",
+                "DeleteMessageBatch" => "DeleteMessage",
+                "ChangeMessageVisibilityBatch" => "ChangeMessageVisibility",
+                other => other,
+            };
+            vec![(format!("sqs:{action}"), queue()?)]
+        }
+        ("sts", "AssumeRole") => {
+            let arn = call.form_field("RoleArn").context("RoleArn")?;
+            ensure!(
+                arn.contains(":role/s3-importer-"),
+                "assumed {arn}, outside the default SourceRoleNamePrefix"
+            );
+            vec![(
+                "sts:AssumeRole".to_owned(),
+                Target::of("SourceRoleNamePrefix"),
+            )]
+        }
+        ("s3", "ListObjectsV2" | "HeadBucket") => {
+            vec![("s3:ListBucket".to_owned(), s3(S3Level::Bucket)?)]
+        }
+        ("s3", "GetObject" | "HeadObject") => {
+            vec![("s3:GetObject".to_owned(), s3(S3Level::Object)?)]
+        }
+        (
+            "s3",
+            "PutObject" | "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload",
+        ) => vec![("s3:PutObject".to_owned(), s3(S3Level::Object)?)],
+        ("s3", "AbortMultipartUpload") => {
+            vec![("s3:AbortMultipartUpload".to_owned(), s3(S3Level::Object)?)]
+        }
+        ("s3", "DeleteObject") => vec![("s3:DeleteObject".to_owned(), s3(S3Level::Object)?)],
+        _ => bail!(
+            "no IAM mapping for {} ({} {}): add it to `required`",
+            call.name(),
+            call.method,
+            call.uri
+        ),
+    })
+}
+
+/// Runs the real lister and worker handlers through recording SDK configurations: a same-account connector
+/// importing into DynamoDB (good and bad rows, so an error report is written) and a cross-account connector
+/// (assumed role) importing into S3 JSON Lines in the output bucket.
+async fn record_a_real_run() -> Result<(Vec<Call>, Vec<Call>, Resources)> {
+    let mut d = Deployment::new().await?;
+    let lister_calls = Recorder::new();
+    let worker_calls = Recorder::new();
+    let clock: Arc<dyn Clock> = d.clock.clone();
+    d.lister = Lister::from_config(&d.config, &lister_calls.sdk_config(&d.sdk), clock.clone());
+    d.worker = Worker::from_config(&d.config, &worker_calls.sdk_config(&d.sdk), clock);
+
+    // A second connector: cross-account (a role named as `connector create` asks), S3 JSONL destination.
+    let mut other = d.connector.clone();
+    other.id = format!("{}-x", d.connector.id);
+    other.name = format!("{}-x", d.connector.name);
+    other.source.role_arn = Some(format!(
+        "arn:aws:iam::{ACCOUNT_ID}:role/s3-importer-{}",
+        other.name
+    ));
+    other.source.external_id = Some("external-id".to_owned());
+    other.destination = DestinationConfig::S3Jsonl {
+        bucket: d.provisioned.names.output_bucket.clone(),
+        prefix: "normalized".to_owned(),
+    };
+    d.state.create_connector(&other).await?;
+
+    d.put("a.csv", b"id,qty\n1,2\n2,oops\n3,4\n").await?;
+    d.put("b.jsonl", b"{\"id\":\"4\",\"qty\":5}\n").await?;
+    let run = d.sync().await?;
+    ensure!(run.enqueued == 2, "first connector enqueued {}", run.enqueued);
+    let response = s3_importer_lister::handle(
+        &d.lister,
+        json!({ "connector": other.name }),
+        "lister-cross-account",
+    )
+    .await?;
+    let other_run = response.connectors[0]
+        .run
+        .clone()
+        .context("the cross-account connector did not run")?;
+    ensure!(
+        other_run.enqueued == 2,
+        "cross-account connector enqueued {}",
+        other_run.enqueued
+    );
+    let drained = d.drain().await?;
+    ensure!(
+        drained.acked == 4 && drained.retried.is_empty(),
+        "{drained:?}"
+    );
+    ensure!(d.records().await?.len() == 3, "three good rows imported");
+
+    let names = &d.provisioned.names;
+    let by_name: HashMap<String, String> = [
+        (names.state_table.clone(), "StateTable"),
+        (names.records_table.clone(), "RecordsTable"),
+        (names.queue.clone(), "WorkQueue"),
+        (names.dead_letter_queue.clone(), "DeadLetterQueue"),
+        (names.output_bucket.clone(), "OutputBucket"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect();
+    let resources = Resources {
+        by_name,
+        source_buckets: [d.source_bucket.clone()].into_iter().collect(),
+    };
+    Ok((lister_calls.calls(), worker_calls.calls(), resources))
+}
+
+#[tokio::test]
+async fn every_call_the_functions_make_is_granted_and_nothing_more() -> Result<()> {
+    let (lister_calls, worker_calls, resources) = record_a_real_run().await?;
+    let mut report = Vec::new();
+    for (function, calls) in [
+        ("ListerFunction", &lister_calls),
+        ("WorkerFunction", &worker_calls),
+    ] {
+        ensure!(!calls.is_empty(), "{function}: no call recorded");
+        let statements = role_statements(function);
+        let mut needed: BTreeSet<(String, Target)> = BTreeSet::new();
+        for call in calls.iter() {
+            for need in required(call, &resources)
+                .with_context(|| format!("{function}: {}", call.name()))?
+            {
+                needed.insert(need);
+            }
+        }
+        let operations: BTreeSet<String> = calls.iter().map(Call::name).collect();
+        let line = format!(
+            "{function}: calls {operations:?}; needs {:?}",
+            needed.iter().map(|(a, t)| format!("{a} on {}", t.logical)).collect::<BTreeSet<_>>()
+        );
+        eprintln!("{line}");
+        report.push(line);
+        for (_, action, logical) in SERVICE_ACTIONS.iter().filter(|s| s.0 == function) {
+            needed.insert((action.to_string(), Target::of(logical)));
+        }
+        let aws_source = read_aws_sources();
+        for (_, action, logical, method) in FAILURE_PATH_ACTIONS.iter().filter(|s| s.0 == function) {
+            ensure!(
+                aws_source.contains(method),
+                "{action} is granted for {method}, which crates/aws/src no longer calls"
+            );
+            needed.insert((
+                action.to_string(),
+                Target {
+                    logical: logical.to_string(),
+                    s3_level: Some(S3Level::Object),
+                },
+            ));
+        }
+        // Every need is granted, on its resource.
+        for (action, target) in &needed {
+            let granted = statements.iter().any(|s| {
+                s.actions.iter().any(|a| a == action)
+                    && s.resources.iter().any(|r| names_target(r, target))
+            });
+            ensure!(
+                granted,
+                "{function} calls {action} on {target:?}, which its role in template.yaml does not grant"
+            );
+        }
+        // Nothing else is granted.
+        for s in &statements {
+            for action in &s.actions {
+                for resource in &s.resources {
+                    let used = needed
+                        .iter()
+                        .any(|(a, t)| a == action && names_target(resource, t));
+                    ensure!(
+                        used,
+                        "{function}'s role grants {action} on {resource}, which the code never needs"
+                    );
+                }
+            }
+        }
+    }
+    ensure!(report.len() == 2);
+    Ok(())
+}
+
+fn read_aws_sources() -> String {
+    let dir: PathBuf = repo_root().join("crates/aws/src");
+    let mut all = String::new();
+    for entry in std::fs::read_dir(&dir).expect("crates/aws/src").flatten() {
+        if entry.path().extension().is_some_and(|e| e == "rs") {
+            all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    all
+}
+
+#[test]
+fn alarms_and_dashboard_read_metrics_the_code_emits() {
+    use s3_importer_core::metrics::names;
+    let emitted = [
+        names::FILES_LISTED,
+        names::FILES_ENQUEUED,
+        names::FILES_SKIPPED,
+        names::SYNC_DURATION,
+        names::SYNCS_SUCCEEDED,
+        names::SYNCS_FAILED,
+        names::FILES_IMPORTED,
+        names::FILES_FAILED,
+        names::FILES_RETRIED,
+        names::ROWS_IMPORTED,
+        names::ROWS_REJECTED,
+        names::BYTES_READ,
+        names::IMPORT_LAG,
+    ];
+    let resources = translated()["Resources"].as_object().expect("resources");
+    let mut alarms = 0;
+    for (id, r) in resources {
+        if r["Type"] != "AWS::CloudWatch::Alarm" {
+            continue;
+        }
+        alarms += 1;
+        let p = &r["Properties"];
+        assert_eq!(
+            p["AlarmActions"],
+            json!([{ "Ref": "AlarmTopic" }]),
+            "{id} notifies the topic"
+        );
+        if p["Namespace"].is_object() {
+            let metric = p["MetricName"].as_str().unwrap_or("");
+            assert!(
+                emitted.contains(&metric),
+                "{id} reads {metric}, which the code does not emit"
+            );
+        }
+    }
+    assert!(alarms >= 5, "DLQ, errors, failed files, no sync, oldest message");
+    let body = props("Dashboard")["DashboardBody"]["Fn::Sub"][0]
+        .as_str()
+        .expect("dashboard body");
+    for line in body.lines().filter(|l| l.contains("[\"${Ns}\"")) {
+        for name in line.split('"').filter(|w| {
+            w.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && !w.contains(' ')
+        }) {
+            assert!(
+                emitted.contains(&name) || name == "Maximum",
+                "the dashboard shows {name}, which the code does not emit"
+            );
+        }
+    }
+}
