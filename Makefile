@@ -6,14 +6,40 @@ CARGO ?= cargo
 BENCH_MB ?= 1000
 BENCH_RUNS ?= 1
 VENV := .venv
+DEPLOY_VENV := .venv-deploy
+# cargo-lambda and zig come from the deployment venv (PyPI), never from `cargo install`.
+LAMBDA_PATH := $(CURDIR)/$(DEPLOY_VENV)/bin:$(PATH)
+LAMBDA_BUILD := PATH="$(LAMBDA_PATH)" $(CARGO) lambda build --release --arm64
 
 .PHONY: help
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build everything (debug)
-	$(CARGO) build --workspace --all-targets
+build: deploy-venv ## Build the Lambda functions for arm64 with cargo-lambda: target/lambda/{lister,worker}/bootstrap
+	$(LAMBDA_BUILD) -p s3-importer-lister -p s3-importer-worker
+	@for f in lister worker; do \
+		printf '  %-7s %s bytes  target/lambda/%s/bootstrap\n' $$f "$$(stat -c %s target/lambda/$$f/bootstrap)" $$f; \
+	done
+
+# `sam build` calls these (template.yaml: BuildMethod makefile; samconfig.toml builds in source).
+.PHONY: build-ListerFunction build-WorkerFunction
+build-ListerFunction: deploy-venv
+	$(LAMBDA_BUILD) -p s3-importer-lister
+	cp target/lambda/lister/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
+
+build-WorkerFunction: deploy-venv
+	$(LAMBDA_BUILD) -p s3-importer-worker
+	cp target/lambda/worker/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
+
+.PHONY: validate
+validate: deploy-venv ## Lint the SAM template: cfn-lint and `sam validate --lint`
+	$(DEPLOY_VENV)/bin/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(DEPLOY_VENV)/bin/sam validate --lint --template template.yaml
+
+.PHONY: deploy-venv
+deploy-venv: ## Install SAM CLI, cfn-lint, the SAM translator and cargo-lambda (with zig) into .venv-deploy (once)
+	bash infra/deploy/venv.sh
 
 .PHONY: check
 check: fmt-check clippy doc ## The cheap checks: formatting, clippy -D warnings, docs -D warnings
@@ -39,7 +65,7 @@ venv: ## Install the local AWS emulator (moto server) into .venv (once; ~1 minut
 	bash infra/local/venv.sh
 
 .PHONY: test
-test: venv ## Every test: unit, property, fuzz smoke, and the end-to-end suites against the emulator
+test: venv deploy-venv ## Every test: unit, property, fuzz smoke, and the end-to-end suites against the emulator
 	$(CARGO) test --workspace
 
 .PHONY: demo

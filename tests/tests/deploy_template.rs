@@ -86,7 +86,10 @@ fn translated() -> &'static Value {
 
 fn resource(id: &str) -> &'static Value {
     let r = &translated()["Resources"][id];
-    assert!(r.is_object(), "the translated template has no resource {id}");
+    assert!(
+        r.is_object(),
+        "the translated template has no resource {id}"
+    );
     r
 }
 
@@ -151,7 +154,8 @@ fn environment_variables_agree_with_the_code() {
             "template.yaml sets {unknown:?} on {function}, which crates/core/src/config.rs does not read \
              (it reads {known:?})"
         );
-        let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.clone(), resolve(v))).collect();
+        let map: HashMap<String, String> =
+            env.iter().map(|(k, v)| (k.clone(), resolve(v))).collect();
         let config = Config::from_map(&map).unwrap_or_else(|e| {
             panic!("{function}'s environment in template.yaml is not a valid configuration: {e}")
         });
@@ -196,7 +200,12 @@ async fn key_schemas_and_ttl_are_those_the_code_uses() -> Result<()> {
         let code_keys: BTreeSet<(String, String)> = described
             .key_schema()
             .iter()
-            .map(|k| (k.attribute_name().to_owned(), k.key_type().as_str().to_owned()))
+            .map(|k| {
+                (
+                    k.attribute_name().to_owned(),
+                    k.key_type().as_str().to_owned(),
+                )
+            })
             .collect();
         let code_attributes: BTreeSet<(String, String)> = described
             .attribute_definitions()
@@ -277,10 +286,7 @@ fn queue_wiring_and_timeouts() {
         mapping["EventSourceArn"],
         json!({ "Fn::GetAtt": ["WorkQueue", "Arn"] })
     );
-    assert_eq!(
-        mapping["FunctionName"],
-        json!({ "Ref": "WorkerFunction" })
-    );
+    assert_eq!(mapping["FunctionName"], json!({ "Ref": "WorkerFunction" }));
     assert_eq!(
         mapping["FunctionResponseTypes"],
         json!(["ReportBatchItemFailures"])
@@ -480,7 +486,10 @@ fn required(call: &Call, resources: &Resources) -> Result<Vec<(String, Target)>>
         ("dynamodb", "TransactGetItems") => {
             let mut needs = Vec::new();
             for item in json["TransactItems"].as_array().context("TransactItems")? {
-                needs.push(("dynamodb:GetItem".to_owned(), table(&item["Get"]["TableName"])?));
+                needs.push((
+                    "dynamodb:GetItem".to_owned(),
+                    table(&item["Get"]["TableName"])?,
+                ));
             }
             needs
         }
@@ -568,7 +577,11 @@ async fn record_a_real_run() -> Result<(Vec<Call>, Vec<Call>, Resources)> {
     d.put("a.csv", b"id,qty\n1,2\n2,oops\n3,4\n").await?;
     d.put("b.jsonl", b"{\"id\":\"4\",\"qty\":5}\n").await?;
     let run = d.sync().await?;
-    ensure!(run.enqueued == 2, "first connector enqueued {}", run.enqueued);
+    ensure!(
+        run.enqueued == 2,
+        "first connector enqueued {}",
+        run.enqueued
+    );
     let response = s3_importer_lister::handle(
         &d.lister,
         json!({ "connector": other.name }),
@@ -630,7 +643,10 @@ async fn every_call_the_functions_make_is_granted_and_nothing_more() -> Result<(
         let operations: BTreeSet<String> = calls.iter().map(Call::name).collect();
         let line = format!(
             "{function}: calls {operations:?}; needs {:?}",
-            needed.iter().map(|(a, t)| format!("{a} on {}", t.logical)).collect::<BTreeSet<_>>()
+            needed
+                .iter()
+                .map(|(a, t)| format!("{a} on {}", t.logical))
+                .collect::<BTreeSet<_>>()
         );
         eprintln!("{line}");
         report.push(line);
@@ -638,7 +654,8 @@ async fn every_call_the_functions_make_is_granted_and_nothing_more() -> Result<(
             needed.insert((action.to_string(), Target::of(logical)));
         }
         let aws_source = read_aws_sources();
-        for (_, action, logical, method) in FAILURE_PATH_ACTIONS.iter().filter(|s| s.0 == function) {
+        for (_, action, logical, method) in FAILURE_PATH_ACTIONS.iter().filter(|s| s.0 == function)
+        {
             ensure!(
                 aws_source.contains(method),
                 "{action} is granted for {method}, which crates/aws/src no longer calls"
@@ -731,7 +748,10 @@ fn alarms_and_dashboard_read_metrics_the_code_emits() {
             );
         }
     }
-    assert!(alarms >= 5, "DLQ, errors, failed files, no sync, oldest message");
+    assert!(
+        alarms >= 5,
+        "DLQ, errors, failed files, no sync, oldest message"
+    );
     let body = props("Dashboard")["DashboardBody"]["Fn::Sub"][0]
         .as_str()
         .expect("dashboard body");

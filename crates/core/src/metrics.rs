@@ -239,11 +239,7 @@ pub fn file_message(
         .property("Function", "worker")
         .property("Key", message.version.key.clone())
         .property("Status", status.map(|s| s.as_str()).unwrap_or(""))
-        .metric(
-            names::FILES_IMPORTED,
-            Unit::Count,
-            is(FileStatus::Imported),
-        )
+        .metric(names::FILES_IMPORTED, Unit::Count, is(FileStatus::Imported))
         .metric(names::FILES_FAILED, Unit::Count, is(FileStatus::Failed))
         .metric(
             names::FILES_SKIPPED,
