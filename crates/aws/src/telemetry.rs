@@ -25,8 +25,11 @@ pub fn init_tracing() {
     drop(result);
 }
 
-/// Where metric documents go: standard output by default (CloudWatch Logs extracts EMF from the function's
-/// log stream), or a writer installed with [`set_metrics_writer`].
+/// Set by Lambda in every function's environment.
+const LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+
+/// Where metric documents go: standard output in Lambda (CloudWatch Logs extracts EMF from the function's log
+/// stream), a debug-level log event elsewhere, or a writer installed with [`set_metrics_writer`].
 type MetricsWriter = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 static METRICS_WRITER: std::sync::RwLock<Option<MetricsWriter>> = std::sync::RwLock::new(None);
@@ -40,8 +43,8 @@ pub fn set_metrics_writer(writer: impl Fn(&str) + Send + Sync + 'static) {
     *slot = Some(std::sync::Arc::new(writer));
 }
 
-/// Emits one CloudWatch Embedded Metric Format document as a line of its own on standard output (or to the
-/// installed writer). EMF needs the whole object on one line; the line is written with one call while holding
+/// Emits one CloudWatch Embedded Metric Format document as a line of its own on standard output in Lambda (or
+/// to the installed writer; outside Lambda, as a debug log event). EMF needs the whole object on one line; the line is written with one call while holding
 /// the standard-output lock, so concurrent emitters never interleave.
 pub fn emit_metrics(document: &s3_importer_core::metrics::EmfDocument) {
     let line = document.to_line();
@@ -51,6 +54,10 @@ pub fn emit_metrics(document: &s3_importer_core::metrics::EmfDocument) {
         .clone();
     match writer {
         Some(writer) => writer(&line),
+        // Outside Lambda (the CLI's local runner) the documents would mix with the command's output: log them.
+        None if std::env::var_os(LAMBDA_FUNCTION_NAME).is_none() => {
+            tracing::debug!(target: "s3_importer::metrics", emf = %line, "metrics");
+        }
         None => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
