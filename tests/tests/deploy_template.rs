@@ -14,6 +14,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, ensure, Context, Result};
+use s3_importer_aws::stack::outputs;
 use s3_importer_core::config::Config;
 use s3_importer_core::sync::ports::StateStore;
 use s3_importer_core::sync::{Clock, DestinationConfig};
@@ -24,18 +25,18 @@ use s3_importer_tests::{dynamodb_client, emulator, repo_root, unique_name, ACCOU
 use s3_importer_worker::Worker;
 use serde_json::{json, Value};
 
-/// The stack outputs `s3-importer --stack NAME` reads.
+/// The stack outputs `s3-importer --stack NAME` reads (the CLI's own constants).
 const CLI_OUTPUTS: &[&str] = &[
-    "StateTableName",
-    "RecordsTableName",
-    "QueueUrl",
-    "DeadLetterQueueUrl",
-    "OutputBucketName",
-    "ListerFunctionName",
-    "WorkerFunctionName",
-    "ListerRoleArn",
-    "WorkerRoleArn",
-    "SourceRoleNamePrefix",
+    outputs::STATE_TABLE,
+    outputs::RECORDS_TABLE,
+    outputs::QUEUE_URL,
+    outputs::DEAD_LETTER_QUEUE_URL,
+    outputs::OUTPUT_BUCKET,
+    outputs::LISTER_FUNCTION,
+    outputs::WORKER_FUNCTION,
+    outputs::LISTER_ROLE_ARN,
+    outputs::WORKER_ROLE_ARN,
+    outputs::SOURCE_ROLE_NAME_PREFIX,
 ];
 
 /// Actions the Lambda service performs with a function's role on its behalf (not SDK calls of the code):
