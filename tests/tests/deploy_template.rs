@@ -753,6 +753,11 @@ fn alarms_and_dashboard_read_metrics_the_code_emits() {
         alarms >= 5,
         "DLQ, errors, failed files, no sync, oldest message"
     );
+    assert_ne!(
+        props("AlarmTopic")["KmsMasterKeyId"],
+        "alias/aws/sns",
+        "CloudWatch alarms cannot publish to a topic under the AWS managed SNS key"
+    );
     let body = props("Dashboard")["DashboardBody"]["Fn::Sub"][0]
         .as_str()
         .expect("dashboard body");
@@ -766,4 +771,184 @@ fn alarms_and_dashboard_read_metrics_the_code_emits() {
             );
         }
     }
+}
+
+/// The storage part of the translated template (tables, bucket, queues and their outputs), deployed with the
+/// emulator's CloudFormation; then one sync runs through the resources the stack created, found by the CLI's
+/// own output reader. The functions, roles, schedule, alarms and dashboard are left out: the emulator cannot run
+/// Lambda functions here.
+#[tokio::test]
+async fn the_stack_storage_deploys_on_the_emulator_and_one_sync_runs_through_it() -> Result<()> {
+    use s3_importer_core::config::vars;
+    use s3_importer_core::sync::{Connector, ConnectorStatus, FixedClock, Source};
+    use s3_importer_core::template::Template;
+
+    const STORAGE: &[&str] = &[
+        "StateTable",
+        "RecordsTable",
+        "OutputBucket",
+        "DeadLetterQueue",
+        "WorkQueue",
+    ];
+    let t = translated();
+    let storage_outputs = [
+        outputs::STATE_TABLE,
+        outputs::RECORDS_TABLE,
+        outputs::QUEUE_URL,
+        outputs::DEAD_LETTER_QUEUE_URL,
+        outputs::OUTPUT_BUCKET,
+    ];
+    let body = json!({
+        "AWSTemplateFormatVersion": t["AWSTemplateFormatVersion"],
+        "Parameters": t["Parameters"],
+        "Resources": STORAGE.iter().map(|id| ((*id).to_owned(), t["Resources"][*id].clone()))
+            .collect::<serde_json::Map<_, _>>(),
+        "Outputs": storage_outputs.iter().map(|id| ((*id).to_owned(), t["Outputs"][*id].clone()))
+            .collect::<serde_json::Map<_, _>>(),
+    });
+    let sdk = emulator().await.sdk_config().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+    let stack = unique_name("stack");
+    cfn.create_stack()
+        .stack_name(&stack)
+        .template_body(body.to_string())
+        .send()
+        .await
+        .context("create the stack")?;
+    let mut status = String::new();
+    for _ in 0..50 {
+        let described = cfn.describe_stacks().stack_name(&stack).send().await?;
+        status = described
+            .stacks()
+            .first()
+            .and_then(|s| s.stack_status())
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
+        if !status.ends_with("IN_PROGRESS") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    ensure!(status == "CREATE_COMPLETE", "stack status {status}");
+    let out = s3_importer_aws::stack::read_outputs(&cfn, &stack).await?;
+
+    let env: HashMap<String, String> = [
+        (vars::STATE_TABLE, out.state_table.clone()),
+        (vars::QUEUE_URL, out.queue_url.clone()),
+        (vars::RECORDS_TABLE, out.records_table.clone()),
+        (vars::OUTPUT_BUCKET, out.output_bucket.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| {
+        Ok((
+            k.to_owned(),
+            v.with_context(|| format!("no output for {k}"))?,
+        ))
+    })
+    .collect::<Result<_>>()?;
+    let config = Config::from_map(&env)?;
+
+    // The queue the stack made is wired to its dead-letter queue as the template says.
+    let attributes = s3_importer_tests::sqs_client(&sdk)
+        .get_queue_attributes()
+        .queue_url(&config.queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await?;
+    let attributes = attributes.attributes().cloned().unwrap_or_default();
+    let visibility = attributes
+        .get(&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+        .cloned()
+        .unwrap_or_default();
+    ensure!(visibility == "5400", "visibility timeout {visibility}");
+    let redrive = attributes
+        .get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        redrive.contains("\"maxReceiveCount\": 5") || redrive.contains("\"maxReceiveCount\":5"),
+        "{redrive}"
+    );
+
+    // One connector on a source bucket, one file, one sync, one worker pass.
+    let source_bucket = format!("{stack}-src");
+    s3_importer_tests::create_bucket(&sdk, &source_bucket).await?;
+    s3_importer_tests::s3_client(&sdk)
+        .put_object()
+        .bucket(&source_bucket)
+        .key("in/a.csv")
+        .body(b"id,qty\n1,2\n2,x\n".to_vec().into())
+        .send()
+        .await?;
+    let clock = Arc::new(FixedClock::new());
+    let state = s3_importer_aws::state::DynamoStateStore::new(
+        dynamodb_client(&sdk),
+        config.state_table.clone(),
+    );
+    let toml = s3_importer_tests::deployment::TEMPLATE;
+    let template = Template::from_toml(toml)?;
+    state
+        .put_template(&template.name, toml, &template, clock.now())
+        .await?;
+    let connector = Connector {
+        id: format!("c-{:016x}", 0x5eed_u64),
+        name: format!("{stack}-c"),
+        status: ConnectorStatus::Active,
+        source: Source {
+            account_id: ACCOUNT_ID.to_owned(),
+            bucket: source_bucket.clone(),
+            region: s3_importer_tests::REGION.to_owned(),
+            prefix: Some("in/".to_owned()),
+            role_arn: None,
+            external_id: None,
+        },
+        template_id: template.name.clone(),
+        template_version: None,
+        destination: DestinationConfig::Dynamodb {
+            table: config.records_table.clone(),
+        },
+        created_at: clock.now(),
+        updated_at: clock.now(),
+        watermark: None,
+        last_sync: None,
+    };
+    state.create_connector(&connector).await?;
+    let as_clock: Arc<dyn Clock> = clock.clone();
+    let lister = Lister::from_config(&config, &sdk, as_clock.clone());
+    let worker = Worker::from_config(&config, &sdk, as_clock);
+    let response = s3_importer_lister::handle(
+        &lister,
+        json!({ "connector": connector.name }),
+        "stack-lister",
+    )
+    .await?;
+    let run = response.connectors[0]
+        .run
+        .clone()
+        .context("the lister did not run")?;
+    ensure!(run.enqueued == 1, "enqueued {}", run.enqueued);
+    let consumer = s3_importer_aws::consumer::SqsConsumer::new(
+        s3_importer_tests::sqs_client(&sdk),
+        config.queue_url.clone(),
+    );
+    let messages = consumer.receive(10, 0).await?;
+    ensure!(messages.len() == 1, "{} messages", messages.len());
+    let event = s3_importer_worker::sqs_event(&messages, None)?;
+    let answer = s3_importer_worker::handle(&worker, event, None, "stack-worker").await;
+    ensure!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    let entries = state.list_files(&connector.id, None).await?;
+    ensure!(
+        entries.len() == 1 && entries[0].status == s3_importer_core::sync::FileStatus::Imported,
+        "{entries:#?}"
+    );
+    let items = dynamodb_client(&sdk)
+        .scan()
+        .table_name(&config.records_table)
+        .send()
+        .await?;
+    ensure!(
+        items.count() == 1,
+        "one good row in the stack's records table"
+    );
+    Ok(())
 }
