@@ -645,4 +645,60 @@ mod tests {
             .iter()
             .all(|c| c.status == CheckStatus::Skipped));
     }
+
+    #[test]
+    fn source_failures_name_the_cause_and_the_fix() {
+        let src = source();
+        let read =
+            |err: SourceError| source_failure("read", &src, "s3://acme-exports/orders/a.csv", &err);
+        let denied = read(SourceError::AccessDenied {
+            bucket: "acme-exports".into(),
+            key: "orders/a.csv".into(),
+            message: "Access Denied".into(),
+        });
+        assert_eq!(denied.cause, Some("missing_permission"));
+        assert!(denied
+            .fix
+            .unwrap()
+            .contains("s3:GetObject on arn:aws:s3:::acme-exports/orders/*"));
+        let kms = read(SourceError::Kms {
+            bucket: "acme-exports".into(),
+            key: "orders/a.csv".into(),
+            message: "KMS.AccessDeniedException".into(),
+        });
+        assert_eq!(kms.cause, Some("kms_key"));
+        assert!(kms.fix.unwrap().contains("kms:Decrypt"));
+        let archived = read(SourceError::Archived {
+            bucket: "acme-exports".into(),
+            key: "orders/a.csv".into(),
+        });
+        assert_eq!(archived.cause, Some("archived"));
+        let region = read(SourceError::Other {
+            context: "read".into(),
+            source: Box::new(crate::source::WrongRegion {
+                bucket: "acme-exports".into(),
+                configured: "us-east-1".into(),
+                actual: Some("eu-west-1".into()),
+                detail: "PermanentRedirect".into(),
+            }),
+        });
+        assert_eq!(region.cause, Some("wrong_region"));
+        assert!(region.fix.unwrap().contains("--region eu-west-1"));
+        let list = source_failure(
+            "list",
+            &src,
+            "s3://acme-exports/orders/",
+            &SourceError::AccessDenied {
+                bucket: "acme-exports".into(),
+                key: "orders/".into(),
+                message: "Access Denied".into(),
+            },
+        );
+        let fix = list.fix.unwrap();
+        assert!(
+            fix.contains("s3:ListBucket")
+                && fix.contains("prefix orders/*")
+                && fix.contains("111122223333")
+        );
+    }
 }

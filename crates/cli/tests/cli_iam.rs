@@ -2,7 +2,7 @@
 //! `/moto-api/reset-auth`), and the CLI runs as an IAM user that may list the folder but not read it.
 //!
 //! Its own test binary, so its own emulator: turning authorization on would break tests running in parallel
-//! against a shared one.
+//! against a shared one; the tests of this binary take turns.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,6 +11,9 @@ use anyhow::{Context, Result};
 use s3_importer_aws::provision::{self, Names};
 use s3_importer_tests::{emulator, unique_name};
 use serde_json::{json, Value};
+
+/// Authorization is server-wide: the tests of this binary take turns.
+static EMULATOR_AUTH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -84,6 +87,7 @@ fn xml_field(xml: &str, tag: &str) -> Option<String> {
 #[tokio::test]
 async fn verify_names_the_missing_permission_on_a_denied_read() -> Result<()> {
     // A private emulator, never a shared one: authorization is switched on below.
+    let _turn = EMULATOR_AUTH.lock().await;
     std::env::remove_var(s3_importer_tests::URL_ENV);
     let emu = emulator().await;
     let sdk = emu.sdk_config().await;
@@ -205,5 +209,121 @@ async fn verify_names_the_missing_permission_on_a_denied_read() -> Result<()> {
             .contains(&format!("s3:GetObject on arn:aws:s3:::{bucket}/in/*")),
         "{read:#}"
     );
+    Ok(())
+}
+
+/// The generated documents are accepted by moto's IAM policy validators (the same checks CreatePolicy,
+/// PutRolePolicy and UpdateAssumeRolePolicy make), with and without a folder and a KMS key; a malformed one
+/// is refused, so the check can fail.
+#[tokio::test]
+async fn generated_policies_are_accepted_by_iam() -> Result<()> {
+    let _turn = EMULATOR_AUTH.lock().await;
+    std::env::remove_var(s3_importer_tests::URL_ENV);
+    let emu = emulator().await;
+    let sdk = emu.sdk_config().await;
+    let names = Names::with_prefix(&unique_name("pol"));
+    let p = provision::provision(&sdk, &names, 30, 5).await?;
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_s3-importer"))
+            .current_dir(repo())
+            .env_clear()
+            .envs(emu.env_vars())
+            .env("S3I_STATE_TABLE", &p.names.state_table)
+            .env("S3I_RECORDS_TABLE", &p.names.records_table)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the s3-importer binary runs")
+    };
+    assert!(cli(&["template", "add", "examples/demo/orders.toml"])
+        .status
+        .success());
+    let url = emu.url();
+    for (name, extra) in [
+        ("plain", vec![]),
+        (
+            "folder-kms",
+            vec![
+                "--folder",
+                "exports/orders/",
+                "--kms-key-arn",
+                "arn:aws:kms:eu-west-1:111122223333:key/abcd-1234",
+            ],
+        ),
+    ] {
+        let mut args = vec![
+            "connector",
+            "create",
+            "--name",
+            name,
+            "--account-id",
+            "111122223333",
+            "--bucket",
+            "acme-exports",
+            "--region",
+            "eu-west-1",
+            "--template",
+            "demo-orders",
+            "--json",
+        ];
+        args.extend(extra);
+        let out = cli(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let created: Value = serde_json::from_slice(&out.stdout)?;
+        let role = created["role_name"].as_str().context("role name")?;
+        let trust = created["trust_policy"].to_string();
+        let permission = created["permission_policy"].to_string();
+        iam(
+            url,
+            &[
+                ("Action", "CreateRole"),
+                ("RoleName", role),
+                ("AssumeRolePolicyDocument", &trust),
+            ],
+        )?;
+        iam(
+            url,
+            &[
+                ("Action", "UpdateAssumeRolePolicy"),
+                ("RoleName", role),
+                ("PolicyDocument", &trust),
+            ],
+        )?;
+        iam(
+            url,
+            &[
+                ("Action", "PutRolePolicy"),
+                ("RoleName", role),
+                ("PolicyName", "read"),
+                ("PolicyDocument", &permission),
+            ],
+        )?;
+        iam(
+            url,
+            &[
+                ("Action", "CreatePolicy"),
+                ("PolicyName", role),
+                ("PolicyDocument", &permission),
+            ],
+        )?;
+    }
+    // The control: moto's validator refuses a malformed document.
+    let mut broken: Value = serde_json::from_str(&String::from_utf8(
+        cli(&["connector", "policy", "plain", "--json"]).stdout,
+    )?)?;
+    broken["permission_policy"]["Statement"][0]["Effect"] = json!("Maybe");
+    let refused = iam(
+        url,
+        &[
+            ("Action", "CreatePolicy"),
+            ("PolicyName", "broken"),
+            ("PolicyDocument", &broken["permission_policy"].to_string()),
+        ],
+    );
+    assert!(refused.is_err(), "moto accepted a malformed policy");
     Ok(())
 }
