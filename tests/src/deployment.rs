@@ -33,10 +33,11 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use s3_importer_aws::consumer::{Received, SqsConsumer};
 use s3_importer_aws::provision::{provision, Names, Provisioned};
 use s3_importer_aws::state::DynamoStateStore;
-use s3_importer_aws::AwsDestination;
+use s3_importer_aws::{AwsDestination, SqsQueue};
 use s3_importer_core::config::{vars, Config};
 use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
-use s3_importer_core::sync::ports::{Destination, FileJob, StateStore};
+use s3_importer_core::sync::ports::{Destination, FileJob, FileQueue, QueueError, StateStore};
+use s3_importer_core::sync::FileMessage;
 use s3_importer_core::sync::{
     Clock, Connector, ConnectorStatus, DestinationConfig, FixedClock, LedgerEntry, Source, SyncRun,
 };
@@ -372,6 +373,79 @@ impl Deployment {
         }
     }
 
+    /// Delivers `messages` to `worker`'s handler as an invocation with `left` until its deadline.
+    pub async fn deliver_with_deadline(
+        &self,
+        worker: &Worker,
+        messages: &[Received],
+        left: chrono::Duration,
+    ) -> Result<SqsBatchResponse> {
+        let event = sqs_event(messages)?;
+        let deadline = self.clock.now() + left;
+        Ok(s3_importer_worker::handle(worker, event, Some(deadline), &request_id("worker")).await)
+    }
+
+    /// [`Deployment::drain_with`], each batch an invocation with `left` until its deadline (so long files
+    /// are imported in pieces when the worker's checkpoint margin leaves little of it).
+    pub async fn drain_in_pieces(
+        &self,
+        worker: &Worker,
+        left: chrono::Duration,
+    ) -> Result<Drained> {
+        let mut drained = Drained::default();
+        loop {
+            let messages = self.consumer.receive(10, 0).await?;
+            if messages.is_empty() {
+                return Ok(drained);
+            }
+            let response = self.deliver_with_deadline(worker, &messages, left).await?;
+            let failed = self.settle(&messages, &response).await?;
+            drained.delivered += messages.len() as u64;
+            drained.acked += (messages.len() - failed.len()) as u64;
+            drained.retried.extend(failed);
+        }
+    }
+
+    /// Sends the connector's rows to normalized JSONL objects in the output bucket under `prefix`.
+    pub async fn use_s3_jsonl(&self, prefix: &str) -> Result<()> {
+        let mut connector = self.connector_now().await?;
+        connector.destination = DestinationConfig::S3Jsonl {
+            bucket: self.provisioned.names.output_bucket.clone(),
+            prefix: prefix.to_owned(),
+        };
+        self.state.update_connector(&connector).await?;
+        Ok(())
+    }
+
+    /// The `s3://` location of the JSONL output of `incoming/<name>` at `etag` under `prefix`.
+    pub fn output_location(&self, prefix: &str, name: &str, etag: &str) -> String {
+        format!(
+            "s3://{}/{}",
+            self.provisioned.names.output_bucket,
+            s3_importer_aws::destination::output_key(
+                prefix,
+                &self.connector.id,
+                &Self::key(name),
+                etag
+            )
+        )
+    }
+
+    /// The deployment's worker sending through `queue` instead.
+    pub fn worker_with_queue(&self, queue: Arc<dyn FileQueue>) -> Worker {
+        let mut worker = self.worker.clone();
+        worker.deps.queue = queue;
+        worker
+    }
+
+    /// The deployment's real work queue.
+    pub fn real_queue(&self) -> Arc<dyn FileQueue> {
+        Arc::new(SqsQueue::new(
+            s3_importer_aws::config::sqs_client(&self.sdk),
+            self.provisioned.queue_url.clone(),
+        ))
+    }
+
     /// `(visible, in flight)` messages on the work queue.
     pub async fn queue_depth(&self) -> Result<(u64, u64)> {
         self.depth(&self.provisioned.queue_url).await
@@ -595,5 +669,50 @@ impl RowSink for FaultySink {
 
     async fn abort(&mut self) -> Result<(), SinkError> {
         self.inner.abort().await
+    }
+}
+
+/// A queue fault: the worker is "killed" (its future never returns) at one point of handing a file over to
+/// its next piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueFault {
+    /// Sending never returns and sends nothing (killed after the checkpoint, before the send).
+    HangBeforeSend,
+    /// The message is sent, then the call never returns (killed after the send, before the ack).
+    HangAfterSend,
+}
+
+/// Wraps a real queue and injects a [`QueueFault`] into sends (the heartbeat passes through).
+#[derive(Clone)]
+pub struct FaultyQueue {
+    inner: Arc<dyn FileQueue>,
+    fault: QueueFault,
+}
+
+impl FaultyQueue {
+    /// `inner` with `fault`.
+    pub fn new(inner: Arc<dyn FileQueue>, fault: QueueFault) -> Self {
+        Self { inner, fault }
+    }
+}
+
+#[async_trait]
+impl FileQueue for FaultyQueue {
+    async fn send(&self, messages: &[FileMessage]) -> Result<Vec<bool>, QueueError> {
+        match self.fault {
+            QueueFault::HangBeforeSend => std::future::pending().await,
+            QueueFault::HangAfterSend => {
+                self.inner.send(messages).await?;
+                std::future::pending().await
+            }
+        }
+    }
+
+    async fn extend_visibility(
+        &self,
+        receipt_handle: &str,
+        seconds: u32,
+    ) -> Result<(), QueueError> {
+        self.inner.extend_visibility(receipt_handle, seconds).await
     }
 }

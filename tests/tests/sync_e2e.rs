@@ -1117,13 +1117,10 @@ impl RowSink for SlowSink {
 }
 
 #[tokio::test]
-#[ignore = "checkpoints and continuation are the next capability (1 GB files inside Lambda's limits); this is its acceptance test"]
 async fn long_file_is_checkpointed_before_the_deadline_and_continued_in_a_new_message() -> Result<()>
 {
     // DESIGN §4.7: before the invocation's deadline the worker checkpoints (byte offset, row, header) and
     // continues in a new message with a ranged GET; N pieces give exactly the output of one pass.
-    // Fails today: `sync::worker::import_file` never sets `ImportOptions::deadline`/`start`, so the worker runs
-    // past the deadline (Lambda kills it; every redelivery does the same until the DLQ).
     let d = Deployment::new().await?;
     let rows = numbered("long", 16_000);
     d.put("long.csv", &csv_owned(&rows)).await?;
@@ -1394,6 +1391,25 @@ impl StateStore for NoSyncLease {
         self.0
             .renew_file(connector_id, file_id, owner, lease_until, checkpoint)
             .await
+    }
+    async fn checkpoint_file(
+        &self,
+        connector_id: &str,
+        file_id: &str,
+        owner: &str,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StateError> {
+        self.0
+            .checkpoint_file(connector_id, file_id, owner, checkpoint)
+            .await
+    }
+    async fn mark_continued(
+        &self,
+        connector_id: &str,
+        file_id: &str,
+        piece: u32,
+    ) -> Result<(), StateError> {
+        self.0.mark_continued(connector_id, file_id, piece).await
     }
     async fn finish_file(&self, entry: &LedgerEntry, owner: &str) -> Result<(), StateError> {
         self.0.finish_file(entry, owner).await

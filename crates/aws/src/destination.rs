@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::AwsCallError;
 use crate::records::{check_template, row_to_item, Lineage, RecordItem, PK, SOURCE_LAST_MODIFIED};
-use crate::s3_writer::{S3ObjectWriter, PART_SIZE};
+use crate::s3_writer::{S3ObjectWriter, WriterState, PART_SIZE};
 
 /// Concurrent PutItem calls per batch by default.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -148,8 +148,16 @@ impl Destination for AwsDestination {
                     &job.entry.version.key,
                     &job.entry.version.etag,
                 );
+                let checkpoint = job.entry.checkpoint.as_ref();
+                let writer = self
+                    .resume(
+                        self.writer(bucket, key.clone(), job),
+                        checkpoint.and_then(|c| c.rows_state.clone()),
+                    )
+                    .await?;
                 Ok(Box::new(S3JsonlSink {
-                    writer: self.writer(bucket, key, job),
+                    writer,
+                    carry_key: carry_key(&key, checkpoint.map_or(0, |c| c.piece)),
                 }))
             }
         }
@@ -161,18 +169,64 @@ impl Destination for AwsDestination {
             &job.entry.version.key,
             &job.entry.version.etag,
         );
+        let checkpoint = job.entry.checkpoint.as_ref();
+        let state: Option<RejectsState> = checkpoint
+            .and_then(|c| c.rejects_state.clone())
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| SinkError::permanent(format!("read the checkpoint of {key}"), e))?;
+        let (entries, writer_state) = state.map_or((0, None), |s| (s.entries, Some(s.writer)));
+        let writer = self
+            .resume(
+                self.writer(&self.output_bucket, key.clone(), job),
+                writer_state
+                    .map(serde_json::to_value)
+                    .transpose()
+                    .map_err(|e| SinkError::permanent(format!("checkpoint {key}"), e))?,
+            )
+            .await?;
         Ok(Box::new(S3RejectSink {
-            writer: self.writer(&self.output_bucket, key, job),
-            entries: 0,
+            writer,
+            entries,
             line: Vec::new(),
+            carry_key: carry_key(&key, checkpoint.map_or(0, |c| c.piece)),
         }))
     }
+}
+
+impl AwsDestination {
+    async fn resume(
+        &self,
+        writer: S3ObjectWriter,
+        state: Option<serde_json::Value>,
+    ) -> Result<S3ObjectWriter, SinkError> {
+        let Some(state) = state else {
+            return Ok(writer);
+        };
+        let state: WriterState = serde_json::from_value(state).map_err(|e| {
+            SinkError::permanent(format!("read the checkpoint of {}", writer.uri()), e)
+        })?;
+        writer.resume(state).await
+    }
+}
+
+/// The key of the object holding the bytes piece `piece` wrote but did not send as a part yet.
+pub fn carry_key(key: &str, piece: u32) -> String {
+    format!("{key}.carry-{piece:05}")
+}
+
+/// The error report's part of a checkpoint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct RejectsState {
+    entries: u64,
+    writer: WriterState,
 }
 
 /// Normalized JSON Lines to one S3 object per file version.
 #[derive(Debug)]
 pub struct S3JsonlSink {
     writer: S3ObjectWriter,
+    carry_key: String,
 }
 
 #[async_trait]
@@ -188,6 +242,13 @@ impl RowSink for S3JsonlSink {
     async fn abort(&mut self) -> Result<(), SinkError> {
         self.writer.abort().await
     }
+
+    async fn suspend(&mut self) -> Result<Option<serde_json::Value>, SinkError> {
+        let state = self.writer.suspend(&self.carry_key).await?;
+        serde_json::to_value(state)
+            .map(Some)
+            .map_err(|e| SinkError::permanent(format!("checkpoint {}", self.writer.uri()), e))
+    }
 }
 
 /// The error report (JSONL of [`s3_importer_core::sink::ErrorReportEntry`]) as one S3 object; nothing is
@@ -197,6 +258,7 @@ pub struct S3RejectSink {
     writer: S3ObjectWriter,
     entries: u64,
     line: Vec<u8>,
+    carry_key: String,
 }
 
 #[async_trait]
@@ -224,6 +286,16 @@ impl RejectSink for S3RejectSink {
         }
         self.writer.finish().await?;
         Ok(Some(self.writer.uri()))
+    }
+
+    async fn suspend(&mut self) -> Result<Option<serde_json::Value>, SinkError> {
+        let writer = self.writer.suspend(&self.carry_key).await?;
+        serde_json::to_value(RejectsState {
+            entries: self.entries,
+            writer,
+        })
+        .map(Some)
+        .map_err(|e| SinkError::permanent(format!("checkpoint {}", self.writer.uri()), e))
     }
 }
 

@@ -13,6 +13,8 @@ use crate::error::AwsCallError;
 pub const MAX_BATCH_ENTRIES: usize = 10;
 /// Total payload of one SendMessageBatch, and the largest single message (SQS's limit: 256 KiB).
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// The longest visibility timeout SQS accepts (12 hours).
+pub const MAX_VISIBILITY_SECONDS: u32 = 12 * 60 * 60;
 /// Attempts per entry (the first send and two retries of the entries SQS failed).
 const ATTEMPTS: u32 = 3;
 /// First retry delay; doubled on each retry.
@@ -195,6 +197,27 @@ impl FileQueue for SqsQueue {
             }),
             _ => Ok(accepted),
         }
+    }
+
+    async fn extend_visibility(
+        &self,
+        receipt_handle: &str,
+        seconds: u32,
+    ) -> Result<(), QueueError> {
+        // SQS caps a message's visibility at 12 hours from its receipt.
+        let seconds = i32::try_from(seconds.min(MAX_VISIBILITY_SECONDS)).unwrap_or(i32::MAX);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| QueueError {
+                context: format!("extend the visibility of a message of {}", self.queue_url),
+                source: Box::new(AwsCallError::from_sdk(e)),
+            })?;
+        Ok(())
     }
 }
 

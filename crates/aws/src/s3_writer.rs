@@ -5,17 +5,50 @@
 //! writing the same key replaces the earlier object whole. An object smaller than one part (the common
 //! case) is sent with a single PutObject. Memory stays around one part whatever the object size; with
 //! S3's 10,000-part limit the largest object is about 80 GB.
+//!
+//! A long file imported in several pieces writes one object across them: [`S3ObjectWriter::suspend`] keeps
+//! the multipart upload open and returns a [`WriterState`] (upload id, parts so far, and the key of a small
+//! *carry* object holding the bytes not yet a full part, since every part but the last must be ≥ 5 MiB);
+//! the next piece resumes from it ([`S3ObjectWriter::resume`]) and the last one completes the upload. Part
+//! numbers continue from the state, so a piece redone after a crash re-sends the same part numbers and
+//! only the parts listed in the state at completion count: the object is exactly one pass's output.
 
 use std::collections::HashMap;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use s3_importer_core::sink::SinkError;
+use serde::{Deserialize, Serialize};
 
 use crate::error::AwsCallError;
 
 /// Smallest part sent (S3 requires ≥ 5 MiB for every part but the last).
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// One uploaded part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRef {
+    /// Part number.
+    pub n: i32,
+    /// The part's ETag.
+    pub etag: String,
+}
+
+/// What a suspended writer hands to the next piece (stored in the ledger's checkpoint).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterState {
+    /// The open multipart upload, once one was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+    /// Parts uploaded so far, in order.
+    #[serde(default)]
+    pub parts: Vec<PartRef>,
+    /// Bytes written so far (parts and carry).
+    pub bytes: u64,
+    /// Key (same bucket) of the object holding the bytes written but not yet sent as a part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carry: Option<String>,
+}
 
 /// The writer's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +72,10 @@ pub struct S3ObjectWriter {
     parts: Vec<CompletedPart>,
     bytes: u64,
     state: State,
+    /// The carry object this writer was resumed from (deleted once the object is complete).
+    resumed_carry: Option<String>,
+    /// A crashed earlier attempt already completed the object: nothing is left to write.
+    already_complete: bool,
 }
 
 impl S3ObjectWriter {
@@ -61,7 +98,137 @@ impl S3ObjectWriter {
             parts: Vec::new(),
             bytes: 0,
             state: State::Open,
+            resumed_carry: None,
+            already_complete: false,
         }
+    }
+
+    /// Carries on writing an object a suspended writer left (see the module docs). The carry object's
+    /// bytes are read back into the buffer. When the carry or the upload is gone and the object exists, an
+    /// earlier attempt of the last piece completed it: the writer then writes nothing.
+    pub async fn resume(mut self, state: WriterState) -> Result<Self, SinkError> {
+        self.upload_id = state.upload_id;
+        self.parts = state
+            .parts
+            .into_iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.n)
+                    .e_tag(p.etag)
+                    .build()
+            })
+            .collect();
+        self.bytes = state.bytes;
+        if let Some(carry) = state.carry {
+            let result = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&carry)
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    let data = out.body.collect().await.map_err(|e| {
+                        SinkError::transient(format!("read s3://{}/{carry}", self.bucket), e)
+                    })?;
+                    self.buffer = data.into_bytes().to_vec();
+                }
+                Err(e) => {
+                    let err = AwsCallError::from_sdk(e);
+                    if err.code.as_deref() == Some("NoSuchKey") && self.exists().await? {
+                        self.already_complete = true;
+                    } else {
+                        return Err(
+                            self.error(&format!("read s3://{}/{carry} for", self.bucket), err)
+                        );
+                    }
+                }
+            }
+            self.resumed_carry = Some(carry);
+        }
+        Ok(self)
+    }
+
+    /// Whether the object exists (HeadObject).
+    async fn exists(&self) -> Result<bool, SinkError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let err = AwsCallError::from_sdk(e);
+                if err.status == Some(404) {
+                    Ok(false)
+                } else {
+                    Err(self.error("look for", err))
+                }
+            }
+        }
+    }
+
+    /// Stops writing without making the object visible: the buffered bytes (less than a part) go to the
+    /// carry object `carry_key`, and the returned state lets [`S3ObjectWriter::resume`] carry on.
+    pub async fn suspend(&mut self, carry_key: &str) -> Result<WriterState, SinkError> {
+        self.check_open()?;
+        let carry = if self.buffer.is_empty() || self.already_complete {
+            None
+        } else {
+            let body = std::mem::take(&mut self.buffer);
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(carry_key)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| self.error("write the carry of", AwsCallError::from_sdk(e)))?;
+            Some(carry_key.to_owned())
+        };
+        Ok(WriterState {
+            upload_id: self.upload_id.clone(),
+            parts: self
+                .parts
+                .iter()
+                .map(|p| PartRef {
+                    n: p.part_number().unwrap_or_default(),
+                    etag: p.e_tag().unwrap_or_default().to_owned(),
+                })
+                .collect(),
+            bytes: self.bytes,
+            carry,
+        })
+    }
+
+    /// Deletes the carry object this writer was resumed from (best effort: a leftover is only clutter).
+    async fn delete_resumed_carry(&mut self) {
+        if let Some(carry) = self.resumed_carry.take() {
+            if let Err(e) = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&carry)
+                .send()
+                .await
+            {
+                tracing::warn!(bucket = %self.bucket, key = %carry, error = %AwsCallError::from_sdk(e), "cannot delete a carry object");
+            }
+        }
+    }
+
+    /// An upload that vanished while the object exists was completed by an earlier attempt.
+    async fn completed_elsewhere(&mut self, err: &AwsCallError) -> Result<bool, SinkError> {
+        if err.code.as_deref() == Some("NoSuchUpload") && self.exists().await? {
+            self.already_complete = true;
+            self.buffer.clear();
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Sets the Content-Type (default `application/x-ndjson`).
@@ -118,6 +285,10 @@ impl S3ObjectWriter {
     /// Appends bytes, sending a part whenever a full one is buffered.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), SinkError> {
         self.check_open()?;
+        if self.already_complete {
+            self.bytes += data.len() as u64;
+            return Ok(());
+        }
         self.buffer.extend_from_slice(data);
         self.bytes += data.len() as u64;
         if self.buffer.len() >= self.part_size {
@@ -158,7 +329,7 @@ impl S3ObjectWriter {
         let upload_id = self.upload_id().await?;
         let part_number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
         let body = std::mem::take(&mut self.buffer);
-        let out = self
+        let out = match self
             .client
             .upload_part()
             .bucket(&self.bucket)
@@ -168,12 +339,16 @@ impl S3ObjectWriter {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| {
-                self.error(
-                    &format!("upload part {part_number} of"),
-                    AwsCallError::from_sdk(e),
-                )
-            })?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let err = AwsCallError::from_sdk(e);
+                if self.completed_elsewhere(&err).await? {
+                    return Ok(());
+                }
+                return Err(self.error(&format!("upload part {part_number} of"), err));
+            }
+        };
         self.parts.push(
             CompletedPart::builder()
                 .part_number(part_number)
@@ -191,6 +366,11 @@ impl S3ObjectWriter {
             State::Aborted => return self.check_open(),
             State::Open => {}
         }
+        if self.already_complete {
+            self.state = State::Finished;
+            self.delete_resumed_carry().await;
+            return Ok(());
+        }
         if self.upload_id.is_none() {
             let body = std::mem::take(&mut self.buffer);
             self.client
@@ -207,24 +387,31 @@ impl S3ObjectWriter {
             if !self.buffer.is_empty() {
                 self.upload_part().await?;
             }
-            let upload_id = self.upload_id().await?;
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(self.parts.clone()))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| {
-                    self.error("complete multipart upload of", AwsCallError::from_sdk(e))
-                })?;
+            if !self.already_complete {
+                let upload_id = self.upload_id().await?;
+                let result = self
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .upload_id(upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(self.parts.clone()))
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                if let Err(e) = result {
+                    let err = AwsCallError::from_sdk(e);
+                    if !self.completed_elsewhere(&err).await? {
+                        return Err(self.error("complete multipart upload of", err));
+                    }
+                }
+            }
         }
         self.state = State::Finished;
+        self.delete_resumed_carry().await;
         tracing::debug!(bucket = %self.bucket, key = %self.key, bytes = self.bytes, parts = self.parts.len(), "object written");
         Ok(())
     }

@@ -1601,6 +1601,68 @@ impl StateStore for DynamoStateStore {
             .await
     }
 
+    async fn checkpoint_file(
+        &self,
+        connector_id: &str,
+        file_id: &str,
+        owner: &str,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StateError> {
+        let context = self.ctx(format!(
+            "checkpoint file {file_id} of connector {connector_id}"
+        ));
+        let mut expr = Expr::default();
+        let status = expr.name("status");
+        let until = expr.name("lease_until");
+        let lease_owner = expr.name("lease_owner");
+        let queued = expr.value("queued", s(FileStatus::Queued.as_str()));
+        let mut set = format!("SET {status} = {queued}");
+        if let Some(checkpoint) = checkpoint {
+            let name = expr.name("checkpoint");
+            let value = expr.value(
+                "checkpoint",
+                json_av(checkpoint).map_err(|e| other(context.clone(), e))?,
+            );
+            set.push_str(&format!(", {name} = {value}"));
+        }
+        let update = format!("{set} REMOVE {lease_owner}, {until}");
+        self.update_held_file(connector_id, file_id, owner, expr, update, context)
+            .await
+    }
+
+    async fn mark_continued(
+        &self,
+        connector_id: &str,
+        file_id: &str,
+        piece: u32,
+    ) -> Result<(), StateError> {
+        let context = self.ctx(format!(
+            "mark the continuation of file {file_id} of connector {connector_id}"
+        ));
+        let mut expr = Expr::default();
+        let checkpoint = expr.name("checkpoint");
+        let piece_name = expr.name("piece");
+        let continued = expr.name("continued");
+        let piece_value = expr.value("piece", n(u64::from(piece)));
+        let yes = expr.value("yes", AttributeValue::Bool(true));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(file_key(connector_id, file_id)))
+            .update_expression(format!("SET {checkpoint}.{continued} = {yes}"))
+            .condition_expression(format!("{checkpoint}.{piece_name} = {piece_value}"))
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error(e, context)),
+        }
+    }
+
     async fn finish_file(&self, entry: &LedgerEntry, owner: &str) -> Result<(), StateError> {
         check_final(entry)?;
         let connector_id = &entry.version.connector_id;

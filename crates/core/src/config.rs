@@ -61,6 +61,12 @@ pub mod vars {
     pub const LOG_FORMAT: &str = "S3I_LOG_FORMAT";
     /// CloudWatch namespace of the embedded-format metrics (default `S3Importer`).
     pub const METRICS_NAMESPACE: &str = "S3I_METRICS_NAMESPACE";
+    /// Worker: seconds before the invocation's deadline at which a long file stops, checkpoints and continues
+    /// in a new message (default 60).
+    pub const CHECKPOINT_MARGIN_SECONDS: &str = "S3I_CHECKPOINT_MARGIN_SECONDS";
+    /// Worker: seconds between two extensions of the message's visibility while a file is imported; each
+    /// extends it by three intervals (default 60).
+    pub const HEARTBEAT_SECONDS: &str = "S3I_HEARTBEAT_SECONDS";
 }
 
 /// The deployment's configuration.
@@ -82,6 +88,10 @@ pub struct Config {
     pub lister_concurrency: usize,
     /// CloudWatch namespace of the metrics the functions emit.
     pub metrics_namespace: String,
+    /// Worker: how long before the deadline a long file checkpoints ([`vars::CHECKPOINT_MARGIN_SECONDS`]).
+    pub checkpoint_margin: Duration,
+    /// Worker: the visibility heartbeat's interval ([`vars::HEARTBEAT_SECONDS`]).
+    pub heartbeat_interval: std::time::Duration,
 }
 
 impl Config {
@@ -170,6 +180,12 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .unwrap_or(crate::metrics::DEFAULT_NAMESPACE)
                 .to_owned(),
+            checkpoint_margin: Duration::seconds(
+                number(env, vars::CHECKPOINT_MARGIN_SECONDS, 60u32)?.into(),
+            ),
+            heartbeat_interval: std::time::Duration::from_secs(
+                number(env, vars::HEARTBEAT_SECONDS, 60u32)?.max(1).into(),
+            ),
         })
     }
 }
@@ -196,6 +212,8 @@ mod tests {
         assert_eq!(c.sync, SyncSettings::default());
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.lister_concurrency, 4);
+        assert_eq!(c.checkpoint_margin, Duration::seconds(60));
+        assert_eq!(c.heartbeat_interval, std::time::Duration::from_secs(60));
         Ok(())
     }
 

@@ -24,7 +24,7 @@ use crate::read::{self, decode, ReadError, StartAt};
 use crate::sink::{RejectSink, RejectedRow, RowBatch, RowSink, SinkError};
 use crate::template::Template;
 use crate::validate::{TemplateMismatch, Validator};
-use crate::{FileFormat, Limits, Position, RowError};
+use crate::{Compression, FileFormat, Limits, Position, RowError};
 
 /// How one import runs.
 #[derive(Debug, Clone)]
@@ -37,11 +37,17 @@ pub struct ImportOptions {
     pub batch_bytes: usize,
     /// Batches in flight between the reader and the sink.
     pub channel_capacity: usize,
-    /// Where to start (a checkpoint), or the top of the file.
+    /// Where to start (a checkpoint), or the top of the file. Uncompressed input must already be positioned
+    /// at `start.position.byte` (a ranged read); compressed input cannot be entered mid-stream, so it is the
+    /// whole file and the pipeline decodes it from the top, skipping the decoded bytes before the checkpoint.
     pub start: StartAt,
-    /// Stop at the next record boundary once this instant passes (and at least one record was read), and
-    /// report where to continue in [`FileReport::stopped_at`].
+    /// Stop at a record boundary once this instant passes (after at least one batch was written), and report
+    /// where to continue in [`FileReport::stopped_at`]. Checked by the reader and before every batch written,
+    /// so a slow destination stops the import too; batches read but not written are left for the next piece.
     pub deadline: Option<Instant>,
+    /// Counts carried over from the earlier pieces of the file: the report's counts are totals, and the
+    /// template's `on_error` limits apply to the whole file.
+    pub carried: Counts,
     /// Raw (possibly compressed) input bytes read so far, for progress display.
     pub input_bytes: Arc<AtomicU64>,
 }
@@ -55,9 +61,21 @@ impl Default for ImportOptions {
             channel_capacity: 4,
             start: StartAt::default(),
             deadline: None,
+            carried: Counts::default(),
             input_bytes: Arc::new(AtomicU64::new(0)),
         }
     }
+}
+
+/// Row counts of a file (or of the pieces of it imported so far).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Records read (imported + rejected).
+    pub rows_read: u64,
+    /// Rows written to the sink.
+    pub rows_imported: u64,
+    /// Rows written to the error report.
+    pub rows_rejected: u64,
 }
 
 /// Why a whole file failed. Permanent: retrying the same bytes gives the same failure.
@@ -130,6 +148,10 @@ pub struct FileReport {
     pub failure: Option<FileFailure>,
     /// Where to continue, when the deadline stopped the import before the end.
     pub stopped_at: Option<StartAt>,
+    /// When stopped: what the row sink needs to carry on ([`RowSink::suspend`]).
+    pub rows_state: Option<serde_json::Value>,
+    /// When stopped: what the reject sink needs to carry on ([`RejectSink::suspend`]).
+    pub rejects_state: Option<serde_json::Value>,
 }
 
 impl FileReport {
@@ -150,6 +172,8 @@ impl FileReport {
 struct Message {
     rows: RowBatch,
     rejects: Vec<RejectedRow>,
+    /// Where the record after this batch starts.
+    end: Position,
 }
 
 #[derive(Default)]
@@ -158,9 +182,9 @@ struct ReadSummary {
     rows_imported: u64,
     rows_rejected: u64,
     decoded_bytes: u64,
-    first_error: Option<FirstError>,
     failure: Option<FileFailure>,
     stopped_at: Option<StartAt>,
+    header: Option<Vec<String>>,
 }
 
 /// Imports one file: reads `input` in `file_format`, validates every record against `template`, writes rows
@@ -168,8 +192,9 @@ struct ReadSummary {
 ///
 /// Returns `Err` only when a sink fails (the caller decides whether to retry, see [`SinkError::kind`]); a file
 /// that cannot be imported is a report with [`FileReport::failure`] set. On success the row sink is
-/// finished (its output becomes visible); on failure it is aborted; when stopped by the deadline it is left
-/// open for the caller. The reject sink is always finished.
+/// finished (its output becomes visible); on failure it is aborted; when stopped by the deadline both sinks
+/// are suspended ([`RowSink::suspend`]) and their states returned in the report. The reject sink is
+/// finished unless stopped.
 pub async fn import<R>(
     input: R,
     file_format: FileFormat,
@@ -190,6 +215,9 @@ where
         count: input_bytes.clone(),
     };
     let on_error = template.on_error;
+    let deadline = options.deadline;
+    let start_position = options.start.position;
+    let mut counts = options.carried;
     let reader_task = tokio::task::spawn_blocking(move || {
         read_and_validate(
             Box::new(counted),
@@ -201,8 +229,16 @@ where
         )
     });
 
+    let mut first_error = None;
+    let mut written_end: Option<Position> = None;
+    let mut stopped_by_sink = false;
     let mut sink_error = None;
     while let Some(message) = rx.recv().await {
+        if written_end.is_some() && deadline.is_some_and(|d| Instant::now() >= d) {
+            // Out of time: what was read but not written is left for the next piece.
+            stopped_by_sink = true;
+            break;
+        }
         if !message.rows.is_empty() {
             if let Err(e) = rows.write_batch(&message.rows).await {
                 sink_error = Some(e);
@@ -215,6 +251,17 @@ where
                 break;
             }
         }
+        counts.rows_imported += message.rows.len() as u64;
+        counts.rows_rejected += message.rejects.len() as u64;
+        if first_error.is_none() {
+            first_error = message.rejects.first().and_then(|r| {
+                r.errors.first().map(|error| FirstError {
+                    position: r.position,
+                    error: error.clone(),
+                })
+            });
+        }
+        written_end = Some(message.end);
         let mut batch = message.rows;
         batch.clear();
         // The reader may already be done; a failed recycle only costs an allocation.
@@ -235,17 +282,32 @@ where
         return Err(e);
     }
 
+    counts.rows_read = counts.rows_imported + counts.rows_rejected;
+    let (failure, stopped_at, decoded_bytes) = if stopped_by_sink {
+        // Whatever the reader found after the last batch written (even a failure) is met again by the next
+        // piece.
+        let position = written_end.unwrap_or(start_position);
+        let stopped = StartAt {
+            position,
+            header: summary.header,
+        };
+        (None, Some(stopped), position.byte)
+    } else {
+        (summary.failure, summary.stopped_at, summary.decoded_bytes)
+    };
     let mut report = FileReport {
-        rows_read: summary.rows_read,
-        rows_imported: summary.rows_imported,
-        rows_rejected: summary.rows_rejected,
+        rows_read: counts.rows_read,
+        rows_imported: counts.rows_imported,
+        rows_rejected: counts.rows_rejected,
         input_bytes: input_bytes.load(Ordering::Relaxed),
-        decoded_bytes: summary.decoded_bytes,
-        first_error: summary.first_error,
+        decoded_bytes,
+        first_error,
         error_report: None,
         duration: Duration::ZERO,
-        failure: summary.failure,
-        stopped_at: summary.stopped_at,
+        failure,
+        stopped_at,
+        rows_state: None,
+        rejects_state: None,
     };
     // The ratio needs the whole file, so it is checked after the last row; the row-count limit is checked
     // while reading, so a hopeless file stops early.
@@ -262,11 +324,16 @@ where
             ),
         });
     }
-    report.error_report = rejects.finish().await?;
-    if report.failure.is_some() {
-        rows.abort().await?;
-    } else if report.stopped_at.is_none() {
-        rows.finish().await?;
+    if report.stopped_at.is_some() {
+        report.rows_state = rows.suspend().await?;
+        report.rejects_state = rejects.suspend().await?;
+    } else {
+        report.error_report = rejects.finish().await?;
+        if report.failure.is_some() {
+            rows.abort().await?;
+        } else {
+            rows.finish().await?;
+        }
     }
     report.duration = started.elapsed();
     Ok(report)
@@ -297,8 +364,19 @@ fn read_and_validate(
     tx: &mpsc::Sender<Message>,
     recycle: &std::sync::mpsc::Receiver<RowBatch>,
 ) -> ReadSummary {
-    let mut summary = ReadSummary::default();
-    let decoded = decode::decoder(input, file_format.compression, &options.limits);
+    let mut summary = ReadSummary {
+        rows_read: options.carried.rows_read,
+        rows_imported: options.carried.rows_imported,
+        rows_rejected: options.carried.rows_rejected,
+        ..ReadSummary::default()
+    };
+    let mut decoded = decode::decoder(input, file_format.compression, &options.limits);
+    if file_format.compression != Compression::None && !options.start.is_start() {
+        if let Err(e) = skip_decoded(&mut decoded, options.start.position.byte) {
+            summary.failure = Some(e.into());
+            return summary;
+        }
+    }
     let delimited = template.delimited_options(file_format.format);
     let mut reader = match read::open_reader(
         decoded,
@@ -313,6 +391,11 @@ fn read_and_validate(
             return summary;
         }
     };
+    summary.header = reader.header().map(|h| {
+        h.iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect()
+    });
     let mut validator = match Validator::new(template, file_format.format, reader.header()) {
         Ok(v) => v,
         Err(e) => {
@@ -325,21 +408,18 @@ fn read_and_validate(
     let mut rejected_rows: Vec<RejectedRow> = Vec::new();
     let mut errors: Vec<RowError> = Vec::new();
     let mut since_check = 0u64;
+    let mut read_here = 0u64;
     let mut cancelled = false;
 
     loop {
         if let Some(deadline) = options.deadline {
             since_check += 1;
-            if since_check >= DEADLINE_CHECK_EVERY || summary.rows_read == 0 {
+            if since_check >= DEADLINE_CHECK_EVERY || read_here == 0 {
                 since_check = 0;
-                if summary.rows_read > 0 && Instant::now() >= deadline {
+                if read_here > 0 && Instant::now() >= deadline {
                     summary.stopped_at = Some(StartAt {
                         position: reader.next_position(),
-                        header: reader.header().map(|h| {
-                            h.iter()
-                                .map(|f| String::from_utf8_lossy(f).into_owned())
-                                .collect()
-                        }),
+                        header: summary.header.clone(),
                     });
                     break;
                 }
@@ -354,6 +434,7 @@ fn read_and_validate(
             }
         };
         summary.rows_read += 1;
+        read_here += 1;
         let position = record.position;
         errors.clear();
         if validator.validate(&record.body, batch.buffer(), &mut errors) {
@@ -361,14 +442,6 @@ fn read_and_validate(
             summary.rows_imported += 1;
         } else {
             summary.rows_rejected += 1;
-            if summary.first_error.is_none() {
-                if let Some(first) = errors.first() {
-                    summary.first_error = Some(FirstError {
-                        position,
-                        error: first.clone(),
-                    });
-                }
-            }
             rejected_rows.push(RejectedRow {
                 position,
                 errors: std::mem::take(&mut errors),
@@ -393,6 +466,7 @@ fn read_and_validate(
             let message = Message {
                 rows: std::mem::replace(&mut batch, next),
                 rejects: std::mem::take(&mut rejected_rows),
+                end: reader.next_position(),
             };
             if tx.blocking_send(message).is_err() {
                 cancelled = true;
@@ -406,7 +480,24 @@ fn read_and_validate(
         let _ = tx.blocking_send(Message {
             rows: batch,
             rejects: rejected_rows,
+            end: reader.next_position(),
         });
     }
     summary
+}
+
+/// Skips `bytes` decoded bytes: a compressed file resumed at a checkpoint is decoded from the top.
+fn skip_decoded(input: &mut Box<dyn std::io::BufRead + Send>, bytes: u64) -> Result<(), ReadError> {
+    let skipped = std::io::copy(&mut input.take(bytes), &mut std::io::sink())
+        .map_err(|source| ReadError::Io { byte: 0, source })?;
+    if skipped < bytes {
+        return Err(ReadError::Io {
+            byte: skipped,
+            source: std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file ends before the checkpoint at decoded byte {bytes}"),
+            ),
+        });
+    }
+    Ok(())
 }

@@ -205,6 +205,13 @@ pub trait RowSink: Send {
     async fn abort(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+
+    /// The import stopped before the end of the file (a checkpoint): make what was written durable without
+    /// making it visible, and return what the next piece needs to carry on (given back to the destination
+    /// through the ledger's checkpoint). Sinks whose writes are durable at once (upserts) return `None`.
+    async fn suspend(&mut self) -> Result<Option<serde_json::Value>, SinkError> {
+        Ok(None)
+    }
 }
 
 /// Where rejected rows go (the error report).
@@ -215,6 +222,13 @@ pub trait RejectSink: Send {
 
     /// Completes the report. Returns its location when anything was written.
     async fn finish(&mut self) -> Result<Option<String>, SinkError>;
+
+    /// The import stopped before the end of the file: as [`RowSink::suspend`]. The default finishes the
+    /// report (right for sinks that keep one part per piece) and carries nothing.
+    async fn suspend(&mut self) -> Result<Option<serde_json::Value>, SinkError> {
+        self.finish().await?;
+        Ok(None)
+    }
 }
 
 /// Writes rows as JSON Lines to a local file that appears under its final name only when the file is

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Duration, Utc};
 use s3_importer_aws::state::DynamoStateStore;
-use s3_importer_aws::{AwsDestination, S3Source};
+use s3_importer_aws::{AwsDestination, S3Source, SqsQueue};
 use s3_importer_core::config::{Config, ConfigError};
-use s3_importer_core::sync::worker::{self, Disposition, WorkerDeps, WorkerSettings};
+use s3_importer_core::sync::worker::{self, Delivery, Disposition, WorkerDeps, WorkerSettings};
 use s3_importer_core::sync::{Clock, SystemClock};
 use tracing::{info, info_span, warn, Instrument};
 
@@ -59,12 +59,18 @@ impl Worker {
                 s3_importer_aws::config::dynamodb_client(sdk),
                 config.output_bucket.clone(),
             )),
+            queue: Arc::new(SqsQueue::new(
+                s3_importer_aws::config::sqs_client(sdk),
+                config.queue_url.clone(),
+            )),
             clock,
         };
         Self {
             deps,
             settings: WorkerSettings {
                 limits: config.limits,
+                checkpoint_margin: config.checkpoint_margin,
+                heartbeat_interval: config.heartbeat_interval,
                 ..WorkerSettings::default()
             },
             metrics_namespace: config.metrics_namespace.clone(),
@@ -106,10 +112,14 @@ pub async fn handle(
         // The owner is unique per attempt: the ledger's lease names who may finish the file.
         let owner = format!("{request_id}/{message_id}/{receive_count}");
         let span = info_span!("message", message_id = %message_id, receive_count = %receive_count);
-        let result =
-            worker::process_message(&worker.deps, &worker.settings, body, &owner, deadline)
-                .instrument(span)
-                .await;
+        let delivery = Delivery {
+            owner: &owner,
+            deadline,
+            receipt_handle: record.receipt_handle.as_deref(),
+        };
+        let result = worker::process_message(&worker.deps, &worker.settings, body, delivery)
+            .instrument(span)
+            .await;
         info!(
             message_id = %message_id,
             disposition = ?result.disposition,

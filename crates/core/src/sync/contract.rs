@@ -37,6 +37,7 @@ pub const CHECKS: &[&str] = &[
     "concurrent_starts_one_wins",
     "expired_lease_can_be_taken_over",
     "renew_extends_the_lease_and_keeps_the_checkpoint",
+    "checkpoint_hands_the_file_back_and_marks_the_continuation",
     "finish_requires_lease_owner",
     "release_returns_to_queued",
     "retry_only_failed",
@@ -98,6 +99,9 @@ pub async fn run_check(name: &str, store: Store) -> CheckResult {
         "renew_extends_the_lease_and_keeps_the_checkpoint" => {
             renew_extends_the_lease_and_keeps_the_checkpoint(store).await
         }
+        "checkpoint_hands_the_file_back_and_marks_the_continuation" => {
+            checkpoint_hands_the_file_back_and_marks_the_continuation(store).await
+        }
         "finish_requires_lease_owner" => finish_requires_lease_owner(store).await,
         "release_returns_to_queued" => release_returns_to_queued(store).await,
         "retry_only_failed" => retry_only_failed(store).await,
@@ -155,6 +159,7 @@ macro_rules! state_store_contract_tests {
             start_file_outcomes,
             expired_lease_can_be_taken_over,
             renew_extends_the_lease_and_keeps_the_checkpoint,
+            checkpoint_hands_the_file_back_and_marks_the_continuation,
             finish_requires_lease_owner,
             release_returns_to_queued,
             retry_only_failed,
@@ -477,6 +482,17 @@ pub async fn entries_round_trip_exactly(store: Store) -> CheckResult {
         piece: 4,
         rows_imported: 9_999_990,
         rows_rejected: 10,
+        rows_state: Some(serde_json::json!({
+            "upload_id": "u-1",
+            "parts": [{"n": 1, "etag": "\"p1\""}, {"n": 2, "etag": "\"p2\""}],
+            "carry": null,
+            "bytes": 1u64 << 40,
+            "empty": [],
+        })),
+        rejects_state: Some(serde_json::json!({"entries": 0})),
+        continued: true,
+        template_version: Some(7),
+        format: e.format,
     });
     claim(&store, &e).await?;
     expect_eq("get_file", get(&store, &e).await?, e.clone())?;
@@ -708,6 +724,11 @@ pub async fn renew_extends_the_lease_and_keeps_the_checkpoint(store: Store) -> C
         piece: 1,
         rows_imported: 99,
         rows_rejected: 1,
+        rows_state: None,
+        rejects_state: Some(serde_json::json!({"entries": 1})),
+        continued: false,
+        template_version: None,
+        format: None,
     };
     let until = t + Duration::minutes(20);
     store
@@ -751,6 +772,108 @@ pub async fn renew_extends_the_lease_and_keeps_the_checkpoint(store: Store) -> C
     is_conflict(
         "renew of a missing entry",
         store.renew_file(&c, "0000#none", "w", until, None).await,
+    )
+}
+
+/// `checkpoint_file` hands a held file back as `queued` with its checkpoint (only by the holder);
+/// `mark_continued` flags the checkpoint of that piece only; a new attempt starts with the checkpoint.
+pub async fn checkpoint_hands_the_file_back_and_marks_the_continuation(
+    store: Store,
+) -> CheckResult {
+    let c = unique("c-checkpoint");
+    let t = t0();
+    let e = entry(&c, "long.csv", "\"l\"", t);
+    claim_and_start(&store, &e, "w", t).await?;
+    let id = e.version.file_id();
+    let checkpoint = Checkpoint {
+        start: CheckpointStart {
+            byte: 1 << 32,
+            record: 7,
+            line: 9,
+            header: Some(vec!["id".into(), "qty".into()]),
+        },
+        piece: 3,
+        rows_imported: 6,
+        rows_rejected: 1,
+        rows_state: Some(serde_json::json!({"parts": [{"n": 1, "etag": "\"x\""}], "bytes": 5})),
+        rejects_state: None,
+        continued: false,
+        template_version: None,
+        format: None,
+    };
+    is_conflict(
+        "checkpoint by another worker",
+        store
+            .checkpoint_file(&c, &id, "w2", Some(&checkpoint))
+            .await,
+    )?;
+    store
+        .checkpoint_file(&c, &id, "w", Some(&checkpoint))
+        .await
+        .ctx("checkpoint_file")?;
+    let queued = get(&store, &e).await?;
+    expect_eq(
+        "status, lease and checkpoint",
+        (
+            queued.status,
+            queued.lease_owner.clone(),
+            queued.lease_until,
+            queued.checkpoint.clone(),
+        ),
+        (FileStatus::Queued, None, None, Some(checkpoint.clone())),
+    )?;
+    is_conflict(
+        "a second checkpoint without the lease",
+        store.checkpoint_file(&c, &id, "w", None).await,
+    )?;
+    store
+        .mark_continued(&c, &id, 2)
+        .await
+        .ctx("mark_continued of another piece")?;
+    expect_eq(
+        "continued after marking another piece",
+        get(&store, &e).await?.checkpoint.map(|c| c.continued),
+        Some(false),
+    )?;
+    store
+        .mark_continued(&c, &id, 3)
+        .await
+        .ctx("mark_continued")?;
+    let marked = get(&store, &e).await?;
+    expect_eq(
+        "continued",
+        marked
+            .checkpoint
+            .as_ref()
+            .map(|c| (c.continued, c.piece, c.rows_state.clone())),
+        Some((true, 3, checkpoint.rows_state.clone())),
+    )?;
+    store
+        .mark_continued(&c, "0000#none", 3)
+        .await
+        .ctx("mark_continued of a missing entry")?;
+    let started = store
+        .start_file(&c, &id, "w3", t, t + Duration::minutes(15))
+        .await
+        .ctx("start the next piece")?;
+    let StartOutcome::Started(next) = started else {
+        return Err(format!("the next piece did not start: {started:?}"));
+    };
+    expect_eq(
+        "the next piece sees the checkpoint",
+        next.checkpoint.map(|c| c.piece),
+        Some(3),
+    )?;
+    // Handing back without a checkpoint keeps the stored one.
+    store
+        .checkpoint_file(&c, &id, "w3", None)
+        .await
+        .ctx("hand back")?;
+    let back = get(&store, &e).await?;
+    expect_eq(
+        "handed back",
+        (back.status, back.checkpoint.map(|c| c.piece)),
+        (FileStatus::Queued, Some(3)),
     )
 }
 
@@ -854,6 +977,11 @@ pub async fn retry_only_failed(store: Store) -> CheckResult {
         piece: 1,
         rows_imported: 5,
         rows_rejected: 0,
+        rows_state: None,
+        rejects_state: None,
+        continued: false,
+        template_version: None,
+        format: None,
     });
     store.finish_file(&failed, "w").await.ctx("finish_file")?;
     expect(

@@ -437,6 +437,48 @@ impl StateStore for MemoryStateStore {
         Ok(())
     }
 
+    async fn checkpoint_file(
+        &self,
+        connector_id: &str,
+        file_id: &str,
+        owner: &str,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StateError> {
+        let mut s = self.lock()?;
+        let entry = s
+            .files
+            .get_mut(connector_id)
+            .and_then(|f| f.get_mut(file_id))
+            .filter(|e| holds_lease(e, owner))
+            .ok_or_else(|| lease_conflict(connector_id, file_id))?;
+        entry.status = FileStatus::Queued;
+        entry.lease_owner = None;
+        entry.lease_until = None;
+        if let Some(checkpoint) = checkpoint {
+            entry.checkpoint = Some(checkpoint.clone());
+        }
+        Ok(())
+    }
+
+    async fn mark_continued(
+        &self,
+        connector_id: &str,
+        file_id: &str,
+        piece: u32,
+    ) -> Result<(), StateError> {
+        let mut s = self.lock()?;
+        if let Some(checkpoint) = s
+            .files
+            .get_mut(connector_id)
+            .and_then(|f| f.get_mut(file_id))
+            .and_then(|e| e.checkpoint.as_mut())
+            .filter(|c| c.piece == piece)
+        {
+            checkpoint.continued = true;
+        }
+        Ok(())
+    }
+
     async fn finish_file(&self, entry: &LedgerEntry, owner: &str) -> Result<(), StateError> {
         check_final(entry)?;
         let connector_id = &entry.version.connector_id;
@@ -776,6 +818,7 @@ struct QueueInner {
     sent: Vec<FileMessage>,
     reject_next: usize,
     fail_next_sends: usize,
+    extensions: Vec<(String, u32)>,
 }
 
 /// SQS in memory: records accepted messages; can reject entries or whole calls to exercise the lister's
@@ -813,6 +856,11 @@ impl MemoryQueue {
         self.inner().sent.clone()
     }
 
+    /// Every visibility extension asked for so far: `(receipt handle, seconds)`.
+    pub fn extensions(&self) -> Vec<(String, u32)> {
+        self.inner().extensions.clone()
+    }
+
     /// Removes and returns every accepted message (what workers would receive).
     pub fn drain(&self) -> Vec<FileMessage> {
         std::mem::take(&mut self.inner().sent)
@@ -841,6 +889,17 @@ impl FileQueue for MemoryQueue {
             }
         }
         Ok(accepted)
+    }
+
+    async fn extend_visibility(
+        &self,
+        receipt_handle: &str,
+        seconds: u32,
+    ) -> Result<(), QueueError> {
+        self.inner()
+            .extensions
+            .push((receipt_handle.to_owned(), seconds));
+        Ok(())
     }
 }
 
@@ -1225,6 +1284,11 @@ mod tests {
             piece,
             rows_imported: 0,
             rows_rejected: 0,
+            rows_state: None,
+            rejects_state: None,
+            continued: false,
+            template_version: None,
+            format: None,
         });
         let connector = Connector {
             id: "c".into(),

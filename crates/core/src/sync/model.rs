@@ -365,6 +365,22 @@ pub struct Checkpoint {
     pub rows_imported: u64,
     /// Rows rejected so far.
     pub rows_rejected: u64,
+    /// What the destination's row sink needs to carry on (e.g. an S3 multipart upload's parts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_state: Option<serde_json::Value>,
+    /// What the error report needs to carry on (its parts so far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejects_state: Option<serde_json::Value>,
+    /// True once the message for piece `piece` was accepted by the queue. A redelivered message of the
+    /// piece before finds it false after a crash between the checkpoint and the send, and sends it again.
+    #[serde(default)]
+    pub continued: bool,
+    /// The template version the first piece used (every piece uses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<u32>,
+    /// The format the first piece detected (a gzip file is decoded from the top by every piece).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<FileFormat>,
 }
 
 /// A serializable [`StartAt`].

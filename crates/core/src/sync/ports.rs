@@ -192,6 +192,11 @@ pub trait FileQueue: Send + Sync {
     /// Sends messages (batched by 10, failed entries retried). Returns, for each message in order, whether
     /// the queue accepted it.
     async fn send(&self, messages: &[FileMessage]) -> Result<Vec<bool>, QueueError>;
+
+    /// Keeps a received message invisible for `seconds` from now (ChangeMessageVisibility), so it is not
+    /// delivered again while its file is being imported.
+    async fn extend_visibility(&self, receipt_handle: &str, seconds: u32)
+        -> Result<(), QueueError>;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -389,6 +394,23 @@ pub trait StateStore: Send + Sync {
         owner: &str,
         lease_until: DateTime<Utc>,
         checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StateError>;
+    /// Hands a held file back: `processing` (held by `owner`) `→ queued`, lease removed, storing `checkpoint`
+    /// when given (the next piece of a long file starts there). `Conflict` when `owner` no longer holds it.
+    async fn checkpoint_file(
+        &self,
+        connector_id: &str,
+        file_id: &str,
+        owner: &str,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StateError>;
+    /// Records that the message for piece `piece` was sent (`checkpoint.continued`), whatever the entry's
+    /// status; a no-op when the checkpoint is for another piece or gone.
+    async fn mark_continued(
+        &self,
+        connector_id: &str,
+        file_id: &str,
+        piece: u32,
     ) -> Result<(), StateError>;
     /// Writes the final outcome (`entry.status` must be final) if `owner` still holds the lease;
     /// `Conflict` otherwise.

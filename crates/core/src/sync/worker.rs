@@ -4,6 +4,24 @@
 //! must win `start_file` (a conditional write with a lease) before reading, a finished entry acks duplicates,
 //! and destinations write idempotently (upserts by key; deterministic S3 keys), so a redelivery after a crash
 //! rewrites the same rows instead of adding new ones.
+//!
+//! # Long files: pieces
+//! A file that cannot be imported before the invocation's deadline is imported in pieces. A safety margin
+//! before the deadline the import stops at a record boundary after the last batch written; the sinks are
+//! suspended (their staged output stays invisible); the ledger entry is handed back as `queued` with a
+//! checkpoint (offset of the next record, record and line numbers, the CSV header, counters, the sinks'
+//! states) by a write conditional on this attempt's lease; a message for the next piece is sent; then the
+//! current message is acked. Each message names its piece; the ledger's checkpoint names the next one:
+//! - a message for the checkpoint's piece continues the file (a ranged read from the offset; gzip is decoded
+//!   from the top and skipped to the offset);
+//! - a redelivered message of the piece before, when the checkpoint says its continuation was never sent
+//!   (a crash between the checkpoint and the send), sends it;
+//! - any other message is a duplicate and is acked without work.
+//!
+//! A crash before the checkpoint redoes the piece from the previous checkpoint (idempotent writes: upserts,
+//! the same S3 part numbers), so every row ends up written exactly once in effect.
+//!
+//! While a piece runs, a heartbeat keeps its message invisible (ChangeMessageVisibility) and stops with it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,14 +30,16 @@ use chrono::{DateTime, Duration, Utc};
 use tracing::{info, warn};
 
 use super::clock::Clock;
-use super::model::{FileMessage, FileStatus, LedgerEntry};
+use super::model::{Checkpoint, CheckpointStart, FileMessage, FileStatus, LedgerEntry};
 use super::ports::{
-    Destination, FileJob, ObjectSource, SourceError, StartOutcome, StateError, StateStore,
+    ByteRange, Destination, FileJob, FileQueue, ObjectSource, SourceError, StartOutcome,
+    StateError, StateStore,
 };
 use crate::format::detect_format;
-use crate::pipeline::{self, FileReport, ImportOptions};
+use crate::pipeline::{self, Counts, FileReport, ImportOptions};
+use crate::read::StartAt;
 use crate::sink::SinkError;
-use crate::Limits;
+use crate::{Compression, Limits};
 
 /// What the worker talks to.
 #[derive(Clone)]
@@ -30,6 +50,8 @@ pub struct WorkerDeps {
     pub source: Arc<dyn ObjectSource>,
     /// Destinations.
     pub destination: Arc<dyn Destination>,
+    /// The work queue: continuations of long files, and the visibility heartbeat.
+    pub queue: Arc<dyn FileQueue>,
     /// Clock.
     pub clock: Arc<dyn Clock>,
 }
@@ -42,6 +64,23 @@ pub struct WorkerSettings {
     /// How long a started file is held before another worker may take it over, when the invocation has no
     /// deadline of its own (local runs).
     pub default_lease: Duration,
+    /// How long before the invocation's deadline a piece stops, checkpoints and hands over to a new message.
+    /// It must cover writing one batch, the checkpoint and the send.
+    pub checkpoint_margin: Duration,
+    /// How often the message's visibility is extended while its file is imported.
+    pub heartbeat_interval: std::time::Duration,
+    /// Rows per batch written to the destination.
+    pub batch_rows: usize,
+}
+
+impl WorkerSettings {
+    /// Each heartbeat makes the message invisible for this long from now: three intervals, so two missed
+    /// beats are survived.
+    pub fn visibility_extension(&self) -> u32 {
+        u32::try_from(self.heartbeat_interval.as_secs().saturating_mul(3))
+            .unwrap_or(u32::MAX)
+            .max(1)
+    }
 }
 
 impl Default for WorkerSettings {
@@ -49,8 +88,23 @@ impl Default for WorkerSettings {
         Self {
             limits: Limits::default(),
             default_lease: Duration::minutes(15),
+            checkpoint_margin: Duration::seconds(60),
+            heartbeat_interval: std::time::Duration::from_secs(60),
+            batch_rows: ImportOptions::default().batch_rows,
         }
     }
+}
+
+/// How a message was delivered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Delivery<'a> {
+    /// Identifies this attempt (e.g. the request id, SQS message id and receive count): the ledger's lease
+    /// names who may write the file's outcome.
+    pub owner: &'a str,
+    /// The invocation's deadline, from which the lease and the checkpoint time are derived.
+    pub deadline: Option<DateTime<Utc>>,
+    /// The SQS receipt handle, for the visibility heartbeat (none when the message is not from SQS).
+    pub receipt_handle: Option<&'a str>,
 }
 
 /// What to do with the message.
@@ -99,15 +153,16 @@ impl MessageResult {
     }
 }
 
-/// Processes one message body. `owner` identifies this attempt (e.g. the SQS message id and receive count);
-/// `deadline` is the invocation's deadline, from which the lease is derived.
+/// Processes one message body (see the module docs).
 pub async fn process_message(
     deps: &WorkerDeps,
     settings: &WorkerSettings,
     body: &str,
-    owner: &str,
-    deadline: Option<DateTime<Utc>>,
+    delivery: Delivery<'_>,
 ) -> MessageResult {
+    let Delivery {
+        owner, deadline, ..
+    } = delivery;
     // 1. A malformed message is permanent: retrying cannot fix it.
     let message: FileMessage = match serde_json::from_str(body) {
         Ok(m) => m,
@@ -157,16 +212,29 @@ pub async fn process_message(
         Err(e) => return state_retry("start file", e),
     };
 
+    // 3. Which piece: the checkpoint names the next one; other messages are duplicates (module docs).
+    let next_piece = entry.checkpoint.as_ref().map_or(0, |c| c.piece);
+    if message.piece != next_piece {
+        return stale_message(deps, &message, &entry, owner).await;
+    }
+
     let started = Instant::now();
+    let stop_at = deadline.map(|d| {
+        let left = (d - deps.clock.now() - settings.checkpoint_margin)
+            .to_std()
+            .unwrap_or_default();
+        started + left
+    });
+    let heartbeat = Heartbeat::start(deps, settings, &delivery, &entry);
     let mut finished = entry.clone();
-    let result = import_file(
-        deps,
-        settings,
-        &connector,
-        entry,
-        &mut finished.template_version,
-    )
-    .await;
+    let result = import_file(deps, settings, &connector, entry, stop_at, &mut finished).await;
+    heartbeat.stop();
+    if let Ok(report) = &result {
+        if let Some(at) = &report.stopped_at {
+            return continue_later(deps, &message, &finished, report, at, owner).await;
+        }
+    }
+    finished.checkpoint = None;
     finished.lease_until = None;
     finished.finished_at = Some(deps.clock.now());
     let outcome = match result {
@@ -233,6 +301,200 @@ pub async fn process_message(
     }
 }
 
+/// A message for another piece than the checkpoint's next one (module docs): hand the entry back; send the
+/// continuation if a crash left it unsent; ack.
+async fn stale_message(
+    deps: &WorkerDeps,
+    message: &FileMessage,
+    entry: &LedgerEntry,
+    owner: &str,
+) -> MessageResult {
+    let version = &message.version;
+    let file_id = version.file_id();
+    if let Err(e) = deps
+        .state
+        .checkpoint_file(&version.connector_id, &file_id, owner, None)
+        .await
+    {
+        return match e {
+            StateError::Conflict { .. } => MessageResult::ack("lease lost to another worker"),
+            e => state_retry("hand back file", e),
+        };
+    }
+    match &entry.checkpoint {
+        Some(checkpoint) if message.piece + 1 == checkpoint.piece && !checkpoint.continued => {
+            info!(connector = %version.connector_id, key = %version.key, piece = checkpoint.piece, "continuation was not sent; sending it");
+            if let Err(reason) = send_continuation(deps, message, checkpoint.piece).await {
+                return MessageResult::retry(reason);
+            }
+            MessageResult {
+                status: Some(FileStatus::Queued),
+                ..MessageResult::ack(format!("continuation to piece {} sent", checkpoint.piece))
+            }
+        }
+        _ => {
+            info!(connector = %version.connector_id, key = %version.key, piece = message.piece, next_piece = entry.checkpoint.as_ref().map_or(0, |c| c.piece), "duplicate message of an earlier piece acked");
+            MessageResult::ack("duplicate message of an earlier piece")
+        }
+    }
+}
+
+/// Sends the message for `piece` and records that it was sent.
+async fn send_continuation(
+    deps: &WorkerDeps,
+    message: &FileMessage,
+    piece: u32,
+) -> Result<(), String> {
+    let version = &message.version;
+    let next = FileMessage {
+        piece,
+        ..message.clone()
+    };
+    match deps.queue.send(std::slice::from_ref(&next)).await {
+        Ok(accepted) if accepted.first() == Some(&true) => {}
+        Ok(_) => return Err(format!("the queue refused the message for piece {piece}")),
+        Err(e) => return Err(format!("send the message for piece {piece}: {e}")),
+    }
+    // Without this mark, a redelivery of the previous message sends a duplicate continuation, which is
+    // recognised and acked later: harmless.
+    if let Err(e) = deps
+        .state
+        .mark_continued(&version.connector_id, &version.file_id(), piece)
+        .await
+    {
+        warn!(connector = %version.connector_id, key = %version.key, error = %e, "cannot record the continuation");
+    }
+    Ok(())
+}
+
+/// The piece stopped before the end of the file: checkpoint, send the next piece's message, ack.
+async fn continue_later(
+    deps: &WorkerDeps,
+    message: &FileMessage,
+    entry: &LedgerEntry,
+    report: &FileReport,
+    at: &StartAt,
+    owner: &str,
+) -> MessageResult {
+    let version = &message.version;
+    let piece = message.piece + 1;
+    let checkpoint = Checkpoint {
+        start: CheckpointStart::from(at),
+        piece,
+        rows_imported: report.rows_imported,
+        rows_rejected: report.rows_rejected,
+        rows_state: report.rows_state.clone(),
+        rejects_state: report.rejects_state.clone(),
+        continued: false,
+        template_version: entry.template_version,
+        format: entry.format,
+    };
+    if let Err(e) = deps
+        .state
+        .checkpoint_file(
+            &version.connector_id,
+            &version.file_id(),
+            owner,
+            Some(&checkpoint),
+        )
+        .await
+    {
+        return match e {
+            // Another attempt took the file over; it redoes this piece.
+            StateError::Conflict { .. } => MessageResult::ack("lease lost to another worker"),
+            e => state_retry("checkpoint file", e),
+        };
+    }
+    if let Err(reason) = send_continuation(deps, message, piece).await {
+        // The redelivered message finds the checkpoint's continuation unsent and sends it.
+        warn!(connector = %version.connector_id, key = %version.key, error = %reason, "continuation not sent, will retry");
+        return MessageResult::retry(reason);
+    }
+    info!(
+        connector = %version.connector_id,
+        key = %version.key,
+        piece = message.piece,
+        next_byte = at.position.byte,
+        next_record = at.position.record,
+        rows_imported = report.rows_imported,
+        rows_rejected = report.rows_rejected,
+        bytes = report.input_bytes,
+        "piece done, file continues in a new message"
+    );
+    MessageResult {
+        disposition: Disposition::Ack,
+        status: Some(FileStatus::Queued),
+        rows_imported: report.rows_imported,
+        rows_rejected: report.rows_rejected,
+        bytes: report.input_bytes,
+        detail: format!("continues in piece {piece}"),
+    }
+}
+
+/// Keeps the message invisible while its file is imported; stops when dropped or stopped.
+struct Heartbeat(Option<tokio::task::JoinHandle<()>>);
+
+impl Heartbeat {
+    fn start(
+        deps: &WorkerDeps,
+        settings: &WorkerSettings,
+        delivery: &Delivery<'_>,
+        entry: &LedgerEntry,
+    ) -> Self {
+        let Some(receipt_handle) = delivery.receipt_handle.map(str::to_owned) else {
+            return Self(None);
+        };
+        let queue = deps.queue.clone();
+        let state = deps.state.clone();
+        let clock = deps.clock.clone();
+        let interval = settings
+            .heartbeat_interval
+            .max(std::time::Duration::from_millis(100));
+        let extension = settings.visibility_extension();
+        // Without an invocation deadline (local runs) the lease is renewed too.
+        let renew = delivery.deadline.is_none().then(|| {
+            (
+                entry.version.connector_id.clone(),
+                entry.version.file_id(),
+                delivery.owner.to_owned(),
+                settings.default_lease,
+            )
+        });
+        Self(Some(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            loop {
+                ticks.tick().await;
+                if let Err(e) = queue.extend_visibility(&receipt_handle, extension).await {
+                    warn!(error = %e, "cannot extend the message's visibility");
+                }
+                if let Some((connector_id, file_id, owner, lease)) = &renew {
+                    let until = clock.now() + *lease;
+                    if let Err(e) = state
+                        .renew_file(connector_id, file_id, owner, until, None)
+                        .await
+                    {
+                        warn!(error = %e, "cannot renew the lease");
+                    }
+                }
+            }
+        })))
+    }
+
+    fn stop(mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
 fn state_retry(what: &str, e: StateError) -> MessageResult {
     warn!(error = %e, step = what, "state store failure, will retry");
     MessageResult::retry(format!("{what}: {e}"))
@@ -258,12 +520,19 @@ async fn import_file(
     settings: &WorkerSettings,
     connector: &super::model::Connector,
     entry: LedgerEntry,
-    template_version: &mut Option<u32>,
+    stop_at: Option<Instant>,
+    out: &mut LedgerEntry,
 ) -> Result<FileReport, ImportError> {
     let version = &entry.version;
+    let checkpoint = entry.checkpoint.clone();
+    // Every piece uses the template version the first one used.
+    let wanted_template = checkpoint
+        .as_ref()
+        .and_then(|c| c.template_version)
+        .or(connector.template_version);
     let stored = match deps
         .state
-        .get_template(&connector.template_id, connector.template_version)
+        .get_template(&connector.template_id, wanted_template)
         .await
     {
         Ok(Some(t)) => t,
@@ -276,9 +545,21 @@ async fn import_file(
         Err(e) if e.is_transient() => return Err(ImportError::Transient(e.to_string())),
         Err(e) => return Err(ImportError::Final(FileStatus::Failed, e.to_string())),
     };
+    // A continuation reads from its checkpoint's offset, except a compressed file, read from the top.
+    let start = checkpoint
+        .as_ref()
+        .map(|c| StartAt::from(&c.start))
+        .unwrap_or_default();
+    let known_format = checkpoint.as_ref().and_then(|c| c.format);
+    let range = (!start.is_start()
+        && known_format.is_some_and(|f| f.compression == Compression::None))
+    .then_some(ByteRange {
+        start: start.position.byte,
+        end: None,
+    });
     let body = match deps
         .source
-        .open(&connector.source, &version.key, &version.etag, None)
+        .open(&connector.source, &version.key, &version.etag, range)
         .await
     {
         Ok(body) => body,
@@ -297,16 +578,27 @@ async fn import_file(
         Err(e) if e.is_transient() => return Err(ImportError::Transient(e.to_string())),
         Err(e) => return Err(ImportError::Final(FileStatus::Failed, e.to_string())),
     };
-    let format = detect_format(
-        &version.key,
-        stored.template.format,
-        body.content_encoding.as_deref(),
-    )
-    .or(entry.format)
-    .ok_or_else(|| ImportError::Final(FileStatus::Failed, "unsupported format".into()))?;
+    let format = known_format
+        .or_else(|| {
+            detect_format(
+                &version.key,
+                stored.template.format,
+                body.content_encoding.as_deref(),
+            )
+        })
+        .or(entry.format)
+        .ok_or_else(|| ImportError::Final(FileStatus::Failed, "unsupported format".into()))?;
+    if !start.is_start() && known_format.is_none() {
+        return Err(ImportError::Final(
+            FileStatus::Failed,
+            "the checkpoint does not say the file's format; retry the file".into(),
+        ));
+    }
     let mut entry = entry;
+    entry.format = Some(format);
     entry.template_version = Some(stored.version);
-    *template_version = Some(stored.version);
+    out.template_version = Some(stored.version);
+    out.format = Some(format);
     let template = Arc::new(stored.template);
     let job = FileJob {
         connector: connector.clone(),
@@ -319,8 +611,17 @@ async fn import_file(
         .open_rejects(&job)
         .await
         .map_err(sink_error)?;
+    let carried = checkpoint.as_ref().map_or(Counts::default(), |c| Counts {
+        rows_read: c.rows_imported + c.rows_rejected,
+        rows_imported: c.rows_imported,
+        rows_rejected: c.rows_rejected,
+    });
     let options = ImportOptions {
         limits: settings.limits,
+        batch_rows: settings.batch_rows.max(1),
+        start,
+        deadline: stop_at,
+        carried,
         ..ImportOptions::default()
     };
     pipeline::import(

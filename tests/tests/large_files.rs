@@ -1,0 +1,337 @@
+//! Long files in pieces (DESIGN §4.7) on the emulator: a file imported in many pieces — each invocation
+//! left almost no time, so every piece writes one batch, checkpoints and hands over to a new message — gives
+//! exactly the rows and the error report of a one-pass import, for every format; and a piece killed at each
+//! point of the hand-over (before the checkpoint, after it, after the continuation was sent) still ends with
+//! every row exactly once.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use anyhow::{ensure, Context, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::Duration;
+use flate2::write::GzEncoder;
+use s3_importer_aws::destination::error_report_key;
+use s3_importer_core::sync::FileStatus;
+use s3_importer_tests::deployment::{
+    Deployment, Fault, FaultyDestination, FaultyQueue, QueueFault,
+};
+use s3_importer_worker::Worker;
+
+/// Time left in each invocation of a piece-by-piece drain (the handler starts no message with < 20 s).
+fn left() -> Duration {
+    Duration::seconds(30)
+}
+
+/// A worker whose every piece writes one batch of `batch_rows` and stops: its checkpoint margin is the
+/// whole invocation.
+fn piecewise(d: &Deployment, batch_rows: usize) -> Worker {
+    let mut worker = d.worker.clone();
+    worker.settings.checkpoint_margin = left();
+    worker.settings.batch_rows = batch_rows;
+    worker
+}
+
+/// `n` rows of the default template; every 7th has a negative `qty` (rejected: `min = 0`).
+fn rows(prefix: &str, n: usize) -> Vec<(String, i64)> {
+    (1..=n)
+        .map(|i| {
+            let qty = if i % 7 == 0 { -(i as i64) } else { i as i64 };
+            (format!("{prefix}-{i:05}"), qty)
+        })
+        .collect()
+}
+
+fn delimited(rows: &[(String, i64)], sep: char) -> Vec<u8> {
+    let mut out = format!("id{sep}qty\n").into_bytes();
+    for (id, qty) in rows {
+        out.extend_from_slice(format!("{id}{sep}{qty}\n").as_bytes());
+    }
+    out
+}
+
+fn jsonl(rows: &[(String, i64)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (id, qty) in rows {
+        out.extend_from_slice(format!("{{\"id\":\"{id}\",\"qty\":{qty}}}\n").as_bytes());
+    }
+    out
+}
+
+fn json_array(rows: &[(String, i64)]) -> Vec<u8> {
+    let items: Vec<String> = rows
+        .iter()
+        .map(|(id, qty)| format!("  {{\"id\": \"{id}\", \"qty\": {qty}}}"))
+        .collect();
+    format!("[\n{}\n]\n", items.join(",\n")).into_bytes()
+}
+
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes)?;
+    Ok(encoder.finish()?)
+}
+
+/// The files of the format comparison: name → body. Row ids are distinct across files.
+fn files() -> Result<Vec<(&'static str, Vec<u8>)>> {
+    Ok(vec![
+        ("a.csv", delimited(&rows("csv", 300), ',')),
+        ("b.tsv", delimited(&rows("tsv", 300), '\t')),
+        ("c.jsonl", jsonl(&rows("jsonl", 300))),
+        ("d.json", json_array(&rows("json", 300))),
+        ("e.csv.gz", gzip(&delimited(&rows("gz", 300), ','))?),
+    ])
+}
+
+/// Records without the attributes that differ between two imports (import time).
+fn comparable(
+    records: BTreeMap<String, std::collections::HashMap<String, AttributeValue>>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    records
+        .into_values()
+        .map(|item| {
+            let id = match item.get("id") {
+                Some(AttributeValue::S(s)) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            let fields = item
+                .into_iter()
+                .filter(|(k, _)| {
+                    // Lineage that differs between two deployments: the connector, the time of the import and
+                    // of the source object's upload.
+                    !matches!(
+                        k.as_str(),
+                        "pk" | "connector_id" | "_imported_at" | "_source_last_modified"
+                    )
+                })
+                .map(|(k, v)| (k, format!("{v:?}")))
+                .collect();
+            (id, fields)
+        })
+        .collect()
+}
+
+/// Each file's error report lines, by name.
+async fn reports(d: &Deployment, names: &[&str]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        let entry = d.file(name).await?;
+        let location = entry
+            .error_report
+            .clone()
+            .with_context(|| format!("{name} has no error report: {entry:#?}"))?;
+        let expected = format!(
+            "s3://{}/{}",
+            d.provisioned.names.output_bucket,
+            error_report_key(&d.connector.id, &Deployment::key(name), &entry.version.etag)
+        );
+        ensure!(location == expected, "{location} != {expected}");
+        out.insert(
+            (*name).to_owned(),
+            String::from_utf8(d.read_output(&location).await?)?,
+        );
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn every_format_in_many_pieces_gives_exactly_the_one_pass_result() -> Result<()> {
+    let files = files()?;
+    let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+    let (one, many) = tokio::try_join!(Deployment::new(), Deployment::new())?;
+    for d in [&one, &many] {
+        for (name, body) in &files {
+            d.put(name, body).await?;
+        }
+        ensure!(d.sync().await?.enqueued == files.len() as u64);
+    }
+    let single = one.drain().await?;
+    ensure!(single.delivered == files.len() as u64, "{single:?}");
+
+    // 300 rows in batches of 50: every file takes at least 6 pieces.
+    let drained = many.drain_in_pieces(&piecewise(&many, 50), left()).await?;
+    ensure!(drained.retried.is_empty(), "{drained:?}");
+    let pieces = drained.delivered / files.len() as u64;
+    ensure!(
+        drained.delivered >= 5 * files.len() as u64,
+        "{} messages for {} files",
+        drained.delivered,
+        files.len()
+    );
+    println!(
+        "{} messages, about {pieces} pieces per file",
+        drained.delivered
+    );
+
+    let (expected, got) = (
+        comparable(one.records().await?),
+        comparable(many.records().await?),
+    );
+    ensure!(
+        expected.len() == 5 * (300 - 300 / 7),
+        "{} rows",
+        expected.len()
+    );
+    if let Some((id, row)) = got.iter().find(|(id, row)| expected.get(*id) != Some(*row)) {
+        anyhow::bail!(
+            "records differ from the one-pass import: {id}: {row:?} vs {:?}",
+            expected.get(id)
+        );
+    }
+    ensure!(
+        got.len() == expected.len(),
+        "{} vs {} rows",
+        got.len(),
+        expected.len()
+    );
+    ensure!(
+        reports(&many, &names).await? == reports(&one, &names).await?,
+        "error reports differ"
+    );
+    for name in &names {
+        let (a, b) = (one.file(name).await?, many.file(name).await?);
+        ensure!(
+            (
+                b.status,
+                b.rows_imported,
+                b.rows_rejected,
+                b.checkpoint.is_none()
+            ) == (FileStatus::Imported, a.rows_imported, a.rows_rejected, true),
+            "{name}: {b:#?} vs one pass {a:#?}"
+        );
+    }
+    ensure!(many.queue_depth().await? == (0, 0));
+    Ok(())
+}
+
+/// Where a piece is killed.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// Mid-piece, after some rows were written, before the checkpoint.
+    BeforeCheckpoint,
+    /// After the checkpoint, before the continuation was sent.
+    AfterCheckpoint,
+    /// After the continuation was sent, before the message was acked.
+    AfterSend,
+    /// The whole hand-over done, but the ack lost (the message comes back).
+    AckLost,
+}
+
+/// Imports a CSV file into S3 JSONL in pieces, kills the third piece at `kill`, lets the messages come back,
+/// and compares the output object and error report with a one-pass import.
+async fn killed_piece_still_imports_every_row_once(kill: Kill) -> Result<()> {
+    let body = delimited(&rows("k", 400), ',');
+    let (one, d) = tokio::try_join!(Deployment::new(), Deployment::new())?;
+    let mut etags = Vec::new();
+    for d in [&one, &d] {
+        d.use_s3_jsonl("rows").await?;
+        etags.push(d.put("k.csv", &body).await?);
+        ensure!(d.sync().await?.enqueued == 1);
+    }
+    one.drain().await?;
+    let good = piecewise(&d, 40);
+
+    // Two pieces go well.
+    for _ in 0..2 {
+        let messages = d.receive().await?;
+        ensure!(messages.len() == 1);
+        let response = d.deliver_with_deadline(&good, &messages, left()).await?;
+        ensure!(d.settle(&messages, &response).await?.is_empty());
+    }
+    // The third is killed.
+    let messages = d.receive().await?;
+    ensure!(messages.len() == 1);
+    let mut bad = good.clone();
+    match kill {
+        Kill::BeforeCheckpoint => {
+            bad.deps.destination = Arc::new(FaultyDestination::new(
+                d.real_destination(),
+                Fault::HangAfter(15),
+            ))
+        }
+        Kill::AfterCheckpoint => {
+            bad.deps.queue = Arc::new(FaultyQueue::new(d.real_queue(), QueueFault::HangBeforeSend))
+        }
+        Kill::AfterSend => {
+            bad.deps.queue = Arc::new(FaultyQueue::new(d.real_queue(), QueueFault::HangAfterSend))
+        }
+        Kill::AckLost => {}
+    }
+    let run = d.deliver_with_deadline(&bad, &messages, left());
+    match kill {
+        Kill::AckLost => {
+            let response = run.await?;
+            ensure!(response.batch_item_failures.is_empty());
+        }
+        _ => {
+            let killed = tokio::time::timeout(StdDuration::from_secs(3), run).await;
+            ensure!(
+                killed.is_err(),
+                "the piece should still be running when killed"
+            );
+        }
+    }
+    let entry = d.file("k.csv").await?;
+    let expected_status = match kill {
+        Kill::BeforeCheckpoint => FileStatus::Processing,
+        _ => FileStatus::Queued,
+    };
+    ensure!(entry.status == expected_status, "{entry:#?}");
+
+    // The message comes back after its visibility timeout; a dead worker's lease runs out with its
+    // invocation (deadline + 1 minute).
+    d.expire_visibility(&messages).await?;
+    d.clock.advance(Duration::minutes(2));
+    let drained = d.drain_in_pieces(&good, left()).await?;
+    ensure!(drained.retried.is_empty(), "{drained:?}");
+
+    let entry = d.file("k.csv").await?;
+    let reference = one.file("k.csv").await?;
+    ensure!(
+        (entry.status, entry.rows_imported, entry.rows_rejected)
+            == (
+                FileStatus::Imported,
+                reference.rows_imported,
+                reference.rows_rejected
+            ),
+        "{entry:#?}"
+    );
+    let output = d
+        .read_output(&d.output_location("rows", "k.csv", &etags[1]))
+        .await?;
+    let expected = one
+        .read_output(&one.output_location("rows", "k.csv", &etags[0]))
+        .await?;
+    ensure!(
+        String::from_utf8(output)? == String::from_utf8(expected)?,
+        "the output differs from a one-pass import"
+    );
+    ensure!(
+        reports(&d, &["k.csv"]).await? == reports(&one, &["k.csv"]).await?,
+        "error reports differ"
+    );
+    ensure!(d.queue_depth().await? == (0, 0), "messages left over");
+    Ok(())
+}
+
+#[tokio::test]
+async fn piece_killed_before_its_checkpoint_is_redone() -> Result<()> {
+    killed_piece_still_imports_every_row_once(Kill::BeforeCheckpoint).await
+}
+
+#[tokio::test]
+async fn piece_killed_after_its_checkpoint_sends_the_continuation_on_redelivery() -> Result<()> {
+    killed_piece_still_imports_every_row_once(Kill::AfterCheckpoint).await
+}
+
+#[tokio::test]
+async fn piece_killed_after_sending_the_continuation_does_not_import_twice() -> Result<()> {
+    killed_piece_still_imports_every_row_once(Kill::AfterSend).await
+}
+
+#[tokio::test]
+async fn lost_ack_of_a_finished_piece_is_recognised_from_the_ledger() -> Result<()> {
+    killed_piece_still_imports_every_row_once(Kill::AckLost).await
+}
