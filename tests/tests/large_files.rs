@@ -2,7 +2,7 @@
 //! left almost no time, so every piece writes one batch, checkpoints and hands over to a new message — gives
 //! exactly the rows and the error report of a one-pass import, for every format; and a piece killed at each
 //! point of the hand-over (before the checkpoint, after it, after the continuation was sent) still ends with
-//! every row exactly once.
+//! every row exactly once. And the visibility heartbeat keeps a slow import's message from a second worker.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,13 +10,16 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use anyhow::{ensure, Context, Result};
+use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Duration;
 use flate2::write::GzEncoder;
 use s3_importer_aws::destination::error_report_key;
+use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
+use s3_importer_core::sync::ports::{Destination, FileJob};
 use s3_importer_core::sync::FileStatus;
 use s3_importer_tests::deployment::{
-    Deployment, Fault, FaultyDestination, FaultyQueue, QueueFault,
+    Deployment, Fault, FaultyDestination, FaultyQueue, Options, QueueFault,
 };
 use s3_importer_worker::Worker;
 
@@ -334,4 +337,90 @@ async fn piece_killed_after_sending_the_continuation_does_not_import_twice() -> 
 #[tokio::test]
 async fn lost_ack_of_a_finished_piece_is_recognised_from_the_ledger() -> Result<()> {
     killed_piece_still_imports_every_row_once(Kill::AckLost).await
+}
+
+/// Rows go through `inner` after `delay` per batch.
+struct SlowDestination {
+    inner: Arc<dyn Destination>,
+    delay: StdDuration,
+}
+
+struct SlowRows {
+    inner: Box<dyn RowSink>,
+    delay: StdDuration,
+}
+
+#[async_trait]
+impl Destination for SlowDestination {
+    async fn open_rows(&self, job: &FileJob) -> Result<Box<dyn RowSink>, SinkError> {
+        Ok(Box::new(SlowRows {
+            inner: self.inner.open_rows(job).await?,
+            delay: self.delay,
+        }))
+    }
+    async fn open_rejects(&self, job: &FileJob) -> Result<Box<dyn RejectSink>, SinkError> {
+        self.inner.open_rejects(job).await
+    }
+}
+
+#[async_trait]
+impl RowSink for SlowRows {
+    async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.write_batch(batch).await
+    }
+    async fn finish(&mut self) -> Result<(), SinkError> {
+        self.inner.finish().await
+    }
+}
+
+#[tokio::test]
+async fn heartbeat_keeps_a_slow_import_invisible_and_stops_when_the_file_is_done() -> Result<()> {
+    // A queue whose messages come back after 2 s, and an import that takes about 6 s.
+    let d = Deployment::with(Options {
+        visibility_timeout: 2,
+        ..Options::default()
+    })
+    .await?;
+    d.put("slow.csv", &delimited(&rows("s", 120), ',')).await?;
+    ensure!(d.sync().await?.enqueued == 1);
+    let mut worker = d.worker_with(Arc::new(SlowDestination {
+        inner: d.real_destination(),
+        delay: StdDuration::from_millis(1500),
+    }));
+    worker.settings.batch_rows = 30;
+    worker.settings.heartbeat_interval = StdDuration::from_secs(1);
+
+    let messages = d.receive().await?;
+    ensure!(messages.len() == 1);
+    let import = d.deliver(&worker, &messages);
+    let watch = async {
+        // Well past the queue's visibility timeout, several times.
+        let mut seen = 0;
+        for _ in 0..5 {
+            tokio::time::sleep(StdDuration::from_millis(1000)).await;
+            seen += d.consumer.receive(10, 0).await?.len();
+        }
+        anyhow::Ok(seen)
+    };
+    let (response, seen) = tokio::join!(import, watch);
+    let response = response?;
+    ensure!(
+        seen? == 0,
+        "the message was delivered again during the import"
+    );
+    ensure!(response.batch_item_failures.is_empty());
+    ensure!(d.file("slow.csv").await?.status == FileStatus::Imported);
+
+    // The heartbeat stopped with the file: the message (not deleted here) comes back within
+    // three intervals.
+    tokio::time::sleep(StdDuration::from_secs(4)).await;
+    let again = d.receive().await?;
+    ensure!(
+        again.len() == 1,
+        "the heartbeat kept the message invisible after the file was done"
+    );
+    d.settle(&again, &d.deliver(&d.worker, &again).await?)
+        .await?;
+    Ok(())
 }
