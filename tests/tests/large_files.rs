@@ -17,6 +17,7 @@ use flate2::write::GzEncoder;
 use s3_importer_aws::destination::error_report_key;
 use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
 use s3_importer_core::sync::ports::{Destination, FileJob};
+use s3_importer_core::sync::read_ahead::ReadAhead;
 use s3_importer_core::sync::FileStatus;
 use s3_importer_tests::deployment::{
     Deployment, Fault, FaultyDestination, FaultyQueue, Options, QueueFault,
@@ -34,6 +35,13 @@ fn piecewise(d: &Deployment, batch_rows: usize) -> Worker {
     let mut worker = d.worker.clone();
     worker.settings.checkpoint_margin = left();
     worker.settings.batch_rows = batch_rows;
+    // Uncompressed files are read as ranged GETs of 1000 bytes, 3 in flight (the one-pass imports they are
+    // compared with read one stream).
+    worker.settings.read_ahead = ReadAhead {
+        chunk_bytes: 1000,
+        in_flight: 3,
+        min_object_bytes: 1,
+    };
     worker
 }
 

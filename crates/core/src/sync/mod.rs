@@ -11,6 +11,7 @@ pub mod lister;
 pub mod memory;
 pub mod model;
 pub mod ports;
+pub mod read_ahead;
 pub mod rules;
 pub mod worker;
 

@@ -35,6 +35,7 @@ use super::ports::{
     ByteRange, Destination, FileJob, FileQueue, ObjectSource, SourceError, StartOutcome,
     StateError, StateStore,
 };
+use super::read_ahead::ReadAhead;
 use crate::format::detect_format;
 use crate::pipeline::{self, Counts, FileReport, ImportOptions};
 use crate::read::StartAt;
@@ -71,6 +72,8 @@ pub struct WorkerSettings {
     pub heartbeat_interval: std::time::Duration,
     /// Rows per batch written to the destination.
     pub batch_rows: usize,
+    /// How large uncompressed objects are read (ranged GETs ahead of the parser).
+    pub read_ahead: ReadAhead,
 }
 
 impl WorkerSettings {
@@ -91,6 +94,7 @@ impl Default for WorkerSettings {
             checkpoint_margin: Duration::seconds(60),
             heartbeat_interval: std::time::Duration::from_secs(60),
             batch_rows: ImportOptions::default().batch_rows,
+            read_ahead: ReadAhead::default(),
         }
     }
 }
@@ -594,6 +598,23 @@ async fn import_file(
             "the checkpoint does not say the file's format; retry the file".into(),
         ));
     }
+    // A large uncompressed object is read as ranged GETs ahead of the parser; the first response (which
+    // told the encoding and classified a missing or changed object) is dropped.
+    let size = entry.size;
+    let reader = if format.compression == Compression::None
+        && settings.read_ahead.applies(start.position.byte, size)
+    {
+        settings.read_ahead.reader(
+            deps.source.clone(),
+            connector.source.clone(),
+            version.key.clone(),
+            version.etag.clone(),
+            start.position.byte,
+            size,
+        )
+    } else {
+        body.reader
+    };
     let mut entry = entry;
     entry.format = Some(format);
     entry.template_version = Some(stored.version);
@@ -625,7 +646,7 @@ async fn import_file(
         ..ImportOptions::default()
     };
     pipeline::import(
-        body.reader,
+        reader,
         format,
         template,
         options,
