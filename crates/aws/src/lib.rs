@@ -27,6 +27,7 @@ pub use records::create_records_table;
 pub use source::S3Source;
 pub mod consumer;
 pub mod provision;
+#[cfg(feature = "stack")]
 pub mod stack;
 pub mod telemetry;
 pub mod verify;
