@@ -18,31 +18,18 @@ help: ## Show this help
 .PHONY: build
 build: deploy-venv ## Build the Lambda functions for arm64 with cargo-lambda: target/lambda/{lister,worker}/bootstrap
 	$(LAMBDA_BUILD) -p s3-importer-lister -p s3-importer-worker
-	@$(MAKE) --no-print-directory strip-bootstraps
 	@for f in lister worker; do \
 		printf '  %-7s %s bytes  target/lambda/%s/bootstrap\n' $$f "$$(stat -c %s target/lambda/$$f/bootstrap)" $$f; \
 	done
-
-# The release profile keeps line tables (for profiling the benchmark); the deployed bootstraps do not need them.
-# Stripped with llvm-strip when it is installed (apt-get install llvm), otherwise left as built.
-.PHONY: strip-bootstraps
-strip-bootstraps:
-	@if command -v llvm-strip >/dev/null 2>&1; then \
-		for f in target/lambda/*/bootstrap; do llvm-strip --strip-all "$$f"; done; \
-	else \
-		echo "llvm-strip not found: bootstraps keep their line tables (apt-get install llvm to strip them)"; \
-	fi
 
 # `sam build` calls these (template.yaml: BuildMethod makefile; samconfig.toml builds in source).
 .PHONY: build-ListerFunction build-WorkerFunction
 build-ListerFunction: deploy-venv
 	$(LAMBDA_BUILD) -p s3-importer-lister
-	@$(MAKE) --no-print-directory strip-bootstraps
 	cp target/lambda/lister/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
 
 build-WorkerFunction: deploy-venv
 	$(LAMBDA_BUILD) -p s3-importer-worker
-	@$(MAKE) --no-print-directory strip-bootstraps
 	cp target/lambda/worker/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
 
 .PHONY: validate
