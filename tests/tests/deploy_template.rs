@@ -748,12 +748,19 @@ fn alarms_and_dashboard_read_metrics_the_code_emits() {
             json!([{ "Ref": "AlarmTopic" }]),
             "{id} notifies the topic"
         );
-        if p["Namespace"].is_object() {
-            let metric = p["MetricName"].as_str().unwrap_or("");
-            assert!(
-                emitted.contains(&metric),
-                "{id} reads {metric}, which the code does not emit"
-            );
+        // A single-metric alarm, or the metrics of a metric-math alarm; the stack's namespace is a `Fn::Sub`.
+        let mut read = vec![p];
+        if let Some(queries) = p["Metrics"].as_array() {
+            read.extend(queries.iter().map(|q| &q["MetricStat"]["Metric"]));
+        }
+        for m in read {
+            if m["Namespace"].is_object() {
+                let metric = m["MetricName"].as_str().unwrap_or("");
+                assert!(
+                    emitted.contains(&metric),
+                    "{id} reads {metric}, which the code does not emit"
+                );
+            }
         }
     }
     assert!(
@@ -768,16 +775,132 @@ fn alarms_and_dashboard_read_metrics_the_code_emits() {
     let body = props("Dashboard")["DashboardBody"]["Fn::Sub"][0]
         .as_str()
         .expect("dashboard body");
-    for line in body.lines().filter(|l| l.contains("[\"${Ns}\"")) {
-        for name in line.split('"').filter(|w| {
-            w.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && !w.contains(' ')
-        }) {
+    let shown = dashboard_metrics(body);
+    let ours: Vec<&str> = shown
+        .iter()
+        .filter(|(ns, _)| ns == DASHBOARD_NAMESPACE)
+        .map(|(_, m)| m.as_str())
+        .collect();
+    for metric in &ours {
+        assert!(
+            emitted.contains(metric),
+            "the dashboard shows {metric}, which the code does not emit"
+        );
+    }
+    for (ns, metric) in &shown {
+        assert!(
+            ns == DASHBOARD_NAMESPACE || ns.starts_with("AWS/"),
+            "the dashboard shows {metric} from an unknown namespace {ns}"
+        );
+    }
+    assert!(
+        ours.len() >= 10,
+        "the dashboard rows were read (found {ours:?})"
+    );
+}
+
+/// What `${Ns}` (the stack's metric namespace) becomes when the dashboard body is read.
+const DASHBOARD_NAMESPACE: &str = "S3Importer/stack";
+
+/// The `(namespace, metric name)` of every metric row of a CloudWatch dashboard body (the `Fn::Sub` string).
+///
+/// The `${...}` placeholders are substituted (`${Ns}` by [`DASHBOARD_NAMESPACE`], others by their own name) and
+/// the body is parsed as JSON. Per the dashboard body structure, a `"."` item repeats the item in the same position
+/// of the previous row, and a leading `"..."` repeats the previous row's leading items up to the ones given.
+/// Math-expression rows (only an options object) have no metric and are skipped.
+fn dashboard_metrics(body: &str) -> Vec<(String, String)> {
+    let mut text = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.find("${") {
+        text.push_str(&rest[..at]);
+        let close = rest[at..]
+            .find('}')
+            .expect("an unclosed ${ in the dashboard body")
+            + at;
+        let name = &rest[at + 2..close];
+        text.push_str(if name == "Ns" {
+            DASHBOARD_NAMESPACE
+        } else {
+            name
+        });
+        rest = &rest[close + 1..];
+    }
+    text.push_str(rest);
+    let parsed: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the dashboard body is not JSON: {e}\n{text}"));
+    let widgets = parsed["widgets"].as_array().expect("widgets");
+    let mut metrics = Vec::new();
+    for widget in widgets {
+        if widget["type"] != "metric" {
+            continue;
+        }
+        let rows = widget["properties"]["metrics"]
+            .as_array()
+            .expect("a metric widget lists metrics");
+        let mut previous: Vec<String> = Vec::new();
+        for row in rows {
+            let items: Vec<&str> = row
+                .as_array()
+                .expect("a metric row is an array")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            if items.is_empty() {
+                continue;
+            }
+            let mut expanded: Vec<String> = Vec::new();
+            let given = if items[0] == "..." {
+                let keep = previous.len().saturating_sub(items.len() - 1);
+                expanded.extend(previous[..keep].iter().cloned());
+                &items[1..]
+            } else {
+                &items[..]
+            };
+            for item in given {
+                let position = expanded.len();
+                if *item == "." {
+                    let repeated = previous.get(position).unwrap_or_else(|| {
+                        panic!("'.' at position {position} with no previous row item")
+                    });
+                    expanded.push(repeated.clone());
+                } else {
+                    expanded.push((*item).to_owned());
+                }
+            }
             assert!(
-                emitted.contains(&name) || name == "Maximum",
-                "the dashboard shows {name}, which the code does not emit"
+                expanded.len() >= 2,
+                "a metric row names a namespace and a metric: {row}"
             );
+            metrics.push((expanded[0].clone(), expanded[1].clone()));
+            previous = expanded;
         }
     }
+    metrics
+}
+
+#[test]
+fn dashboard_rows_are_resolved_as_cloudwatch_does() {
+    let body = r#"{"widgets": [
+        {"type": "metric", "properties": {"metrics": [
+            ["${Ns}", "FilesImported"], [".", "Bogus", {"yAxis": "right"}], ["...", {"stat": "p90"}],
+            ["AWS/Lambda", "Errors", "FunctionName", "${ListerFunction}"], ["...", "${WorkerFunction}"],
+            [".", "Throttles", ".", "."], [{"expression": "m1 + m2"}]
+        ]}},
+        {"type": "alarm", "properties": {"alarms": ["${SomeAlarm.Arn}"]}}
+    ]}"#;
+    let ns = DASHBOARD_NAMESPACE.to_owned();
+    let pair = |n: &str, m: &str| (n.to_owned(), m.to_owned());
+    assert_eq!(
+        dashboard_metrics(body),
+        vec![
+            pair(&ns, "FilesImported"),
+            pair(&ns, "Bogus"),
+            pair(&ns, "Bogus"),
+            pair("AWS/Lambda", "Errors"),
+            pair("AWS/Lambda", "Errors"),
+            pair("AWS/Lambda", "Throttles"),
+        ]
+    );
 }
 
 /// The storage part of the translated template (tables, bucket, queues and their outputs), deployed with the
