@@ -17,7 +17,7 @@ use s3_importer_core::sync::ports::{ByteRange, ObjectSource, SourceError};
 use s3_importer_core::sync::rules::{self, Decision, SyncSettings};
 use s3_importer_core::sync::Source;
 use s3_importer_core::Format;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use crate::config::s3_config_builder;
@@ -26,7 +26,7 @@ use crate::source::S3Source;
 use crate::sts::session_name;
 
 /// How a check ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
     /// Works.
@@ -52,10 +52,10 @@ impl CheckStatus {
 }
 
 /// One check of the doctor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// Which check (`assume_role`, `external_id_required`, `bucket`, `list`, `archived`, `read`).
-    pub check: &'static str,
+    pub check: String,
     /// Outcome.
     pub status: CheckStatus,
     /// What was found.
@@ -63,16 +63,17 @@ pub struct Check {
     /// The cause, in a word (`trust_policy`, `missing_permission`, `wrong_region`, `bucket_owner`,
     /// `no_such_bucket`, `kms_key`, `archived`, `external_id_not_required`, `network`, `other`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause: Option<&'static str>,
+    pub cause: Option<String>,
     /// What to change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
 }
 
 impl Check {
-    fn pass(check: &'static str, detail: impl Into<String>) -> Self {
+    /// A passed check.
+    pub fn pass(check: &'static str, detail: impl Into<String>) -> Self {
         Self {
-            check,
+            check: check.into(),
             status: CheckStatus::Pass,
             detail: detail.into(),
             cause: None,
@@ -80,9 +81,10 @@ impl Check {
         }
     }
 
-    fn skipped(check: &'static str, detail: impl Into<String>) -> Self {
+    /// A check not run, and why.
+    pub fn skipped(check: &'static str, detail: impl Into<String>) -> Self {
         Self {
-            check,
+            check: check.into(),
             status: CheckStatus::Skipped,
             detail: detail.into(),
             cause: None,
@@ -90,24 +92,25 @@ impl Check {
         }
     }
 
-    fn fail(
+    /// A failed check: its cause in a word, what was found and what to change.
+    pub fn fail(
         check: &'static str,
         cause: &'static str,
         detail: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
         Self {
-            check,
+            check: check.into(),
             status: CheckStatus::Fail,
             detail: detail.into(),
-            cause: Some(cause),
+            cause: Some(cause.into()),
             fix: Some(fix.into()),
         }
     }
 }
 
 /// Everything the doctor found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// Every check, in order.
     pub checks: Vec<Check>,
@@ -193,10 +196,10 @@ impl Doctor {
                     Check::pass("external_id_required", "assuming the role without the External ID is refused")
                 }
                 Err(err) => Check {
-                    check: "external_id_required",
+                    check: "external_id_required".into(),
                     status: CheckStatus::Warn,
                     detail: format!("could not check: {err}"),
-                    cause: Some("network"),
+                    cause: Some("network".into()),
                     fix: Some("run verify again".into()),
                 },
             });
@@ -271,10 +274,10 @@ impl Doctor {
             Check::pass("archived", "no archived objects on the first page")
         } else {
             Check {
-                check: "archived",
+                check: "archived".into(),
                 status: CheckStatus::Warn,
                 detail: format!("{archived} object(s) are in GLACIER or DEEP_ARCHIVE and not restored"),
-                cause: Some("archived"),
+                cause: Some("archived".into()),
                 fix: Some(
                     "they are skipped; restore them (S3 RestoreObject) and they are imported on the next sync"
                         .into(),
@@ -402,7 +405,7 @@ impl Doctor {
                     // not grant, and a bucket of another owner answers 403 too: the listing below (with
                     // ExpectedBucketOwner) decides.
                     S3Failure::AccessDenied => Check {
-                        check: "bucket",
+                        check: "bucket".into(),
                         status: CheckStatus::Warn,
                         detail: format!(
                             "HeadBucket on {bucket} was refused ({err}); the bucket's region and owner are checked \
@@ -526,7 +529,7 @@ fn source_failure(check: &'static str, source: &Source, target: &str, err: &Sour
                 .downcast_ref::<crate::source::WrongRegion>()
                 .and_then(|w| w.actual.clone());
             let mut c = wrong_region(source, actual.as_deref());
-            c.check = check;
+            c.check = check.into();
             c
         }
         other => Check::fail(check, "other", other.to_string(), "see the error"),
@@ -592,7 +595,7 @@ mod tests {
         assert_eq!(report.checks[0].status, CheckStatus::Pass, "{report:#?}");
         assert_eq!(report.checks[1].check, "external_id_required");
         assert_eq!(report.checks[1].status, CheckStatus::Fail);
-        assert_eq!(report.checks[1].cause, Some("external_id_not_required"));
+        assert_eq!(report.checks[1].cause.as_deref(), Some("external_id_not_required"));
         assert_eq!(with_id.num_calls(), 1);
         assert_eq!(without_id.num_calls(), 1);
         assert!(!report.ok());
@@ -639,7 +642,7 @@ mod tests {
         let report = Doctor::with_sts(&sdk(), sts).verify(&source(), None).await;
         let failure = report.first_failure().unwrap();
         assert_eq!(failure.check, "assume_role");
-        assert_eq!(failure.cause, Some("trust_policy"));
+        assert_eq!(failure.cause.as_deref(), Some("trust_policy"));
         assert!(failure.fix.as_deref().unwrap().contains("trust policy"));
         assert!(report.checks[1..]
             .iter()
@@ -656,7 +659,7 @@ mod tests {
             key: "orders/a.csv".into(),
             message: "Access Denied".into(),
         });
-        assert_eq!(denied.cause, Some("missing_permission"));
+        assert_eq!(denied.cause.as_deref(), Some("missing_permission"));
         assert!(denied
             .fix
             .unwrap()
@@ -666,13 +669,13 @@ mod tests {
             key: "orders/a.csv".into(),
             message: "KMS.AccessDeniedException".into(),
         });
-        assert_eq!(kms.cause, Some("kms_key"));
+        assert_eq!(kms.cause.as_deref(), Some("kms_key"));
         assert!(kms.fix.unwrap().contains("kms:Decrypt"));
         let archived = read(SourceError::Archived {
             bucket: "acme-exports".into(),
             key: "orders/a.csv".into(),
         });
-        assert_eq!(archived.cause, Some("archived"));
+        assert_eq!(archived.cause.as_deref(), Some("archived"));
         let region = read(SourceError::Other {
             context: "read".into(),
             source: Box::new(crate::source::WrongRegion {
@@ -682,7 +685,7 @@ mod tests {
                 detail: "PermanentRedirect".into(),
             }),
         });
-        assert_eq!(region.cause, Some("wrong_region"));
+        assert_eq!(region.cause.as_deref(), Some("wrong_region"));
         assert!(region.fix.unwrap().contains("--region eu-west-1"));
         let list = source_failure(
             "list",

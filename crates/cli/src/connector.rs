@@ -800,7 +800,7 @@ fn print_report(connector: &Connector, report: &Report, json: bool) -> Result<()
         .iter()
         .map(|c| {
             vec![
-                c.check.to_owned(),
+                c.check.clone(),
                 c.status.as_str().to_owned(),
                 c.detail.clone(),
             ]
@@ -812,7 +812,7 @@ fn print_report(connector: &Connector, report: &Report, json: bool) -> Result<()
         println!(
             "{} ({}): {}",
             c.check,
-            c.cause.unwrap_or("problem"),
+            c.cause.as_deref().unwrap_or("problem"),
             c.fix.as_deref().unwrap_or_default()
         );
     }

@@ -1,10 +1,20 @@
 //! The lister Lambda: fired by the schedule, it runs one discovery pass over every active connector (or one
 //! named connector) and fans new file versions out to the work queue. The handler is a plain async function
 //! ([`handle`]) so tests call it with real event JSON; `main.rs` only wires it to `lambda_runtime`.
+//!
+//! Besides the schedule's event, the function accepts explicit requests (the CLI invokes it with them, so the
+//! checks and syncs run as the deployment's own role, the principal the source roles' trust policies admit):
+//!
+//! | payload | does |
+//! |---|---|
+//! | `{"action": "verify", "connector_id": "…"}` | runs the connection doctor on that connector; the report is in `report` |
+//! | `{"action": "sync", "connector_id": "…"}` | one connector's sync now |
+//! | anything else (the EventBridge schedule) | a sync of every active connector |
 
 use std::sync::Arc;
 
 use s3_importer_aws::state::DynamoStateStore;
+use s3_importer_aws::verify::{Doctor, Report};
 use s3_importer_aws::{S3Source, SqsQueue};
 use s3_importer_core::config::{Config, ConfigError};
 use s3_importer_core::metrics;
@@ -26,13 +36,23 @@ pub enum ListerError {
     /// The named connector does not exist.
     #[error("no connector named {0:?}")]
     UnknownConnector(String),
+    /// A request without the connector it needs.
+    #[error("the {0:?} action needs a connector_id")]
+    MissingConnector(String),
+    /// An action the lister does not know.
+    #[error("unknown action {0:?}: expected \"verify\" or \"sync\"")]
+    UnknownAction(String),
 }
 
-/// What the lister accepts: the scheduler's payload (anything, ignored) or a request for one connector.
+/// What the lister accepts: the scheduler's payload (anything without `action`: every active connector) or a
+/// request for one connector.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ListerRequest {
-    /// Sync only this connector (by name or id), e.g. from `connector sync`.
-    #[serde(default)]
+    /// `verify` or `sync`; without it, a sync (of `connector`, or of every active connector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The connector (by id or name), e.g. from `connector sync`.
+    #[serde(default, alias = "connector_id", skip_serializing_if = "Option::is_none")]
     pub connector: Option<String>,
 }
 
@@ -51,8 +71,12 @@ pub struct ConnectorResult {
 /// What the lister returns (visible in the Lambda console and to `connector sync`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ListerResponse {
-    /// Per connector.
+    /// Per connector (empty for `verify`).
+    #[serde(default)]
     pub connectors: Vec<ConnectorResult>,
+    /// The connection doctor's report, for `verify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
 }
 
 /// The lister's dependencies, built once per cold start.
@@ -64,6 +88,8 @@ pub struct Lister {
     pub settings: ListerSettings,
     /// CloudWatch namespace of the metrics it emits.
     pub metrics_namespace: String,
+    /// The connection doctor (runs with the function's own credentials).
+    pub doctor: Arc<Doctor>,
 }
 
 impl Lister {
@@ -101,6 +127,7 @@ impl Lister {
             deps,
             settings,
             metrics_namespace: config.metrics_namespace.clone(),
+            doctor: Arc::new(Doctor::new(sdk)),
         }
     }
 }
@@ -111,21 +138,40 @@ pub async fn handle(
     event: serde_json::Value,
     request_id: &str,
 ) -> Result<ListerResponse, ListerError> {
-    // The scheduler sends its own payload (or an EventBridge envelope); only `{"connector": ...}` matters.
+    // The scheduler sends its own payload (or an EventBridge envelope); only `action`/`connector` matter.
     let request: ListerRequest = serde_json::from_value(event).unwrap_or_default();
     let mut settings = lister.settings.clone();
     settings.owner = format!("lister-{request_id}");
+    match request.action.as_deref() {
+        None | Some("sync") => {}
+        Some("verify") => {
+            let name = request
+                .connector
+                .ok_or_else(|| ListerError::MissingConnector("verify".into()))?;
+            let connector = find_connector(lister, &name).await?;
+            let format = lister
+                .deps
+                .state
+                .get_template(&connector.template_id, connector.template_version)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|t| t.template.format);
+            let report = lister.doctor.verify(&connector.source, format).await;
+            info!(connector = %connector.name, ok = report.ok(), "connection verified");
+            return Ok(ListerResponse {
+                connectors: Vec::new(),
+                report: Some(report),
+            });
+        }
+        Some(other) => return Err(ListerError::UnknownAction(other.to_owned())),
+    }
+    if request.action.is_some() && request.connector.is_none() {
+        return Err(ListerError::MissingConnector("sync".into()));
+    }
     let outcomes = match &request.connector {
         Some(name) => {
-            let connector = match lister.deps.state.find_connector_by_name(name).await? {
-                Some(c) => c,
-                None => lister
-                    .deps
-                    .state
-                    .get_connector(name)
-                    .await?
-                    .ok_or_else(|| ListerError::UnknownConnector(name.clone()))?,
-            };
+            let connector = find_connector(lister, name).await?;
             let outcome = lister::sync_connector(&lister.deps, &settings, &connector).await;
             vec![(connector.name, outcome)]
         }
@@ -153,7 +199,25 @@ pub async fn handle(
         })
         .collect::<Vec<_>>();
     info!(connectors = connectors.len(), "lister run finished");
-    Ok(ListerResponse { connectors })
+    Ok(ListerResponse {
+        connectors,
+        report: None,
+    })
+}
+
+async fn find_connector(
+    lister: &Lister,
+    name: &str,
+) -> Result<s3_importer_core::sync::Connector, ListerError> {
+    match lister.deps.state.find_connector_by_name(name).await? {
+        Some(c) => Ok(c),
+        None => lister
+            .deps
+            .state
+            .get_connector(name)
+            .await?
+            .ok_or_else(|| ListerError::UnknownConnector(name.to_owned())),
+    }
 }
 
 /// One EMF document per connector that ran (see `s3_importer_core::metrics` for the names).
@@ -177,6 +241,8 @@ impl From<ListerError> for lambda_runtime::Diagnostic {
             ListerError::Config(_) => "ConfigError",
             ListerError::State(_) => "StateError",
             ListerError::UnknownConnector(_) => "UnknownConnector",
+            ListerError::MissingConnector(_) => "MissingConnector",
+            ListerError::UnknownAction(_) => "UnknownAction",
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.into(),
