@@ -593,6 +593,21 @@ async fn record_a_real_run() -> Result<(Vec<Call>, Vec<Call>, Resources)> {
         .run
         .clone()
         .context("the cross-account connector did not run")?;
+    // `connector verify` with --stack invokes the lister: the connection doctor runs as the lister's role, for
+    // a same-account connector and for a cross-account one.
+    for connector in [&d.connector.id, &other.id] {
+        let verified = s3_importer_lister::handle(
+            &d.lister,
+            json!({ "action": "verify", "connector_id": connector }),
+            "lister-verify",
+        )
+        .await?;
+        let report = verified.report.context("verify returned no report")?;
+        ensure!(
+            report.sample_key.is_some(),
+            "the doctor read no file: {report:?}"
+        );
+    }
     ensure!(
         other_run.enqueued == 2,
         "cross-account connector enqueued {}",

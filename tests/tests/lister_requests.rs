@@ -119,11 +119,21 @@ async fn bad_requests_are_named() -> Result<()> {
     )
     .await
     .unwrap_err();
-    assert!(matches!(unknown, ListerError::UnknownConnector(_)), "{unknown}");
-    let missing = handle(&d.lister, json!({ "action": "verify" }), &request_id("verify"))
-        .await
-        .unwrap_err();
-    assert!(matches!(missing, ListerError::MissingConnector(_)), "{missing}");
+    assert!(
+        matches!(unknown, ListerError::UnknownConnector(_)),
+        "{unknown}"
+    );
+    let missing = handle(
+        &d.lister,
+        json!({ "action": "verify" }),
+        &request_id("verify"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(missing, ListerError::MissingConnector(_)),
+        "{missing}"
+    );
     let action = handle(
         &d.lister,
         json!({ "action": "delete", "connector_id": d.connector.id }),

@@ -595,7 +595,10 @@ mod tests {
         assert_eq!(report.checks[0].status, CheckStatus::Pass, "{report:#?}");
         assert_eq!(report.checks[1].check, "external_id_required");
         assert_eq!(report.checks[1].status, CheckStatus::Fail);
-        assert_eq!(report.checks[1].cause.as_deref(), Some("external_id_not_required"));
+        assert_eq!(
+            report.checks[1].cause.as_deref(),
+            Some("external_id_not_required")
+        );
         assert_eq!(with_id.num_calls(), 1);
         assert_eq!(without_id.num_calls(), 1);
         assert!(!report.ok());

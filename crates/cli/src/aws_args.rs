@@ -55,6 +55,15 @@ pub struct AwsArgs {
         help_heading = "Deployment"
     )]
     pub worker_role_arn: Option<String>,
+    /// The deployment's lister function: `connector verify`, `reauth`, `resume` and `sync` invoke it, so the
+    /// checks run as the deployment's role (the trust policies' principal) instead of the operator.
+    #[arg(
+        long,
+        global = true,
+        env = "S3I_LISTER_FUNCTION",
+        help_heading = "Deployment"
+    )]
+    pub lister_function: Option<String>,
     /// The prefix of source role names the deployment may assume [default: s3-importer-].
     #[arg(
         long,
@@ -95,6 +104,7 @@ impl AwsArgs {
             (&mut self.output_bucket, outputs.output_bucket),
             (&mut self.lister_role_arn, outputs.lister_role_arn),
             (&mut self.worker_role_arn, outputs.worker_role_arn),
+            (&mut self.lister_function, outputs.lister_function),
             (&mut self.role_name_prefix, outputs.source_role_name_prefix),
         ] {
             if field.is_none() {

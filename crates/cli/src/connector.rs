@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use s3_importer_aws::verify::{Doctor, Report};
+use s3_importer_aws::verify::{Check, Doctor, Report};
 use s3_importer_core::policy::{self, PermissionScope};
 use s3_importer_core::sync::ports::{FileQueue, StateStore};
 use s3_importer_core::sync::{
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::aws_args::AwsArgs;
 use crate::exit::{exit, Status};
-use crate::{preview, status, table};
+use crate::{preview, remote, status, table};
 
 /// `connector` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -457,13 +457,9 @@ pub async fn run(
         }
         ConnectorCommand::Verify { name, json } => {
             let connector = find(state, &name).await?;
-            let report = verify(sdk, state, &connector).await?;
-            print_report(&connector, &report, json)?;
-            if report.ok() {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                Ok(ExitCode::from(Status::CheckFailed as u8))
-            }
+            let checked = check_connection(aws, sdk, state, &connector).await?;
+            print_report(&connector, &checked.report, json)?;
+            Ok(checked.exit_code())
         }
         ConnectorCommand::Preview(args) => preview::preview(aws, sdk, state, args).await,
         ConnectorCommand::List { json } => status::list(state, json).await,
@@ -536,13 +532,16 @@ pub async fn run(
             if rotate_external_id || connector.source.external_id.is_none() {
                 connector.source.external_id = Some(new_external_id());
             }
-            let report = Doctor::new(sdk)
-                .verify(&connector.source, template_format(state, &connector).await)
-                .await;
-            connector.status = status_after(&report);
+            connector.updated_at = Utc::now();
+            if aws.lister_function.is_some() {
+                // The lister function checks the connector as stored: store the new role/ID first.
+                state.update_connector(&connector).await?;
+            }
+            let checked = check_connection(aws, sdk, state, &connector).await?;
+            connector.status = checked.status_after(&connector.status);
             connector.updated_at = Utc::now();
             state.update_connector(&connector).await?;
-            print_report(&connector, &report, json)?;
+            print_report(&connector, &checked.report, json)?;
             if rotate_external_id && !json {
                 println!();
                 println!("The External ID changed: replace the role's trust policy with:");
@@ -556,11 +555,7 @@ pub async fn run(
                     connector.status.as_str()
                 );
             }
-            Ok(if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(Status::CheckFailed as u8)
-            })
+            Ok(checked.exit_code())
         }
         ConnectorCommand::Pause { name } => {
             let mut connector = find(state, &name).await?;
@@ -579,14 +574,10 @@ pub async fn run(
             if no_verify {
                 connector.status = ConnectorStatus::Active;
             } else {
-                let report = Doctor::new(sdk)
-                    .verify(&connector.source, template_format(state, &connector).await)
-                    .await;
-                print_report(&connector, &report, false)?;
-                connector.status = status_after(&report);
-                if !report.ok() {
-                    code = ExitCode::from(Status::CheckFailed as u8);
-                }
+                let checked = check_connection(aws, sdk, state, &connector).await?;
+                print_report(&connector, &checked.report, false)?;
+                connector.status = checked.status_after(&connector.status);
+                code = checked.exit_code();
             }
             connector.updated_at = Utc::now();
             state.update_connector(&connector).await?;
@@ -773,14 +764,124 @@ fn status_after(report: &Report) -> ConnectorStatus {
     }
 }
 
-async fn verify(
+/// What `assume_role` says when the operator's own AssumeRole was refused and the operator is not a principal
+/// the trust policy admits: the refusal says nothing about the connector.
+pub const ASSUME_NOT_CHECKED: &str =
+    "not checked: run with --stack so the check runs as the deployment's role";
+
+/// A connection check, and whether it can decide the connector's status.
+#[derive(Debug)]
+struct Checked {
+    report: Report,
+    /// False when the check could not run as a principal of the trust policy (see [`ASSUME_NOT_CHECKED`]).
+    conclusive: bool,
+}
+
+impl Checked {
+    /// The connector's status after this check: `previous` when it was not conclusive.
+    fn status_after(&self, previous: &ConnectorStatus) -> ConnectorStatus {
+        if self.conclusive {
+            status_after(&self.report)
+        } else {
+            previous.clone()
+        }
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.conclusive && self.report.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(Status::CheckFailed as u8)
+        }
+    }
+}
+
+/// Checks `connector`'s connection: through the deployment's lister function when it is known (the check then
+/// runs as the deployment's role), else in this process.
+async fn check_connection(
+    aws: &AwsArgs,
     sdk: &aws_config::SdkConfig,
     state: &dyn StateStore,
     connector: &Connector,
-) -> Result<Report> {
-    Ok(Doctor::new(sdk)
+) -> Result<Checked> {
+    if let Some(function) = &aws.lister_function {
+        let client = aws_sdk_lambda::Client::new(sdk);
+        let response =
+            remote::invoke(&client, function, &remote::request("verify", &connector.id)).await?;
+        let report = response.report.with_context(|| {
+            format!("the lister function {function} returned no report: deploy this version of s3-importer")
+        })?;
+        return Ok(Checked {
+            report,
+            conclusive: true,
+        });
+    }
+    let report = Doctor::new(sdk)
         .verify(&connector.source, template_format(state, connector).await)
-        .await)
+        .await;
+    let operator_is_principal = if assume_refused(&report) {
+        operator_is_principal(aws, sdk).await
+    } else {
+        true
+    };
+    Ok(judge_local(report, operator_is_principal))
+}
+
+fn assume_refused(report: &Report) -> bool {
+    report
+        .first_failure()
+        .is_some_and(|f| f.check == "assume_role" && f.cause.as_deref() == Some("trust_policy"))
+}
+
+/// A check run with the operator's credentials: a refused AssumeRole is inconclusive unless the operator is a
+/// principal the trust policy admits.
+fn judge_local(mut report: Report, operator_is_principal: bool) -> Checked {
+    if !assume_refused(&report) || operator_is_principal {
+        return Checked {
+            report,
+            conclusive: true,
+        };
+    }
+    if let Some(check) = report.checks.iter_mut().find(|c| c.check == "assume_role") {
+        *check = Check::skipped("assume_role", ASSUME_NOT_CHECKED);
+    }
+    Checked {
+        report,
+        conclusive: false,
+    }
+}
+
+/// True when the caller is the deployment's lister or worker role (the trust policies' principals).
+async fn operator_is_principal(aws: &AwsArgs, sdk: &aws_config::SdkConfig) -> bool {
+    let Ok(identity) = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let caller = identity.arn().unwrap_or_default();
+    [&aws.lister_role_arn, &aws.worker_role_arn]
+        .into_iter()
+        .flatten()
+        .any(|role| caller_is_role(caller, role))
+}
+
+/// True when `caller` (a `GetCallerIdentity` ARN) is `role_arn` or a session of it.
+fn caller_is_role(caller: &str, role_arn: &str) -> bool {
+    if caller == role_arn {
+        return true;
+    }
+    let account = |arn: &str| arn.split(':').nth(4).map(str::to_owned);
+    let role_name = role_arn.rsplit('/').next().unwrap_or_default();
+    let session_role = caller
+        .split(':')
+        .nth(5)
+        .and_then(|r| r.strip_prefix("assumed-role/"))
+        .and_then(|r| r.split('/').next());
+    account(caller).is_some()
+        && account(caller) == account(role_arn)
+        && session_role == Some(role_name)
 }
 
 fn print_report(connector: &Connector, report: &Report, json: bool) -> Result<()> {
@@ -831,17 +932,27 @@ async fn sync_now(
     json: bool,
 ) -> Result<ExitCode> {
     let connector = find(state, name).await?;
-    let config = aws.config()?;
-    let lister = s3_importer_lister::Lister::from_config(
-        &config,
-        sdk,
-        Arc::new(s3_importer_core::sync::SystemClock),
-    );
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let response =
-        s3_importer_lister::handle(&lister, json!({ "connector": connector.id }), &request_id)
-            .await
-            .context("the sync failed")?;
+    let response = match &aws.lister_function {
+        // The deployment's function syncs as its own role (the source role's trust policy admits it).
+        Some(function) => {
+            let client = aws_sdk_lambda::Client::new(sdk);
+            remote::invoke(&client, function, &remote::request("sync", &connector.id))
+                .await
+                .context("the sync failed")?
+        }
+        None => {
+            let config = aws.config()?;
+            let lister = s3_importer_lister::Lister::from_config(
+                &config,
+                sdk,
+                Arc::new(s3_importer_core::sync::SystemClock),
+            );
+            let request_id = uuid::Uuid::new_v4().to_string();
+            s3_importer_lister::handle(&lister, remote::request("sync", &connector.id), &request_id)
+                .await
+                .context("the sync failed")?
+        }
+    };
     let Some(result) = response.connectors.into_iter().next() else {
         return Err(exit(Status::Failed, "the lister returned no result"));
     };
@@ -968,4 +1079,67 @@ async fn retry(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> Report {
+        Report {
+            checks: vec![
+                Check::fail(
+                    "assume_role",
+                    "trust_policy",
+                    "cannot assume arn:aws:iam::111122223333:role/s3-importer-orders: AccessDenied",
+                    "check the trust policy",
+                ),
+                Check::skipped("bucket", "the role cannot be assumed"),
+            ],
+            sample_key: None,
+        }
+    }
+
+    #[test]
+    fn a_refused_assume_as_the_operator_is_not_checked_and_keeps_the_status() {
+        let checked = judge_local(refused(), false);
+        assert!(!checked.conclusive);
+        assert_eq!(checked.report.checks[0].detail, ASSUME_NOT_CHECKED);
+        assert!(checked.report.first_failure().is_none());
+        for previous in [ConnectorStatus::Active, ConnectorStatus::Paused] {
+            assert_eq!(checked.status_after(&previous), previous);
+        }
+        assert_eq!(
+            checked.exit_code(),
+            ExitCode::from(Status::CheckFailed as u8)
+        );
+    }
+
+    #[test]
+    fn a_refused_assume_as_the_deployments_role_marks_the_connector_broken() {
+        let checked = judge_local(refused(), true);
+        assert!(checked.conclusive);
+        assert!(matches!(
+            checked.status_after(&ConnectorStatus::Active),
+            ConnectorStatus::Broken { .. }
+        ));
+    }
+
+    #[test]
+    fn the_callers_role_is_recognised_from_its_session_arn() {
+        let role = "arn:aws:iam::123456789012:role/prod-ListerRole-ABC";
+        assert!(caller_is_role(
+            "arn:aws:sts::123456789012:assumed-role/prod-ListerRole-ABC/prod-lister",
+            role
+        ));
+        assert!(caller_is_role(role, role));
+        assert!(!caller_is_role(
+            "arn:aws:iam::123456789012:user/alice",
+            role
+        ));
+        assert!(!caller_is_role(
+            "arn:aws:sts::999999999999:assumed-role/prod-ListerRole-ABC/x",
+            role
+        ));
+    }
 }

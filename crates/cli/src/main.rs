@@ -13,6 +13,7 @@ mod exit;
 mod import_file;
 mod local;
 mod preview;
+mod remote;
 mod run;
 mod status;
 mod table;

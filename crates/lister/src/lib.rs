@@ -52,7 +52,11 @@ pub struct ListerRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     /// The connector (by id or name), e.g. from `connector sync`.
-    #[serde(default, alias = "connector_id", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "connector_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connector: Option<String>,
 }
 
