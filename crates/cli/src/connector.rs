@@ -310,15 +310,10 @@ pub struct Policies {
 }
 
 async fn principals(aws: &AwsArgs, sdk: &aws_config::SdkConfig) -> Result<(Vec<String>, bool)> {
-    let given: Vec<String> = [&aws.lister_role_arn, &aws.worker_role_arn]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-    if !given.is_empty() {
-        for arn in &given {
-            policy::validate_role_arn(arn)?;
-        }
+    if let Some(given) = given_principals(
+        aws.lister_role_arn.as_deref(),
+        aws.worker_role_arn.as_deref(),
+    )? {
         return Ok((given, true));
     }
     // Without the deployment's roles, trust the deployment's account (narrow it with --stack).
@@ -341,6 +336,25 @@ async fn principals(aws: &AwsArgs, sdk: &aws_config::SdkConfig) -> Result<(Vec<S
         )],
         false,
     ))
+}
+
+/// The deployment's roles as given: both, or neither (then `None`); one alone would yield a trust policy the
+/// other function cannot use.
+fn given_principals(lister: Option<&str>, worker: Option<&str>) -> Result<Option<Vec<String>>> {
+    match (lister, worker) {
+        (None, None) => Ok(None),
+        (Some(lister), Some(worker)) => {
+            for arn in [lister, worker] {
+                policy::validate_role_arn(arn)?;
+            }
+            Ok(Some(vec![lister.to_owned(), worker.to_owned()]))
+        }
+        _ => Err(exit(
+            Status::Usage,
+            "pass both --lister-role-arn and --worker-role-arn (or --stack): the trust policy must name both \
+             of the deployment's roles",
+        )),
+    }
 }
 
 /// The policies of `connector`.
@@ -522,8 +536,7 @@ pub async fn run(
         } => {
             let mut connector = find(state, &name).await?;
             if let Some(arn) = &role_arn {
-                let role_name = policy::validate_role_arn(arn)?;
-                warn_role_prefix(role_name, aws.role_name_prefix());
+                policy::validate_source_role_arn(arn, aws.role_name_prefix())?;
                 connector.source.role_arn = Some(arn.clone());
             }
             if no_role {
@@ -611,15 +624,6 @@ pub async fn run(
     }
 }
 
-fn warn_role_prefix(role_name: &str, prefix: &str) {
-    if !role_name.starts_with(prefix) {
-        eprintln!(
-            "warning: the role name {role_name:?} does not start with {prefix:?}: the deployment may only assume \
-             roles whose names start with it"
-        );
-    }
-}
-
 async fn require_template(
     state: &dyn StateStore,
     id: &str,
@@ -649,8 +653,7 @@ async fn create(
     policy::validate_region(&args.region)?;
     let prefix = policy::normalize_folder(args.folder.as_deref())?;
     if let Some(arn) = &args.role_arn {
-        let role_name = policy::validate_role_arn(arn)?;
-        warn_role_prefix(role_name, aws.role_name_prefix());
+        policy::validate_source_role_arn(arn, aws.role_name_prefix())?;
     } else {
         policy::role_name(aws.role_name_prefix(), &args.name)?;
     }
@@ -1123,6 +1126,19 @@ mod tests {
             checked.status_after(&ConnectorStatus::Active),
             ConnectorStatus::Broken { .. }
         ));
+    }
+
+    #[test]
+    fn one_deployment_role_alone_is_refused() {
+        let l = "arn:aws:iam::123456789012:role/l";
+        let w = "arn:aws:iam::123456789012:role/w";
+        assert!(given_principals(Some(l), None).is_err());
+        assert!(given_principals(None, Some(w)).is_err());
+        assert_eq!(given_principals(None, None).unwrap(), None);
+        assert_eq!(
+            given_principals(Some(l), Some(w)).unwrap(),
+            Some(vec![l.to_owned(), w.to_owned()])
+        );
     }
 
     #[test]

@@ -115,7 +115,8 @@ pub fn validate_bucket_name(bucket: &str) -> Result<(), InvalidInput> {
     Ok(())
 }
 
-/// A folder (key prefix), normalised: leading slashes removed, `None` for the whole bucket. IAM wildcards
+/// A folder (key prefix), normalised: leading slashes removed, a trailing `/` added (so `exports/orders` grants
+/// and lists `exports/orders/…`, never `exports/orders-private/…`), `None` for the whole bucket. IAM wildcards
 /// (`*`, `?`) and control characters are refused, since they would widen the generated policy.
 pub fn normalize_folder(folder: Option<&str>) -> Result<Option<String>, InvalidInput> {
     let Some(folder) = folder.map(|f| f.trim_start_matches('/')) else {
@@ -139,7 +140,11 @@ pub fn normalize_folder(folder: Option<&str>) -> Result<Option<String>, InvalidI
             ),
         ));
     }
-    Ok(Some(folder.to_owned()))
+    let mut folder = folder.to_owned();
+    if !folder.ends_with('/') {
+        folder.push('/');
+    }
+    Ok(Some(folder))
 }
 
 /// A connector name: 1–64 characters of letters, digits, `.`, `_` and `-`, starting with a letter or
@@ -199,6 +204,10 @@ pub fn partition(region: &str) -> &'static str {
         "aws-cn"
     } else if region.starts_with("us-gov-") {
         "aws-us-gov"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
     } else {
         "aws"
     }
@@ -222,6 +231,28 @@ pub fn validate_role_arn(arn: &str) -> Result<&str, InvalidInput> {
     let name = resource.rsplit('/').next().unwrap_or_default();
     if name.is_empty() || name.len() > MAX_ROLE_NAME {
         return Err(fail());
+    }
+    Ok(name)
+}
+
+/// A source role ARN the deployment may assume: a valid role ARN (see [`validate_role_arn`]) whose path and
+/// name after `role/` start with `prefix`, since the deployment's roles may only assume
+/// `arn:…:iam::*:role/<prefix>*` (a role `role/team/<prefix>x` does not match). Returns the role's name.
+pub fn validate_source_role_arn<'a>(arn: &'a str, prefix: &str) -> Result<&'a str, InvalidInput> {
+    let name = validate_role_arn(arn)?;
+    let resource = arn
+        .splitn(6, ':')
+        .nth(5)
+        .and_then(|r| r.strip_prefix("role/"))
+        .unwrap_or_default();
+    if !resource.starts_with(prefix) {
+        return Err(invalid(
+            "role ARN",
+            format!(
+                "{arn:?}: the deployment may only assume roles named role/{prefix}* (path included); \
+                 create the role as role/{prefix}<connector name>, without a path"
+            ),
+        ));
     }
     Ok(name)
 }
@@ -428,6 +459,38 @@ pub fn check_policy_document(document: &Value) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn isolated_partitions_are_named() {
+        assert_eq!(partition("us-iso-east-1"), "aws-iso");
+        assert_eq!(partition("us-isob-east-1"), "aws-iso-b");
+        assert_eq!(partition("cn-north-1"), "aws-cn");
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(partition("eu-west-1"), "aws");
+    }
+
+    #[test]
+    fn a_source_role_must_match_the_prefix_path_included() {
+        let prefix = "s3-importer-";
+        assert_eq!(
+            validate_source_role_arn("arn:aws:iam::123456789012:role/s3-importer-x", prefix)
+                .unwrap(),
+            "s3-importer-x"
+        );
+        for bad in [
+            "arn:aws:iam::123456789012:role/team/s3-importer-x",
+            "arn:aws:iam::123456789012:role/other-x",
+        ] {
+            let err = validate_source_role_arn(bad, prefix).unwrap_err();
+            assert!(err.to_string().contains("role/s3-importer-*"), "{err}");
+        }
+        // A prefix with a path matches roles on that path.
+        assert!(
+            validate_source_role_arn("arn:aws:iam::123456789012:role/team/s3i-x", "team/s3i-")
+                .is_ok()
+        );
+    }
+
     use super::*;
 
     #[test]
@@ -506,6 +569,11 @@ mod tests {
         assert_eq!(
             normalize_folder(Some("/in/")).unwrap().as_deref(),
             Some("in/")
+        );
+        // Without the trailing slash, `exports/orders*` would also match `exports/orders-private/…`.
+        assert_eq!(
+            normalize_folder(Some("exports/orders")).unwrap().as_deref(),
+            Some("exports/orders/")
         );
         assert!(normalize_folder(Some("in/*")).is_err());
         assert!(normalize_folder(Some("in\n")).is_err());
