@@ -175,8 +175,21 @@ fn environment_variables_agree_with_the_code() {
         assert_eq!(config.sync.max_file_size, bytes, "{function}");
         // The metrics go to the namespace the alarms read.
         let namespace = &env["S3I_METRICS_NAMESPACE"];
-        for alarm in ["FilesFailedAlarm", "NoSuccessfulSyncAlarm"] {
-            assert_eq!(&props(alarm)["Namespace"], namespace, "{alarm}");
+        assert_eq!(
+            &props("FilesFailedAlarm")["Namespace"],
+            namespace,
+            "FilesFailedAlarm"
+        );
+        for query in props("NoSuccessfulSyncAlarm")["Metrics"]
+            .as_array()
+            .expect("NoSuccessfulSyncAlarm is a metric-math alarm")
+            .iter()
+            .filter(|q| q["MetricStat"].is_object())
+        {
+            assert_eq!(
+                &query["MetricStat"]["Metric"]["Namespace"], namespace,
+                "NoSuccessfulSyncAlarm"
+            );
         }
     }
 }
@@ -749,6 +762,7 @@ fn alarms_and_dashboard_read_metrics_the_code_emits() {
         names::ROWS_REJECTED,
         names::BYTES_READ,
         names::IMPORT_LAG,
+        names::ACTIVE_CONNECTORS,
     ];
     let resources = translated()["Resources"].as_object().expect("resources");
     let mut alarms = 0;
@@ -891,6 +905,57 @@ fn dashboard_metrics(body: &str) -> Vec<(String, String)> {
         }
     }
     metrics
+}
+
+/// The no-successful-sync alarm is quiet when nothing is active (fresh stack, every connector paused): it
+/// breaches only when the lister saw active connectors and none of their syncs succeeded. A lister that is not
+/// invoked at all has its own alarm, breaching on missing data.
+#[test]
+fn the_sync_alarms_tell_idle_from_failing() {
+    let p = props("NoSuccessfulSyncAlarm");
+    assert_eq!(p["TreatMissingData"], "notBreaching");
+    assert!(p["MetricName"].is_null(), "a metric-math alarm");
+    let queries = p["Metrics"].as_array().expect("metric math");
+    let id_of = |metric: &str, stat: &str| -> String {
+        let q = queries
+            .iter()
+            .find(|q| q["MetricStat"]["Metric"]["MetricName"] == metric)
+            .unwrap_or_else(|| panic!("NoSuccessfulSyncAlarm reads {metric}"));
+        assert_eq!(q["MetricStat"]["Stat"], stat, "{metric}");
+        assert_eq!(q["ReturnData"], false, "{metric}");
+        assert!(
+            q["MetricStat"]["Metric"]["Dimensions"].is_null(),
+            "{metric}: the deployment-wide series"
+        );
+        q["Id"].as_str().expect("id").to_owned()
+    };
+    let active = id_of(
+        s3_importer_core::metrics::names::ACTIVE_CONNECTORS,
+        "Maximum",
+    );
+    let succeeded = id_of(s3_importer_core::metrics::names::SYNCS_SUCCEEDED, "Sum");
+    let returned: Vec<&Value> = queries.iter().filter(|q| q["ReturnData"] == true).collect();
+    let [expression] = returned.as_slice() else {
+        panic!("one expression is alarmed on: {queries:?}");
+    };
+    assert_eq!(
+        expression["Expression"],
+        format!("IF({active} > 0 AND FILL({succeeded}, 0) < 1, 1, 0)")
+    );
+    assert_eq!(p["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
+    assert_eq!(p["Threshold"], 1.0);
+
+    let p = props("ListerNotInvokedAlarm");
+    assert_eq!(p["Namespace"], "AWS/Lambda");
+    assert_eq!(p["MetricName"], "Invocations");
+    assert_eq!(
+        p["Dimensions"],
+        json!([{ "Name": "FunctionName", "Value": { "Ref": "ListerFunction" } }])
+    );
+    assert_eq!(p["Statistic"], "Sum");
+    assert_eq!(p["ComparisonOperator"], "LessThanThreshold");
+    assert_eq!(p["Threshold"], 1.0);
+    assert_eq!(p["TreatMissingData"], "breaching");
 }
 
 #[test]

@@ -198,9 +198,28 @@ async fn lister_and_worker_emit_valid_documented_emf() -> Result<()> {
     let (documented_metrics, documented_dimensions) = documented();
     let mut lister = Vec::new();
     let mut worker = Vec::new();
+    let mut runs = Vec::new();
     let all = lines.lock().unwrap_or_else(PoisonError::into_inner).clone();
     for line in &all {
         let emf = parse_emf(line).with_context(|| format!("invalid EMF line: {line}"))?;
+        // The lister's deployment-wide document (no connector dimension); other tests' runs may add more.
+        if emf.root.get("ConnectorId").is_none()
+            && emf.namespace == d.config.metrics_namespace
+            && emf.root.get("Function").and_then(Value::as_str) == Some("lister")
+        {
+            ensure!(
+                emf.dimension_sets == [Vec::<String>::new()],
+                "deployment-wide only: {line}"
+            );
+            for (name, (unit, _)) in &emf.metrics {
+                ensure!(
+                    documented_metrics.get(name) == Some(unit),
+                    "{name} ({unit}) is not documented with that unit in the README's Metrics table"
+                );
+            }
+            runs.push(emf);
+            continue;
+        }
         if emf.root.get("ConnectorId").and_then(Value::as_str) != Some(d.connector.id.as_str()) {
             continue;
         }
@@ -238,6 +257,11 @@ async fn lister_and_worker_emit_valid_documented_emf() -> Result<()> {
     ensure!(value(sync, "SyncsSucceeded") == Some(1.0));
     ensure!(value(sync, "SyncsFailed") == Some(0.0));
     ensure!(sync.root["Connector"] == d.connector.name.as_str());
+    ensure!(
+        runs.iter()
+            .any(|r| value(r, "ActiveConnectors").is_some_and(|n| n >= 1.0)),
+        "the lister reports the active connectors of its run: {runs:?}"
+    );
 
     ensure!(
         worker.len() == 3,
@@ -261,6 +285,7 @@ async fn lister_and_worker_emit_valid_documented_emf() -> Result<()> {
     let emitted: BTreeSet<&String> = lister
         .iter()
         .chain(&worker)
+        .chain(&runs)
         .flat_map(|e| e.metrics.keys())
         .collect();
     for name in documented_metrics.keys() {

@@ -60,6 +60,8 @@ pub mod names {
     pub const BYTES_READ: &str = "BytesRead";
     /// LastModified to import, in seconds.
     pub const IMPORT_LAG: &str = "ImportLag";
+    /// Connectors a scheduled lister run found active (deployment-wide only, no connector dimension).
+    pub const ACTIVE_CONNECTORS: &str = "ActiveConnectors";
 }
 
 /// A CloudWatch unit.
@@ -183,6 +185,19 @@ fn count(n: u64) -> f64 {
     n as f64
 }
 
+/// The lister's deployment-wide document for one invocation: how many connectors were active (synced or held by
+/// another run). Emitted on every run, also when no connector is active, so an alarm can tell "nothing to sync"
+/// from "syncs failing".
+pub fn lister_run(namespace: &str, active_connectors: u64, now: DateTime<Utc>) -> EmfDocument {
+    EmfDocument::new(namespace, now)
+        .property("Function", "lister")
+        .metric(
+            names::ACTIVE_CONNECTORS,
+            Unit::Count,
+            count(active_connectors),
+        )
+}
+
 /// The lister's document for one connector's discovery pass.
 pub fn sync_run(
     namespace: &str,
@@ -280,6 +295,21 @@ mod tests {
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+    }
+
+    #[test]
+    fn the_lister_run_document_is_deployment_wide() {
+        let doc = lister_run("S3Importer/s", 0, at(1_700_000_000)).to_json();
+        assert_eq!(doc["ActiveConnectors"], 0.0);
+        assert_eq!(doc["Function"], "lister");
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([[]])
+        );
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+            serde_json::json!([{ "Name": "ActiveConnectors", "Unit": "Count" }])
+        );
     }
 
     #[test]

@@ -224,9 +224,19 @@ async fn find_connector(
     }
 }
 
-/// One EMF document per connector that ran (see `s3_importer_core::metrics` for the names).
+/// One EMF document per connector that ran, and one for the whole run with the number of active connectors
+/// (see `s3_importer_core::metrics` for the names).
 fn emit_metrics(lister: &Lister, outcomes: &[(String, SyncOutcome)]) {
     let now = lister.deps.clock.now();
+    let active = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, SyncOutcome::Ran(_) | SyncOutcome::Busy))
+        .count();
+    s3_importer_aws::telemetry::emit_metrics(&metrics::lister_run(
+        &lister.metrics_namespace,
+        active as u64,
+        now,
+    ));
     for (connector, outcome) in outcomes {
         if let SyncOutcome::Ran(run) = outcome {
             s3_importer_aws::telemetry::emit_metrics(&metrics::sync_run(
