@@ -68,10 +68,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.file.display()
         );
     };
-    let input = tokio::fs::File::open(&args.file)
-        .await
+    let input = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
-    let total = input.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let total = input.metadata().map(|m| m.len()).unwrap_or(0);
     let output = args
         .output
         .clone()
@@ -92,7 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             max_decompressed_bytes: args.max_decompressed_bytes,
             ..Limits::default()
         },
-        ..ImportOptions::default()
+        ..ImportOptions::for_file_output()
     };
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(total);
@@ -113,7 +112,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (bar, ticker)
     });
 
-    let report = pipeline::import(
+    let report = pipeline::import_blocking(
         input,
         file_format,
         Arc::new(template),

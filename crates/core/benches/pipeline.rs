@@ -372,20 +372,20 @@ fn child(mode: &str, format: Format, path: &Path, out_dir: Option<&Path>) -> Res
                 .enable_all()
                 .build()?;
             let rows = runtime.block_on(async {
-                let input = tokio::fs::File::open(path).await?;
+                let input = std::fs::File::open(path)?;
                 let mut rows = JsonlFileSink::create(out_dir.path().join("rows.jsonl")).await?;
                 let mut rejects = ErrorReportWriter::new(
                     tokio::fs::File::create(out_dir.path().join("errors.jsonl")).await?,
                     "errors",
                 );
-                let report = pipeline::import(
+                let report = pipeline::import_blocking(
                     input,
                     FileFormat {
                         format,
                         compression: Compression::None,
                     },
                     template,
-                    ImportOptions::default(),
+                    ImportOptions::for_file_output(),
                     &mut rows,
                     &mut rejects,
                 )

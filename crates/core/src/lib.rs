@@ -19,6 +19,7 @@ pub mod row_error;
 pub mod sink;
 pub mod sync;
 pub mod template;
+mod text_scan;
 pub mod validate;
 
 pub use format::{Compression, FileFormat, Format};

@@ -1,6 +1,7 @@
 //! The ports the pipeline writes to: typed rows ([`RowSink`]) and rejected rows ([`RejectSink`]), with the
 //! local-file adapters (JSONL files that become visible only when complete) and in-memory adapters.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -198,6 +199,15 @@ pub trait RowSink: Send {
     /// Writes a batch. Returning means the rows are durably accepted (or staged, for sinks that commit).
     async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError>;
 
+    /// Writes a batch the sink may keep while writing, and gives it back (its buffers are reused for later
+    /// batches). The pipeline calls this one; sinks that hand the bytes to another thread (a file written by
+    /// the blocking pool) override it to avoid copying the batch. The default calls
+    /// [`RowSink::write_batch`].
+    async fn write_owned(&mut self, batch: RowBatch) -> Result<RowBatch, SinkError> {
+        self.write_batch(&batch).await?;
+        Ok(batch)
+    }
+
     /// The file is complete: make what was written visible.
     async fn finish(&mut self) -> Result<(), SinkError>;
 
@@ -233,11 +243,16 @@ pub trait RejectSink: Send {
 
 /// Writes rows as JSON Lines to a local file that appears under its final name only when the file is
 /// complete (written to `NAME.partial`, renamed on [`RowSink::finish`], removed on [`RowSink::abort`]).
+///
+/// Each batch is written by the runtime's blocking pool with one `write` call: the pipeline's batches are
+/// hundreds of KiB, so there is nothing to gain from another buffer, and [`RowSink::write_owned`] moves the
+/// batch to the writing thread instead of copying it.
 #[derive(Debug)]
 pub struct JsonlFileSink {
     path: PathBuf,
     partial: PathBuf,
-    out: Option<BufWriter<tokio::fs::File>>,
+    /// `None` once finished or aborted.
+    file: Option<std::fs::File>,
 }
 
 impl JsonlFileSink {
@@ -247,14 +262,13 @@ impl JsonlFileSink {
         let partial = partial_path(&path);
         let file = tokio::fs::File::create(&partial)
             .await
-            .map_err(|e| SinkError::io("create", &partial, e))?;
+            .map_err(|e| SinkError::io("create", &partial, e))?
+            .into_std()
+            .await;
         Ok(Self {
             path,
             partial,
-            // Pipeline batches (hundreds of KiB) are larger than this buffer, so `BufWriter` hands them straight
-            // to the file, which makes the one copy it needs to write in the background; only small batches
-            // are gathered here. A buffer larger than a batch would copy every byte twice.
-            out: Some(BufWriter::with_capacity(DIRECT_WRITE_BYTES, file)),
+            file: Some(file),
         })
     }
 
@@ -262,10 +276,26 @@ impl JsonlFileSink {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
 
-/// Batches at least this large bypass [`JsonlFileSink`]'s buffer.
-const DIRECT_WRITE_BYTES: usize = 64 * 1024;
+    /// Runs `f` with the file on the blocking pool.
+    async fn with_file<T, F>(&mut self, what: &str, f: F) -> Result<T, SinkError>
+    where
+        F: FnOnce(&mut std::fs::File) -> std::io::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(mut file) = self.file.take() else {
+            return Err(SinkError::permanent(what, "sink already finished"));
+        };
+        let (file, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&mut file);
+            (file, result)
+        })
+        .await
+        .map_err(|e| SinkError::permanent(what, e))?;
+        self.file = Some(file);
+        result.map_err(|e| SinkError::io(what, &self.partial, e))
+    }
+}
 
 fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -276,24 +306,21 @@ fn partial_path(path: &Path) -> PathBuf {
 #[async_trait]
 impl RowSink for JsonlFileSink {
     async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
-        let Some(out) = self.out.as_mut() else {
-            return Err(SinkError::permanent("write", "sink already finished"));
-        };
-        out.write_all(batch.as_jsonl())
-            .await
-            .map_err(|e| SinkError::io("write", &self.partial, e))
+        self.write_owned(batch.clone()).await.map(drop)
+    }
+
+    async fn write_owned(&mut self, batch: RowBatch) -> Result<RowBatch, SinkError> {
+        self.with_file("write", move |file| {
+            file.write_all(batch.as_jsonl())?;
+            Ok(batch)
+        })
+        .await
     }
 
     async fn finish(&mut self) -> Result<(), SinkError> {
-        if let Some(mut out) = self.out.take() {
-            out.flush()
-                .await
-                .map_err(|e| SinkError::io("flush", &self.partial, e))?;
-            out.get_mut()
-                .sync_all()
-                .await
-                .map_err(|e| SinkError::io("sync", &self.partial, e))?;
-            drop(out);
+        if self.file.is_some() {
+            self.with_file("sync", |file| file.sync_all()).await?;
+            self.file = None;
             tokio::fs::rename(&self.partial, &self.path)
                 .await
                 .map_err(|e| SinkError::io("rename to", &self.path, e))?;
@@ -302,7 +329,7 @@ impl RowSink for JsonlFileSink {
     }
 
     async fn abort(&mut self) -> Result<(), SinkError> {
-        if self.out.take().is_some() {
+        if self.file.take().is_some() {
             match tokio::fs::remove_file(&self.partial).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::read::{Fields, RecordBody};
 use crate::template::{normalize_column, FieldType, Template, UnknownColumns};
+use crate::text_scan;
 use crate::{ErrorCode, Format, RowError};
 
 /// A file that cannot be validated against the template at all (decided from its header, before any row).
@@ -364,12 +365,13 @@ impl Validator {
         out.push(b'{');
         let mut sep = false;
         let empty_as_null = self.empty_as_null;
+        let text = plain_text(fields);
         for p in &self.plan {
             let Some(cell) = p.source.and_then(|i| fields.get(i)) else {
                 // Absent from the header: optional (a required one fails the file at bind time). Omitted.
                 continue;
             };
-            write_csv_cell(p, cell, empty_as_null, out, &mut sep, errors);
+            write_csv_cell(p, cell, text, empty_as_null, out, &mut sep, errors);
         }
         if !self.kept_columns.is_empty() {
             for (i, key) in &self.kept_columns {
@@ -687,10 +689,46 @@ fn null_value(
     }
 }
 
+/// What one scan of a whole delimited record found (see [`plain_text`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlainText {
+    /// Some field may need escaping or may not be valid UTF-8: each string field is checked on its own.
+    Unknown,
+    /// Every field is valid UTF-8 with nothing to escape; `ascii` when every byte is ASCII.
+    Plain { ascii: bool },
+}
+
+/// Scans a delimited record's text once for what JSON strings must escape and for non-ASCII bytes, so that
+/// string fields of a plain record (most of them) are copied as is.
+#[inline]
+fn plain_text(fields: &Fields<'_>) -> PlainText {
+    let text = fields.text();
+    let flags = text_scan::text_flags(text);
+    if flags.escape {
+        return PlainText::Unknown;
+    }
+    if !flags.non_ascii {
+        return PlainText::Plain { ascii: true };
+    }
+    // Valid as a whole, and no field starts in the middle of a character (a continuation byte): then every
+    // field is valid on its own.
+    let valid = simdutf8::basic::from_utf8(text).is_ok()
+        && fields
+            .ends()
+            .iter()
+            .all(|&end| text.get(end).is_none_or(|&b| !(0x80..0xC0).contains(&b)));
+    if valid {
+        PlainText::Plain { ascii: false }
+    } else {
+        PlainText::Unknown
+    }
+}
+
 #[inline]
 fn write_csv_cell(
     p: &Plan,
     cell: &[u8],
+    text: PlainText,
     empty_as_null: bool,
     out: &mut Vec<u8>,
     sep: &mut bool,
@@ -703,7 +741,13 @@ fn write_csv_cell(
                 return null_value(p, EMPTY, out, sep, errors);
             }
             put_key(out, &p.key, sep);
-            write_string(out, cell, *min, *max)
+            match text {
+                PlainText::Plain { ascii } => {
+                    write_plain_string(out, cell);
+                    check_length_of(cell, ascii, *min, *max)
+                }
+                PlainText::Unknown => write_string(out, cell, *min, *max),
+            }
         }
         Kind::Json => {
             let text = cell.trim_ascii();
@@ -903,16 +947,45 @@ fn write_string(
             "the text is not valid UTF-8",
         ));
     };
-    if min.is_some() || max.is_some() {
-        // Valid UTF-8 now: characters are the bytes that start one (all of them in ASCII text).
-        let n = if ascii {
-            cell.len()
-        } else {
-            cell.iter().filter(|&&b| (b as i8) >= -0x40).count()
-        };
-        check_count(n, min, max)?;
+    check_length_of(cell, ascii, min, max)
+}
+
+/// Checks the length in characters of valid UTF-8 `cell` (`ascii` when it is all ASCII).
+#[inline(always)]
+fn check_length_of(
+    cell: &[u8],
+    ascii: bool,
+    min: Option<u32>,
+    max: Option<u32>,
+) -> Result<(), Fail> {
+    if min.is_none() && max.is_none() {
+        return Ok(());
     }
-    Ok(())
+    // Characters are the bytes that start one (all of them in ASCII text).
+    let n = if ascii {
+        cell.len()
+    } else {
+        cell.iter().filter(|&&b| (b as i8) >= -0x40).count()
+    };
+    check_count(n, min, max)
+}
+
+/// Writes valid UTF-8 `s` that needs no escaping as a JSON string literal.
+#[inline(always)]
+fn write_plain_string(out: &mut Vec<u8>, s: &[u8]) {
+    if s.len() <= WINDOW - 2 {
+        stage(out, |b| {
+            b[0] = b'"';
+            copy_small(&mut b[1..], s);
+            b[s.len() + 1] = b'"';
+            s.len() + 2
+        });
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+    }
 }
 
 /// Writes a value of a non-string, non-json type from its (trimmed) text.

@@ -858,6 +858,50 @@ fn one_validator_handles_many_json_records_with_reused_buffers() {
     }
 }
 
+/// Three string fields, `a` `b` `c`, the second with a length limit.
+fn three_strings() -> Template {
+    template(
+        "",
+        "[[fields]]\nname = \"a\"\ntype = \"string\"\n\
+         [[fields]]\nname = \"b\"\ntype = \"string\"\nmax_length = 3\n\
+         [[fields]]\nname = \"c\"\ntype = \"string\"\n",
+    )
+}
+
+fn three_cells(cells: &[&[u8]; 3]) -> Outcome {
+    let t = three_strings();
+    let h = Row::of(&["a", "b", "c"]);
+    let mut v = Validator::new(&t, Format::Csv, Some(h.fields())).expect("header binds");
+    run(&mut v, &RecordBody::Fields(Row::new(cells).fields()))
+}
+
+/// Whole records are checked for UTF-8 at once: a character cut in two by a field boundary is valid across the
+/// record's text, and still invalid in both fields.
+#[test]
+fn a_character_split_across_two_fields_is_invalid_utf8_in_both() {
+    let got = three_cells(&[b"caf\xC3", b"\xA9", b"ok"]);
+    assert_eq!(codes(&got), vec![ErrorCode::InvalidUtf8; 2], "{got:?}");
+    let got = three_cells(&[b"x", b"\xE2\x82", b"\xAC"]);
+    assert_eq!(codes(&got), vec![ErrorCode::InvalidUtf8; 2], "{got:?}");
+}
+
+#[test]
+fn length_limits_count_characters_in_plain_and_escaped_records() {
+    // `b` is 3 characters (4 bytes); the record has nothing to escape, then a quote elsewhere.
+    assert_eq!(
+        three_cells(&["Zoë".as_bytes(), "é€a".as_bytes(), b"x"]).ok(),
+        Some(json!({"a": "Zoë", "b": "é€a", "c": "x"}))
+    );
+    assert_eq!(
+        three_cells(&["say \"hi\"".as_bytes(), "é€a".as_bytes(), b"x"]).ok(),
+        Some(json!({"a": "say \"hi\"", "b": "é€a", "c": "x"}))
+    );
+    assert_eq!(
+        codes(&three_cells(&[b"a", "é€ab".as_bytes(), b"c"])),
+        vec![ErrorCode::ConstraintViolated]
+    );
+}
+
 proptest! {
     /// Rows may hold personal data: an error message never repeats the rejected value.
     #[test]
@@ -873,6 +917,36 @@ proptest! {
                     prop_assert!(!shown.contains(value.trim()), "{shown:?} contains {value:?}");
                 }
             }
+        }
+    }
+
+    /// Whatever the other fields of the record hold (quotes, control bytes, backslashes, non-ASCII, broken
+    /// UTF-8), each string field is output exactly as serde_json encodes it, or rejected as invalid UTF-8
+    /// exactly when it is not UTF-8 on its own.
+    #[test]
+    fn string_fields_are_encoded_alike_in_any_record(
+        cells in proptest::array::uniform3(proptest::collection::vec(
+            proptest::sample::select(vec![
+                b'a', b'z', b' ', b'"', b'\\', b'\n', 0x01, 0x1F, 0x7F, 0xC3, 0xA9, 0xE2, 0x82, 0xAC, 0xF0, 0x9F,
+            ]),
+            1..12,
+        ))
+    ) {
+        let got = three_cells(&[&cells[0], &cells[1], &cells[2]]);
+        let texts: Vec<Option<&str>> = cells.iter().map(|c| std::str::from_utf8(c).ok()).collect();
+        let mut want_codes = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            match text {
+                None => want_codes.push(ErrorCode::InvalidUtf8),
+                Some(t) if i == 1 && t.chars().count() > 3 => want_codes.push(ErrorCode::ConstraintViolated),
+                Some(_) => {}
+            }
+        }
+        if want_codes.is_empty() {
+            let want = json!({"a": texts[0], "b": texts[1], "c": texts[2]});
+            prop_assert_eq!(got.ok(), Some(want));
+        } else {
+            prop_assert_eq!(codes(&got), want_codes);
         }
     }
 

@@ -45,6 +45,17 @@ impl<'a> Fields<'a> {
         self.ends.is_empty()
     }
 
+    /// Every field's unescaped bytes, back to back.
+    pub fn text(&self) -> &'a [u8] {
+        let end = self.ends.last().copied().unwrap_or(0);
+        self.data.get(..end).unwrap_or_default()
+    }
+
+    /// Where each field ends in [`Fields::text`] (exclusive); field `i` starts where field `i - 1` ends.
+    pub fn ends(&self) -> &'a [usize] {
+        self.ends
+    }
+
     /// The unescaped bytes of field `i`.
     pub fn get(&self, i: usize) -> Option<&'a [u8]> {
         let end = *self.ends.get(i)?;

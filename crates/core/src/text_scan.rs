@@ -1,0 +1,183 @@
+//! One pass over a whole record's text telling whether any of it needs JSON escaping or is not ASCII.
+//!
+//! A delimited record's fields are stored back to back (see [`crate::read::Fields`]), so one scan of the
+//! record answers for every field at once: in a record with nothing to escape, each string field is copied
+//! between quotes as is, instead of being scanned field by field. On x86_64 the scan compares 16 bytes at a
+//! time with SSE2 (part of the x86_64 baseline); elsewhere (the arm64 Lambda runtime) it uses portable SWAR on
+//! `u64` words. Both end with a scalar loop, so no load reads past the text.
+
+/// What a text contains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct TextFlags {
+    /// A byte JSON strings must escape: a control byte (below 0x20), `"` or `\`.
+    pub(crate) escape: bool,
+    /// A byte of 0x80 or above (UTF-8 to validate).
+    pub(crate) non_ascii: bool,
+}
+
+impl TextFlags {
+    #[inline(always)]
+    fn of_byte(b: u8) -> Self {
+        Self {
+            escape: b < 0x20 || b == b'"' || b == b'\\',
+            non_ascii: b >= 0x80,
+        }
+    }
+
+    #[inline(always)]
+    fn or(self, other: Self) -> Self {
+        Self {
+            escape: self.escape | other.escape,
+            non_ascii: self.non_ascii | other.non_ascii,
+        }
+    }
+}
+
+/// Scans `text` once.
+#[inline]
+pub(crate) fn text_flags(text: &[u8]) -> TextFlags {
+    #[cfg(target_arch = "x86_64")]
+    {
+        flags_sse2(text)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        flags_swar(text)
+    }
+}
+
+#[inline(always)]
+fn flags_scalar(text: &[u8]) -> TextFlags {
+    text.iter()
+        .fold(TextFlags::default(), |f, &b| f.or(TextFlags::of_byte(b)))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn flags_sse2(text: &[u8]) -> TextFlags {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8, _mm_setzero_si128,
+    };
+    let mut i = 0;
+    // SAFETY: SSE2 is part of the x86_64 baseline, so its intrinsics are always available.
+    let (mut special, mut high) = unsafe { (_mm_setzero_si128(), _mm_setzero_si128()) };
+    while let Some(block) = text.get(i..i + 16) {
+        // SAFETY: as above; `block` is exactly 16 readable bytes and `_mm_loadu_si128` has no alignment
+        // requirement.
+        unsafe {
+            let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+            // Signed compare: below 0x20 means a control byte or (negative) a byte of 0x80 or above; the
+            // latter are told apart by their sign bit, kept in `high`.
+            special = _mm_or_si128(
+                special,
+                _mm_or_si128(
+                    _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                    _mm_or_si128(
+                        _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
+                        _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+                    ),
+                ),
+            );
+            high = _mm_or_si128(high, v);
+        }
+        i += 16;
+    }
+    // SAFETY: as above.
+    let (special, high) = unsafe {
+        (
+            _mm_movemask_epi8(special) as u32,
+            _mm_movemask_epi8(high) as u32,
+        )
+    };
+    let non_ascii = high != 0;
+    // A lane flagged by the signed compare only is a high byte, not a control byte; with no high byte at all,
+    // every flagged lane is a real one. Otherwise (rare: non-ASCII text) the blocks are scanned again exactly.
+    let escape = if special == 0 {
+        false
+    } else if !non_ascii {
+        true
+    } else {
+        flags_scalar(&text[..i]).escape
+    };
+    TextFlags { escape, non_ascii }.or(flags_scalar(&text[i..]))
+}
+
+/// Portable version: eight bytes per step. Compiled on x86_64 too, for its tests.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline(always)]
+fn flags_swar(text: &[u8]) -> TextFlags {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut special = 0u64;
+    let mut high = 0u64;
+    let mut i = 0;
+    while let Some(block) = text.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(block);
+        let w = u64::from_le_bytes(word);
+        // Each byte's low seven bits with the high bit set: subtracting at most 0x20 or 1 from such a byte
+        // never borrows from the next one, and the high bit survives exactly when the low bits were large
+        // enough. Bytes of 0x80 and above are then masked out (`& !w`).
+        let a = (w & !HI) | HI;
+        let below_space = !a.wrapping_sub(LO * 0x20);
+        let quote = !((a ^ (LO * u64::from(b'"'))) | HI).wrapping_sub(LO);
+        let backslash = !((a ^ (LO * u64::from(b'\\'))) | HI).wrapping_sub(LO);
+        special |= (below_space | quote | backslash) & !w;
+        high |= w;
+        i += 8;
+    }
+    TextFlags {
+        escape: special & HI != 0,
+        non_ascii: high & HI != 0,
+    }
+    .or(flags_scalar(&text[i..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_implementation_agrees_with_the_byte_by_byte_scan() {
+        // Bytes next to the thresholds (0x1F/0x20, 0x7F/0x80) and the specials.
+        let alphabet = [
+            b'a', b' ', b'!', b'#', b'[', b']', 0x7F, 0x1F, 0x00, b'\n', b'"', b'\\', 0x80, 0xC3,
+            0xFF, 0xA2,
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for len in 0..70 {
+            for _ in 0..300 {
+                let text: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        // Mostly plain bytes, so most texts have none or one special byte.
+                        if state % 16 == 0 {
+                            alphabet[(state >> 8) as usize % alphabet.len()]
+                        } else {
+                            alphabet[(state >> 8) as usize % 6]
+                        }
+                    })
+                    .collect();
+                let want = flags_scalar(&text);
+                assert_eq!(text_flags(&text), want, "{text:?}");
+                assert_eq!(flags_swar(&text), want, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_kind_of_byte_is_classified() {
+        for b in 0..=255u8 {
+            for at in [0, 7, 8, 15, 16, 31, 40] {
+                let mut text = vec![b'x'; 41];
+                text[at] = b;
+                let want = TextFlags::of_byte(b);
+                assert_eq!(text_flags(&text), want, "byte {b:#04x} at {at}");
+                assert_eq!(flags_swar(&text), want, "byte {b:#04x} at {at}");
+            }
+        }
+    }
+}
