@@ -902,6 +902,26 @@ fn length_limits_count_characters_in_plain_and_escaped_records() {
     );
 }
 
+/// JSON records are checked for UTF-8 once, then parsed as text; invalid UTF-8 is still an invalid-JSON row
+/// error that says where, and never quotes the bytes.
+#[test]
+fn json_record_with_invalid_utf8_is_invalid_json_with_its_position() {
+    let t = one_field("type = \"string\"");
+    let mut v = Validator::new(&t, Format::Jsonl, None).expect("binds");
+    let got = run(&mut v, &RecordBody::Json(b"{\"v\": \"ab\xffc\"}"));
+    assert_eq!(codes(&got), vec![ErrorCode::InvalidJson]);
+    let message = got.err().map(|e| e[0].to_string()).unwrap_or_default();
+    assert!(message.contains("column"), "{message}");
+    assert_eq!(
+        run(
+            &mut v,
+            &RecordBody::Json("{\"v\": \"Zoë \\u00e9\"}".as_bytes())
+        )
+        .ok(),
+        Some(json!({"v": "Zoë é"}))
+    );
+}
+
 proptest! {
     /// Rows may hold personal data: an error message never repeats the rejected value.
     #[test]

@@ -159,6 +159,15 @@ fn strip_cr(line: &mut Vec<u8>) {
 
 /// True when `line` nests arrays/objects deeper than `max` (brackets inside strings do not count).
 pub(crate) fn exceeds_depth(line: &[u8], max: usize) -> bool {
+    // Nesting never exceeds the number of opening brackets (counting those inside strings too): one SIMD count
+    // settles the usual flat record without walking it byte by byte.
+    if memchr::memchr2_iter(b'{', b'[', line)
+        .take(max.saturating_add(1))
+        .count()
+        <= max
+    {
+        return false;
+    }
     let mut depth = 0usize;
     let mut i = 0;
     while i < line.len() {
