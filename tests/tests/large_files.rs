@@ -18,10 +18,11 @@ use s3_importer_aws::destination::error_report_key;
 use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
 use s3_importer_core::sync::ports::{Destination, FileJob};
 use s3_importer_core::sync::read_ahead::ReadAhead;
-use s3_importer_core::sync::FileStatus;
+use s3_importer_core::sync::{Clock, FileStatus};
 use s3_importer_tests::deployment::{
     Deployment, Fault, FaultyDestination, FaultyQueue, Options, QueueFault,
 };
+use s3_importer_tests::recording::Recorder;
 use s3_importer_worker::Worker;
 
 /// Time left in each invocation of a piece-by-piece drain (the handler starts no message with < 20 s).
@@ -35,8 +36,8 @@ fn piecewise(d: &Deployment, batch_rows: usize) -> Worker {
     let mut worker = d.worker.clone();
     worker.settings.checkpoint_margin = left();
     worker.settings.batch_rows = batch_rows;
-    // Uncompressed files are read as ranged GETs of 1000 bytes, 3 in flight (the one-pass imports they are
-    // compared with read one stream).
+    // Files are read as ranged GETs of 1000 bytes, 3 in flight (the one-pass imports they are compared with
+    // read one stream).
     worker.settings.read_ahead = ReadAhead {
         chunk_bytes: 1000,
         in_flight: 3,
@@ -214,6 +215,54 @@ async fn every_format_in_many_pieces_gives_exactly_the_one_pass_result() -> Resu
         );
     }
     ensure!(many.queue_depth().await? == (0, 0));
+    Ok(())
+}
+
+/// A ranged read sends one GetObject per range: the first range is the request that checks the object (found,
+/// unchanged) and tells its encoding, and its response is read, not dropped.
+#[tokio::test]
+async fn ranged_read_sends_one_get_object_per_range() -> Result<()> {
+    let d = Deployment::new().await?;
+    let csv = delimited(&rows("ranges", 2000), ',');
+    let gz = gzip(&csv)?;
+    d.put("r.csv", &csv).await?;
+    d.put("r.csv.gz", &gz).await?;
+    ensure!(d.sync().await?.enqueued == 2);
+    let recorder = Recorder::new();
+    let clock: Arc<dyn Clock> = d.clock.clone();
+    let mut worker = Worker::from_config(&d.config, &recorder.sdk_config(&d.sdk), clock);
+    worker.settings.read_ahead = ReadAhead {
+        chunk_bytes: 1000,
+        in_flight: 3,
+        min_object_bytes: 1,
+    };
+    let drained = d.drain_with(&worker).await?;
+    ensure!(
+        drained.acked == 2 && drained.retried.is_empty(),
+        "{drained:?}"
+    );
+    for (name, body) in [("r.csv", &csv), ("r.csv.gz", &gz)] {
+        let entry = d.file(name).await?;
+        ensure!(
+            (entry.status, entry.rows_imported, entry.rows_rejected)
+                == (FileStatus::Imported, 2000 - 2000 / 7, 2000 / 7),
+            "{name}: {entry:#?}"
+        );
+        let key = Deployment::key(name);
+        let gets = recorder
+            .calls()
+            .iter()
+            .filter(|c| {
+                c.name() == "s3:GetObject"
+                    && c.s3_bucket_and_key() == (d.source_bucket.clone(), Some(key.clone()))
+            })
+            .count();
+        ensure!(
+            gets == body.len().div_ceil(1000),
+            "{name}: {gets} GetObject requests for {} bytes in ranges of 1000",
+            body.len()
+        );
+    }
     Ok(())
 }
 

@@ -35,10 +35,10 @@ use super::ports::{
     ByteRange, Destination, FileJob, FileQueue, ObjectSource, SourceError, StartOutcome,
     StateError, StateStore,
 };
-use super::read_ahead::ReadAhead;
+use super::read_ahead::{self, ReadAhead};
 use crate::format::detect_format;
-use crate::pipeline::{self, Counts, FileReport, ImportOptions};
-use crate::read::StartAt;
+use crate::pipeline::{self, Counts, FileFailure, FileReport, ImportOptions};
+use crate::read::{ReadError, StartAt};
 use crate::sink::SinkError;
 use crate::{Compression, Limits};
 
@@ -555,32 +555,31 @@ async fn import_file(
         .map(|c| StartAt::from(&c.start))
         .unwrap_or_default();
     let known_format = checkpoint.as_ref().and_then(|c| c.format);
-    let range = (!start.is_start()
-        && known_format.is_some_and(|f| f.compression == Compression::None))
-    .then_some(ByteRange {
-        start: start.position.byte,
-        end: None,
-    });
+    let read_from =
+        if !start.is_start() && known_format.is_some_and(|f| f.compression == Compression::None) {
+            start.position.byte
+        } else {
+            0
+        };
+    // A large object is read as ranged GETs ahead of the parser; the first of them is the request that tells
+    // the encoding and finds a missing or changed object. Other objects are one stream.
+    let size = entry.size;
+    let ranged = settings.read_ahead.applies(read_from, size);
+    let range = if ranged {
+        Some(settings.read_ahead.first_range(read_from, size))
+    } else {
+        (read_from > 0).then_some(ByteRange {
+            start: read_from,
+            end: None,
+        })
+    };
     let body = match deps
         .source
         .open(&connector.source, &version.key, &version.etag, range)
         .await
     {
         Ok(body) => body,
-        Err(SourceError::NotFound { .. }) => {
-            return Err(ImportError::Final(
-                FileStatus::Gone,
-                "deleted before it was read".into(),
-            ))
-        }
-        Err(SourceError::Changed { .. }) => {
-            return Err(ImportError::Final(
-                FileStatus::Superseded,
-                "overwritten before it was read; the newer version is imported separately".into(),
-            ))
-        }
-        Err(e) if e.is_transient() => return Err(ImportError::Transient(e.to_string())),
-        Err(e) => return Err(ImportError::Final(FileStatus::Failed, e.to_string())),
+        Err(e) => return Err(source_failure(e)),
     };
     let format = known_format
         .or_else(|| {
@@ -598,19 +597,15 @@ async fn import_file(
             "the checkpoint does not say the file's format; retry the file".into(),
         ));
     }
-    // A large uncompressed object is read as ranged GETs ahead of the parser; the first response (which
-    // told the encoding and classified a missing or changed object) is dropped.
-    let size = entry.size;
-    let reader = if format.compression == Compression::None
-        && settings.read_ahead.applies(start.position.byte, size)
-    {
+    let reader = if ranged {
         settings.read_ahead.reader(
             deps.source.clone(),
             connector.source.clone(),
             version.key.clone(),
             version.etag.clone(),
-            start.position.byte,
+            read_from,
             size,
+            Some(body),
         )
     } else {
         body.reader
@@ -645,7 +640,7 @@ async fn import_file(
         carried,
         ..ImportOptions::default()
     };
-    pipeline::import(
+    let report = pipeline::import(
         reader,
         format,
         template,
@@ -654,5 +649,55 @@ async fn import_file(
         rejects.as_mut(),
     )
     .await
-    .map_err(sink_error)
+    .map_err(sink_error)?;
+    // The source failing mid-file (after the read's own retries) is not the file's fault: an object deleted or
+    // overwritten meanwhile ends as `gone` or `superseded`, and a flaky network is retried later — unless
+    // earlier pieces left staged output, which the failed piece has discarded (the file then fails and is
+    // retried whole with `connector retry`).
+    let carried_output = checkpoint
+        .as_ref()
+        .is_some_and(|c| c.rows_state.is_some() || c.rejects_state.is_some());
+    match report.failure.as_ref().and_then(read_source_error) {
+        Some(error @ (SourceError::NotFound { .. } | SourceError::Changed { .. })) => {
+            let (status, reason) = source_final(error, "while it was read");
+            Err(ImportError::Final(status, reason))
+        }
+        Some(error) if error.is_transient() && !carried_output => {
+            Err(ImportError::Transient(error.to_string()))
+        }
+        _ => Ok(report),
+    }
+}
+
+/// The source error behind a file failure, when reading the source is what failed.
+fn read_source_error(failure: &FileFailure) -> Option<&SourceError> {
+    match failure {
+        FileFailure::Read(ReadError::Io { source, .. } | ReadError::Gzip { source, .. }) => {
+            read_ahead::source_error(source)
+        }
+        _ => None,
+    }
+}
+
+/// The final status and reason of a file whose object is gone or changed (`when`: "before it was read", ...).
+fn source_final(error: &SourceError, when: &str) -> (FileStatus, String) {
+    match error {
+        SourceError::NotFound { .. } => (FileStatus::Gone, format!("deleted {when}")),
+        _ => (
+            FileStatus::Superseded,
+            format!("overwritten {when}; the newer version is imported separately"),
+        ),
+    }
+}
+
+/// How a failure to open the object ends the attempt.
+fn source_failure(error: SourceError) -> ImportError {
+    match &error {
+        SourceError::NotFound { .. } | SourceError::Changed { .. } => {
+            let (status, reason) = source_final(&error, "before it was read");
+            ImportError::Final(status, reason)
+        }
+        e if e.is_transient() => ImportError::Transient(e.to_string()),
+        e => ImportError::Final(FileStatus::Failed, e.to_string()),
+    }
 }
