@@ -16,6 +16,7 @@
 //! starts from `$REPO/.venv` (made by `make venv` / `infra/local/venv.sh`) and kills when it exits.
 //! See `infra/local/README.md` for moto's known gaps.
 
+pub mod denials;
 pub mod deployment;
 mod emulator;
 mod names;

@@ -34,7 +34,8 @@ pub struct Call {
 }
 
 impl Call {
-    fn from_request(request: &HttpRequest) -> Self {
+    /// The call `request` makes.
+    pub fn from_request(request: &HttpRequest) -> Self {
         let header = |name: &str| request.headers().get(name).unwrap_or("").to_owned();
         let service = credential_scope_service(&header("authorization")).unwrap_or_default();
         let body = request.body().bytes().unwrap_or_default();

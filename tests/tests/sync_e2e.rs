@@ -33,6 +33,7 @@ use s3_importer_core::sync::{
 };
 use s3_importer_core::template::Template;
 use s3_importer_core::ErrorCode;
+use s3_importer_tests::denials::{missing_keys_denied, Listing};
 use s3_importer_tests::deployment::{request_id, Deployment, Fault, FaultyDestination, Options};
 use s3_importer_tests::{s3_client, sqs_client};
 use serde_json::json;
@@ -993,6 +994,67 @@ async fn file_deleted_before_it_is_read_is_gone() -> Result<()> {
     assert_eq!((drained.delivered, drained.acked), (1, 1));
     assert_eq!(d.file("a.csv").await?.status, FileStatus::Gone);
     assert!(d.records().await?.is_empty());
+    Ok(())
+}
+
+/// A worker whose role may not list the bucket (or only under a prefix condition a GetObject does not meet) gets
+/// 403, not 404, for a deleted key: a ListObjectsV2 of the key tells a deleted file (`gone`) from a refused read;
+/// when that listing is refused too, the file is `failed` saying why.
+#[tokio::test]
+async fn deleted_file_answered_access_denied_is_gone_when_the_listing_says_so() -> Result<()> {
+    for listing in [Listing::Allowed, Listing::Refused] {
+        let d = Deployment::new().await?;
+        d.put("a.csv", &csv(&[("a-1", 1)])).await?;
+        assert_eq!(d.sync().await?.enqueued, 1);
+        s3_client(&d.sdk)
+            .delete_object()
+            .bucket(&d.source_bucket)
+            .key(Deployment::key("a.csv"))
+            .send()
+            .await?;
+        let clock: Arc<dyn Clock> = d.clock.clone();
+        let worker = s3_importer_worker::Worker::from_config(
+            &d.config,
+            &missing_keys_denied(&d.sdk, listing),
+            clock,
+        );
+        let drained = d.drain_with(&worker).await?;
+        assert_eq!((drained.delivered, drained.acked), (1, 1), "{listing:?}");
+        let entry = d.file("a.csv").await?;
+        match listing {
+            Listing::Allowed => assert_eq!(entry.status, FileStatus::Gone, "{entry:#?}"),
+            Listing::Refused => {
+                assert_eq!(entry.status, FileStatus::Failed, "{entry:#?}");
+                let error = entry.error.unwrap_or_default();
+                assert!(
+                    error.contains("access denied")
+                        && error.contains("s3:ListBucket")
+                        && error.contains("still exists is unknown"),
+                    "{error}"
+                );
+            }
+        }
+        assert!(d.records().await?.is_empty());
+    }
+    Ok(())
+}
+
+/// The same worker reads files that exist: the 403 answer is only for missing keys.
+#[tokio::test]
+async fn a_worker_that_cannot_list_still_imports_existing_files() -> Result<()> {
+    let d = Deployment::new().await?;
+    d.put("a.csv", &csv(&[("a-1", 1), ("a-2", 2)])).await?;
+    assert_eq!(d.sync().await?.enqueued, 1);
+    let clock: Arc<dyn Clock> = d.clock.clone();
+    let worker = s3_importer_worker::Worker::from_config(
+        &d.config,
+        &missing_keys_denied(&d.sdk, Listing::Refused),
+        clock,
+    );
+    let drained = d.drain_with(&worker).await?;
+    assert_eq!((drained.delivered, drained.acked), (1, 1));
+    assert_eq!(d.file("a.csv").await?.status, FileStatus::Imported);
+    assert_eq!(d.records().await?.len(), 2);
     Ok(())
 }
 

@@ -194,6 +194,10 @@ impl ObjectSource for S3Source {
                     tracing::debug!(bucket = %source.bucket, key, "range starts at the end of the object");
                     return Ok(empty_body());
                 }
+                if classify_s3(err.kind, err.code.as_deref(), err.status) == S3Failure::AccessDenied
+                {
+                    return Err(denied_read(&client, source, key, etag, err).await);
+                }
                 return Err(source_error(source, key, Some(etag), "read", err));
             }
         };
@@ -202,6 +206,56 @@ impl ObjectSource for S3Source {
             content_length: out.content_length().and_then(|n| u64::try_from(n).ok()),
             reader: Box::new(out.body.into_async_read()),
         })
+    }
+}
+
+/// A GetObject answered 403. Without `s3:ListBucket` S3 answers 403 AccessDenied, not 404, for a key that does
+/// not exist, so a deleted object would look like a permission problem: one ListObjectsV2 (prefix = the key,
+/// one key) tells them apart. Absent: [`SourceError::NotFound`]. Present: access denied. The probe refused too:
+/// access denied, saying the object's existence is unknown.
+async fn denied_read(
+    client: &aws_sdk_s3::Client,
+    source: &Source,
+    key: &str,
+    etag: &str,
+    err: AwsCallError,
+) -> SourceError {
+    let probe = client
+        .list_objects_v2()
+        .bucket(&source.bucket)
+        .prefix(key)
+        .max_keys(1)
+        .expected_bucket_owner(&source.account_id)
+        .send()
+        .await;
+    match probe {
+        Ok(out) if !out.contents().iter().any(|o| o.key() == Some(key)) => {
+            tracing::debug!(bucket = %source.bucket, key, "access denied to a key the listing does not show: gone");
+            SourceError::NotFound {
+                bucket: source.bucket.clone(),
+                key: key.to_owned(),
+            }
+        }
+        Ok(_) => source_error(source, key, Some(etag), "read", err),
+        Err(e) => {
+            let probe = AwsCallError::from_sdk(e);
+            match source_error(source, key, Some(etag), "read", err) {
+                SourceError::AccessDenied {
+                    bucket,
+                    key,
+                    message,
+                } => SourceError::AccessDenied {
+                    message: format!(
+                        "{message}; whether the object still exists is unknown: s3:ListBucket on the bucket was \
+                         refused too ({})",
+                        probe.message_or_summary()
+                    ),
+                    bucket,
+                    key,
+                },
+                other => other,
+            }
+        }
     }
 }
 
@@ -539,7 +593,7 @@ mod tests {
 
     #[tokio::test]
     async fn access_denied_mentions_the_expected_owner() {
-        let err = open_error(403, Some("AccessDenied")).await;
+        let (err, _) = denied(Ok(&["in/a.csv"])).await;
         assert!(matches!(err, SourceError::AccessDenied { .. }), "{err:?}");
         assert!(
             err.to_string()
@@ -566,5 +620,80 @@ mod tests {
         assert!(!err.is_transient());
         let text = err.to_string();
         assert!(text.contains("not in region eu-west-1"), "{text}");
+    }
+
+    /// A GetObject answering 403 and a ListObjectsV2 probe answering `listed` (keys) or an error.
+    async fn denied(listed: Result<&'static [&'static str], u16>) -> (SourceError, usize) {
+        let get = mock!(aws_sdk_s3::Client::get_object)
+            .sequence()
+            .http_status(403, Some(s3_error("AccessDenied")))
+            .build();
+        let list = match listed {
+            Ok(keys) => mock!(aws_sdk_s3::Client::list_objects_v2)
+                .match_requests(|r| {
+                    r.bucket() == Some("src")
+                        && r.prefix() == Some("in/a.csv")
+                        && r.max_keys() == Some(1)
+                        && r.expected_bucket_owner() == Some("111122223333")
+                })
+                .then_output(move || {
+                    let when = aws_smithy_types::DateTime::from_secs(1_700_000_000);
+                    let mut out = ListObjectsV2Output::builder();
+                    for key in keys {
+                        out = out.contents(
+                            Object::builder()
+                                .key(*key)
+                                .e_tag("\"e\"")
+                                .size(1)
+                                .last_modified(when)
+                                .build(),
+                        );
+                    }
+                    out.build()
+                }),
+            Err(status) => mock!(aws_sdk_s3::Client::list_objects_v2)
+                .sequence()
+                .http_status(status, Some(s3_error("AccessDenied")))
+                .build(),
+        };
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get, &list], |c| c
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+        let err = match S3Source::with_client(client)
+            .open(&source(), "in/a.csv", "\"e\"", None)
+            .await
+        {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e,
+        };
+        (err, list.num_calls())
+    }
+
+    #[tokio::test]
+    async fn access_denied_to_a_key_not_listed_means_not_found() {
+        // Without s3:ListBucket S3 answers 403 for a missing key; the probe shows it is gone.
+        let (err, probes) = denied(Ok(&[])).await;
+        assert!(matches!(err, SourceError::NotFound { .. }), "{err:?}");
+        assert_eq!(probes, 1);
+        // A longer key with the same beginning is not the object.
+        let (err, _) = denied(Ok(&["in/a.csv.bak"])).await;
+        assert!(matches!(err, SourceError::NotFound { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn access_denied_to_a_listed_key_stays_access_denied() {
+        let (err, probes) = denied(Ok(&["in/a.csv"])).await;
+        assert!(matches!(err, SourceError::AccessDenied { .. }), "{err:?}");
+        assert_eq!(probes, 1);
+    }
+
+    #[tokio::test]
+    async fn access_denied_probe_refused_says_existence_is_unknown() {
+        let (err, _) = denied(Err(403)).await;
+        assert!(matches!(err, SourceError::AccessDenied { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("s3:ListBucket") && text.contains("still exists is unknown"),
+            "{text}"
+        );
     }
 }

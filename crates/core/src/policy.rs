@@ -2,7 +2,8 @@
 //! of the role that reads the bucket, and that role's trust policy. Pure functions, no AWS calls.
 //!
 //! The permission policy grants the least the importer needs: `s3:ListBucket` on the bucket (limited to the
-//! folder with an `s3:prefix` condition when there is one), `s3:GetObject` on the folder's objects, and
+//! folder with an `s3:prefix` condition when there is one — which the worker's ListObjectsV2 of one key, telling
+//! a deleted file from a refused read, also meets), `s3:GetObject` on the folder's objects, and
 //! `kms:Decrypt` on the bucket's KMS key (only through S3) when the files are encrypted with a customer key.
 //! The trust policy lets only the deployment's lister and worker roles assume the role, and only with the
 //! connector's External ID.

@@ -1,0 +1,81 @@
+//! S3 answering as it does a caller that may not list the bucket, which moto (IAM off) never does.
+//!
+//! Without `s3:ListBucket` — or with it only under an `s3:prefix` condition, which a GetObject request does not
+//! satisfy — S3 answers a GetObject of a missing key with 403 AccessDenied instead of 404 NoSuchKey, so the
+//! caller cannot learn which keys exist. [`missing_keys_denied`] gives an SDK configuration whose HTTP client
+//! turns the emulator's 404 answers to GetObject into that 403; ListObjectsV2 goes through (a role allowed to list
+//! the folder) or is refused too (a role without `s3:ListBucket` at all).
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::primitives::SdkBody;
+use aws_smithy_runtime_api::client::http::{
+    http_client_fn, HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::http::StatusCode;
+
+use crate::recording::Call;
+
+/// Whether ListObjectsV2 is allowed to the caller whose missing keys are denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Listing the bucket works (e.g. `s3:ListBucket` under an `s3:prefix` condition).
+    Allowed,
+    /// Listing is refused with 403 AccessDenied too.
+    Refused,
+}
+
+/// `base` with an HTTP client under which a GetObject of a missing key is answered 403 AccessDenied (see the
+/// module docs), and ListObjectsV2 as `listing` says.
+pub fn missing_keys_denied(base: &SdkConfig, listing: Listing) -> SdkConfig {
+    let inner = aws_smithy_http_client::Builder::new().build_http();
+    let client = http_client_fn(move |settings, components| {
+        SharedHttpConnector::new(DenyingConnector {
+            inner: inner.http_connector(settings, components),
+            listing,
+        })
+    });
+    base.to_builder().http_client(client).build()
+}
+
+#[derive(Debug)]
+struct DenyingConnector {
+    inner: SharedHttpConnector,
+    listing: Listing,
+}
+
+fn access_denied() -> HttpResponse {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
+                <Message>Access Denied</Message><RequestId>denied</RequestId></Error>";
+    let mut response = HttpResponse::new(
+        StatusCode::try_from(403u16).expect("403 is a status code"),
+        SdkBody::from(body),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", "application/xml");
+    response
+}
+
+impl HttpConnector for DenyingConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let call = Call::from_request(&request);
+        match (call.service.as_str(), call.operation.as_str()) {
+            ("s3", "ListObjectsV2") if self.listing == Listing::Refused => {
+                HttpConnectorFuture::ready(Ok(access_denied()))
+            }
+            ("s3", "GetObject") => {
+                let answer = self.inner.call(request);
+                HttpConnectorFuture::new(async move {
+                    let response = answer.await?;
+                    if response.status().as_u16() == 404 {
+                        Ok(access_denied())
+                    } else {
+                        Ok(response)
+                    }
+                })
+            }
+            _ => self.inner.call(request),
+        }
+    }
+}
