@@ -5,6 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BENCH_MB ?= 1000
 BENCH_RUNS ?= 1
+BENCH_E2E_MB ?= 1000
 VENV := .venv
 DEPLOY_VENV := .venv-deploy
 # cargo-lambda and zig come from the deployment venv (PyPI), never from `cargo install`.
@@ -75,6 +76,12 @@ demo: ## Run the main job end to end on sample data and print what was imported 
 .PHONY: bench
 bench: ## Pipeline throughput and peak RSS per format (BENCH_MB=1000, BENCH_RUNS=1)
 	BENCH_MB=$(BENCH_MB) BENCH_RUNS=$(BENCH_RUNS) $(CARGO) bench -p s3-importer-core --bench pipeline
+
+.PHONY: bench-e2e
+bench-e2e: venv ## A BENCH_E2E_MB (default 1000) MB CSV imported on the emulator by the release worker binary, ranged and single-stream reads
+	$(CARGO) build --release -p s3-importer-worker --bin worker
+	$(CARGO) build -p s3-importer-tests --bin bench-e2e
+	BENCH_E2E_MB=$(BENCH_E2E_MB) BENCH_E2E_WORKER=$(CURDIR)/target/release/worker target/debug/bench-e2e
 
 .PHONY: clean
 clean: ## Remove build output and local state (not the virtualenv)

@@ -51,14 +51,25 @@ const SERVICE_ACTIONS: &[(&str, &str, &str)] = &[
     ("WorkerFunction", "sqs:GetQueueAttributes", "WorkQueue"),
 ];
 
-/// Actions the code calls only on failure paths a successful run does not reach, with the SDK method that
-/// calls them (checked to exist in `crates/aws/src`).
-const FAILURE_PATH_ACTIONS: &[(&str, &str, &str, &str)] = &[(
-    "WorkerFunction",
-    "s3:AbortMultipartUpload",
-    "OutputBucket",
-    ".abort_multipart_upload()",
-)];
+/// Actions the code calls only on failure paths a successful run does not reach, with the S3 level of their
+/// resource and the SDK method that calls them (checked to exist in `crates/aws/src`).
+const FAILURE_PATH_ACTIONS: &[(&str, &str, &str, S3Level, &str)] = &[
+    (
+        "WorkerFunction",
+        "s3:AbortMultipartUpload",
+        "OutputBucket",
+        S3Level::Object,
+        ".abort_multipart_upload()",
+    ),
+    // A GetObject answered 403 is checked with a ListObjectsV2 of the key (deleted, or refused?).
+    (
+        "WorkerFunction",
+        "s3:ListBucket",
+        "SourceBucketNamePattern",
+        S3Level::Bucket,
+        ".list_objects_v2()",
+    ),
+];
 
 fn translated() -> &'static Value {
     static TRANSLATED: OnceLock<Value> = OnceLock::new();
@@ -690,7 +701,8 @@ async fn every_call_the_functions_make_is_granted_and_nothing_more() -> Result<(
             needed.insert((action.to_string(), Target::of(logical)));
         }
         let aws_source = read_aws_sources();
-        for (_, action, logical, method) in FAILURE_PATH_ACTIONS.iter().filter(|s| s.0 == function)
+        for (_, action, logical, level, method) in
+            FAILURE_PATH_ACTIONS.iter().filter(|s| s.0 == function)
         {
             ensure!(
                 aws_source.contains(method),
@@ -700,7 +712,7 @@ async fn every_call_the_functions_make_is_granted_and_nothing_more() -> Result<(
                 action.to_string(),
                 Target {
                     logical: logical.to_string(),
-                    s3_level: Some(S3Level::Object),
+                    s3_level: Some(*level),
                 },
             ));
         }

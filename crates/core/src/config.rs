@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use chrono::Duration;
 
+use crate::sync::read_ahead::ReadAhead;
 use crate::sync::rules::SyncSettings;
 use crate::Limits;
 
@@ -67,6 +68,9 @@ pub mod vars {
     /// Worker: seconds between two extensions of the message's visibility while a file is imported; each
     /// extends it by three intervals (default 60).
     pub const HEARTBEAT_SECONDS: &str = "S3I_HEARTBEAT_SECONDS";
+    /// Worker: ranged GETs in flight ahead of the parser for large objects (default 4); `1` (or `0`) reads every
+    /// object as one GetObject stream.
+    pub const READ_AHEAD_RANGES: &str = "S3I_READ_AHEAD_RANGES";
 }
 
 /// The deployment's configuration.
@@ -92,6 +96,8 @@ pub struct Config {
     pub checkpoint_margin: Duration,
     /// Worker: the visibility heartbeat's interval ([`vars::HEARTBEAT_SECONDS`]).
     pub heartbeat_interval: std::time::Duration,
+    /// Worker: how large uncompressed objects are read ([`vars::READ_AHEAD_RANGES`]).
+    pub read_ahead: ReadAhead,
 }
 
 impl Config {
@@ -186,6 +192,10 @@ impl Config {
             heartbeat_interval: std::time::Duration::from_secs(
                 number(env, vars::HEARTBEAT_SECONDS, 60u32)?.max(1).into(),
             ),
+            read_ahead: ReadAhead {
+                in_flight: number(env, vars::READ_AHEAD_RANGES, ReadAhead::default().in_flight)?,
+                ..ReadAhead::default()
+            },
         })
     }
 }
@@ -214,6 +224,7 @@ mod tests {
         assert_eq!(c.lister_concurrency, 4);
         assert_eq!(c.checkpoint_margin, Duration::seconds(60));
         assert_eq!(c.heartbeat_interval, std::time::Duration::from_secs(60));
+        assert_eq!(c.read_ahead, ReadAhead::default());
         Ok(())
     }
 
@@ -252,6 +263,12 @@ mod tests {
         let c = Config::from_map(&env)?;
         assert_eq!(c.sync.lookback, Duration::days(7));
         assert_eq!(c.sync.max_file_size, 1000);
+        env.insert(vars::READ_AHEAD_RANGES.into(), "1".into());
+        let c = Config::from_map(&env)?;
+        assert!(
+            !c.read_ahead.applies(0, u64::MAX),
+            "one range in flight is one stream"
+        );
         Ok(())
     }
 }

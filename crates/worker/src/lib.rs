@@ -71,6 +71,7 @@ impl Worker {
                 limits: config.limits,
                 checkpoint_margin: config.checkpoint_margin,
                 heartbeat_interval: config.heartbeat_interval,
+                read_ahead: config.read_ahead,
                 ..WorkerSettings::default()
             },
             metrics_namespace: config.metrics_namespace.clone(),
