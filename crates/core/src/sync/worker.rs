@@ -187,6 +187,18 @@ pub async fn process_message(
         Err(e) => return state_retry("read connector", e),
     };
 
+    // A stale duplicate — a message of an earlier piece whose continuation was sent — is recognised from the
+    // ledger without taking the file, which would count an attempt that is none. (Pieces only move forward, so
+    // acking it on this read is safe; anything else is decided under the lease below.)
+    if let Ok(Some(current)) = deps.state.get_file(&connector.id, &file_id).await {
+        if let Some(checkpoint) = &current.checkpoint {
+            if message.piece < checkpoint.piece && checkpoint.continued {
+                info!(connector = %connector.id, key = %version.key, piece = message.piece, next_piece = checkpoint.piece, "duplicate message of an earlier piece acked");
+                return MessageResult::ack("duplicate message of an earlier piece");
+            }
+        }
+    }
+
     // 2. Claim the ledger entry with a lease that outlives this invocation a little: a crashed worker's
     //    file becomes available again once its lease ends.
     let now = deps.clock.now();
