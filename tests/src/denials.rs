@@ -79,3 +79,59 @@ impl HttpConnector for DenyingConnector {
         }
     }
 }
+
+/// `base` with an HTTP client that answers the `n`-th GetObject (counting from 1) with `status` and the S3 error
+/// `code` instead of sending it, e.g. 412 PreconditionFailed for an object overwritten in the middle of a
+/// ranged read.
+pub fn nth_get_object_answered(
+    base: &SdkConfig,
+    n: usize,
+    status: u16,
+    code: &'static str,
+) -> SdkConfig {
+    let inner = aws_smithy_http_client::Builder::new().build_http();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client = http_client_fn(move |settings, components| {
+        SharedHttpConnector::new(NthGetConnector {
+            inner: inner.http_connector(settings, components),
+            seen: seen.clone(),
+            n,
+            status,
+            code,
+        })
+    });
+    base.to_builder().http_client(client).build()
+}
+
+#[derive(Debug)]
+struct NthGetConnector {
+    inner: SharedHttpConnector,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    n: usize,
+    status: u16,
+    code: &'static str,
+}
+
+impl HttpConnector for NthGetConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let call = Call::from_request(&request);
+        if (call.service.as_str(), call.operation.as_str()) == ("s3", "GetObject")
+            && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == self.n
+        {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code>\
+                 <Message>injected</Message><RequestId>injected</RequestId></Error>",
+                self.code
+            );
+            let mut response = HttpResponse::new(
+                StatusCode::try_from(self.status).expect("a status code"),
+                SdkBody::from(body),
+            );
+            response
+                .headers_mut()
+                .insert("content-type", "application/xml");
+            return HttpConnectorFuture::ready(Ok(response));
+        }
+        self.inner.call(request)
+    }
+}

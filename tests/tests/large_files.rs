@@ -19,6 +19,7 @@ use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
 use s3_importer_core::sync::ports::{Destination, FileJob};
 use s3_importer_core::sync::read_ahead::ReadAhead;
 use s3_importer_core::sync::{Clock, FileMessage, FileStatus};
+use s3_importer_tests::denials::nth_get_object_answered;
 use s3_importer_tests::deployment::{
     Deployment, Fault, FaultyDestination, FaultyQueue, Options, QueueFault,
 };
@@ -454,6 +455,41 @@ async fn a_stale_duplicate_does_not_count_an_attempt() -> Result<()> {
         "{} attempts for {} pieces",
         done.attempts,
         1 + drained.delivered
+    );
+    Ok(())
+}
+
+/// An object overwritten in the middle of a ranged read (a later range answered 412) ends `superseded`, not
+/// `failed`, and the message is acked.
+#[tokio::test]
+async fn object_overwritten_during_a_ranged_read_is_superseded() -> Result<()> {
+    let d = Deployment::new().await?;
+    d.put("o.csv", &delimited(&rows("over", 3000), ',')).await?;
+    ensure!(d.sync().await?.enqueued == 1);
+    let clock: Arc<dyn Clock> = d.clock.clone();
+    let mut worker = Worker::from_config(
+        &d.config,
+        &nth_get_object_answered(&d.sdk, 5, 412, "PreconditionFailed"),
+        clock,
+    );
+    worker.settings.read_ahead = ReadAhead {
+        chunk_bytes: 1000,
+        in_flight: 3,
+        min_object_bytes: 1,
+    };
+    let drained = d.drain_with(&worker).await?;
+    ensure!(
+        drained.acked == 1 && drained.retried.is_empty(),
+        "{drained:?}"
+    );
+    let entry = d.file("o.csv").await?;
+    ensure!(
+        entry.status == FileStatus::Superseded
+            && entry
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("while it was read")),
+        "{entry:#?}"
     );
     Ok(())
 }
