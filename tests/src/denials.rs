@@ -1,10 +1,14 @@
-//! S3 answering as it does a caller that may not list the bucket, which moto (IAM off) never does.
+//! S3 answers the emulator does not give on its own: 403 for a missing key to a caller that may not list the
+//! bucket (moto, IAM off, never does), and an error injected into one chosen GetObject.
 //!
 //! Without `s3:ListBucket` — or with it only under an `s3:prefix` condition, which a GetObject request does not
 //! satisfy — S3 answers a GetObject of a missing key with 403 AccessDenied instead of 404 NoSuchKey, so the
 //! caller cannot learn which keys exist. [`missing_keys_denied`] gives an SDK configuration whose HTTP client
 //! turns the emulator's 404 answers to GetObject into that 403; ListObjectsV2 goes through (a role allowed to list
 //! the folder) or is refused too (a role without `s3:ListBucket` at all).
+//!
+//! [`nth_get_object_answered`] answers one chosen GetObject with an error, e.g. the 412 of an object overwritten
+//! in the middle of a ranged read.
 
 use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::SdkBody;
