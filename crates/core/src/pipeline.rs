@@ -51,6 +51,11 @@ pub struct ImportOptions {
     pub carried: Counts,
     /// Raw (possibly compressed) input bytes read so far, for progress display.
     pub input_bytes: Arc<AtomicU64>,
+    /// Read errors this accepts interrupt the import instead of failing the file: it stops after the last
+    /// complete record, as at the deadline, with both sinks suspended, and [`FileReport::interrupted`] says
+    /// why. The worker passes transient source failures (a network still failing after the read's own
+    /// retries), so a long file carries on from where it was instead of losing its staged output.
+    pub interruptible: Option<fn(&ReadError) -> bool>,
 }
 
 impl Default for ImportOptions {
@@ -64,6 +69,7 @@ impl Default for ImportOptions {
             deadline: None,
             carried: Counts::default(),
             input_bytes: Arc::new(AtomicU64::new(0)),
+            interruptible: None,
         }
     }
 }
@@ -136,7 +142,8 @@ pub enum Outcome {
     Imported,
     /// Imported, and some rows rejected into the error report — neither success nor failure.
     ImportedWithRejections,
-    /// Stopped at a record boundary before the end (deadline); continue from `stopped_at`.
+    /// Stopped at a record boundary before the end (deadline, or an interrupted read); continue from
+    /// `stopped_at`.
     Stopped,
     /// The file failed.
     Failed,
@@ -163,8 +170,10 @@ pub struct FileReport {
     pub duration: Duration,
     /// Why the file failed, if it did.
     pub failure: Option<FileFailure>,
-    /// Where to continue, when the deadline stopped the import before the end.
+    /// Where to continue, when the deadline or an interrupted read stopped the import before the end.
     pub stopped_at: Option<StartAt>,
+    /// The read error that stopped the import early, when [`ImportOptions::interruptible`] accepted it.
+    pub interrupted: Option<ReadError>,
     /// When stopped: what the row sink needs to carry on ([`RowSink::suspend`]).
     pub rows_state: Option<serde_json::Value>,
     /// When stopped: what the reject sink needs to carry on ([`RejectSink::suspend`]).
@@ -201,7 +210,29 @@ struct ReadSummary {
     decoded_bytes: u64,
     failure: Option<FileFailure>,
     stopped_at: Option<StartAt>,
+    interrupted: Option<ReadError>,
     header: Option<Vec<String>>,
+}
+
+impl ReadSummary {
+    /// Ends the read on `error`: an interruption that stops at `resume` when `interruptible` accepts it, else
+    /// the file's failure.
+    fn read_error(
+        &mut self,
+        error: ReadError,
+        interruptible: Option<fn(&ReadError) -> bool>,
+        resume: Position,
+    ) {
+        if interruptible.is_some_and(|accepts| accepts(&error)) {
+            self.stopped_at = Some(StartAt {
+                position: resume,
+                header: self.header.clone(),
+            });
+            self.interrupted = Some(error);
+        } else {
+            self.failure = Some(error.into());
+        }
+    }
 }
 
 /// Imports one file: reads `input` in `file_format`, validates every record against `template`, writes rows
@@ -278,6 +309,7 @@ async fn run(
     let on_error = template.on_error;
     let deadline = options.deadline;
     let start_position = options.start.position;
+    let start_is_top = options.start.is_start();
     let mut counts = options.carried;
     let reader_task = tokio::task::spawn_blocking(move || {
         read_and_validate(
@@ -343,13 +375,19 @@ async fn run(
         },
     };
     if let Some(e) = sink_error {
-        // Best effort: the sink already failed, its abort may fail too; the first error is the one to report.
-        let _ = rows.abort().await;
+        // A transient failure in a later piece leaves the output staged by the earlier ones alone: the piece is
+        // redone from its checkpoint, which still names that output (aborting would lose it). Otherwise
+        // discard, best effort: the sink already failed, its abort may fail too; the first error is the one to
+        // report.
+        let keeps_staged_output = e.is_transient() && !start_is_top;
+        if !keeps_staged_output {
+            let _ = rows.abort().await;
+        }
         return Err(e);
     }
 
     counts.rows_read = counts.rows_imported + counts.rows_rejected;
-    let (failure, stopped_at, decoded_bytes) = if stopped_by_sink {
+    let (failure, stopped_at, interrupted, decoded_bytes) = if stopped_by_sink {
         // Whatever the reader found after the last batch written (even a failure) is met again by the next
         // piece.
         let position = written_end.unwrap_or(start_position);
@@ -357,9 +395,14 @@ async fn run(
             position,
             header: summary.header,
         };
-        (None, Some(stopped), position.byte)
+        (None, Some(stopped), None, position.byte)
     } else {
-        (summary.failure, summary.stopped_at, summary.decoded_bytes)
+        (
+            summary.failure,
+            summary.stopped_at,
+            summary.interrupted,
+            summary.decoded_bytes,
+        )
     };
     let mut report = FileReport {
         rows_read: counts.rows_read,
@@ -372,6 +415,7 @@ async fn run(
         duration: Duration::ZERO,
         failure,
         stopped_at,
+        interrupted,
         rows_state: None,
         rejects_state: None,
     };
@@ -436,10 +480,13 @@ fn read_and_validate(
         rows_rejected: options.carried.rows_rejected,
         ..ReadSummary::default()
     };
+    let interruptible = options.interruptible;
+    let start = options.start.position;
     let mut decoded = decode::decoder(input, file_format.compression, &options.limits);
     if file_format.compression != Compression::None && !options.start.is_start() {
-        if let Err(e) = skip_decoded(&mut decoded, options.start.position.byte) {
-            summary.failure = Some(e.into());
+        if let Err(e) = skip_decoded(&mut decoded, start.byte) {
+            summary.header = options.start.header.clone();
+            summary.read_error(e, interruptible, start);
             return summary;
         }
     }
@@ -453,7 +500,8 @@ fn read_and_validate(
     ) {
         Ok(reader) => reader,
         Err(e) => {
-            summary.failure = Some(e.into());
+            summary.header = options.start.header.clone();
+            summary.read_error(e, interruptible, start);
             return summary;
         }
     };
@@ -476,6 +524,8 @@ fn read_and_validate(
     let mut since_check = 0u64;
     let mut read_here = 0u64;
     let mut cancelled = false;
+    // Where the record being read starts: an interrupted read resumes there.
+    let mut resume = start;
 
     loop {
         if let Some(deadline) = options.deadline {
@@ -491,11 +541,14 @@ fn read_and_validate(
                 }
             }
         }
+        if interruptible.is_some() {
+            resume = reader.next_position();
+        }
         let record = match reader.next_record() {
             Ok(Some(record)) => record,
             Ok(None) => break,
             Err(e) => {
-                summary.failure = Some(e.into());
+                summary.read_error(e, interruptible, resume);
                 break;
             }
         };
@@ -540,13 +593,18 @@ fn read_and_validate(
             }
         }
     }
-    summary.decoded_bytes = reader.next_position().byte;
+    // An interrupted read ends before the record it could not finish.
+    let end = match (&summary.interrupted, &summary.stopped_at) {
+        (Some(_), Some(stopped)) => stopped.position,
+        _ => reader.next_position(),
+    };
+    summary.decoded_bytes = end.byte;
     if !cancelled && (!batch.is_empty() || !rejected_rows.is_empty()) {
         // A failed send means the sink side gave up; it reports its own error.
         let _ = tx.blocking_send(Message {
             rows: batch,
             rejects: rejected_rows,
-            end: reader.next_position(),
+            end,
         });
     }
     summary

@@ -433,3 +433,274 @@ async fn deadline_stops_at_a_record_boundary_and_the_rest_resumes_from_there() -
     );
     Ok(())
 }
+
+/// Input that gives `bytes[..cut]`, then fails the next read with an I/O error, as a network does mid-body.
+struct CutRead {
+    bytes: std::io::Cursor<Vec<u8>>,
+    cut: u64,
+}
+
+impl std::io::Read for CutRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.cut.saturating_sub(self.bytes.position());
+        if left == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            ));
+        }
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        self.bytes.read(&mut buf[..n])
+    }
+}
+
+fn any_io_error(error: &ReadError) -> bool {
+    matches!(error, ReadError::Io { .. } | ReadError::Gzip { .. })
+}
+
+/// Runs `bytes` (from `options.start`) cut after `cut` raw bytes.
+async fn run_cut(
+    bytes: Vec<u8>,
+    cut: u64,
+    format: FileFormat,
+    options: ImportOptions,
+) -> Result<(pipeline::FileReport, MemorySink, MemoryRejects)> {
+    let mut rows = MemorySink::default();
+    let mut rejects = MemoryRejects::default();
+    let report = pipeline::import_blocking(
+        CutRead {
+            bytes: std::io::Cursor::new(bytes),
+            cut,
+        },
+        format,
+        template("")?,
+        options,
+        &mut rows,
+        &mut rejects,
+    )
+    .await?;
+    Ok((report, rows, rejects))
+}
+
+fn ids_of(rows: &MemorySink) -> Result<Vec<u64>> {
+    Ok(rows
+        .rows
+        .iter()
+        .map(|(_, json)| {
+            serde_json::from_str::<serde_json::Value>(json)
+                .map(|v| v["id"].as_u64().unwrap_or(u64::MAX))
+        })
+        .collect::<std::result::Result<_, _>>()?)
+}
+
+/// An accepted read error stops the import after the last complete record, with the sinks suspended (not
+/// aborted), and the file resumed from there gives every row exactly once — for each format, and for gzip,
+/// which is decoded again from the top and skipped to the stop.
+#[tokio::test]
+async fn interrupted_read_stops_after_the_last_complete_record_and_resumes_there() -> Result {
+    const ROWS: u64 = 20_000;
+    let mut csv_bytes = b"id,name\n".to_vec();
+    let mut jsonl = Vec::new();
+    let mut array = b"[\n".to_vec();
+    for i in 0..ROWS {
+        writeln!(csv_bytes, "{i},\"name, {i}\"")?;
+        writeln!(jsonl, r#"{{"id": {i}, "name": "name {i}"}}"#)?;
+        let sep = if i + 1 == ROWS { "" } else { "," };
+        writeln!(array, r#"  {{"id": {i}, "name": "name {i}"}}{sep}"#)?;
+    }
+    array.extend_from_slice(b"]\n");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&csv_bytes)?;
+    let gzipped = gz.finish()?;
+    let cases = [
+        (csv(), csv_bytes),
+        (
+            FileFormat {
+                format: Format::Jsonl,
+                compression: Compression::None,
+            },
+            jsonl,
+        ),
+        (
+            FileFormat {
+                format: Format::Json,
+                compression: Compression::None,
+            },
+            array,
+        ),
+        (
+            FileFormat {
+                format: Format::Csv,
+                compression: Compression::Gzip,
+            },
+            gzipped,
+        ),
+    ];
+    for (format, bytes) in cases {
+        let cut = bytes.len() as u64 * 3 / 7;
+        let options = ImportOptions {
+            batch_rows: 700,
+            interruptible: Some(any_io_error),
+            ..ImportOptions::default()
+        };
+        let (first, rows_a, rejects_a) = run_cut(bytes.clone(), cut, format, options).await?;
+        assert_eq!(first.outcome(), Outcome::Stopped, "{format:?}: {first:?}");
+        assert!(
+            matches!(
+                first.interrupted,
+                Some(ReadError::Io { .. } | ReadError::Gzip { .. })
+            ),
+            "{format:?}: {:?}",
+            first.interrupted
+        );
+        assert!(!rows_a.finished && !rows_a.aborted, "{format:?}: suspended");
+        assert!(rejects_a.rows.is_empty());
+        let at = first.stopped_at.clone().ok_or("no stop position")?;
+        assert_eq!(
+            at.position.record,
+            first.rows_imported + 1,
+            "{format:?}: the next record is the one cut short"
+        );
+        assert!(
+            first.rows_imported > 0 && first.rows_imported < ROWS,
+            "{format:?}"
+        );
+
+        // The next piece: uncompressed input is entered at the offset; gzip is read from the top.
+        let rest = if format.compression == Compression::None {
+            bytes[usize::try_from(at.position.byte)?..].to_vec()
+        } else {
+            bytes.clone()
+        };
+        let options = ImportOptions {
+            start: at,
+            carried: pipeline::Counts {
+                rows_read: first.rows_read,
+                rows_imported: first.rows_imported,
+                rows_rejected: first.rows_rejected,
+            },
+            ..ImportOptions::default()
+        };
+        let (second, rows_b, _) = run(rest, format, template("")?, options).await?;
+        assert_eq!(
+            second.outcome(),
+            Outcome::Imported,
+            "{format:?}: {second:?}"
+        );
+        assert_eq!(second.rows_imported, ROWS, "{format:?}: totals carry over");
+        let mut ids = ids_of(&rows_a)?;
+        ids.extend(ids_of(&rows_b)?);
+        assert_eq!(
+            ids,
+            (0..ROWS).collect::<Vec<_>>(),
+            "{format:?}: every row once, in order"
+        );
+    }
+    Ok(())
+}
+
+/// Without `interruptible` (or when it refuses the error) a read error fails the file and discards the output.
+#[tokio::test]
+async fn read_error_not_accepted_as_an_interruption_fails_the_file() -> Result {
+    let mut bytes = b"id,name\n".to_vec();
+    for i in 0..5_000 {
+        writeln!(bytes, "{i},n")?;
+    }
+    let cut = bytes.len() as u64 / 2;
+    for interruptible in [
+        None,
+        Some((|_: &ReadError| false) as fn(&ReadError) -> bool),
+    ] {
+        let options = ImportOptions {
+            batch_rows: 100,
+            interruptible,
+            ..ImportOptions::default()
+        };
+        let (report, rows, _) = run_cut(bytes.clone(), cut, csv(), options).await?;
+        assert_eq!(report.outcome(), Outcome::Failed);
+        assert!(
+            matches!(
+                report.failure,
+                Some(FileFailure::Read(ReadError::Io { .. }))
+            ),
+            "{:?}",
+            report.failure
+        );
+        assert!(report.interrupted.is_none() && report.stopped_at.is_none());
+        assert!(rows.aborted);
+    }
+    Ok(())
+}
+
+/// A read cut before the first record of a piece stops where the piece started.
+#[tokio::test]
+async fn read_interrupted_before_any_record_stops_at_the_start() -> Result {
+    let mut bytes = b"id,name\n".to_vec();
+    for i in 0..100 {
+        writeln!(bytes, "{i},n")?;
+    }
+    let options = ImportOptions {
+        interruptible: Some(any_io_error),
+        ..ImportOptions::default()
+    };
+    let (report, rows, _) = run_cut(bytes, 3, csv(), options).await?;
+    assert_eq!(report.outcome(), Outcome::Stopped);
+    assert_eq!(report.rows_read, 0);
+    let at = report.stopped_at.ok_or("no stop position")?;
+    assert_eq!(at.position.byte, 0);
+    assert!(!rows.aborted && rows.rows.is_empty());
+    Ok(())
+}
+
+/// A transient sink failure in a later piece leaves the output staged by the earlier pieces alone (the piece is
+/// redone from its checkpoint); in the first piece, or when the failure is permanent, the output is discarded.
+#[tokio::test]
+async fn transient_sink_failure_in_a_later_piece_does_not_abort_the_staged_output() -> Result {
+    let mut input = b"id,name\n".to_vec();
+    for i in 0..10_000 {
+        writeln!(input, "{i},n")?;
+    }
+    let later = s3_importer_core::read::StartAt {
+        position: s3_importer_core::Position {
+            record: 0,
+            line: 1,
+            byte: 8,
+        },
+        header: Some(vec!["id".into(), "name".into()]),
+    };
+    for (start, transient, aborted) in [
+        (later.clone(), true, false),
+        (later.clone(), false, true),
+        (Default::default(), true, true),
+    ] {
+        let body = if start.is_start() {
+            input.clone()
+        } else {
+            input[8..].to_vec()
+        };
+        let mut sink = FailingSink {
+            ok: 2,
+            transient,
+            aborted: false,
+        };
+        let mut rejects = MemoryRejects::default();
+        let options = ImportOptions {
+            batch_rows: 100,
+            start,
+            ..ImportOptions::default()
+        };
+        let result = pipeline::import(
+            std::io::Cursor::new(body),
+            csv(),
+            template("")?,
+            options,
+            &mut sink,
+            &mut rejects,
+        )
+        .await;
+        let err = result.err().ok_or("expected the sink's error")?;
+        assert_eq!(err.is_transient(), transient);
+        assert_eq!(sink.aborted, aborted, "transient {transient}, later piece");
+    }
+    Ok(())
+}
