@@ -167,6 +167,49 @@ async fn read_whole(body: ObjectBody, a: u64, b: u64) -> std::io::Result<Vec<u8>
     Ok(data)
 }
 
+/// One GetObject stream whose read failures (a connection reset or timed out mid-body) are reported as
+/// [`SourceError::Transient`], as a ranged read's are once its attempts run out, so the worker can tell a flaky
+/// network from a broken file ([`source_error`]).
+pub fn single_stream(
+    body: Box<dyn AsyncRead + Send + Unpin>,
+    source: &Source,
+    key: &str,
+    start: u64,
+) -> Box<dyn AsyncRead + Send + Unpin> {
+    Box::new(SingleStream {
+        inner: body,
+        context: format!("read s3://{}/{key} from byte {start}", source.bucket),
+    })
+}
+
+struct SingleStream {
+    inner: Box<dyn AsyncRead + Send + Unpin>,
+    context: String,
+}
+
+impl AsyncRead for SingleStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if source_error(&e).is_none() => {
+                let kind = e.kind();
+                std::task::Poll::Ready(Err(std::io::Error::new(
+                    kind,
+                    SourceError::Transient {
+                        context: this.context.clone(),
+                        source: Box::new(e),
+                    },
+                )))
+            }
+            other => other,
+        }
+    }
+}
+
 /// The [`SourceError`] behind a read failure of a [`ReadAhead::reader`], if that is what failed.
 pub fn source_error(error: &std::io::Error) -> Option<&SourceError> {
     error

@@ -247,6 +247,24 @@ pub async fn process_message(
     heartbeat.stop();
     if let Ok(report) = &result {
         if let Some(at) = &report.stopped_at {
+            let carried_rows = finished
+                .checkpoint
+                .as_ref()
+                .map_or(0, |c| c.rows_imported + c.rows_rejected);
+            match &report.interrupted {
+                // Interrupted before a single record: nothing to checkpoint. The file goes back to `queued`
+                // with its checkpoint, and SQS redelivers this message (its receive count bounds the
+                // attempts; the DLQ takes over after). The suspended sinks' states are not needed: the
+                // checkpoint still names the output staged so far.
+                Some(error) if report.rows_read == carried_rows => {
+                    let reason = format!("interrupted before any record: {error}");
+                    return release_for_retry(deps, &finished, owner, reason).await;
+                }
+                Some(error) => {
+                    warn!(connector = %connector.id, key = %version.key, piece = message.piece, next_byte = at.position.byte, error = %error, "read interrupted; the file continues from its last complete record");
+                }
+                None => {}
+            }
             return continue_later(deps, &message, &finished, report, at, owner).await;
         }
     }
@@ -276,16 +294,7 @@ pub async fn process_message(
             Err(reason)
         }
         Err(ImportError::Transient(reason)) => {
-            // Back to `queued`: the redelivered message (or the DLQ) takes it from here.
-            if let Err(e) = deps
-                .state
-                .release_file(&connector.id, &file_id, owner, &reason)
-                .await
-            {
-                warn!(connector = %connector.id, key = %version.key, error = %e, "cannot release file");
-            }
-            warn!(connector = %connector.id, key = %version.key, error = %reason, "transient failure, will retry");
-            return MessageResult::retry(reason);
+            return release_for_retry(deps, &finished, owner, reason).await;
         }
     };
     if let Err(e) = deps.state.finish_file(&finished, owner).await {
@@ -315,6 +324,26 @@ pub async fn process_message(
         bytes,
         detail: finished.error.clone().unwrap_or_else(|| "imported".into()),
     }
+}
+
+/// A transient failure: the file goes back to `queued` (keeping its checkpoint) and the message is retried; the
+/// redelivered message (or the DLQ) takes it from here.
+async fn release_for_retry(
+    deps: &WorkerDeps,
+    entry: &LedgerEntry,
+    owner: &str,
+    reason: String,
+) -> MessageResult {
+    let version = &entry.version;
+    if let Err(e) = deps
+        .state
+        .release_file(&version.connector_id, &version.file_id(), owner, &reason)
+        .await
+    {
+        warn!(connector = %version.connector_id, key = %version.key, error = %e, "cannot release file");
+    }
+    warn!(connector = %version.connector_id, key = %version.key, error = %reason, "transient failure, will retry");
+    MessageResult::retry(reason)
 }
 
 /// A message for another piece than the checkpoint's next one (module docs): hand the entry back; send the
@@ -620,7 +649,7 @@ async fn import_file(
             Some(body),
         )
     } else {
-        body.reader
+        read_ahead::single_stream(body.reader, &connector.source, &version.key, read_from)
     };
     let mut entry = entry;
     entry.format = Some(format);
@@ -650,6 +679,7 @@ async fn import_file(
         start,
         deadline: stop_at,
         carried,
+        interruptible: Some(interrupted_read),
         ..ImportOptions::default()
     };
     let report = pipeline::import(
@@ -662,33 +692,36 @@ async fn import_file(
     )
     .await
     .map_err(sink_error)?;
-    // The source failing mid-file (after the read's own retries) is not the file's fault: an object deleted or
-    // overwritten meanwhile ends as `gone` or `superseded`, and a flaky network is retried later — unless
-    // earlier pieces left staged output, which the failed piece has discarded (the file then fails and is
-    // retried whole with `connector retry`).
-    let carried_output = checkpoint
-        .as_ref()
-        .is_some_and(|c| c.rows_state.is_some() || c.rejects_state.is_some());
-    match report.failure.as_ref().and_then(read_source_error) {
+    // The source failing mid-file is not the file's fault: an object deleted or overwritten meanwhile ends as
+    // `gone` or `superseded`; a flaky network (after the read's own retries) interrupts the piece, which stops
+    // at its last complete record (`interrupted_read`).
+    match report.failure.as_ref().and_then(|f| match f {
+        FileFailure::Read(e) => read_source_error(e),
+        _ => None,
+    }) {
         Some(error @ (SourceError::NotFound { .. } | SourceError::Changed { .. })) => {
             let (status, reason) = source_final(error, "while it was read");
             Err(ImportError::Final(status, reason))
-        }
-        Some(error) if error.is_transient() && !carried_output => {
-            Err(ImportError::Transient(error.to_string()))
         }
         _ => Ok(report),
     }
 }
 
-/// The source error behind a file failure, when reading the source is what failed.
-fn read_source_error(failure: &FileFailure) -> Option<&SourceError> {
-    match failure {
-        FileFailure::Read(ReadError::Io { source, .. } | ReadError::Gzip { source, .. }) => {
+/// The source error behind a read error, when reading the source is what failed.
+fn read_source_error(error: &ReadError) -> Option<&SourceError> {
+    match error {
+        ReadError::Io { source, .. } | ReadError::Gzip { source, .. } => {
             read_ahead::source_error(source)
         }
         _ => None,
     }
+}
+
+/// Whether a read error interrupts the piece rather than failing the file ([`ImportOptions::interruptible`]):
+/// the source failed transiently, after the read's own retries. The piece then checkpoints its last complete
+/// record and the file carries on in a new message, so the output staged by earlier pieces is kept.
+fn interrupted_read(error: &ReadError) -> bool {
+    read_source_error(error).is_some_and(SourceError::is_transient)
 }
 
 /// The final status and reason of a file whose object is gone or changed (`when`: "before it was read", ...).
