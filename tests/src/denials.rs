@@ -8,7 +8,8 @@
 //! the folder) or is refused too (a role without `s3:ListBucket` at all).
 //!
 //! [`nth_get_object_answered`] answers one chosen GetObject with an error, e.g. the 412 of an object overwritten
-//! in the middle of a ranged read.
+//! in the middle of a ranged read; [`get_objects_answered_from`] answers every GetObject from a chosen one on,
+//! e.g. with 503 SlowDown for a network that keeps failing once a read is under way.
 
 use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::SdkBody;
@@ -93,13 +94,37 @@ pub fn nth_get_object_answered(
     status: u16,
     code: &'static str,
 ) -> SdkConfig {
+    get_objects_answered(base, None, n..=n, status, code)
+}
+
+/// `base` with an HTTP client that answers every GetObject of `bucket` from the `n`-th on (counting from 1, the
+/// SDK's own retries included) with `status` and the S3 error `code` instead of sending it.
+pub fn get_objects_answered_from(
+    base: &SdkConfig,
+    bucket: &str,
+    n: usize,
+    status: u16,
+    code: &'static str,
+) -> SdkConfig {
+    get_objects_answered(base, Some(bucket.to_owned()), n..=usize::MAX, status, code)
+}
+
+/// GetObjects (of `bucket`, or of any bucket) numbered `calls` are answered with `status` and `code`.
+fn get_objects_answered(
+    base: &SdkConfig,
+    bucket: Option<String>,
+    calls: std::ops::RangeInclusive<usize>,
+    status: u16,
+    code: &'static str,
+) -> SdkConfig {
     let inner = aws_smithy_http_client::Builder::new().build_http();
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let client = http_client_fn(move |settings, components| {
         SharedHttpConnector::new(NthGetConnector {
             inner: inner.http_connector(settings, components),
             seen: seen.clone(),
-            n,
+            bucket: bucket.clone(),
+            calls: calls.clone(),
             status,
             code,
         })
@@ -111,7 +136,8 @@ pub fn nth_get_object_answered(
 struct NthGetConnector {
     inner: SharedHttpConnector,
     seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    n: usize,
+    bucket: Option<String>,
+    calls: std::ops::RangeInclusive<usize>,
     status: u16,
     code: &'static str,
 }
@@ -120,7 +146,13 @@ impl HttpConnector for NthGetConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let call = Call::from_request(&request);
         if (call.service.as_str(), call.operation.as_str()) == ("s3", "GetObject")
-            && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == self.n
+            && self
+                .bucket
+                .as_ref()
+                .is_none_or(|b| *b == call.s3_bucket_and_key().0)
+            && self
+                .calls
+                .contains(&(self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1))
         {
             let body = format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code>\

@@ -670,6 +670,10 @@ impl RowSink for FaultySink {
     async fn abort(&mut self) -> Result<(), SinkError> {
         self.inner.abort().await
     }
+
+    async fn suspend(&mut self) -> Result<Option<serde_json::Value>, SinkError> {
+        self.inner.suspend().await
+    }
 }
 
 /// A queue fault: the worker is "killed" (its future never returns) at one point of handing a file over to

@@ -11,15 +11,17 @@ use std::time::Duration as StdDuration;
 
 use anyhow::{ensure, Context, Result};
 use async_trait::async_trait;
+use aws_lambda_events::event::sqs::SqsBatchResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Duration;
 use flate2::write::GzEncoder;
+use s3_importer_aws::consumer::Received;
 use s3_importer_aws::destination::error_report_key;
 use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
 use s3_importer_core::sync::ports::{Destination, FileJob};
 use s3_importer_core::sync::read_ahead::ReadAhead;
-use s3_importer_core::sync::{Clock, FileMessage, FileStatus};
-use s3_importer_tests::denials::nth_get_object_answered;
+use s3_importer_core::sync::{Clock, FileMessage, FileStatus, LedgerEntry};
+use s3_importer_tests::denials::{get_objects_answered_from, nth_get_object_answered};
 use s3_importer_tests::deployment::{
     Deployment, Fault, FaultyDestination, FaultyQueue, Options, QueueFault,
 };
@@ -348,8 +350,19 @@ async fn killed_piece_still_imports_every_row_once(kill: Kill) -> Result<()> {
     let drained = d.drain_in_pieces(&good, left()).await?;
     ensure!(drained.retried.is_empty(), "{drained:?}");
 
-    let entry = d.file("k.csv").await?;
-    let reference = one.file("k.csv").await?;
+    same_as_one_pass(&one, &d, "k.csv", &etags).await
+}
+
+/// `name` was imported by `d` exactly as by the one-pass import `one` (S3 JSONL output under `rows`, `etags`
+/// of `one` and `d`): same counts, same output object, same error report, no message left.
+async fn same_as_one_pass(
+    one: &Deployment,
+    d: &Deployment,
+    name: &str,
+    etags: &[String],
+) -> Result<()> {
+    let entry = d.file(name).await?;
+    let reference = one.file(name).await?;
     ensure!(
         (entry.status, entry.rows_imported, entry.rows_rejected)
             == (
@@ -360,21 +373,222 @@ async fn killed_piece_still_imports_every_row_once(kill: Kill) -> Result<()> {
         "{entry:#?}"
     );
     let output = d
-        .read_output(&d.output_location("rows", "k.csv", &etags[1]))
+        .read_output(&d.output_location("rows", name, &etags[1]))
         .await?;
     let expected = one
-        .read_output(&one.output_location("rows", "k.csv", &etags[0]))
+        .read_output(&one.output_location("rows", name, &etags[0]))
         .await?;
     ensure!(
         String::from_utf8(output)? == String::from_utf8(expected)?,
         "the output differs from a one-pass import"
     );
     ensure!(
-        reports(&d, &["k.csv"]).await? == reports(&one, &["k.csv"]).await?,
+        reports(d, &[name]).await? == reports(one, &[name]).await?,
         "error reports differ"
     );
     ensure!(d.queue_depth().await? == (0, 0), "messages left over");
     Ok(())
+}
+
+/// How the third piece of a file fails while its worker lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PieceFault {
+    /// The source keeps failing (503 SlowDown, past the SDK's and the read's retries) once the piece has read
+    /// a few ranges.
+    SourceFailsMidPiece,
+    /// The source keeps failing before the piece has read one whole record.
+    SourceFailsBeforeARecord,
+    /// The destination keeps failing transiently (throttling) after a few rows.
+    DestinationFails,
+}
+
+/// Imports a CSV file into S3 JSONL in pieces; a later piece (the third; in the destination's case the first
+/// after a part of output was staged) meets `fault` and has all the time it wants. Returns the two deployments
+/// (one-pass and piecewise), the etags, the ledger entry before that piece, its messages and the batch
+/// response.
+async fn third_piece_meets(
+    fault: PieceFault,
+) -> Result<(
+    Deployment,
+    Deployment,
+    Vec<String>,
+    LedgerEntry,
+    Vec<Received>,
+    SqsBatchResponse,
+)> {
+    // In the destination's case the earlier pieces stage more than one part (8 MiB) of output, so an open
+    // multipart upload is what the failing piece must leave alone.
+    let n = match fault {
+        PieceFault::DestinationFails => 400_000,
+        _ => 3000,
+    };
+    let body = delimited(&rows("f", n), ',');
+    let (one, d) = tokio::try_join!(Deployment::new(), Deployment::new())?;
+    let mut etags = Vec::new();
+    for d in [&one, &d] {
+        d.use_s3_jsonl("rows").await?;
+        etags.push(d.put("f.csv", &body).await?);
+        ensure!(d.sync().await?.enqueued == 1);
+    }
+    one.drain().await?;
+    let good = piecewise(&d, 40);
+    let parts_staged = |entry: &LedgerEntry| {
+        entry
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.rows_state.as_ref())
+            .and_then(|state| state["parts"].as_array())
+            .map_or(0, Vec::len)
+    };
+    let mut pieces = 0;
+    loop {
+        let messages = d.receive().await?;
+        ensure!(messages.len() == 1);
+        // Pieces of one batch; in the destination's case, pieces of about two seconds.
+        let left = match fault {
+            PieceFault::DestinationFails => left() + Duration::seconds(2),
+            _ => left(),
+        };
+        let response = d.deliver_with_deadline(&good, &messages, left).await?;
+        ensure!(d.settle(&messages, &response).await?.is_empty());
+        pieces += 1;
+        let entry = d.file("f.csv").await?;
+        let enough = match fault {
+            PieceFault::DestinationFails => parts_staged(&entry) > 0,
+            _ => pieces == 2,
+        };
+        ensure!(
+            entry.status == FileStatus::Queued && pieces < 50,
+            "{entry:#?}"
+        );
+        if enough {
+            break;
+        }
+    }
+    let before = d.file("f.csv").await?;
+    let failing_source = |from: usize, chunk_bytes: u64| {
+        let clock: Arc<dyn Clock> = d.clock.clone();
+        let mut worker = Worker::from_config(
+            &d.config,
+            &get_objects_answered_from(&d.sdk, &d.source_bucket, from, 503, "SlowDown"),
+            clock,
+        );
+        worker.settings.batch_rows = 40;
+        worker.settings.read_ahead = ReadAhead {
+            chunk_bytes,
+            in_flight: 3,
+            min_object_bytes: 1,
+        };
+        worker
+    };
+    let bad = match fault {
+        // Ranges of 1000 bytes (about 90 rows): four are read, the fifth keeps failing (the output's reads are
+        // not affected).
+        PieceFault::SourceFailsMidPiece => failing_source(5, 1000),
+        // Ranges of 4 bytes: the first holds no whole record, the second keeps failing.
+        PieceFault::SourceFailsBeforeARecord => failing_source(2, 4),
+        PieceFault::DestinationFails => {
+            let mut worker = d.worker.clone();
+            worker.settings.batch_rows = 40;
+            worker.deps.destination = Arc::new(FaultyDestination::new(
+                d.real_destination(),
+                Fault::TransientAfter(100),
+            ));
+            worker
+        }
+    };
+    let messages = d.receive().await?;
+    ensure!(messages.len() == 1);
+    let response = d
+        .deliver_with_deadline(&bad, &messages, Duration::minutes(10))
+        .await?;
+    d.settle(&messages, &response).await?;
+    Ok((one, d, etags, before, messages, response))
+}
+
+/// A source that keeps failing in the middle of a later piece (the read's retries spent) interrupts the piece:
+/// it checkpoints after its last complete record and the file continues in a new message, keeping the output
+/// staged by the earlier pieces. The result is exactly the one-pass import.
+#[tokio::test]
+async fn source_failing_mid_piece_checkpoints_the_last_complete_record_and_continues() -> Result<()>
+{
+    let (one, d, etags, before, _, response) =
+        third_piece_meets(PieceFault::SourceFailsMidPiece).await?;
+    ensure!(response.batch_item_failures.is_empty(), "{response:?}");
+    let after = d.file("f.csv").await?;
+    let rows_at = |e: &LedgerEntry| {
+        e.checkpoint
+            .as_ref()
+            .map_or(0, |c| c.rows_imported + c.rows_rejected)
+    };
+    ensure!(
+        after.status == FileStatus::Queued
+            && after
+                .checkpoint
+                .as_ref()
+                .is_some_and(|c| c.piece == 3 && c.continued)
+            && rows_at(&after) > rows_at(&before) + 40,
+        "the piece made progress and handed over: {after:#?}"
+    );
+    ensure!(
+        d.queue_depth().await? == (1, 0),
+        "the continuation is queued"
+    );
+    let drained = d.drain_in_pieces(&piecewise(&d, 40), left()).await?;
+    ensure!(drained.retried.is_empty(), "{drained:?}");
+    same_as_one_pass(&one, &d, "f.csv", &etags).await
+}
+
+/// A source failing before the piece has one whole record: nothing to checkpoint, so the message is retried
+/// (SQS's receive count bounds the attempts) and the file goes back to `queued` with its checkpoint as it was;
+/// the redelivered message finishes the file exactly as a one-pass import.
+#[tokio::test]
+async fn source_failing_before_a_whole_record_retries_the_message_from_the_same_checkpoint(
+) -> Result<()> {
+    let (one, d, etags, before, messages, response) =
+        third_piece_meets(PieceFault::SourceFailsBeforeARecord).await?;
+    ensure!(
+        response.batch_item_failures.len() == 1,
+        "the message is retried: {response:?}"
+    );
+    let after = d.file("f.csv").await?;
+    ensure!(
+        after.status == FileStatus::Queued
+            && after.checkpoint == before.checkpoint
+            && after
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("interrupted before any record")),
+        "{after:#?}"
+    );
+    ensure!(
+        d.queue_depth().await? == (0, 1),
+        "only the invisible message"
+    );
+    d.expire_visibility(&messages).await?;
+    let drained = d.drain_in_pieces(&piecewise(&d, 40), left()).await?;
+    ensure!(drained.retried.is_empty(), "{drained:?}");
+    same_as_one_pass(&one, &d, "f.csv", &etags).await
+}
+
+/// A destination failing transiently in a later piece: the message is retried and the piece redone from its
+/// checkpoint; the output staged by the earlier pieces is not aborted, so the file still completes exactly
+/// as a one-pass import.
+#[tokio::test]
+async fn destination_failing_in_a_later_piece_keeps_the_staged_output() -> Result<()> {
+    let (one, d, etags, before, messages, response) =
+        third_piece_meets(PieceFault::DestinationFails).await?;
+    ensure!(response.batch_item_failures.len() == 1, "{response:?}");
+    let after = d.file("f.csv").await?;
+    ensure!(
+        after.status == FileStatus::Queued && after.checkpoint == before.checkpoint,
+        "{after:#?}"
+    );
+    d.expire_visibility(&messages).await?;
+    // The rest in one piece: what matters is the part staged before the fault, not more pieces.
+    let drained = d.drain_in_pieces(&d.worker, Duration::minutes(10)).await?;
+    ensure!(drained.retried.is_empty(), "{drained:?}");
+    same_as_one_pass(&one, &d, "f.csv", &etags).await
 }
 
 #[tokio::test]
