@@ -21,6 +21,14 @@
 //! A crash before the checkpoint redoes the piece from the previous checkpoint (idempotent writes: upserts,
 //! the same S3 part numbers), so every row ends up written exactly once in effect.
 //!
+//! A piece that fails transiently without crashing keeps what earlier pieces staged:
+//! - the source failing mid-piece (a ranged read's attempts spent, a single stream reset) stops the piece
+//!   after its last complete record, which is checkpointed like a deadline stop, and the file continues in a
+//!   new message; if not one record was read, there is nothing to checkpoint, and the message is retried
+//!   (SQS's receive count bounds the attempts, then the DLQ);
+//! - the destination failing transiently retries the message; the piece is redone from its checkpoint, whose
+//!   sink states still name the staged output (it is not aborted).
+//!
 //! While a piece runs, a heartbeat keeps its message invisible (ChangeMessageVisibility) and stops with it.
 
 use std::sync::Arc;
