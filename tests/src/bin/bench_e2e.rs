@@ -1,6 +1,7 @@
-//! `make bench-e2e`: a large CSV imported end to end on the local emulator by the worker *binary*.
+//! `make bench-e2e`: a large file imported end to end on the local emulator by the worker *binary*.
 //!
-//! The bench generates a deterministic CSV of `BENCH_E2E_MB` MB (default 1000) straight into a multipart
+//! The bench generates a deterministic file of `BENCH_E2E_MB` MB (default 1000) in each of the
+//! `BENCH_E2E_FORMATS` (default `csv,jsonl,json`; `json` is a top-level array) straight into a multipart
 //! upload to the emulator (nothing on disk), provisions a deployment (state and records tables, work queue,
 //! output bucket, template, connector writing S3 JSON Lines), lets the lister enqueue the file, and then plays
 //! Lambda for the release `worker` binary (`BENCH_E2E_WORKER`): it serves the Lambda Runtime API on a loopback
@@ -11,10 +12,10 @@
 //! It runs once with ranged read-ahead (`S3I_READ_AHEAD_RANGES=4`, the default) and once with one GetObject
 //! stream (`S3I_READ_AHEAD_RANGES=1`), each in a fresh worker process whose peak RSS (`VmHWM`) is read from
 //! `/proc`, and checks that the ledger and the JSON Lines output hold exactly the rows generated. It ends with
-//! one line per mode:
+//! one line per format and mode:
 //!
 //! ```text
-//! bench-e2e mode=ranged input_mb=1000 rows=... mb_per_s=... pieces=... peak_rss_mib=...
+//! bench-e2e mode=ranged format=csv input_mb=1000 rows=... mb_per_s=... pieces=... peak_rss_mib=...
 //! ```
 //!
 //! It exits non-zero when a row is missing or extra, or when a worker's peak RSS reaches 100 MiB.
@@ -46,8 +47,6 @@ const CHECKPOINT_MARGIN_SECONDS: u64 = 20;
 const PART_BYTES: usize = 16 * 1024 * 1024;
 /// The output folder of the JSON Lines destination.
 const OUTPUT_PREFIX: &str = "bench";
-/// The file's name in the connector's folder.
-const FILE_NAME: &str = "bench-e2e.csv";
 
 const TEMPLATE: &str = r#"
 name = "bench_e2e_orders"
@@ -98,6 +97,56 @@ struct Settings {
     worker: PathBuf,
     piece_seconds: u64,
     modes: Vec<Mode>,
+    formats: Vec<Format>,
+}
+
+/// The generated file's format (the same rows in each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Jsonl,
+    /// A top-level JSON array of objects, one per line.
+    Json,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+            Format::Json => "json",
+        }
+    }
+
+    /// The file's name in the connector's folder (the extension chooses the reader).
+    fn file_name(self) -> String {
+        format!("bench-e2e.{}", self.name())
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv",
+            Format::Jsonl => "application/x-ndjson",
+            Format::Json => "application/json",
+        }
+    }
+
+    /// What comes before the first record.
+    fn head(self) -> &'static [u8] {
+        match self {
+            Format::Csv => b"id,customer,email,amount,quantity,paid,created_at,country\n",
+            Format::Jsonl => b"",
+            Format::Json => b"[\n",
+        }
+    }
+
+    /// What comes after the last record.
+    fn tail(self) -> &'static [u8] {
+        match self {
+            Format::Json => b"\n]\n",
+            Format::Csv | Format::Jsonl => b"",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -152,11 +201,23 @@ impl Settings {
                 other => bail!("BENCH_E2E_MODES: unknown mode {other:?} (ranged, single)"),
             })
             .collect::<Result<Vec<_>>>()?;
+        let formats =
+            std::env::var("BENCH_E2E_FORMATS").unwrap_or_else(|_| "csv,jsonl,json".into());
+        let formats = formats
+            .split(',')
+            .map(|f| match f.trim() {
+                "csv" => Ok(Format::Csv),
+                "jsonl" => Ok(Format::Jsonl),
+                "json" => Ok(Format::Json),
+                other => bail!("BENCH_E2E_FORMATS: unknown format {other:?} (csv, jsonl, json)"),
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             input_mb: env_number("BENCH_E2E_MB", 1000)?.max(1),
             worker,
             piece_seconds: env_number("BENCH_E2E_PIECE_SECONDS", 15)?.max(1),
             modes,
+            formats,
         })
     }
 }
@@ -187,52 +248,76 @@ const LAST: &[&str] = &[
 ];
 const COUNTRIES: &[&str] = &["US", "GB", "FR", "DE", "JP", "BR", "IN", "CA"];
 
-/// Appends one CSV record for `id` (some customers quoted with a comma, some emails empty).
-fn write_row(out: &mut Vec<u8>, rng: &mut Rng, id: u64) {
-    let first = rng.pick(FIRST);
+/// Appends one record for `id` in `format` (some customers with a comma, quoted in CSV; some emails empty in
+/// CSV, absent in JSON). `first` is whether it is the file's first record (a JSON array separates the others
+/// with a comma).
+fn write_row(out: &mut Vec<u8>, rng: &mut Rng, id: u64, format: Format, first: bool) {
+    let first_name = rng.pick(FIRST);
     let last = rng.pick(LAST);
     let r = rng.next();
-    let customer = if r % 8 == 0 {
-        format!("\"{last}, {first}\"")
-    } else {
-        format!("{first} {last}")
-    };
-    let email = if r % 10 == 1 {
-        String::new()
-    } else {
-        format!("{}.{id}@example.com", first.to_lowercase())
-    };
+    let comma_name = r % 8 == 0;
+    let email = (r % 10 != 1).then(|| format!("{}.{id}@example.com", first_name.to_lowercase()));
     let cents = rng.next() % 10_000_000;
     let t = rng.next();
-    let _ = writeln!(
-        out,
-        "{id},{customer},{email},{}.{:02},{},{},2024-{:02}-{:02}T{:02}:{:02}:{:02}Z,{}",
-        cents / 100,
-        cents % 100,
-        t % 100,
-        t % 2 == 0,
+    let amount = format!("{}.{:02}", cents / 100, cents % 100);
+    let created_at = format!(
+        "2024-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         1 + (t >> 8) % 12,
         1 + (t >> 16) % 28,
         (t >> 24) % 24,
         (t >> 32) % 60,
-        (t >> 40) % 60,
-        rng.pick(COUNTRIES),
+        (t >> 40) % 60
     );
+    let (quantity, paid, country) = (t % 100, t % 2 == 0, rng.pick(COUNTRIES));
+    if format == Format::Csv {
+        let customer = if comma_name {
+            format!("\"{last}, {first_name}\"")
+        } else {
+            format!("{first_name} {last}")
+        };
+        let _ = writeln!(
+            out,
+            "{id},{customer},{},{amount},{quantity},{paid},{created_at},{country}",
+            email.unwrap_or_default()
+        );
+        return;
+    }
+    let customer = if comma_name {
+        format!("{last}, {first_name}")
+    } else {
+        format!("{first_name} {last}")
+    };
+    if format == Format::Json && !first {
+        out.extend_from_slice(b",\n");
+    }
+    // The names and countries hold no character JSON must escape.
+    let _ = write!(out, "{{\"id\":{id},\"customer\":\"{customer}\"");
+    if let Some(email) = email {
+        let _ = write!(out, ",\"email\":\"{email}\"");
+    }
+    let _ = write!(
+        out,
+        ",\"amount\":{amount},\"quantity\":{quantity},\"paid\":{paid},\"created_at\":\"{created_at}\",\"country\":\"{country}\"}}"
+    );
+    if format == Format::Jsonl {
+        out.push(b'\n');
+    }
 }
 
-/// Generates `target_bytes` (and a little more, to the end of a record) of CSV into a multipart upload of
-/// `s3://bucket/key`; returns (rows, bytes, ETag).
+/// Generates `target_bytes` (and a little more, to the end of a record) of `format` into a multipart upload
+/// of `s3://bucket/key`; returns (rows, bytes, ETag).
 async fn upload_generated(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     target_bytes: u64,
+    format: Format,
 ) -> Result<(u64, u64, String)> {
     let upload = client
         .create_multipart_upload()
         .bucket(bucket)
         .key(key)
-        .content_type("text/csv")
+        .content_type(format.content_type())
         .send()
         .await
         .context("create the multipart upload")?;
@@ -242,15 +327,18 @@ async fn upload_generated(
         .to_owned();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut part = Vec::with_capacity(PART_BYTES + 1024);
-    part.extend_from_slice(b"id,customer,email,amount,quantity,paid,created_at,country\n");
+    part.extend_from_slice(format.head());
     let (mut rows, mut bytes) = (0u64, 0u64);
     let mut parts = Vec::new();
     loop {
         let done = bytes + part.len() as u64 >= target_bytes;
         if !done && part.len() < PART_BYTES {
             rows += 1;
-            write_row(&mut part, &mut rng, rows);
+            write_row(&mut part, &mut rng, rows, format, rows == 1);
             continue;
+        }
+        if done {
+            part.extend_from_slice(format.tail());
         }
         let number = i32::try_from(parts.len() + 1).context("too many parts")?;
         bytes += part.len() as u64;
@@ -513,6 +601,7 @@ impl Drop for WorkerProcess {
 
 struct Measured {
     mode: Mode,
+    format: Format,
     bytes: u64,
     rows: u64,
     seconds: f64,
@@ -533,6 +622,7 @@ struct Uploaded {
 async fn run_mode(
     settings: &Settings,
     mode: Mode,
+    format: Format,
     source: Option<&Uploaded>,
 ) -> Result<(Deployment, Measured, Uploaded)> {
     let d = Deployment::with(Options {
@@ -543,13 +633,15 @@ async fn run_mode(
     .await?;
     d.use_s3_jsonl(OUTPUT_PREFIX).await?;
     let s3 = s3_client(&d.sdk);
-    let key = Deployment::key(FILE_NAME);
+    let file_name = format.file_name();
+    let key = Deployment::key(&file_name);
     let target = settings.input_mb * 1_000_000;
     // The first mode uploads the file; the next ones read the same object through their own connector.
     let uploaded = match source {
         None => {
             let started = Instant::now();
-            let (rows, bytes, etag) = upload_generated(&s3, &d.source_bucket, &key, target).await?;
+            let (rows, bytes, etag) =
+                upload_generated(&s3, &d.source_bucket, &key, target, format).await?;
             eprintln!(
                 "bench-e2e: generated and uploaded {bytes} bytes ({rows} rows) in {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -578,7 +670,8 @@ async fn run_mode(
 
     let mut api = RuntimeApi::start()?;
     let log = std::env::temp_dir().join(format!(
-        "bench-e2e-worker-{}-{}.log",
+        "bench-e2e-worker-{}-{}-{}.log",
+        format.name(),
         mode.name(),
         std::process::id()
     ));
@@ -591,7 +684,7 @@ async fn run_mode(
     loop {
         let messages = d.consumer.receive(10, 0).await?;
         if messages.is_empty() {
-            let entry = d.file(FILE_NAME).await?;
+            let entry = d.file(&file_name).await?;
             if !matches!(
                 entry.status,
                 FileStatus::Claimed | FileStatus::Queued | FileStatus::Processing
@@ -616,7 +709,7 @@ async fn run_mode(
             );
         }
         invocations += 1;
-        let request_id = format!("bench-{}-{invocations}", mode.name());
+        let request_id = format!("bench-{}-{}-{invocations}", format.name(), mode.name());
         let deadline = chrono::Utc::now() + chrono::Duration::from_std(budget)?;
         api.invocations
             .send(Invocation {
@@ -661,7 +754,7 @@ async fn run_mode(
     let peak_rss_mib = worker.peak_rss_mib()?;
     drop(worker);
 
-    let entry = d.file(FILE_NAME).await?;
+    let entry = d.file(&file_name).await?;
     ensure!(
         entry.status == FileStatus::Imported,
         "the file ended {} ({:?}); worker log: {}",
@@ -675,7 +768,7 @@ async fn run_mode(
         entry.rows_imported,
         entry.rows_rejected
     );
-    let lines = count_output_lines(&d, &uploaded.etag).await?;
+    let lines = count_output_lines(&d, &file_name, &uploaded.etag).await?;
     ensure!(
         lines == rows,
         "the JSON Lines output has {lines} rows; {rows} were generated"
@@ -690,6 +783,7 @@ async fn run_mode(
         d,
         Measured {
             mode,
+            format,
             bytes,
             rows,
             seconds,
@@ -703,8 +797,8 @@ async fn run_mode(
 
 /// Streams the JSON Lines output of the file and counts its lines (then deletes it: the emulator keeps
 /// objects in memory or temporary files).
-async fn count_output_lines(d: &Deployment, etag: &str) -> Result<u64> {
-    let location = d.output_location(OUTPUT_PREFIX, FILE_NAME, etag);
+async fn count_output_lines(d: &Deployment, file_name: &str, etag: &str) -> Result<u64> {
+    let location = d.output_location(OUTPUT_PREFIX, file_name, etag);
     let (bucket, key) = location
         .strip_prefix("s3://")
         .and_then(|p| p.split_once('/'))
@@ -735,37 +829,48 @@ async fn main() -> Result<()> {
     let settings = Settings::from_env()?;
     let url = emulator().await.url().to_owned();
     eprintln!(
-        "bench-e2e: {} MB CSV on the emulator at {url}, worker {}, {} s of work per piece",
+        "bench-e2e: {} MB per format on the emulator at {url}, worker {}, {} s of work per piece",
         settings.input_mb,
         settings.worker.display(),
         settings.piece_seconds
     );
     let mut results = Vec::new();
-    let mut source: Option<Uploaded> = None;
-    let mut deployments = Vec::new();
-    for &mode in &settings.modes {
-        let (d, measured, uploaded) = run_mode(&settings, mode, source.as_ref())
-            .await
-            .with_context(|| format!("mode {}", mode.name()))?;
-        if source.is_none() {
-            source = Some(uploaded);
+    for &format in &settings.formats {
+        let mut source: Option<Uploaded> = None;
+        let mut first: Option<Deployment> = None;
+        for &mode in &settings.modes {
+            let (d, measured, uploaded) = run_mode(&settings, mode, format, source.as_ref())
+                .await
+                .with_context(|| format!("format {}, mode {}", format.name(), mode.name()))?;
+            source.get_or_insert(uploaded);
+            eprintln!(
+                "bench-e2e: {} {}: {} rows in {:.1} s, {} pieces in {} invocations",
+                format.name(),
+                mode.name(),
+                measured.rows,
+                measured.seconds,
+                measured.pieces,
+                measured.invocations
+            );
+            first.get_or_insert(d);
+            results.push(measured);
         }
-        eprintln!(
-            "bench-e2e: {}: {} rows in {:.1} s, {} pieces in {} invocations",
-            mode.name(),
-            measured.rows,
-            measured.seconds,
-            measured.pieces,
-            measured.invocations
-        );
-        deployments.push(d);
-        results.push(measured);
+        // The source object is the largest thing the emulator holds: delete it before the next format's.
+        if let (Some(uploaded), Some(d)) = (&source, &first) {
+            let _ = s3_client(&d.sdk)
+                .delete_object()
+                .bucket(&uploaded.bucket)
+                .key(Deployment::key(&format.file_name()))
+                .send()
+                .await;
+        }
     }
     let mut over = Vec::new();
     for m in &results {
         println!(
-            "bench-e2e mode={} input_mb={} rows={} mb_per_s={:.1} pieces={} peak_rss_mib={:.1}",
+            "bench-e2e mode={} format={} input_mb={} rows={} mb_per_s={:.1} pieces={} peak_rss_mib={:.1}",
             m.mode.name(),
+            m.format.name(),
             m.bytes / 1_000_000,
             m.rows,
             m.bytes as f64 / 1e6 / m.seconds,
@@ -773,17 +878,13 @@ async fn main() -> Result<()> {
             m.peak_rss_mib
         );
         if m.peak_rss_mib >= RSS_CEILING_MIB {
-            over.push(format!("{}: {:.1} MiB", m.mode.name(), m.peak_rss_mib));
+            over.push(format!(
+                "{} {}: {:.1} MiB",
+                m.format.name(),
+                m.mode.name(),
+                m.peak_rss_mib
+            ));
         }
-    }
-    // The source object is the largest thing the emulator holds: delete it.
-    if let (Some(uploaded), Some(d)) = (&source, deployments.first()) {
-        let _ = s3_client(&d.sdk)
-            .delete_object()
-            .bucket(&uploaded.bucket)
-            .key(Deployment::key(FILE_NAME))
-            .send()
-            .await;
     }
     ensure!(
         over.is_empty(),
