@@ -19,6 +19,12 @@
 //! ```
 //!
 //! It exits non-zero when a row is missing or extra, or when a worker's peak RSS reaches 100 MiB.
+//!
+//! With `BENCH_E2E_CONNECTION_MB_PER_S` set, the worker reaches the emulator through a loopback proxy that
+//! caps each TCP connection's download rate, as S3's throughput per connection is bounded while its
+//! throughput across parallel connections is not (AWS's performance guidance: byte-range fetches on several
+//! connections). That shows what ranged read-ahead is for, which the bare emulator cannot: it serves every
+//! range by copying the whole object, so on it ranges cost more than one stream.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -96,6 +102,8 @@ struct Settings {
     input_mb: u64,
     worker: PathBuf,
     piece_seconds: u64,
+    /// The download rate cap of each connection between the worker and the emulator (0: no proxy).
+    connection_mb_per_s: u64,
     modes: Vec<Mode>,
     formats: Vec<Format>,
 }
@@ -216,6 +224,7 @@ impl Settings {
             input_mb: env_number("BENCH_E2E_MB", 1000)?.max(1),
             worker,
             piece_seconds: env_number("BENCH_E2E_PIECE_SECONDS", 15)?.max(1),
+            connection_mb_per_s: env_number("BENCH_E2E_CONNECTION_MB_PER_S", 0)?,
             modes,
             formats,
         })
@@ -531,6 +540,58 @@ fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>> {
     }
 }
 
+/// A loopback TCP proxy to `upstream` (`host:port`) that caps the download rate of each connection at
+/// `bytes_per_s`; returns its `http://` URL.
+async fn start_throttling_proxy(upstream: String, bytes_per_s: u64) -> Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("bind the proxy port")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (server_read, mut server_write) = server.into_split();
+                let up = tokio::io::copy(&mut client_read, &mut server_write);
+                let down = copy_throttled(server_read, &mut client_write, bytes_per_s);
+                // Either direction closing ends the connection.
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    Ok(url)
+}
+
+/// Copies `from` to `to` at no more than `bytes_per_s` on average since the copy began.
+async fn copy_throttled(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    bytes_per_s: u64,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 64 * 1024];
+    let (started, mut sent) = (Instant::now(), 0u64);
+    loop {
+        let n = from.read(&mut buffer).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buffer[..n]).await?;
+        sent += n as u64;
+        let due = Duration::from_secs_f64(sent as f64 / bytes_per_s as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 /// The worker process: the release `worker` binary against the Runtime API.
 struct WorkerProcess {
     child: Child,
@@ -543,10 +604,14 @@ impl WorkerProcess {
         api: &RuntimeApi,
         mode: Mode,
         log: &PathBuf,
+        endpoint: Option<&str>,
     ) -> Result<Self> {
         let mut command = Command::new(&settings.worker);
+        command.envs(s3_importer_tests::emulator_blocking().env_vars());
+        if let Some(endpoint) = endpoint {
+            command.env("AWS_ENDPOINT_URL", endpoint);
+        }
         command
-            .envs(s3_importer_tests::emulator_blocking().env_vars())
             .env(vars::STATE_TABLE, &d.config.state_table)
             .env(vars::QUEUE_URL, &d.config.queue_url)
             .env(vars::RECORDS_TABLE, &d.config.records_table)
@@ -675,7 +740,19 @@ async fn run_mode(
         mode.name(),
         std::process::id()
     ));
-    let mut worker = WorkerProcess::spawn(settings, &d, &api, mode, &log)?;
+    let proxy = match settings.connection_mb_per_s {
+        0 => None,
+        rate => {
+            let url = s3_importer_tests::emulator_blocking().url().to_owned();
+            let upstream = url
+                .strip_prefix("http://")
+                .with_context(|| format!("the emulator's URL {url} is not http://"))?
+                .trim_end_matches('/')
+                .to_owned();
+            Some(start_throttling_proxy(upstream, rate * 1_000_000).await?)
+        }
+    };
+    let mut worker = WorkerProcess::spawn(settings, &d, &api, mode, &log, proxy.as_deref())?;
     let margin = Duration::from_secs(CHECKPOINT_MARGIN_SECONDS);
     let budget = margin + Duration::from_secs(settings.piece_seconds);
     let mut pieces = BTreeSet::new();
@@ -829,10 +906,14 @@ async fn main() -> Result<()> {
     let settings = Settings::from_env()?;
     let url = emulator().await.url().to_owned();
     eprintln!(
-        "bench-e2e: {} MB per format on the emulator at {url}, worker {}, {} s of work per piece",
+        "bench-e2e: {} MB per format on the emulator at {url}, worker {}, {} s of work per piece{}",
         settings.input_mb,
         settings.worker.display(),
-        settings.piece_seconds
+        settings.piece_seconds,
+        match settings.connection_mb_per_s {
+            0 => String::new(),
+            rate => format!(", {rate} MB/s per connection"),
+        }
     );
     let mut results = Vec::new();
     for &format in &settings.formats {
@@ -868,10 +949,11 @@ async fn main() -> Result<()> {
     let mut over = Vec::new();
     for m in &results {
         println!(
-            "bench-e2e mode={} format={} input_mb={} rows={} mb_per_s={:.1} pieces={} peak_rss_mib={:.1}",
+            "bench-e2e mode={} format={} input_mb={} connection_mb_per_s={} rows={} mb_per_s={:.1} pieces={} peak_rss_mib={:.1}",
             m.mode.name(),
             m.format.name(),
             m.bytes / 1_000_000,
+            settings.connection_mb_per_s,
             m.rows,
             m.bytes as f64 / 1e6 / m.seconds,
             m.pieces,
