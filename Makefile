@@ -8,6 +8,7 @@ BENCH_RUNS ?= 1
 BENCH_E2E_MB ?= 1000
 BENCH_E2E_FORMATS ?= csv,jsonl,json
 BENCH_E2E_MODES ?= ranged,single
+BENCH_E2E_CONNECTION_MB_PER_S ?= 0
 VENV := .venv
 DEPLOY_VENV := .venv-deploy
 # cargo-lambda and zig come from the deployment venv (PyPI), never from `cargo install`.
@@ -80,10 +81,10 @@ bench: ## Pipeline throughput and peak RSS per format (BENCH_MB=1000, BENCH_RUNS
 	BENCH_MB=$(BENCH_MB) BENCH_RUNS=$(BENCH_RUNS) $(CARGO) bench -p s3-importer-core --bench pipeline
 
 .PHONY: bench-e2e
-bench-e2e: venv ## A BENCH_E2E_MB (1000) MB file per format (BENCH_E2E_FORMATS) imported on the emulator by the release worker binary, ranged and single-stream reads (BENCH_E2E_MODES)
+bench-e2e: venv ## A BENCH_E2E_MB (1000) MB file per format (BENCH_E2E_FORMATS) imported on the emulator by the release worker binary, ranged and single-stream reads (BENCH_E2E_MODES), optionally through a per-connection rate cap (BENCH_E2E_CONNECTION_MB_PER_S)
 	$(CARGO) build --release -p s3-importer-worker --bin worker
 	$(CARGO) build -p s3-importer-tests --bin bench-e2e
-	BENCH_E2E_MB=$(BENCH_E2E_MB) BENCH_E2E_FORMATS=$(BENCH_E2E_FORMATS) BENCH_E2E_MODES=$(BENCH_E2E_MODES) BENCH_E2E_WORKER=$(CURDIR)/target/release/worker target/debug/bench-e2e
+	BENCH_E2E_MB=$(BENCH_E2E_MB) BENCH_E2E_FORMATS=$(BENCH_E2E_FORMATS) BENCH_E2E_MODES=$(BENCH_E2E_MODES) BENCH_E2E_CONNECTION_MB_PER_S=$(BENCH_E2E_CONNECTION_MB_PER_S) BENCH_E2E_WORKER=$(CURDIR)/target/release/worker target/debug/bench-e2e
 
 .PHONY: clean
 clean: ## Remove build output and local state (not the virtualenv)

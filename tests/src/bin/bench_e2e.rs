@@ -15,10 +15,11 @@
 //! one line per format and mode:
 //!
 //! ```text
-//! bench-e2e mode=ranged format=csv input_mb=1000 rows=... mb_per_s=... pieces=... peak_rss_mib=...
+//! bench-e2e mode=ranged format=csv input_mb=1000 connection_mb_per_s=0 rows=... mb_per_s=... pieces=... peak_rss_mib=...
 //! ```
 //!
-//! It exits non-zero when a row is missing or extra, or when a worker's peak RSS reaches 100 MiB.
+//! It exits non-zero when a row is missing or extra, when an invocation answers after its deadline (Lambda would
+//! have stopped it), or when a worker's peak RSS reaches 100 MiB.
 //!
 //! With `BENCH_E2E_CONNECTION_MB_PER_S` set, the worker reaches the emulator through a loopback proxy that
 //! caps each TCP connection's download rate, as S3's throughput per connection is bounded while its
@@ -810,6 +811,14 @@ async fn run_mode(
                 }
             }
         };
+        // Lambda stops an invocation at its deadline: a piece that answers later would have been killed.
+        let late = chrono::Utc::now() - deadline;
+        ensure!(
+            late <= chrono::Duration::zero(),
+            "invocation {request_id} answered {} ms after its deadline: Lambda would have killed it; worker log: {}",
+            late.num_milliseconds(),
+            log.display()
+        );
         let body = match outcome {
             (id, Ok(body)) if id == request_id => body,
             (id, result) => bail!(
