@@ -13,6 +13,8 @@ use s3_importer_core::template::Template;
 use s3_importer_core::{format, Format, Limits};
 use serde_json::json;
 
+use crate::exit::{exit, Status};
+
 /// Arguments of `import-file`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,6 +54,45 @@ fn default_output(dir: &Path, file: &Path, suffix: &str) -> PathBuf {
     dir.join(format!("{name}.{suffix}"))
 }
 
+/// Whether `a` and `b` name the same file: the same inode when both exist, else the same absolute path.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => match (std::path::absolute(a), std::path::absolute(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+/// Refuses an output or error report that would overwrite the input, and one file for both outputs (the
+/// rows would overwrite the report). Device files such as `/dev/null` may take both.
+fn refuse_overlapping_paths(input: &Path, output: &Path, errors: &Path) -> anyhow::Result<()> {
+    for (what, path) in [("--output", output), ("--errors", errors)] {
+        if same_file(input, path) {
+            return Err(exit(
+                Status::Usage,
+                format!(
+                    "{what} {} is the input file: it would be overwritten",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let is_regular_or_new = std::fs::metadata(output).map_or(true, |m| m.is_file());
+    if is_regular_or_new && same_file(output, errors) {
+        return Err(exit(
+            Status::Usage,
+            format!(
+                "--output and --errors both name {}: give the error report its own file",
+                output.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs the command.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let source = tokio::fs::read_to_string(&args.template)
@@ -79,10 +120,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .errors
         .clone()
         .unwrap_or_else(|| default_output(&args.out_dir, &args.file, "errors.jsonl"));
-    let mut rows = JsonlFileSink::create(&output).await?;
+    refuse_overlapping_paths(&args.file, &output, &errors_path)?;
+    // A report path that already exists (a file named by the user, /dev/null) is never removed afterwards.
+    let errors_existed = tokio::fs::symlink_metadata(&errors_path).await.is_ok();
     let errors_file = tokio::fs::File::create(&errors_path)
         .await
         .with_context(|| format!("cannot create {}", errors_path.display()))?;
+    let mut rows = JsonlFileSink::create(&output).await?;
     let mut rejects = ErrorReportWriter::new(errors_file, errors_path.display().to_string());
 
     let options = ImportOptions {
@@ -126,7 +170,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
     }
     let report = report.with_context(|| format!("writing {} failed", output.display()))?;
-    if report.error_report.is_none() {
+    if report.error_report.is_none() && !errors_existed {
         // No rejected rows: do not leave an empty report behind.
         let _ = tokio::fs::remove_file(&errors_path).await;
     }

@@ -103,3 +103,88 @@ fn unknown_extension_is_a_clear_error() -> Result {
     );
     Ok(())
 }
+
+#[test]
+fn outputs_that_would_overwrite_the_input_or_each_other_are_refused() -> Result {
+    let out = tempfile::tempdir()?;
+    let input = out.path().join("orders.csv");
+    std::fs::copy(
+        repo().join("examples/demo/files/orders-2024-05-04-bad.csv"),
+        &input,
+    )?;
+    let before = std::fs::read(&input)?;
+    let input_arg = input.to_str().ok_or("path")?;
+    let report = out.path().join("both.jsonl");
+    let report_arg = report.to_str().ok_or("path")?;
+    for args in [
+        vec!["--errors", input_arg, input_arg],
+        vec!["-o", input_arg, input_arg],
+        vec!["-o", report_arg, "--errors", report_arg, input_arg],
+    ] {
+        let output = import(&args, out.path())?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("overwritten") || stderr.contains("its own file"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&input)?,
+            before,
+            "{args:?}: the input is intact"
+        );
+    }
+    // Nothing was written: no output, no `.partial` left behind.
+    let mut names: Vec<_> = std::fs::read_dir(out.path())?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
+    names.sort();
+    assert_eq!(names, ["orders.csv"]);
+    Ok(())
+}
+
+#[test]
+fn an_existing_error_report_path_is_kept_and_dev_null_stays_a_device() -> Result {
+    use std::os::unix::fs::FileTypeExt;
+    let out = tempfile::tempdir()?;
+    // A clean file: nothing is rejected, but the path the user named is not deleted.
+    let report = out.path().join("report.jsonl");
+    std::fs::write(&report, "old\n")?;
+    let output = import(
+        &[
+            "--errors",
+            report.to_str().ok_or("path")?,
+            "examples/demo/files/orders-2024-05-01.csv",
+        ],
+        out.path(),
+    )?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&report)?,
+        "",
+        "truncated, not removed"
+    );
+    // Rows and report to /dev/null: written through the device, which stays a device.
+    let output = import(
+        &[
+            "-o",
+            "/dev/null",
+            "--errors",
+            "/dev/null",
+            "examples/demo/files/orders-2024-05-04-bad.csv",
+        ],
+        out.path(),
+    )?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(std::fs::metadata("/dev/null")?.file_type().is_char_device());
+    assert!(!Path::new("/dev/null.partial").exists());
+    Ok(())
+}

@@ -90,6 +90,11 @@ impl ImportOptions {
     }
 }
 
+/// Rejected rows sent to the error report at most per batch, whatever `batch_rows` is: a batch fills by the
+/// bytes of its good rows, so a file of rejected rows alone would otherwise hold them all until `batch_rows`
+/// (a million for file output, hundreds of MiB of error entries).
+pub const MAX_REJECTS_PER_BATCH: usize = 1_000;
+
 /// Row counts of a file (or of the pieces of it imported so far).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -579,7 +584,7 @@ fn read_and_validate(
         }
         if batch.len() >= options.batch_rows
             || batch.byte_len() >= options.batch_bytes
-            || rejected_rows.len() >= options.batch_rows
+            || rejected_rows.len() >= options.batch_rows.min(MAX_REJECTS_PER_BATCH)
         {
             let next = recycle.try_recv().unwrap_or_else(|_| new_batch());
             let message = Message {

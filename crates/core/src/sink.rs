@@ -251,24 +251,48 @@ pub trait RejectSink: Send {
 pub struct JsonlFileSink {
     path: PathBuf,
     partial: PathBuf,
+    /// Written in place (not a regular file): never renamed, synced or removed.
+    direct: bool,
     /// `None` once finished or aborted.
     file: Option<std::fs::File>,
 }
 
 impl JsonlFileSink {
-    /// Creates `PATH.partial` for writing.
+    /// Creates `PATH.partial` for writing. When `PATH` exists and is not a regular file (`/dev/null`, a FIFO,
+    /// a terminal), rows are written to it directly: it is neither replaced nor removed.
     pub async fn create(path: impl Into<PathBuf>) -> Result<Self, SinkError> {
         let path = path.into();
-        let partial = partial_path(&path);
-        let file = tokio::fs::File::create(&partial)
-            .await
-            .map_err(|e| SinkError::io("create", &partial, e))?
-            .into_std()
-            .await;
+        let direct = match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_dir() => {
+                return Err(SinkError::permanent(
+                    format!("create {}", path.display()),
+                    "it is a directory",
+                ))
+            }
+            Ok(m) => !m.is_file(),
+            Err(_) => false,
+        };
+        let partial = if direct {
+            path.clone()
+        } else {
+            partial_path(&path)
+        };
+        let file = if direct {
+            tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(&partial)
+                .await
+        } else {
+            tokio::fs::File::create(&partial).await
+        }
+        .map_err(|e| SinkError::io("create", &partial, e))?
+        .into_std()
+        .await;
         Ok(Self {
             path,
             partial,
             file: Some(file),
+            direct,
         })
     }
 
@@ -318,6 +342,10 @@ impl RowSink for JsonlFileSink {
     }
 
     async fn finish(&mut self) -> Result<(), SinkError> {
+        if self.direct {
+            self.with_file("flush", |file| file.flush()).await?;
+            self.file = None;
+        }
         if self.file.is_some() {
             self.with_file("sync", |file| file.sync_all()).await?;
             self.file = None;
@@ -329,7 +357,7 @@ impl RowSink for JsonlFileSink {
     }
 
     async fn abort(&mut self) -> Result<(), SinkError> {
-        if self.file.take().is_some() {
+        if self.file.take().is_some() && !self.direct {
             match tokio::fs::remove_file(&self.partial).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use s3_importer_core::pipeline::{self, FileFailure, ImportOptions, Outcome};
 use s3_importer_core::read::ReadError;
-use s3_importer_core::sink::{MemoryRejects, MemorySink, RowBatch, RowSink, SinkError};
+use s3_importer_core::sink::{
+    MemoryRejects, MemorySink, RejectSink, RejectedRow, RowBatch, RowSink, SinkError,
+};
 use s3_importer_core::template::Template;
 use s3_importer_core::{Compression, ErrorCode, FileFormat, Format, Limits};
 
@@ -702,5 +704,56 @@ async fn transient_sink_failure_in_a_later_piece_does_not_abort_the_staged_outpu
         assert_eq!(err.is_transient(), transient);
         assert_eq!(sink.aborted, aborted, "transient {transient}, later piece");
     }
+    Ok(())
+}
+
+/// Records the size of every call to the error report.
+#[derive(Default)]
+struct CountingRejects {
+    calls: Vec<usize>,
+}
+
+#[async_trait]
+impl RejectSink for CountingRejects {
+    async fn write_rejects(&mut self, rows: &[RejectedRow]) -> std::result::Result<(), SinkError> {
+        self.calls.push(rows.len());
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> std::result::Result<Option<String>, SinkError> {
+        Ok(Some("counted".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_file_of_rejected_rows_reaches_the_report_in_bounded_batches() -> Result {
+    // File output fills batches by the bytes of good rows; rows that are all rejected must still leave the
+    // reader in batches of at most MAX_REJECTS_PER_BATCH, not be held until the end of the file.
+    let n = 3 * pipeline::MAX_REJECTS_PER_BATCH + 17;
+    let mut bytes = b"id,name,score\n".to_vec();
+    for i in 0..n {
+        writeln!(bytes, "not-a-number-{i},x,1.5")?;
+    }
+    let mut rows = MemorySink::default();
+    let mut rejects = CountingRejects::default();
+    let report = pipeline::import(
+        std::io::Cursor::new(bytes),
+        csv(),
+        template("")?,
+        ImportOptions::for_file_output(),
+        &mut rows,
+        &mut rejects,
+    )
+    .await?;
+    assert_eq!(report.rows_rejected, n as u64);
+    assert_eq!(rejects.calls.iter().sum::<usize>(), n);
+    assert!(
+        rejects
+            .calls
+            .iter()
+            .all(|&c| c <= pipeline::MAX_REJECTS_PER_BATCH),
+        "error report batches {:?}",
+        rejects.calls
+    );
     Ok(())
 }
