@@ -754,6 +754,20 @@ fn write_csv_cell(
             if text.is_empty() {
                 return null_value(p, EMPTY, out, sep, errors);
             }
+            // The same nesting limit as a JSON record: deeper text would be written out for every reader of
+            // the output to choke on.
+            let max_depth = crate::Limits::DEFAULT_MAX_JSON_DEPTH;
+            if crate::read::jsonl::exceeds_depth(text, max_depth) {
+                push_fail(
+                    errors,
+                    p,
+                    Fail::new(
+                        ErrorCode::JsonTooDeep,
+                        format!("JSON text nested deeper than {max_depth} levels"),
+                    ),
+                );
+                return;
+            }
             match serde_json::from_slice::<&RawValue>(text) {
                 Ok(raw) if raw.get() == "null" => {
                     return null_value(p, "the required field is JSON null", out, sep, errors);

@@ -367,6 +367,23 @@ fn enum_outputs_the_declared_spelling() {
 }
 
 #[test]
+fn json_cell_nested_deeper_than_the_record_limit_is_rejected() {
+    // A CSV cell of a `json` field meets the same depth limit as a JSON record.
+    let t = one_field("type = \"json\"");
+    let max = s3_importer_core::Limits::DEFAULT_MAX_JSON_DEPTH;
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let at_limit = csv(&t, &["v"], &[&nested(max)]);
+    assert!(at_limit.is_ok(), "{max} levels: {at_limit:?}");
+    for depth in [max + 1, 100_000] {
+        let got = csv(&t, &["v"], &[&nested(depth)]);
+        assert_eq!(codes(&got), vec![ErrorCode::JsonTooDeep], "{depth} levels");
+    }
+    // Brackets inside strings do not count.
+    let text = format!("{{\"s\": \"{}\"}}", "[".repeat(max + 10));
+    assert!(csv(&t, &["v"], &[&text]).is_ok());
+}
+
+#[test]
 fn json_field_embeds_any_json_value_compactly() {
     let t = one_field("type = \"json\"");
     let cases: &[(&str, Want)] = &[
