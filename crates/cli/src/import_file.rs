@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use s3_importer_core::pipeline::{self, ImportOptions, Outcome};
 use s3_importer_core::sink::{ErrorReportWriter, JsonlFileSink};
-use s3_importer_core::template::Template;
 use s3_importer_core::{format, Format, Limits};
 use serde_json::json;
 
@@ -95,11 +94,8 @@ fn refuse_overlapping_paths(input: &Path, output: &Path, errors: &Path) -> anyho
 
 /// Runs the command.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let source = tokio::fs::read_to_string(&args.template)
-        .await
-        .with_context(|| format!("cannot read template {}", args.template.display()))?;
-    let template = Template::from_toml(&source)
-        .with_context(|| format!("invalid template {}", args.template.display()))?;
+    // An invalid template is a usage error (exit 2), as in `template add`.
+    let (_, template) = crate::template_cmd::load(&args.template)?;
     let key = args.file.to_string_lossy();
     let Some(file_format) = format::detect_format(&key, args.format.or(template.format), None)
     else {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use s3_importer_core::template::Template;
 
 use crate::aws_args::AwsArgs;
@@ -63,8 +63,12 @@ Exit status: 0 when every row passes, 5 when rows or files would be rejected, 2 
 
 /// Reads and parses a template file, naming the file in errors.
 pub fn load(file: &PathBuf) -> Result<(String, Template)> {
-    let source =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let source = std::fs::read_to_string(file).map_err(|e| {
+        crate::exit::exit(
+            crate::exit::Status::Usage,
+            format!("cannot read template {}: {e}", file.display()),
+        )
+    })?;
     let template = Template::from_toml(&source).map_err(|e| {
         crate::exit::exit(
             crate::exit::Status::Usage,

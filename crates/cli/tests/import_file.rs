@@ -188,3 +188,25 @@ fn an_existing_error_report_path_is_kept_and_dev_null_stays_a_device() -> Result
     assert!(!Path::new("/dev/null.partial").exists());
     Ok(())
 }
+
+#[test]
+fn a_missing_or_invalid_template_is_a_usage_error() -> Result {
+    let out = tempfile::tempdir()?;
+    let bad = out.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"x\"\n[[fields]]\nname = \"id\"\ntype = \"integr\"\n",
+    )?;
+    for template in [bad.to_str().ok_or("path")?, "no/such/template.toml"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_s3-importer"))
+            .current_dir(repo())
+            .args(["import-file", "--template", template, "--out-dir"])
+            .arg(out.path())
+            .arg("examples/demo/files/orders-2024-05-01.csv")
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{template}: {stderr}");
+        assert!(stderr.contains(template), "{template}: {stderr}");
+    }
+    Ok(())
+}
