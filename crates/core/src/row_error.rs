@@ -10,6 +10,9 @@ pub enum ErrorCode {
     RecordTooLarge,
     /// The record has more fields than `max_columns`.
     TooManyColumns,
+    /// A CSV/TSV quoted field is still open at the end of the file: everything from its opening quote on
+    /// was read as one value, so the record is rejected rather than imported wrong.
+    UnterminatedQuote,
     /// A CSV record has a different number of fields than the header.
     FieldCountMismatch,
     /// The record is not valid JSON.
@@ -54,6 +57,7 @@ impl ErrorCode {
         match self {
             Self::RecordTooLarge => "record_too_large",
             Self::TooManyColumns => "too_many_columns",
+            Self::UnterminatedQuote => "unterminated_quote",
             Self::FieldCountMismatch => "field_count_mismatch",
             Self::InvalidJson => "invalid_json",
             Self::NotAnObject => "not_an_object",

@@ -114,6 +114,44 @@ fn quoted_fields_with_commas_and_doubled_quotes() -> TestResult {
 }
 
 #[test]
+fn quote_never_closed_is_a_row_error_not_a_value_swallowing_the_rest() -> TestResult {
+    // The opening quote of record 2 is never closed: csv-core reads the rest of the file as its value. The
+    // record is rejected (`unterminated_quote`, at the record where the quote opened) instead of imported.
+    let mut r = csv(b"id,s\n1,a\n2,\"unclosed\n3,b\n")?;
+    let got = collect(&mut r)?;
+    assert_eq!(
+        got,
+        vec![
+            (pos(1, 2, 5), fields(&["1", "a"])),
+            (pos(2, 3, 9), Got::Invalid(ErrorCode::UnterminatedQuote)),
+        ]
+    );
+    // Closed quotes at the end of the file, with or without a final line break, and `""` inside them.
+    for text in [
+        &b"id,s\n1,\"a\"\n"[..],
+        b"id,s\n1,\"a\"",
+        b"id,s\n1,\"a \"\"b\"\"\"",
+        b"id,s\n1,\"a\nb\"",
+        b"id,s\n1,x\"y",
+    ] {
+        let got = collect(&mut csv(text)?)?;
+        assert_eq!(got.len(), 1, "{:?}", String::from_utf8_lossy(text));
+        assert!(
+            matches!(got[0].1, Got::Fields(_)),
+            "{:?}: {got:?}",
+            String::from_utf8_lossy(text)
+        );
+    }
+    // An escaped quote as the last bytes leaves the field open.
+    let got = collect(&mut csv(b"id,s\n1,\"a\"\"")?)?;
+    assert_eq!(
+        got,
+        vec![(pos(1, 2, 5), Got::Invalid(ErrorCode::UnterminatedQuote))]
+    );
+    Ok(())
+}
+
+#[test]
 fn embedded_newlines_count_lines() -> TestResult {
     let mut r = csv(&fixture("quoted-newlines.csv")?)?;
     let got = collect(&mut r)?;

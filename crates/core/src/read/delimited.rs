@@ -70,6 +70,36 @@ pub struct DelimitedReader {
     /// The delimiter and quote the fast path reads with; `None` when they are unusual enough (a line break,
     /// or the same byte) that only `csv-core` decides.
     fast: Option<Syntax>,
+    /// The delimiter and quote, for [`QuoteScan`] on records `csv-core` parses.
+    delimiter: u8,
+    quote: u8,
+}
+
+/// Where a record's raw bytes leave `csv-core` (quoting on, `""` escapes, no escape character): followed over
+/// the bytes it consumes, so a record that ends at the end of the file inside a quoted field is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuoteScan {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: the end of the field, or the first half of `""`.
+    QuoteInQuoted,
+}
+
+impl QuoteScan {
+    fn feed(mut self, bytes: &[u8], delimiter: u8, quote: u8) -> Self {
+        for &b in bytes {
+            self = match self {
+                Self::FieldStart if b == quote => Self::Quoted,
+                Self::Quoted if b == quote => Self::QuoteInQuoted,
+                Self::Quoted => Self::Quoted,
+                Self::QuoteInQuoted if b == quote => Self::Quoted,
+                _ if b == delimiter || b == b'\n' || b == b'\r' => Self::FieldStart,
+                Self::QuoteInQuoted | Self::FieldStart | Self::Unquoted => Self::Unquoted,
+            };
+        }
+        self
+    }
 }
 
 /// The bytes the fast path treats specially.
@@ -261,6 +291,8 @@ impl DelimitedReader {
             core_started: false,
             done: false,
             fast: Syntax::new(&options),
+            delimiter: options.delimiter,
+            quote: options.quote,
         };
         reader.core.set_line(start.position.line.max(1));
         if start.position.byte == 0 {
@@ -375,6 +407,7 @@ impl DelimitedReader {
             }
         }
         let (mut len, mut nends, mut raw) = (0usize, 0usize, 0usize);
+        let mut scan = QuoteScan::FieldStart;
         loop {
             if raw > max {
                 self.discard_record()?;
@@ -396,6 +429,7 @@ impl DelimitedReader {
                 self.core
                     .read_record(chunk, &mut self.buf[len..], &mut self.ends[nends..]);
             let terminated = !chunk.is_empty();
+            scan = scan.feed(&chunk[..nin], self.delimiter, self.quote);
             self.input.consume(nin);
             raw += nin;
             len += nout;
@@ -427,6 +461,9 @@ impl DelimitedReader {
                     if record_bytes > max {
                         return Ok((line, byte, Parsed::Rejected(ErrorCode::RecordTooLarge)));
                     }
+                    if !terminated && scan == QuoteScan::Quoted {
+                        return Ok((line, byte, Parsed::Rejected(ErrorCode::UnterminatedQuote)));
+                    }
                     return Ok((line, byte, Parsed::Fields { len, nends }));
                 }
                 ReadRecordResult::End => return Ok((line, byte, Parsed::End)),
@@ -455,6 +492,11 @@ impl DelimitedReader {
         match code {
             ErrorCode::TooManyColumns => {
                 format!("record has more than {} fields; skipped", self.max_columns)
+            }
+            ErrorCode::UnterminatedQuote => {
+                "a quoted field opened in this record is never closed: the rest of the file was read as \
+                 its value; skipped"
+                    .to_owned()
             }
             _ => format!(
                 "record is larger than {} bytes; skipped",
