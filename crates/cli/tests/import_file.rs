@@ -10,14 +10,13 @@ fn repo() -> PathBuf {
 }
 
 fn import(args: &[&str], out: &Path) -> Result<std::process::Output> {
+    import_with("examples/demo/orders.toml", args, out)
+}
+
+fn import_with(template: &str, args: &[&str], out: &Path) -> Result<std::process::Output> {
     Ok(Command::new(env!("CARGO_BIN_EXE_s3-importer"))
         .current_dir(repo())
-        .args([
-            "import-file",
-            "--template",
-            "examples/demo/orders.toml",
-            "--out-dir",
-        ])
+        .args(["import-file", "--template", template, "--out-dir"])
         .arg(out)
         .args(args)
         .output()?)
@@ -198,12 +197,11 @@ fn a_missing_or_invalid_template_is_a_usage_error() -> Result {
         "name = \"x\"\n[[fields]]\nname = \"id\"\ntype = \"integr\"\n",
     )?;
     for template in [bad.to_str().ok_or("path")?, "no/such/template.toml"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_s3-importer"))
-            .current_dir(repo())
-            .args(["import-file", "--template", template, "--out-dir"])
-            .arg(out.path())
-            .arg("examples/demo/files/orders-2024-05-01.csv")
-            .output()?;
+        let output = import_with(
+            template,
+            &["examples/demo/files/orders-2024-05-01.csv"],
+            out.path(),
+        )?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{template}: {stderr}");
         assert!(stderr.contains(template), "{template}: {stderr}");
