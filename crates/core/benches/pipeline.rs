@@ -332,6 +332,8 @@ fn child(mode: &str, format: Format, path: &Path, out_dir: Option<&Path>) -> Res
     let cpu_started = cpu_secs();
     // The pipeline stops the clock itself, before its temporary output is deleted.
     let mut stopped = None;
+    // How the pipeline's output file was written (direct I/O where the file system has it).
+    let mut output_io = "none";
     let rows: u64 = match mode {
         "raw" => match format {
             Format::Csv | Format::Tsv => {
@@ -374,6 +376,11 @@ fn child(mode: &str, format: Format, path: &Path, out_dir: Option<&Path>) -> Res
             let rows = runtime.block_on(async {
                 let input = std::fs::File::open(path)?;
                 let mut rows = JsonlFileSink::create(out_dir.path().join("rows.jsonl")).await?;
+                output_io = if rows.is_direct_io() {
+                    "direct"
+                } else {
+                    "buffered"
+                };
                 let mut rejects = ErrorReportWriter::new(
                     tokio::fs::File::create(out_dir.path().join("errors.jsonl")).await?,
                     "errors",
@@ -408,7 +415,7 @@ fn child(mode: &str, format: Format, path: &Path, out_dir: Option<&Path>) -> Res
     };
     let (elapsed, cpu_now) = stopped.unwrap_or_else(|| (started.elapsed(), cpu_secs()));
     println!(
-        "{rows} {} {} {}",
+        "{rows} {} {} {} {output_io}",
         elapsed.as_secs_f64(),
         peak_rss_kib(),
         cpu_now - cpu_started
@@ -421,6 +428,8 @@ struct Measured {
     secs: f64,
     peak_kib: u64,
     cpu_secs: f64,
+    /// `direct`, `buffered` (the pipeline's output file) or `none` (raw parse).
+    output_io: String,
 }
 
 /// What one child process measures: the raw parse, or the pipeline with its output in a directory (the
@@ -494,6 +503,7 @@ fn measure_once(mode: Mode<'_>, format: Format, path: &Path) -> Result<Measured>
         secs: it.next().ok_or("no secs")?.parse()?,
         peak_kib: it.next().ok_or("no rss")?.parse()?,
         cpu_secs: it.next().ok_or("no cpu")?.parse()?,
+        output_io: it.next().ok_or("no output_io")?.to_owned(),
     })
 }
 
@@ -566,19 +576,21 @@ fn main() -> Result<()> {
         let pipe_speed = input_mb / pipe.secs;
         let cpu_ratio = raw.cpu_secs / pipe.cpu_secs;
         eprintln!(
-            "{format:>5}: {input_mb:.0} MB, {} rows | raw parse {raw_speed:.1} MB/s ({:.1} MiB peak) | pipeline {pipe_speed:.1} MB/s ({:.1} MiB peak) | ratio {:.2} (CPU time: raw {:.3}s, pipeline {:.3}s, ratio {cpu_ratio:.2}; best of {runs})",
+            "{format:>5}: {input_mb:.0} MB, {} rows | raw parse {raw_speed:.1} MB/s ({:.1} MiB peak) | pipeline {pipe_speed:.1} MB/s ({:.1} MiB peak, {} output) | ratio {:.2} (CPU time: raw {:.3}s, pipeline {:.3}s, ratio {cpu_ratio:.2}; best of {runs})",
             pipe.rows,
             raw.peak_kib as f64 / 1024.0,
             pipe.peak_kib as f64 / 1024.0,
+            pipe.output_io,
             pipe_speed / raw_speed,
             raw.cpu_secs,
             pipe.cpu_secs,
         );
         let mut line = format!(
-            "bench format={format} input_mb={input_mb:.0} rows={} mb_per_s={pipe_speed:.1} raw_parse_mb_per_s={raw_speed:.1} ratio={:.2} peak_rss_mib={:.1} cpu_ratio={cpu_ratio:.2}",
+            "bench format={format} input_mb={input_mb:.0} rows={} mb_per_s={pipe_speed:.1} raw_parse_mb_per_s={raw_speed:.1} ratio={:.2} peak_rss_mib={:.1} cpu_ratio={cpu_ratio:.2} output_io={}",
             pipe.rows,
             pipe_speed / raw_speed,
-            pipe.peak_kib as f64 / 1024.0
+            pipe.peak_kib as f64 / 1024.0,
+            pipe.output_io
         );
         if let Some(shm) = measured.get(2) {
             let shm_speed = input_mb / shm.secs;

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod direct_io;
 pub mod format;
 pub mod limits;
 pub mod metrics;
