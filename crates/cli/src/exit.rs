@@ -75,3 +75,66 @@ pub fn status_of(error: &anyhow::Error) -> ExitCode {
     }
     ExitCode::from(Status::Failed as u8)
 }
+
+/// The message for an error: its chain of causes joined with `: `, without repeating a cause whose text the
+/// message already ends with. Library errors (the SDK's, and ours, such as `SinkError`'s `{context}: {source}`)
+/// often put their source's text in their own message and also return it as their source; printing the
+/// chain with `{:#}` would then say every operating-system or service error twice.
+pub fn message_of(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Says its source in its own message, and returns it as its source too.
+    #[derive(Debug)]
+    struct Interpolating {
+        source: std::io::Error,
+    }
+
+    impl fmt::Display for Interpolating {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "write rows.jsonl: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Interpolating {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_source_already_in_the_message_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let error = anyhow::Error::new(Interpolating { source: io }).context("import orders.csv");
+        assert_eq!(
+            message_of(&error),
+            "import orders.csv: write rows.jsonl: No space left on device"
+        );
+    }
+
+    #[test]
+    fn causes_not_in_the_message_are_all_said() {
+        let error = anyhow::anyhow!("connection refused")
+            .context("list s3://bucket/")
+            .context("sync orders");
+        assert_eq!(
+            message_of(&error),
+            "sync orders: list s3://bucket/: connection refused"
+        );
+    }
+}

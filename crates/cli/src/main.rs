@@ -126,7 +126,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", exit::message_of(&e));
             exit::status_of(&e)
         }
     }

@@ -208,3 +208,23 @@ fn a_missing_or_invalid_template_is_a_usage_error() -> Result {
     }
     Ok(())
 }
+
+#[test]
+fn an_operating_system_error_is_said_once() -> Result {
+    let out = tempfile::tempdir()?;
+    let missing = out.path().join("no-such-dir");
+    let output = import_with(
+        "examples/demo/orders.toml",
+        &["examples/demo/files/orders-2024-05-04-bad.csv"],
+        &missing,
+    )?;
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stderr)?;
+    assert_eq!(
+        text.matches("No such file or directory").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("no-such-dir"), "{text}");
+    Ok(())
+}
