@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use s3_importer_core::pipeline::{self, ImportOptions, Outcome};
-use s3_importer_core::sink::{ErrorReportWriter, JsonlFileSink};
+use s3_importer_core::sink::{ErrorReportWriter, JsonlFileSink, RowSink};
 use s3_importer_core::{format, Format, Limits};
 use serde_json::json;
 
@@ -119,10 +119,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     refuse_overlapping_paths(&args.file, &output, &errors_path)?;
     // A report path that already exists (a file named by the user, /dev/null) is never removed afterwards.
     let errors_existed = tokio::fs::symlink_metadata(&errors_path).await.is_ok();
-    let errors_file = tokio::fs::File::create(&errors_path)
-        .await
-        .with_context(|| format!("cannot create {}", errors_path.display()))?;
     let mut rows = JsonlFileSink::create(&output).await?;
+    let errors_file = match tokio::fs::File::create(&errors_path).await {
+        Ok(file) => file,
+        Err(e) => {
+            // Nothing may be left behind by a command that wrote nothing.
+            let _ = rows.abort().await;
+            return Err(e).with_context(|| format!("cannot create {}", errors_path.display()));
+        }
+    };
     let mut rejects = ErrorReportWriter::new(errors_file, errors_path.display().to_string());
 
     let options = ImportOptions {
@@ -165,7 +170,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ticker.abort();
         bar.finish_and_clear();
     }
-    let report = report.with_context(|| format!("writing {} failed", output.display()))?;
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            // The rows file was removed by the pipeline; its report goes too (the import did not happen).
+            if !errors_existed {
+                let _ = tokio::fs::remove_file(&errors_path).await;
+            }
+            return Err(e).with_context(|| format!("writing {} failed", output.display()));
+        }
+    };
     if report.error_report.is_none() && !errors_existed {
         // No rejected rows: do not leave an empty report behind.
         let _ = tokio::fs::remove_file(&errors_path).await;

@@ -228,3 +228,21 @@ fn an_operating_system_error_is_said_once() -> Result {
     assert!(text.contains("no-such-dir"), "{text}");
     Ok(())
 }
+
+#[test]
+fn a_rows_file_that_cannot_be_created_leaves_no_error_report_behind() -> Result {
+    let out = tempfile::tempdir()?;
+    let rows = out.path().join("no-such-dir").join("rows.jsonl");
+    let output = import(
+        &[
+            "--output",
+            rows.to_str().ok_or("path")?,
+            "examples/demo/files/orders-2024-05-04-bad.csv",
+        ],
+        out.path(),
+    )?;
+    assert_eq!(output.status.code(), Some(1));
+    let left: Vec<_> = std::fs::read_dir(out.path())?.collect::<std::result::Result<_, _>>()?;
+    assert!(left.is_empty(), "{left:?}");
+    Ok(())
+}
