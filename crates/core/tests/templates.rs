@@ -249,6 +249,14 @@ fn template_errors_name_line_column_and_path() {
             "does not apply to type `integer`",
         ),
         (field("name = \"b\"\ntype = \"date\"\nformat = \"%Q\"\n"), (9, 10, "fields[1].format"), "invalid chrono format"),
+        (field("name = \"b\"\ntype = \"date\"\nformat = \"%Y\"\n"), (9, 10, "fields[1].format"), "no value can match this format"),
+        (field("name = \"b\"\ntype = \"date\"\nformat = \"%d/%m\"\n"), (9, 10, "fields[1].format"), "a year, a month and a day"),
+        (
+            field("name = \"b\"\ntype = \"timestamp\"\nformat = \"%Y-%m-%d\"\n"),
+            (9, 10, "fields[1].format"),
+            "a date and a time of day",
+        ),
+
         (field("name = \"b\"\ntype = \"string\"\nmax_length = \"9\"\n"), (9, 14, "fields[1].max_length"), "invalid type"),
         (field("name = \"b\"\n"), (6, 1, "fields[1]"), "missing field `type`"),
         (
@@ -319,4 +327,37 @@ fn error_display_reads_line_column_path_message() {
 fn column_counts_characters_not_bytes() {
     let e = parse_err("name = \"ü\"\n[[fields]]\nname = \"é\"\ntype = \"é\"\n");
     assert_eq!((e.line, e.column), (4, 8), "{e}");
+}
+
+#[test]
+fn usual_date_and_timestamp_formats_load() {
+    let dates = [
+        "%d/%m/%Y",
+        "%m/%d/%y",
+        "%Y%m%d",
+        "%d %b %Y",
+        "%A, %B %e, %Y",
+        "%Y-%j",
+        "%F",
+    ];
+    let timestamps = [
+        "%d/%m/%Y %H:%M:%S %z",
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%m/%d/%Y %I:%M %p",
+        "%Y%m%d%H%M%S",
+        "%s",
+        "%+",
+        "%d.%m.%Y %H:%M",
+    ];
+    let cases = dates
+        .iter()
+        .map(|f| ("date", f))
+        .chain(timestamps.iter().map(|f| ("timestamp", f)));
+    for (kind, format) in cases {
+        let source =
+            format!("{HEAD}[[fields]]\nname = \"a\"\ntype = \"{kind}\"\nformat = \"{format}\"\n");
+        if let Err(e) = Template::from_toml(&source) {
+            panic!("{kind} format `{format}`: {e}");
+        }
+    }
 }

@@ -515,7 +515,7 @@ impl Checker<'_> {
             "date" | "timestamp" => {
                 let format = match rf.format {
                     Some(f) => {
-                        check_strftime(f.get_ref())
+                        check_strftime(f.get_ref(), type_name == "timestamp")
                             .map_err(|m| self.err(f.span(), path("format"), m))?;
                         Some(f.into_inner())
                     }
@@ -577,14 +577,46 @@ impl Checker<'_> {
     }
 }
 
-/// Rejects a chrono format string with an unknown specifier.
-fn check_strftime(format: &str) -> Result<(), String> {
+/// Rejects a chrono format string with an unknown specifier, and one no input could ever match: a date
+/// written with the format must read back as that date (a timestamp: as that date and time), the way the
+/// validator reads cells. `%Y` alone (no month or day) or a timestamp format without a time would otherwise
+/// load and then reject every row of every file.
+fn check_strftime(format: &str, timestamp: bool) -> Result<(), String> {
     use chrono::format::{Item, StrftimeItems};
+    use std::fmt::Write;
     if format.is_empty() {
         return Err("the format must not be empty".into());
     }
     if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
         return Err("invalid chrono format string (see https://docs.rs/chrono/latest/chrono/format/strftime/)".into());
+    }
+    // 2024-05-17 13:45:30.123456789 +02:00: every field distinct, so nothing reads back by accident.
+    let sample = chrono::NaiveDate::from_ymd_opt(2024, 5, 17)
+        .and_then(|d| d.and_hms_nano_opt(13, 45, 30, 123_456_789))
+        .zip(chrono::FixedOffset::east_opt(2 * 3600))
+        .and_then(|(t, offset)| t.and_local_timezone(offset).single());
+    let Some(sample) = sample else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    if write!(text, "{}", sample.format(format)).is_err() {
+        return Err("this format cannot be written or read by chrono".into());
+    }
+    let reads_back = if timestamp {
+        chrono::DateTime::parse_from_str(&text, format).is_ok()
+            || chrono::NaiveDateTime::parse_from_str(&text, format).is_ok()
+    } else {
+        chrono::NaiveDate::parse_from_str(&text, format).is_ok()
+    };
+    if !reads_back {
+        let what = if timestamp {
+            "a date and a time of day"
+        } else {
+            "a year, a month and a day"
+        };
+        return Err(format!(
+            "no value can match this format: it must read as {what} (2024-05-17 13:45:30 +02:00 written with it, `{text}`, does not read back)"
+        ));
     }
     Ok(())
 }
