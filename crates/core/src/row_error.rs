@@ -13,6 +13,9 @@ pub enum ErrorCode {
     /// A CSV/TSV quoted field is still open at the end of the file: everything from its opening quote on
     /// was read as one value, so the record is rejected rather than imported wrong.
     UnterminatedQuote,
+    /// A CSV/TSV quoted field has text after its closing quote (`"a"b`, `"a" ,`): RFC 4180 allows none, and
+    /// where the value ends is a guess.
+    TextAfterQuote,
     /// A CSV record has a different number of fields than the header.
     FieldCountMismatch,
     /// The record is not valid JSON.
@@ -58,6 +61,7 @@ impl ErrorCode {
             Self::RecordTooLarge => "record_too_large",
             Self::TooManyColumns => "too_many_columns",
             Self::UnterminatedQuote => "unterminated_quote",
+            Self::TextAfterQuote => "text_after_quote",
             Self::FieldCountMismatch => "field_count_mismatch",
             Self::InvalidJson => "invalid_json",
             Self::NotAnObject => "not_an_object",

@@ -152,6 +152,54 @@ fn quote_never_closed_is_a_row_error_not_a_value_swallowing_the_rest() -> TestRe
 }
 
 #[test]
+fn text_after_a_closing_quote_is_a_row_error() -> TestResult {
+    // csv-core (like most lenient readers) glues `"1"2` into `12`; where the value ends is a guess, so the
+    // record is rejected and the file goes on.
+    for (text, glued) in [
+        (&b"id,s\n1,\"a\"b\n2,c\n"[..], "\"a\"b"),
+        (b"id,s\n1,\"a\" \n2,c\n", "a space after the closing quote"),
+        (b"id,s\n1,\"a\"\"\"b\"\n2,c\n", "\"a\"\"\"b\""),
+        (b"id,s\n\"1\"0,a\n2,c\n", "in the first field"),
+        (b"id,s\r\n1,\"a\"b\r\n2,c", "CRLF, no final line break"),
+    ] {
+        let got = collect(&mut csv(text)?)?;
+        let lf = if text.contains(&b'\r') { 6 } else { 5 };
+        assert_eq!(got.len(), 2, "{glued}: {got:?}");
+        assert_eq!(
+            got[0],
+            (pos(1, 2, lf), Got::Invalid(ErrorCode::TextAfterQuote)),
+            "{glued}"
+        );
+        assert!(matches!(got[1].1, Got::Fields(_)), "{glued}: {got:?}");
+    }
+    // Closing quotes followed by a delimiter, a line break or the end of the file are fine; a quote inside an
+    // unquoted field is data.
+    for text in [
+        &b"id,s\n\"1\",\"a\"\"b\"\n"[..],
+        b"id,s\n\"1\",\"a\"\r\n",
+        b"id,s\n\"1\",\"a\"",
+        b"id,s\n1,x\"y\"z\n",
+        b"id,s\n1, \"a\"\n",
+    ] {
+        let got = collect(&mut csv(text)?)?;
+        assert_eq!(got.len(), 1, "{:?}", String::from_utf8_lossy(text));
+        assert!(
+            matches!(got[0].1, Got::Fields(_)),
+            "{:?}: {got:?}",
+            String::from_utf8_lossy(text)
+        );
+    }
+    // In the header it is a file error.
+    let got = csv(b"\"id\"x,s\n1,a\n");
+    assert!(
+        matches!(&got, Err(ReadError::Header { line: 1, message }) if message.contains("after its closing quote")),
+        "{:?}",
+        got.err()
+    );
+    Ok(())
+}
+
+#[test]
 fn embedded_newlines_count_lines() -> TestResult {
     let mut r = csv(&fixture("quoted-newlines.csv")?)?;
     let got = collect(&mut r)?;

@@ -11,6 +11,10 @@
 //!   `max_columns` fields is a row error ([`RecordBody::Invalid`]): the rest of it is parsed into a scratch
 //!   buffer and dropped, so memory stays bounded whatever the input.
 //! * A record with a different number of fields than the header is yielded as is: the validator reports it.
+//! * A quoted field with text after its closing quote (`"a"b`, `"a" ,`) rejects its record
+//!   ([`ErrorCode::TextAfterQuote`]; `csv-core` would glue the text on); in the header it is a
+//!   [`ReadError::Header`]. So does a quoted field still open at the end of the file
+//!   ([`ErrorCode::UnterminatedQuote`]).
 //!
 //! The output buffer and the field-ends buffer are reused from record to record: no allocation per record once
 //! they have grown to the largest record seen.
@@ -87,7 +91,9 @@ enum QuoteScan {
 }
 
 impl QuoteScan {
-    fn feed(mut self, bytes: &[u8], delimiter: u8, quote: u8) -> Self {
+    /// The state after `bytes`; sets `*text_after_quote` when a closing quote is followed by anything but a
+    /// delimiter or a line break (csv-core appends that text to the value).
+    fn feed(mut self, bytes: &[u8], delimiter: u8, quote: u8, text_after_quote: &mut bool) -> Self {
         for &b in bytes {
             self = match self {
                 Self::FieldStart if b == quote => Self::Quoted,
@@ -95,7 +101,11 @@ impl QuoteScan {
                 Self::Quoted => Self::Quoted,
                 Self::QuoteInQuoted if b == quote => Self::Quoted,
                 _ if b == delimiter || b == b'\n' || b == b'\r' => Self::FieldStart,
-                Self::QuoteInQuoted | Self::FieldStart | Self::Unquoted => Self::Unquoted,
+                Self::QuoteInQuoted => {
+                    *text_after_quote = true;
+                    Self::Unquoted
+                }
+                Self::FieldStart | Self::Unquoted => Self::Unquoted,
             };
         }
         self
@@ -325,25 +335,35 @@ impl DelimitedReader {
     fn read_header(&mut self) -> Result<(), ReadError> {
         let (line, _, parsed) = self.parse_record()?;
         let header_error = |message: String| ReadError::Header { line, message };
-        let (len, nends) = match parsed {
-            Parsed::End => {
-                self.header = Some((Vec::new(), Vec::new()));
-                return Ok(());
-            }
-            Parsed::Rejected(ErrorCode::TooManyColumns) => {
-                return Err(header_error(format!(
-                    "more than {} columns",
-                    self.max_columns
-                )))
-            }
-            Parsed::Rejected(_) => {
-                return Err(header_error(format!(
-                    "header row larger than {} bytes",
-                    self.max_record_bytes
-                )))
-            }
-            Parsed::Fields { len, nends } => (len, nends),
-        };
+        let (len, nends) =
+            match parsed {
+                Parsed::End => {
+                    self.header = Some((Vec::new(), Vec::new()));
+                    return Ok(());
+                }
+                Parsed::Rejected(ErrorCode::TooManyColumns) => {
+                    return Err(header_error(format!(
+                        "more than {} columns",
+                        self.max_columns
+                    )))
+                }
+                Parsed::Rejected(ErrorCode::TextAfterQuote) => {
+                    return Err(header_error(
+                        "a quoted column name has text after its closing quote".to_owned(),
+                    ))
+                }
+                Parsed::Rejected(ErrorCode::UnterminatedQuote) => return Err(header_error(
+                    "a quoted column name is never closed: the whole file was read as the header"
+                        .to_owned(),
+                )),
+                Parsed::Rejected(_) => {
+                    return Err(header_error(format!(
+                        "header row larger than {} bytes",
+                        self.max_record_bytes
+                    )))
+                }
+                Parsed::Fields { len, nends } => (len, nends),
+            };
         let fields = Fields::new(&self.buf[..len], &self.ends[..nends]);
         let mut data = Vec::with_capacity(len);
         let mut ends = Vec::with_capacity(nends);
@@ -408,6 +428,7 @@ impl DelimitedReader {
         }
         let (mut len, mut nends, mut raw) = (0usize, 0usize, 0usize);
         let mut scan = QuoteScan::FieldStart;
+        let mut text_after_quote = false;
         loop {
             if raw > max {
                 self.discard_record()?;
@@ -429,7 +450,12 @@ impl DelimitedReader {
                 self.core
                     .read_record(chunk, &mut self.buf[len..], &mut self.ends[nends..]);
             let terminated = !chunk.is_empty();
-            scan = scan.feed(&chunk[..nin], self.delimiter, self.quote);
+            scan = scan.feed(
+                &chunk[..nin],
+                self.delimiter,
+                self.quote,
+                &mut text_after_quote,
+            );
             self.input.consume(nin);
             raw += nin;
             len += nout;
@@ -464,6 +490,9 @@ impl DelimitedReader {
                     if !terminated && scan == QuoteScan::Quoted {
                         return Ok((line, byte, Parsed::Rejected(ErrorCode::UnterminatedQuote)));
                     }
+                    if text_after_quote {
+                        return Ok((line, byte, Parsed::Rejected(ErrorCode::TextAfterQuote)));
+                    }
                     return Ok((line, byte, Parsed::Fields { len, nends }));
                 }
                 ReadRecordResult::End => return Ok((line, byte, Parsed::End)),
@@ -493,6 +522,9 @@ impl DelimitedReader {
             ErrorCode::TooManyColumns => {
                 format!("record has more than {} fields; skipped", self.max_columns)
             }
+            ErrorCode::TextAfterQuote => "a quoted field has text after its closing quote (`\"a\"b`): quote the \
+                 whole value and double the quotes inside it (`\"a\"\"b\"`); skipped"
+                .to_owned(),
             ErrorCode::UnterminatedQuote => {
                 "a quoted field opened in this record is never closed: the rest of the file was read as \
                  its value; skipped"
