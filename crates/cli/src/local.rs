@@ -60,8 +60,9 @@ pub async fn run(aws: &AwsArgs, command: LocalCommand) -> Result<()> {
             println!("export S3I_STATE_TABLE={}", p.names.state_table);
             println!("export S3I_RECORDS_TABLE={}", p.names.records_table);
             println!("export S3I_QUEUE_URL={}", p.queue_url);
-            println!("export S3I_DLQ_URL={}", p.dead_letter_queue_url);
             println!("export S3I_OUTPUT_BUCKET={}", p.names.output_bucket);
+            // Nothing reads a DLQ variable: the URL is for the user (`aws sqs receive-message`).
+            println!("# dead-letter queue: {}", p.dead_letter_queue_url);
         }
         LocalCommand::CreateBucket { bucket } => {
             provision::create_bucket(&sdk, &bucket).await?;
