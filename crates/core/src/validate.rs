@@ -1918,21 +1918,50 @@ fn parse_object<'a>(bytes: &'a [u8], entries: &mut Vec<Entry<'a>>) -> Result<(),
     match simdutf8::basic::from_utf8(bytes) {
         Ok(text) => {
             let mut de = serde_json::Deserializer::from_str(text);
-            de.deserialize_map(ObjectVisitor { entries })
+            de.deserialize_map(ObjectVisitor { entries, key: None })
                 .and_then(|()| de.end())
                 .map_err(invalid)
         }
         Err(_) => {
+            // Parsed from bytes, keeping the key being read: serde_json stops at the first invalid byte inside
+            // a string ("invalid unicode code point"), and that key names the column, as for a CSV cell.
+            let mut key = None;
             let mut de = serde_json::Deserializer::from_slice(bytes);
-            de.deserialize_map(ObjectVisitor { entries })
-                .and_then(|()| de.end())
-                .map_err(invalid)
+            let parsed = de
+                .deserialize_map(ObjectVisitor {
+                    entries,
+                    key: Some(&mut key),
+                })
+                .and_then(|()| de.end());
+            match parsed {
+                Ok(()) => Ok(()),
+                Err(e) if is_invalid_utf8(&e) => {
+                    let at = simdutf8::compat::from_utf8(bytes)
+                        .err()
+                        .map_or(0, |u| u.valid_up_to());
+                    let message = format!("the text is not valid UTF-8 (byte {at} of the record)");
+                    Err(match key {
+                        Some(key) => RowError::column(key, ErrorCode::InvalidUtf8, message),
+                        None => RowError::record(ErrorCode::InvalidUtf8, message),
+                    })
+                }
+                Err(e) => Err(invalid(e)),
+            }
         }
     }
 }
 
+/// Whether serde_json failed on bytes that are not UTF-8 inside a string (its `InvalidUnicodeCodePoint`,
+/// which it has no public variant for).
+fn is_invalid_utf8(e: &serde_json::Error) -> bool {
+    e.classify() == serde_json::error::Category::Syntax
+        && e.to_string().starts_with("invalid unicode code point")
+}
+
 struct ObjectVisitor<'v, 'a> {
     entries: &'v mut Vec<Entry<'a>>,
+    /// When given: the (trimmed) key whose value is being read, `None` while a key is being read.
+    key: Option<&'v mut Option<String>>,
 }
 
 impl<'de> Visitor<'de> for ObjectVisitor<'_, 'de> {
@@ -1942,12 +1971,20 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_, 'de> {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        loop {
+            if let Some(current) = self.key.as_deref_mut() {
+                *current = None;
+            }
+            let Some(Key(key)) = map.next_key::<Key<'de>>()? else {
+                return Ok(());
+            };
+            if let Some(current) = self.key.as_deref_mut() {
+                *current = Some(key.trim().to_owned());
+            }
             let value: &'de RawValue = map.next_value()?;
             self.entries.push((key, value));
         }
-        Ok(())
     }
 }
 

@@ -919,16 +919,32 @@ fn length_limits_count_characters_in_plain_and_escaped_records() {
     );
 }
 
-/// JSON records are checked for UTF-8 once, then parsed as text; invalid UTF-8 is still an invalid-JSON row
-/// error that says where, and never quotes the bytes.
+/// JSON records are checked for UTF-8 once, then parsed as text; invalid UTF-8 is an `invalid_utf8` row error
+/// naming the key whose value (or the key itself) holds it and the byte, as for a CSV cell, and never quotes
+/// the bytes.
 #[test]
-fn json_record_with_invalid_utf8_is_invalid_json_with_its_position() {
+fn json_record_with_invalid_utf8_is_invalid_utf8_naming_the_key() {
     let t = one_field("type = \"string\"");
     let mut v = Validator::new(&t, Format::Jsonl, None).expect("binds");
-    let got = run(&mut v, &RecordBody::Json(b"{\"v\": \"ab\xffc\"}"));
+    let got = run(
+        &mut v,
+        &RecordBody::Json(b"{\"a\": 1, \" v \": \"ab\xffc\"}"),
+    );
+    let errors = got.err().unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].code, ErrorCode::InvalidUtf8);
+    assert_eq!(errors[0].column.as_deref(), Some("v"));
+    assert!(errors[0].message.contains("byte 19"), "{}", errors[0]);
+    assert!(!errors[0].message.contains("ab"), "{}", errors[0]);
+    // In a key: no column to name.
+    let got = run(&mut v, &RecordBody::Json(b"{\"v\": \"x\", \"k\xff\": 1}"));
+    let errors = got.err().unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].code, ErrorCode::InvalidUtf8);
+    assert_eq!(errors[0].column, None);
+    // Invalid UTF-8 after a syntax error is the syntax error.
+    let got = run(&mut v, &RecordBody::Json(b"{\"v\": nope, \"w\": \"\xff\"}"));
     assert_eq!(codes(&got), vec![ErrorCode::InvalidJson]);
-    let message = got.err().map(|e| e[0].to_string()).unwrap_or_default();
-    assert!(message.contains("column"), "{message}");
     assert_eq!(
         run(
             &mut v,
