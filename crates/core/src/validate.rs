@@ -1435,7 +1435,7 @@ fn write_date(out: &mut Vec<u8>, text: &[u8], format: Option<&str>) -> Result<()
             let date = chrono::NaiveDate::parse_from_str(s, f).map_err(|_| fail())?;
             let year = u32::try_from(date.year())
                 .ok()
-                .filter(|y| *y <= 9999)
+                .filter(|y| *y <= 9999 && year_written_whole(text, *y))
                 .ok_or_else(fail)?;
             (year, date.month(), date.day())
         }
@@ -1665,15 +1665,27 @@ fn write_timestamp_with_format(out: &mut Vec<u8>, text: &[u8], format: &str) -> 
         )
     };
     let s = std::str::from_utf8(text).map_err(|_| fail())?;
-    let utc = match chrono::DateTime::parse_from_str(s, format) {
-        Ok(t) => t.naive_utc(),
-        Err(_) => chrono::NaiveDateTime::parse_from_str(s, format).map_err(|_| fail())?,
+    // chrono reads any number of fraction digits and keeps nine: more would be cut without notice.
+    if has_long_fraction(text) {
+        return Err(fail());
+    }
+    let (local, utc) = match chrono::DateTime::parse_from_str(s, format) {
+        Ok(t) => (t.naive_local(), t.naive_utc()),
+        Err(_) => {
+            let t = chrono::NaiveDateTime::parse_from_str(s, format).map_err(|_| fail())?;
+            (t, t)
+        }
     };
+    // A leap second (`:60`) is kept by chrono as a nanosecond count past one second, which JSON cannot
+    // say; the default forms reject it too.
+    if utc.nanosecond() >= 1_000_000_000 || !year_written_whole(text, local.year().unsigned_abs()) {
+        return Err(fail());
+    }
     let y = u32::try_from(utc.year())
         .ok()
         .filter(|y| *y <= 9999)
         .ok_or_else(fail)?;
-    let nanos = utc.nanosecond().min(999_999_999);
+    let nanos = utc.nanosecond();
     let mut digits = [0u8; 9];
     let mut n = nanos;
     for slot in digits.iter_mut().rev() {
@@ -1692,6 +1704,23 @@ fn write_timestamp_with_format(out: &mut Vec<u8>, text: &[u8], format: &str) -> 
         &digits[..keep],
     );
     Ok(())
+}
+
+/// Whether `year`, read by chrono's `%Y` (which takes one digit or more), was written with four digits: a
+/// year below 1000 must appear zero-padded (`0024`), else `24` was a two-digit year read as the year 24.
+fn year_written_whole(text: &[u8], year: u32) -> bool {
+    if year >= 1000 {
+        return true;
+    }
+    let padded = format!("{year:04}");
+    text.windows(4).any(|w| w == padded.as_bytes())
+}
+
+/// Whether `text` has a `.` or `,` followed by ten digits or more (a fraction finer than nanoseconds).
+fn has_long_fraction(text: &[u8]) -> bool {
+    text.split(|&b| b == b'.' || b == b',')
+        .skip(1)
+        .any(|after| after.iter().take_while(|b| b.is_ascii_digit()).count() > 9)
 }
 
 /// Escape for each byte below 0x80: 0 = copy, `u` = `\u00XX`, else the character after the backslash.

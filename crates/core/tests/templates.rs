@@ -252,6 +252,11 @@ fn template_errors_name_line_column_and_path() {
         (field("name = \"b\"\ntype = \"date\"\nformat = \"%Y\"\n"), (9, 10, "fields[1].format"), "no value can match this format"),
         (field("name = \"b\"\ntype = \"date\"\nformat = \"%d/%m\"\n"), (9, 10, "fields[1].format"), "a year, a month and a day"),
         (
+            field("name = \"b\"\ntype = \"timestamp\"\nformat = \"%Y-%m-%d %H:%M:%S %Z\"\n"),
+            (9, 10, "fields[1].format"),
+            "`%Z`",
+        ),
+        (
             field("name = \"b\"\ntype = \"timestamp\"\nformat = \"%Y-%m-%d\"\n"),
             (9, 10, "fields[1].format"),
             "a date and a time of day",

@@ -260,6 +260,10 @@ fn date_accept_reject_table() {
             ("01.05.2024", Good(json!("2024-05-01"))),
             ("30.02.2024", Bad(ErrorCode::InvalidDate)),
             ("2024-05-01", Bad(ErrorCode::InvalidDate)),
+            // chrono's `%Y` takes any number of digits: a two-digit year is not the year 24.
+            ("05.01.24", Bad(ErrorCode::InvalidDate)),
+            ("05.01.0024", Good(json!("0024-01-05"))),
+            ("05.01.924", Bad(ErrorCode::InvalidDate)),
         ],
     );
 }
@@ -341,6 +345,32 @@ fn timestamp_normalises_to_utc_with_z() {
     check_type(
         "type = \"timestamp\"\nformat = \"%d/%m/%Y %H:%M\"",
         &[("01/05/2024 14:05", Good(json!("2024-05-01T14:05:00Z")))],
+    );
+    // With a format as without one: no leap second, at most nine fraction digits, four-digit years.
+    check_type(
+        "type = \"timestamp\"\nformat = \"%Y-%m-%d %H:%M:%S%.f\"",
+        &[
+            ("2016-12-31 23:59:60", Bad(ErrorCode::InvalidTimestamp)),
+            ("2016-12-31 23:59:60.5", Bad(ErrorCode::InvalidTimestamp)),
+            (
+                "2024-05-01 12:00:00.1234567891",
+                Bad(ErrorCode::InvalidTimestamp),
+            ),
+            (
+                "2024-05-01 12:00:00.123456789",
+                Good(json!("2024-05-01T12:00:00.123456789Z")),
+            ),
+            ("24-01-01 00:00:00", Bad(ErrorCode::InvalidTimestamp)),
+            ("0024-01-01 00:00:00", Good(json!("0024-01-01T00:00:00Z"))),
+        ],
+    );
+    // The year as written counts, not the UTC one.
+    check_type(
+        "type = \"timestamp\"\nformat = \"%Y-%m-%d %H:%M %z\"",
+        &[(
+            "1000-01-01 00:30 +0100",
+            Good(json!("0999-12-31T23:30:00Z")),
+        )],
     );
 }
 

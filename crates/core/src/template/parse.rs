@@ -590,6 +590,15 @@ fn check_strftime(format: &str, timestamp: bool) -> Result<(), String> {
     if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
         return Err("invalid chrono format string (see https://docs.rs/chrono/latest/chrono/format/strftime/)".into());
     }
+    let zone_name =
+        |item: &Item<'_>| matches!(item, Item::Fixed(chrono::format::Fixed::TimezoneName));
+    if timestamp && StrftimeItems::new(format).any(|item| zone_name(&item)) {
+        return Err(
+            "`%Z` (a time zone name such as PST) cannot be read: it would be skipped and every time read as \
+             UTC; use `%z` or `%:z` for an offset such as +0200 or +02:00"
+                .into(),
+        );
+    }
     // 2024-05-17 13:45:30.123456789 +02:00: every field distinct, so nothing reads back by accident.
     let sample = chrono::NaiveDate::from_ymd_opt(2024, 5, 17)
         .and_then(|d| d.and_hms_nano_opt(13, 45, 30, 123_456_789))
