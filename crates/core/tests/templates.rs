@@ -219,6 +219,26 @@ fn template_errors_name_line_column_and_path() {
         ),
         (field("name = \"b\"\ntype = \"string\"\nmax_lenght = 3\n"), (9, 1, "fields[1].max_lenght"), "unknown field"),
         (field("name = \"a\"\ntype = \"integer\"\n"), (7, 8, "fields[1].name"), "duplicate field name `a`"),
+        (field("name = \" \"\ntype = \"integer\"\n"), (7, 8, "fields[1].name"), "empty or blank"),
+        (field("name = \"b \"\ntype = \"integer\"\n"), (7, 8, "fields[1].name"), "start or end with whitespace"),
+        (
+            field("name = \"b\"\ntype = \"enum\"\nvalues = [\"x\", \"a \"]\n"),
+            (9, 16, "fields[1].values[1]"),
+            "matched after trimming",
+        ),
+        (
+            field("name = \"b\"\ntype = \"enum\"\nvalues = [\"\"]\n"),
+            (9, 11, "fields[1].values[0]"),
+            "must not be empty",
+        ),
+        (
+            format!(
+                "{HEAD}unknown_columns = \"keep\"\n[csv]\nheader = false\n[[fields]]\nname = \"id\"\ntype = \"string\"\n\n\
+                 [[fields]]\nname = \"column_3\"\ntype = \"string\"\n"
+            ),
+            (10, 8, "fields[1].name"),
+            "would be written twice",
+        ),
         (
             field("name = \"b\"\ncolumn = \" A \"\ntype = \"integer\"\n"),
             (8, 10, "fields[1].column"),
@@ -332,6 +352,25 @@ fn error_display_reads_line_column_path_message() {
 fn column_counts_characters_not_bytes() {
     let e = parse_err("name = \"ü\"\n[[fields]]\nname = \"é\"\ntype = \"é\"\n");
     assert_eq!((e.line, e.column), (4, 8), "{e}");
+}
+
+#[test]
+fn column_n_names_clash_only_with_header_less_csv_keeping_columns() {
+    let body = "[[fields]]\nname = \"id\"\ntype = \"string\"\n[[fields]]\nname = \"column_3\"\ntype = \"string\"\n";
+    for head in [
+        "unknown_columns = \"keep\"\n",
+        "unknown_columns = \"ignore\"\n[csv]\nheader = false\n",
+        "format = \"jsonl\"\nunknown_columns = \"keep\"\n[csv]\nheader = false\n",
+    ] {
+        let source = format!("{HEAD}{head}{body}");
+        assert!(Template::from_toml(&source).is_ok(), "{source}");
+    }
+    // `column_2` is a declared position's own name: no kept column is called that.
+    let source = format!(
+        "{HEAD}unknown_columns = \"keep\"\n[csv]\nheader = false\n[[fields]]\nname = \"id\"\ntype = \"string\"\n\
+         [[fields]]\nname = \"column_2\"\ntype = \"string\"\n"
+    );
+    assert!(Template::from_toml(&source).is_ok());
 }
 
 #[test]

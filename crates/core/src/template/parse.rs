@@ -256,13 +256,21 @@ impl Checker<'_> {
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut columns: HashMap<String, usize> = HashMap::new();
         let mut fields = Vec::with_capacity(raw_fields.len());
+        let fields_name_spans: Vec<_> = raw_fields.iter().map(|rf| rf.name.span()).collect();
         for (i, rf) in raw_fields.into_iter().enumerate() {
             let name = rf.name.get_ref();
-            if name.is_empty() {
+            if name.trim().is_empty() {
                 return Err(self.err(
                     rf.name.span(),
                     format!("fields[{i}].name"),
-                    "a field name must not be empty",
+                    "a field name must not be empty or blank",
+                ));
+            }
+            if name.trim() != name {
+                return Err(self.err(
+                    rf.name.span(),
+                    format!("fields[{i}].name"),
+                    "a field name must not start or end with whitespace (it is the output key as written)",
                 ));
             }
             if let Some(first) = names.insert(name.clone(), i) {
@@ -298,6 +306,35 @@ impl Checker<'_> {
                 ));
             }
             fields.push(self.field(i, rf)?);
+        }
+
+        // Header-less CSV/TSV keeps the columns past the template's fields as `column_N` (N counted from 1
+        // over all columns): a field named like one of those would be written twice in the same row.
+        let positional_keep = unknown_columns == UnknownColumns::Keep
+            && !csv.header
+            && !matches!(format, Some(Format::Json | Format::Jsonl));
+        if positional_keep {
+            let declared = fields.len();
+            for (i, f) in fields.iter().enumerate() {
+                let number = f
+                    .name
+                    .strip_prefix("column_")
+                    .and_then(|n| n.parse::<usize>().ok());
+                if number.is_some_and(|n| n > declared) {
+                    return Err(self.err(
+                        fields_name_spans[i].clone(),
+                        format!("fields[{i}].name"),
+                        format!(
+                            "with `[csv] header = false` and `unknown_columns = \"keep\"`, the columns after the \
+                             {declared} declared are kept as `column_{}`, `column_{}`, ...: a field named `{}` \
+                             would be written twice; rename it",
+                            declared + 1,
+                            declared + 2,
+                            f.name
+                        ),
+                    ));
+                }
+            }
         }
 
         let mut primary_key = Vec::new();
@@ -546,6 +583,15 @@ impl Checker<'_> {
                 let mut seen: HashMap<String, usize> = HashMap::new();
                 let mut out = Vec::with_capacity(values.get_ref().len());
                 for (j, v) in values.into_inner().into_iter().enumerate() {
+                    // Cells are trimmed before they are matched, and an empty cell is null.
+                    if v.get_ref().trim().is_empty() || v.get_ref().trim() != v.get_ref() {
+                        return Err(self.err(
+                            v.span(),
+                            format!("fields[{i}].values[{j}]"),
+                            "an enum value must not be empty or start or end with whitespace: values are \
+                             matched after trimming, so it could never match",
+                        ));
+                    }
                     let key = if case_insensitive {
                         v.get_ref().to_lowercase()
                     } else {
