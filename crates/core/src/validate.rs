@@ -772,11 +772,7 @@ fn write_csv_cell(
                 Ok(raw) if raw.get() == "null" => {
                     return null_value(p, "the required field is JSON null", out, sep, errors);
                 }
-                Ok(raw) => {
-                    put_key(out, &p.key, sep);
-                    write_compact_json(out, raw.get().as_bytes());
-                    Ok(())
-                }
+                Ok(raw) => write_json_text(out, p, sep, raw.get().as_bytes()),
                 Err(e) => Err(Fail::new(
                     ErrorCode::InvalidJsonValue,
                     format!("expected JSON text: {e}"),
@@ -848,11 +844,7 @@ fn write_json_value(
         return null_value(p, "the required field is null", out, sep, errors);
     }
     let result = match &p.kind {
-        Kind::Json => {
-            put_key(out, &p.key, sep);
-            write_compact_json(out, bytes);
-            Ok(())
-        }
+        Kind::Json => write_json_text(out, p, sep, bytes),
         Kind::String { min, max } => match first {
             b'"' => {
                 put_key(out, &p.key, sep);
@@ -1880,6 +1872,23 @@ fn write_json_string(out: &mut Vec<u8>, s: &[u8]) -> Result<bool, ()> {
     out.extend_from_slice(&s[start..]);
     out.push(b'"');
     Ok(!utf8_ok)
+}
+
+/// Writes the key and the (valid) JSON text of a `json` field, compacted; fails on a lone surrogate escape
+/// (`"\ud800"`), which a `string` field rejects too and strict JSON readers of the output would choke on.
+fn write_json_text(out: &mut Vec<u8>, p: &Plan, sep: &mut bool, json: &[u8]) -> Result<(), Fail> {
+    // Only text with a `\u` escape can hold one; decoding it whole (every string) finds it.
+    if memchr::memmem::find(json, b"\\u").is_some()
+        && serde_json::from_slice::<serde_json::Value>(json).is_err()
+    {
+        return Err(Fail::new(
+            ErrorCode::InvalidUtf8,
+            "the JSON text has an invalid escape (a lone surrogate)",
+        ));
+    }
+    put_key(out, &p.key, sep);
+    write_compact_json(out, json);
+    Ok(())
 }
 
 /// Copies valid JSON text without insignificant whitespace, so an embedded value never breaks a JSON Lines row.

@@ -414,6 +414,19 @@ fn json_cell_nested_deeper_than_the_record_limit_is_rejected() {
 }
 
 #[test]
+fn json_record_with_a_lone_surrogate_in_a_json_field_is_rejected() {
+    let t = one_field("type = \"json\"");
+    let mut v = Validator::new(&t, Format::Jsonl, None).expect("binds");
+    let got = run(&mut v, &RecordBody::Json(b"{\"v\": \"\\ud800\"}"));
+    assert_eq!(codes(&got), vec![ErrorCode::InvalidUtf8]);
+    let got = run(
+        &mut v,
+        &RecordBody::Json(b"{\"v\": {\"k\": \"\\ud83d\\ude00\"}}"),
+    );
+    assert_eq!(got.ok(), Some(json!({"v": {"k": "😀"}})));
+}
+
+#[test]
 fn json_field_embeds_any_json_value_compactly() {
     let t = one_field("type = \"json\"");
     let cases: &[(&str, Want)] = &[
@@ -425,6 +438,10 @@ fn json_field_embeds_any_json_value_compactly() {
         ("{\"a\": ", Bad(ErrorCode::InvalidJsonValue)),
         ("not json", Bad(ErrorCode::InvalidJsonValue)),
         ("1 2", Bad(ErrorCode::InvalidJsonValue)),
+        // A surrogate pair is a character; a lone surrogate is not (a `string` field rejects it too).
+        ("{\"e\": \"\\ud83d\\ude00\"}", Good(json!({"e": "😀"}))),
+        ("{\"x\": \"\\ud800\"}", Bad(ErrorCode::InvalidUtf8)),
+        ("[\"ok\", \"\\udc00 low\"]", Bad(ErrorCode::InvalidUtf8)),
     ];
     for (input, want) in cases {
         let got = csv(&t, &["v"], &[input]);
