@@ -789,7 +789,18 @@ fn write_csv_cell(
         }
     };
     if let Err(fail) = result {
-        push_fail(errors, p, fail);
+        push_fail(errors, p, utf8_first(fail, cell));
+    }
+}
+
+/// A cell that is not UTF-8 is reported as such (`invalid_utf8`, as a JSON record's would be), not as
+/// whatever its type made of the bytes (`invalid_integer`). Only on the error path.
+#[cold]
+fn utf8_first(fail: Fail, cell: &[u8]) -> Fail {
+    if fail.code != ErrorCode::InvalidUtf8 && std::str::from_utf8(cell).is_err() {
+        Fail::new(ErrorCode::InvalidUtf8, "the text is not valid UTF-8")
+    } else {
+        fail
     }
 }
 
@@ -1283,7 +1294,7 @@ fn write_decimal_general(
         }
     }
     if bad || rest.is_empty() || rest == b"." {
-        let message = if rest.iter().any(|&b| b == b'e' || b == b'E') {
+        let message = if is_exponent_notation(rest) {
             "expected a decimal number in plain digits: exponent notation (1e3) is not accepted"
         } else {
             "expected a decimal number: digits with an optional sign and at most one decimal point"
@@ -1696,6 +1707,30 @@ fn write_timestamp_with_format(out: &mut Vec<u8>, text: &[u8], format: &str) -> 
         &digits[..keep],
     );
     Ok(())
+}
+
+/// Whether unsigned `text` is a number in exponent notation (`1e3`, `1.5E-2`, `.5e+7`), as opposed to any
+/// text with an `e` in it (`yes`, `none`).
+fn is_exponent_notation(text: &[u8]) -> bool {
+    let Some(e) = text.iter().position(|&b| b == b'e' || b == b'E') else {
+        return false;
+    };
+    let (mantissa, exponent) = (&text[..e], &text[e + 1..]);
+    let exponent = exponent
+        .strip_prefix(b"+")
+        .or_else(|| exponent.strip_prefix(b"-"))
+        .unwrap_or(exponent);
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    let mantissa_ok = match mantissa.iter().position(|&b| b == b'.') {
+        Some(dot) => {
+            let (int, frac) = (&mantissa[..dot], &mantissa[dot + 1..]);
+            (digits(int) || int.is_empty())
+                && (digits(frac) || frac.is_empty())
+                && mantissa.len() > 1
+        }
+        None => digits(mantissa),
+    };
+    mantissa_ok && digits(exponent)
 }
 
 /// Whether `year`, read by chrono's `%Y` (which takes one digit or more), was written with four digits: a

@@ -1215,3 +1215,63 @@ fn validation_throughput() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn only_numbers_in_exponent_notation_are_told_about_exponents() {
+    let t = one_field("type = \"decimal\"");
+    for (input, exponent) in [
+        ("1e3", true),
+        ("-1.5E-2", true),
+        (".5e+7", true),
+        ("2.e1", true),
+        ("yes", false),
+        ("none", false),
+        ("e", false),
+        ("E5", false),
+        ("-e", false),
+        ("1e", false),
+        ("1e3x", false),
+    ] {
+        let got = csv(&t, &["v"], &[input]);
+        let errors = got.err().unwrap_or_default();
+        assert_eq!(errors.len(), 1, "{input}");
+        assert_eq!(errors[0].code, ErrorCode::InvalidDecimal, "{input}");
+        assert_eq!(
+            errors[0].message.contains("exponent"),
+            exponent,
+            "{input}: {}",
+            errors[0]
+        );
+    }
+}
+
+#[test]
+fn a_cell_that_is_not_utf8_is_invalid_utf8_whatever_its_type() {
+    let t = template(
+        "",
+        "[[fields]]\nname = \"n\"\ntype = \"integer\"\n[[fields]]\nname = \"d\"\ntype = \"date\"\n\
+         [[fields]]\nname = \"j\"\ntype = \"json\"\n[[fields]]\nname = \"b\"\ntype = \"boolean\"\n",
+    );
+    let h = Row::of(&["n", "d", "j", "b"]);
+    let mut v = Validator::new(&t, Format::Csv, Some(h.fields())).expect("header binds");
+    let cells: [&[u8]; 4] = [b"\xc3", b"2024-05-\xff1", b"{\"x\": \"\xff\"}", b"tru\xe9"];
+    let got = run(&mut v, &RecordBody::Fields(Row::new(&cells).fields()));
+    let errors = got.err().unwrap_or_default();
+    let seen: Vec<_> = errors
+        .iter()
+        .map(|e| (e.column.as_deref(), e.code))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Some("n"), ErrorCode::InvalidUtf8),
+            (Some("d"), ErrorCode::InvalidUtf8),
+            (Some("j"), ErrorCode::InvalidUtf8),
+            (Some("b"), ErrorCode::InvalidUtf8),
+        ]
+    );
+    // Valid UTF-8 that is not of the type keeps the type's code.
+    let cells: [&[u8]; 4] = [b"\xc3\xa9", b"2024-05-01", b"{}", b"true"];
+    let got = run(&mut v, &RecordBody::Fields(Row::new(&cells).fields()));
+    assert_eq!(codes(&got), vec![ErrorCode::InvalidInteger]);
+}
