@@ -777,6 +777,48 @@ fn jsonl_blank_lines_skipped() -> TestResult {
 }
 
 #[test]
+fn jsonl_blank_lines_longer_than_the_record_limit_are_still_blank() -> TestResult {
+    let limits = Limits {
+        max_record_bytes: 100,
+        ..Limits::default()
+    };
+    let spaces = " ".repeat(200);
+    for (text, what) in [
+        (format!("{{\"id\":1}}\n{spaces}\n{{\"id\":2}}\n"), "spaces"),
+        (
+            format!("{{\"id\":1}}\r\n \t{spaces}\r\n{{\"id\":2}}"),
+            "tabs and CRLF",
+        ),
+        (
+            format!(
+                "{{\"id\":1}}\n{}\n{{\"id\":2}}\n{spaces}",
+                " ".repeat(100_000)
+            ),
+            "longer than the buffer, and at the end",
+        ),
+    ] {
+        let got = collect(&mut jsonl_with(text.as_bytes(), &limits)?)?;
+        let bodies: Vec<_> = got
+            .iter()
+            .map(|(p, g)| (p.record, p.line, g.clone()))
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![(1, 1, json("{\"id\":1}")), (2, 3, json("{\"id\":2}"))],
+            "{what}"
+        );
+    }
+    // A long line with anything else in it is a record, too large.
+    let text = format!("{{\"id\":1}}\n{spaces}x\n{{\"id\":2}}\n");
+    let got = collect(&mut jsonl_with(text.as_bytes(), &limits)?)?;
+    assert_eq!(
+        got[1],
+        (pos(2, 2, 9), Got::Invalid(ErrorCode::RecordTooLarge))
+    );
+    Ok(())
+}
+
+#[test]
 fn jsonl_bom_and_crlf_are_stripped() -> TestResult {
     let mut r = jsonl_with(&fixture("bom-crlf.jsonl")?, &Limits::default())?;
     assert_eq!(

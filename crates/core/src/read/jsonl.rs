@@ -24,8 +24,8 @@ enum Line {
     InInput { start: usize, end: usize },
     /// `carry`.
     InCarry,
-    /// Too long: skipped.
-    TooLong,
+    /// Too long: skipped (`blank`: nothing but whitespace, so not a record at all).
+    TooLong { blank: bool },
     /// No more lines.
     Eof,
 }
@@ -74,15 +74,18 @@ impl JsonLinesReader {
         let max = self.max_record_bytes;
         let mut too_long = false;
         let mut len = 0usize;
+        // Every byte of the line so far is whitespace (a blank line is skipped however long it is).
+        let mut blank = true;
+        let spaces = |bytes: &[u8]| bytes.iter().all(|&b| is_json_space(b));
         loop {
             if !self.input.fill()? {
                 return Ok(match (len, too_long) {
                     (0, _) => Line::Eof,
-                    (_, true) => Line::TooLong,
+                    (_, true) => Line::TooLong { blank },
                     _ => {
                         strip_cr(&mut self.carry);
                         if self.carry.len() > max {
-                            Line::TooLong
+                            Line::TooLong { blank }
                         } else {
                             Line::InCarry
                         }
@@ -93,36 +96,42 @@ impl JsonLinesReader {
             match memchr::memchr(b'\n', avail) {
                 Some(i) => {
                     if too_long {
+                        let blank = blank && spaces(&avail[..i]);
                         self.input.consume(i + 1);
-                        return Ok(Line::TooLong);
+                        return Ok(Line::TooLong { blank });
                     }
                     if len == 0 {
                         let start = self.input.buffer_pos();
                         let content = trim_cr(&avail[..i]).len();
-                        self.input.consume(i + 1);
                         if content > max {
-                            return Ok(Line::TooLong);
+                            let blank = spaces(&avail[..content]);
+                            self.input.consume(i + 1);
+                            return Ok(Line::TooLong { blank });
                         }
+                        self.input.consume(i + 1);
                         return Ok(Line::InInput {
                             start,
                             end: start + content,
                         });
                     }
+                    let blank = blank && spaces(&avail[..i]);
                     if len + i > max.saturating_add(1) {
                         // Too long even without a `\r`: do not copy it.
                         self.input.consume(i + 1);
-                        return Ok(Line::TooLong);
+                        return Ok(Line::TooLong { blank });
                     }
                     push_bounded(&mut self.carry, &avail[..i], max.saturating_add(1));
                     self.input.consume(i + 1);
                     strip_cr(&mut self.carry);
                     if self.carry.len() > max {
-                        return Ok(Line::TooLong);
+                        return Ok(Line::TooLong { blank });
                     }
                     return Ok(Line::InCarry);
                 }
                 None => {
                     let n = avail.len();
+                    // Stops at the first byte that is not whitespace: the first byte of most lines.
+                    blank = blank && spaces(avail);
                     // +1: a `\r` of `\r\n` may be the last byte buffered.
                     if !too_long && len + n > max.saturating_add(1) {
                         too_long = true;
@@ -227,8 +236,11 @@ impl RecordReader for JsonLinesReader {
                     self.done = true;
                     return Ok(None);
                 }
-                Line::TooLong => {
+                Line::TooLong { blank } => {
                     self.line += 1;
+                    if blank {
+                        continue;
+                    }
                     break (position, line);
                 }
                 Line::InInput { start, end } => self.input.buffer(start, end),
@@ -243,7 +255,7 @@ impl RecordReader for JsonLinesReader {
         let bytes = match line {
             Line::InInput { start, end } => self.input.buffer(start, end),
             Line::InCarry => &self.carry,
-            Line::TooLong | Line::Eof => {
+            Line::TooLong { .. } | Line::Eof => {
                 let message = format!(
                     "line is longer than {} bytes; skipped",
                     self.max_record_bytes
