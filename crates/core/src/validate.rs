@@ -289,6 +289,11 @@ impl Validator {
         if !unknown.is_empty() {
             return Err(TemplateMismatch::UnknownColumns { columns: unknown });
         }
+        if header.is_empty() {
+            // No header row at all: the file is empty (or only line breaks), so it has no rows either. Zero
+            // rows imported, as for an empty JSON or JSON Lines file, not a missing-column failure.
+            return Ok(());
+        }
         for (p, f) in plan.iter().zip(&template.fields) {
             if p.source.is_none() && f.required {
                 return Err(TemplateMismatch::MissingColumn {

@@ -757,3 +757,50 @@ async fn a_file_of_rejected_rows_reaches_the_report_in_bounded_batches() -> Resu
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn empty_files_of_every_format_import_zero_rows() -> Result {
+    let formats = [Format::Csv, Format::Tsv, Format::Json, Format::Jsonl];
+    let contents: [&[u8]; 4] = [b"", b"\n\r\n", b"\xef\xbb\xbf", b" \n"];
+    for format in formats {
+        for content in contents {
+            if matches!(format, Format::Csv | Format::Tsv) && content.contains(&b' ') {
+                // A line of spaces is a CSV record: a header with one blank column (below).
+                continue;
+            }
+            let file = FileFormat {
+                format,
+                compression: Compression::None,
+            };
+            // The template has required fields: an empty CSV has no header to miss them in.
+            let (report, rows, rejects) = run(
+                content.to_vec(),
+                file,
+                template("")?,
+                ImportOptions::default(),
+            )
+            .await?;
+            assert!(
+                report.failure.is_none(),
+                "{format} {content:?}: {:?}",
+                report.failure
+            );
+            assert_eq!(
+                (report.rows_read, rows.rows.len(), rejects.rows.len()),
+                (0, 0, 0)
+            );
+        }
+    }
+    // A header that names no required column still fails the file, blank or not.
+    for header in [&b"a,b\n"[..], b" \n", b",\n1,Ada\n"] {
+        let (report, _, _) = run(
+            header.to_vec(),
+            csv(),
+            template("")?,
+            ImportOptions::default(),
+        )
+        .await?;
+        assert!(report.failure.is_some(), "{header:?}");
+    }
+    Ok(())
+}
