@@ -4,7 +4,59 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use s3_importer_core::config::{vars, Config};
+use s3_importer_core::config::{vars, Config, ConfigError};
+use s3_importer_core::sync::rules::SyncSettings;
+use s3_importer_core::Limits;
+
+use crate::exit::{exit, Status};
+
+/// The variables naming the deployment's resources, each also an option.
+const DEPLOYMENT_NAMES: [&str; 4] = [
+    vars::STATE_TABLE,
+    vars::QUEUE_URL,
+    vars::RECORDS_TABLE,
+    vars::OUTPUT_BUCKET,
+];
+
+/// What the deployment's configuration sets for a dry run (`connector preview`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The sync window and the largest file imported.
+    pub sync: SyncSettings,
+    /// The reader limits (largest record, largest decompressed size).
+    pub limits: Limits,
+}
+
+/// What a command says when no region is set anywhere.
+pub const NO_REGION: &str =
+    "no AWS region: set AWS_REGION or pass --region (or set `region` in the AWS profile)";
+
+/// What `connector create` says when no region is set: its `--region` is the bucket's.
+pub const NO_REGION_CREATE: &str =
+    "no AWS region for the deployment: set AWS_REGION (or `region` in \
+    the AWS profile); `connector create --region` names the bucket's region, not the deployment's";
+
+/// A usage error saying `no_region` when `sdk` has no region: every AWS call would otherwise fail with the
+/// SDK's "missing signing region" dispatch failure.
+fn require_region(sdk: &SdkConfig, no_region: &str) -> Result<()> {
+    if sdk.region().is_some_and(|r| !r.as_ref().trim().is_empty()) {
+        return Ok(());
+    }
+    Err(exit(Status::Usage, no_region))
+}
+
+/// Reads the configuration from `env`; only a missing deployment name is reported as "not configured".
+fn config_from(env: &HashMap<String, String>) -> Result<Config> {
+    Config::from_map(env).map_err(|e| match e {
+        ConfigError::Missing { .. } => anyhow::Error::new(e).context(
+            "the deployment is not configured: pass --state-table, --queue-url, --records-table and \
+             --output-bucket (or set S3I_STATE_TABLE, S3I_QUEUE_URL, S3I_RECORDS_TABLE, S3I_OUTPUT_BUCKET; \
+             `s3-importer local setup` prints them for the local emulator)",
+        ),
+        // The error names the variable and its value: it is the whole story.
+        ConfigError::Invalid { .. } => anyhow::Error::new(e),
+    })
+}
 
 /// AWS connection and deployment options. Each falls back to its environment variable.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,7 +128,14 @@ pub struct AwsArgs {
 
 impl AwsArgs {
     /// The SDK configuration: the standard chain (profile, environment, SSO, IMDS), with these overrides.
-    pub async fn sdk_config(&self) -> SdkConfig {
+    /// Without a region from any of them, a usage error (exit status 2) says where to set one, before any
+    /// AWS call.
+    pub async fn sdk_config(&self) -> Result<SdkConfig> {
+        self.sdk_config_or(NO_REGION).await
+    }
+
+    /// [`AwsArgs::sdk_config`], saying `no_region` when there is no region.
+    pub async fn sdk_config_or(&self, no_region: &str) -> Result<SdkConfig> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(profile) = &self.profile {
             loader = loader.profile_name(profile);
@@ -87,7 +146,9 @@ impl AwsArgs {
         if let Some(url) = &self.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        loader.load().await
+        let sdk = loader.load().await;
+        require_region(&sdk, no_region)?;
+        Ok(sdk)
     }
 
     /// Fills the deployment options not given explicitly from the outputs of `--stack`, when it is set.
@@ -121,8 +182,8 @@ impl AwsArgs {
             .unwrap_or(s3_importer_core::policy::DEFAULT_ROLE_NAME_PREFIX)
     }
 
-    /// The deployment configuration: the process environment, overridden by these options.
-    pub fn config(&self) -> Result<Config> {
+    /// The variables the configuration is read from: the process environment, overridden by these options.
+    fn env(&self) -> HashMap<String, String> {
         let mut env: HashMap<String, String> = std::env::vars().collect();
         for (name, value) in [
             (vars::STATE_TABLE, &self.state_table),
@@ -134,11 +195,31 @@ impl AwsArgs {
                 env.insert(name.to_owned(), v.clone());
             }
         }
-        Config::from_map(&env).context(
-            "the deployment is not configured: pass --state-table, --queue-url, --records-table and \
-             --output-bucket (or set S3I_STATE_TABLE, S3I_QUEUE_URL, S3I_RECORDS_TABLE, S3I_OUTPUT_BUCKET; \
-             `s3-importer local setup` prints them for the local emulator)",
-        )
+        env
+    }
+
+    /// The deployment configuration: the process environment, overridden by these options. A malformed
+    /// variable is an error naming it; a missing deployment name says how to configure the deployment.
+    pub fn config(&self) -> Result<Config> {
+        config_from(&self.env())
+    }
+
+    /// The settings of the configuration a dry run applies (the sync window, the size and record limits),
+    /// read and checked like [`AwsArgs::config`] — a malformed variable is the same error — but without the
+    /// deployment's queue, records table and output bucket, which a dry run does not use.
+    pub fn settings(&self) -> Result<Settings> {
+        let mut env = self.env();
+        for name in DEPLOYMENT_NAMES {
+            let unset = env.get(name).is_none_or(|v| v.trim().is_empty());
+            if unset {
+                env.insert(name.to_owned(), "(unused)".to_owned());
+            }
+        }
+        let config = config_from(&env)?;
+        Ok(Settings {
+            sync: config.sync,
+            limits: config.limits,
+        })
     }
 
     /// Only the state table, for commands that need nothing else.
@@ -147,5 +228,41 @@ impl AwsArgs {
             "no state table: pass --stack or --state-table, or set S3I_STATE_TABLE (`s3-importer local setup` prints it \
              for the local emulator)",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment() -> HashMap<String, String> {
+        DEPLOYMENT_NAMES
+            .iter()
+            .map(|name| ((*name).to_owned(), "x".to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_malformed_variable_is_not_reported_as_a_missing_deployment() {
+        let mut env = deployment();
+        env.insert(vars::MAX_FILE_BYTES.to_owned(), "abc".to_owned());
+        let message = config_from(&env).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            message.starts_with("environment variable S3I_MAX_FILE_BYTES=\"abc\" is invalid"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_missing_deployment_name_says_how_to_configure_it() {
+        let mut env = deployment();
+        env.remove(vars::QUEUE_URL);
+        let error = config_from(&env).map(|_| ()).unwrap_err();
+        let message = crate::exit::message_of(&error);
+        assert!(
+            message.starts_with("the deployment is not configured")
+                && message.contains("S3I_QUEUE_URL is not set"),
+            "{message}"
+        );
     }
 }

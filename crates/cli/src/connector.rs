@@ -412,26 +412,26 @@ fn policies_json(connector: &Connector, p: &Policies) -> Value {
 
 fn print_policies(connector: &Connector, p: &Policies, prefix: &str) -> Result<()> {
     let account = &connector.source.account_id;
-    println!(
+    outln!(
         "In account {account}, create the IAM role {} with:",
         p.role_name
     );
-    println!();
-    println!("Permission policy (what the role may read):");
-    println!("{}", serde_json::to_string_pretty(&p.permission)?);
-    println!();
-    println!("Trust policy (who may assume the role, with the External ID):");
-    println!("{}", serde_json::to_string_pretty(&p.trust)?);
-    println!();
+    outln!();
+    outln!("Permission policy (what the role may read):");
+    outln!("{}", serde_json::to_string_pretty(&p.permission)?);
+    outln!();
+    outln!("Trust policy (who may assume the role, with the External ID):");
+    outln!("{}", serde_json::to_string_pretty(&p.trust)?);
+    outln!();
     if !p.exact_principals {
-        println!(
+        outln!(
             "note: the trust policy names the deployment's account ({}); pass --stack NAME (or --lister-role-arn \
              and --worker-role-arn) to name only its lister and worker roles",
             p.principals.join(", ")
         );
     }
     if !p.role_name.starts_with(prefix) {
-        println!(
+        outln!(
             "note: the role name does not start with {prefix:?}; the deployment may only assume roles whose \
              names do"
         );
@@ -457,14 +457,14 @@ pub async fn run(
             let connector = find(state, &name).await?;
             let p = policies(aws, sdk, &connector, kms_key_arn.as_deref()).await?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&policies_json(&connector, &p))?
                 );
             } else {
                 print_policies(&connector, &p, aws.role_name_prefix())?;
                 if let Some(id) = &connector.source.external_id {
-                    println!("External ID: {id}");
+                    outln!("External ID: {id}");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -512,9 +512,9 @@ pub async fn run(
             connector.updated_at = Utc::now();
             state.update_connector(&connector).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&connector)?);
+                outln!("{}", serde_json::to_string_pretty(&connector)?);
             } else {
-                println!(
+                outln!(
                     "updated connector {} ({}): template {} (version {})",
                     connector.name,
                     connector.id,
@@ -556,13 +556,13 @@ pub async fn run(
             state.update_connector(&connector).await?;
             print_report(&connector, &checked.report, json)?;
             if rotate_external_id && !json {
-                println!();
-                println!("The External ID changed: replace the role's trust policy with:");
+                outln!();
+                outln!("The External ID changed: replace the role's trust policy with:");
                 let p = policies(aws, sdk, &connector, None).await?;
-                println!("{}", serde_json::to_string_pretty(&p.trust)?);
+                outln!("{}", serde_json::to_string_pretty(&p.trust)?);
             }
             if !json {
-                println!(
+                outln!(
                     "connector {} is {}",
                     connector.name,
                     connector.status.as_str()
@@ -575,7 +575,7 @@ pub async fn run(
             connector.status = ConnectorStatus::Paused;
             connector.updated_at = Utc::now();
             state.update_connector(&connector).await?;
-            println!(
+            outln!(
                 "paused connector {}: no syncs until `s3-importer connector resume {}` (files already queued are still imported)",
                 connector.name, connector.name
             );
@@ -594,7 +594,7 @@ pub async fn run(
             }
             connector.updated_at = Utc::now();
             state.update_connector(&connector).await?;
-            println!(
+            outln!(
                 "connector {} is {}",
                 connector.name,
                 connector.status.as_str()
@@ -610,7 +610,7 @@ pub async fn run(
                 ));
             }
             let removed = state.delete_connector(&connector.id).await?;
-            println!(
+            outln!(
                 "deleted connector {} ({}): {removed} state item(s) removed; s3://{} was not touched, and \
                  imported rows stay in the destination",
                 connector.name, connector.id, connector.source.bucket
@@ -700,27 +700,27 @@ async fn create(
         let mut out = policies_json(&connector, &p);
         out["id"] = json!(connector.id);
         out["connector"] = serde_json::to_value(&connector)?;
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("created connector {} ({id})", connector.name);
-    println!();
+    outln!("created connector {} ({id})", connector.name);
+    outln!();
     print_policies(&connector, &p, aws.role_name_prefix())?;
-    println!(
+    outln!(
         "External ID: {}",
         connector.source.external_id.as_deref().unwrap_or_default()
     );
-    println!();
-    println!("Next:");
+    outln!();
+    outln!("Next:");
     if connector.source.role_arn.is_none() {
-        println!(
+        outln!(
             "  s3-importer connector reauth {} --role-arn {}   # once the role exists (same-account buckets \
              readable by the deployment need no role)",
             connector.name, p.role_arn
         );
     }
-    println!("  s3-importer connector verify {}", connector.name);
-    println!("  s3-importer connector preview {}", connector.name);
+    outln!("  s3-importer connector verify {}", connector.name);
+    outln!("  s3-importer connector preview {}", connector.name);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -729,7 +729,7 @@ fn confirm(name: &str) -> Result<bool> {
     if !stdin.is_terminal() {
         return Ok(false);
     }
-    print!("Delete connector {name} and all its state? Type its name to confirm: ");
+    out!("Delete connector {name} and all its state? Type its name to confirm: ");
     std::io::stdout().flush()?;
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;
@@ -896,7 +896,7 @@ fn print_report(connector: &Connector, report: &Report, json: bool) -> Result<()
             "checks": report.checks,
             "sample_key": report.sample_key,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = report
@@ -912,8 +912,8 @@ fn print_report(connector: &Connector, report: &Report, json: bool) -> Result<()
         .collect();
     table::print(&["CHECK", "RESULT", "DETAIL"], &rows);
     for c in report.checks.iter().filter(|c| c.fix.is_some()) {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "{} ({}): {}",
             c.check,
             c.cause.as_deref().unwrap_or("problem"),
@@ -921,8 +921,8 @@ fn print_report(connector: &Connector, report: &Report, json: bool) -> Result<()
         );
     }
     if report.ok() {
-        println!();
-        println!("connector {} can read its source", connector.name);
+        outln!();
+        outln!("connector {} can read its source", connector.name);
     }
     Ok(())
 }
@@ -960,7 +960,7 @@ async fn sync_now(
         return Err(exit(Status::Failed, "the lister returned no result"));
     };
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "connector": connector.name, "outcome": result.outcome, "run": result.run,
@@ -969,8 +969,15 @@ async fn sync_now(
     }
     match (result.outcome.as_str(), result.run) {
         ("ran", Some(run)) => {
+            // A failed sync is reported on stderr only: no "synced" line that reads like a success.
+            if let Some(e) = run.error {
+                return Err(exit(
+                    Status::Failed,
+                    format!("the sync failed: {e} (`s3-importer connector verify {}` diagnoses access problems)", connector.name),
+                ));
+            }
             if !json {
-                println!(
+                outln!(
                     "synced {}: {} listed, {} new, {} enqueued, {} skipped, {} already known ({} ms)",
                     connector.name,
                     run.listed,
@@ -981,13 +988,7 @@ async fn sync_now(
                     run.duration_ms
                 );
             }
-            match run.error {
-                Some(e) => Err(exit(
-                    Status::Failed,
-                    format!("the sync failed: {e} (`s3-importer connector verify {}` diagnoses access problems)", connector.name),
-                )),
-                None => Ok(ExitCode::SUCCESS),
-            }
+            Ok(ExitCode::SUCCESS)
         }
         ("busy", _) => Err(exit(
             Status::Conflict,
@@ -1063,19 +1064,19 @@ async fn retry(
         requeued.push(entry.version.key);
     }
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &json!({"connector": connector.name, "requeued": requeued})
             )?
         );
     } else if requeued.is_empty() {
-        println!("no failed files to retry in connector {}", connector.name);
+        outln!("no failed files to retry in connector {}", connector.name);
     } else {
         for key in &requeued {
-            println!("re-queued {key}");
+            outln!("re-queued {key}");
         }
-        println!(
+        outln!(
             "{} file(s) re-queued; `s3-importer connector files {}` shows their progress",
             requeued.len(),
             connector.name

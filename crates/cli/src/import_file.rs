@@ -207,11 +207,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "first_error": report.first_error,
             "failure": report.failure.as_ref().map(|f| f.to_string()),
         });
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         match &report.failure {
             None => {
-                println!(
+                outln!(
                     "Imported {} rows, rejected {} from {} ({:.1} MB in {:.2}s, {:.0} MB/s)",
                     report.rows_imported,
                     report.rows_rejected,
@@ -220,10 +220,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     secs,
                     mb_per_s
                 );
-                println!("  rows:         {}", output.display());
+                outln!("  rows:         {}", output.display());
             }
             Some(failure) => {
-                println!(
+                outln!(
                     "FAILED {}: {failure} (after {} rows read, {} rejected; no output written)",
                     args.file.display(),
                     report.rows_read,
@@ -232,10 +232,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         if let Some(location) = &report.error_report {
-            println!("  error report: {location}");
+            outln!("  error report: {location}");
         }
         if let Some(first) = &report.first_error {
-            println!("  first error:  {}: {}", first.position, first.error);
+            outln!("  first error:  {}: {}", first.position, first.error);
         }
     }
     Ok(if outcome == Outcome::Failed {

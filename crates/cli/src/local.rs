@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use aws_config::SdkConfig;
 use s3_importer_aws::provision::{self, Names};
+use s3_importer_core::policy;
 
 use crate::aws_args::AwsArgs;
 
@@ -45,35 +47,36 @@ pub enum LocalCommand {
 }
 
 /// Runs a `local` subcommand.
-pub async fn run(aws: &AwsArgs, command: LocalCommand) -> Result<()> {
+pub async fn run(aws: &AwsArgs, sdk: &SdkConfig, command: LocalCommand) -> Result<()> {
     if aws.endpoint_url.is_none() {
         bail!("`local` commands talk to a local emulator: pass --endpoint-url or set AWS_ENDPOINT_URL");
     }
-    let sdk = aws.sdk_config().await;
     match command {
         LocalCommand::Setup {
             prefix,
             visibility_timeout,
         } => {
             let names = Names::with_prefix(&prefix);
-            let p = provision::provision(&sdk, &names, visibility_timeout, 5).await?;
-            println!("export S3I_STATE_TABLE={}", p.names.state_table);
-            println!("export S3I_RECORDS_TABLE={}", p.names.records_table);
-            println!("export S3I_QUEUE_URL={}", p.queue_url);
-            println!("export S3I_OUTPUT_BUCKET={}", p.names.output_bucket);
+            let p = provision::provision(sdk, &names, visibility_timeout, 5).await?;
+            outln!("export S3I_STATE_TABLE={}", p.names.state_table);
+            outln!("export S3I_RECORDS_TABLE={}", p.names.records_table);
+            outln!("export S3I_QUEUE_URL={}", p.queue_url);
+            outln!("export S3I_OUTPUT_BUCKET={}", p.names.output_bucket);
             // Nothing reads a DLQ variable: the URL is for the user (`aws sqs receive-message`).
-            println!("# dead-letter queue: {}", p.dead_letter_queue_url);
+            outln!("# dead-letter queue: {}", p.dead_letter_queue_url);
         }
         LocalCommand::CreateBucket { bucket } => {
-            provision::create_bucket(&sdk, &bucket).await?;
-            println!("created s3://{bucket}");
+            // The rules `connector create --bucket` applies: a bucket made here can be a connector's source.
+            policy::validate_bucket_name(&bucket)?;
+            provision::create_bucket(sdk, &bucket).await?;
+            outln!("created s3://{bucket}");
         }
         LocalCommand::Upload {
             dir,
             bucket,
             prefix,
         } => {
-            let s3 = s3_importer_aws::s3_client(&sdk);
+            let s3 = s3_importer_aws::s3_client(sdk);
             let mut entries: Vec<_> = std::fs::read_dir(&dir)
                 .with_context(|| format!("cannot read {}", dir.display()))?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -93,24 +96,24 @@ pub async fn run(aws: &AwsArgs, command: LocalCommand) -> Result<()> {
                     .send()
                     .await
                     .with_context(|| format!("cannot upload s3://{bucket}/{key}"))?;
-                println!("uploaded s3://{bucket}/{key}");
+                outln!("uploaded s3://{bucket}/{key}");
             }
         }
         LocalCommand::CountRecords { connector } => {
             let config = aws.config()?;
-            let state = crate::state(&sdk, &config.state_table);
+            let state = crate::state(sdk, &config.state_table);
             let c = crate::connector::find(state.as_ref(), &connector).await?;
             let table = match &c.destination {
                 s3_importer_core::sync::DestinationConfig::Dynamodb { table } => table.clone(),
                 other => bail!("connector {connector} writes to {other:?}, not a DynamoDB table"),
             };
             let n = provision::count_records(
-                &s3_importer_aws::config::dynamodb_client(&sdk),
+                &s3_importer_aws::config::dynamodb_client(sdk),
                 &table,
                 &c.id,
             )
             .await?;
-            println!("{n}");
+            outln!("{n}");
         }
     }
     Ok(())

@@ -7,11 +7,29 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use s3_importer_core::sync::ports::StateStore;
 
+/// `println!` for the command's output: a closed stdout ends the command quietly ([`output::write`]).
+macro_rules! outln {
+    () => {
+        $crate::output::write(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write(format_args!($($arg)*), true)
+    };
+}
+
+/// `print!` for the command's output: a closed stdout ends the command quietly ([`output::write`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write(format_args!($($arg)*), false)
+    };
+}
+
 mod aws_args;
 mod connector;
 mod exit;
 mod import_file;
 mod local;
+mod output;
 mod preview;
 mod remote;
 mod run;
@@ -78,28 +96,36 @@ pub fn state(sdk: &aws_config::SdkConfig, table: &str) -> Arc<dyn StateStore> {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut aws = cli.aws;
-    // import-file needs no AWS configuration.
+    // import-file and `template validate` need no deployment: they run without AWS configuration (a
+    // `template validate --against s3://…` loads its own).
     let command = match cli.command {
         Command::ImportFile(args) => return import_file::run(args).await,
+        Command::Template(command @ template_cmd::TemplateCommand::Validate { .. }) => {
+            return template_cmd::validate(&aws, command).await
+        }
         other => other,
     };
     // `connector create --region` names the bucket's region, and clap hands that value to the global
     // `--region` too: the deployment's region then comes from the environment or the profile.
+    let mut no_region = aws_args::NO_REGION;
     if let Command::Connector(connector::ConnectorCommand::Create(args)) = &command {
+        no_region = aws_args::NO_REGION_CREATE;
         if aws.region.as_deref() == Some(args.bucket_region()) {
             aws.region = std::env::var("AWS_REGION")
                 .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
                 .ok();
         }
     }
-    let sdk = aws.sdk_config().await;
+    let sdk = aws.sdk_config_or(no_region).await?;
     aws.resolve_stack(&sdk).await?;
     match command {
         Command::ImportFile(args) => import_file::run(args).await,
         Command::Connector(command) => connector::run(&aws, &sdk, command).await,
-        Command::Template(command) => template_cmd::run(&aws, command).await,
-        Command::Run(args) => run::run(&aws, args).await.map(|()| ExitCode::SUCCESS),
-        Command::Local(command) => local::run(&aws, command).await.map(|()| ExitCode::SUCCESS),
+        Command::Template(command) => template_cmd::run(&aws, &sdk, command).await,
+        Command::Run(args) => run::run(&aws, &sdk, args).await,
+        Command::Local(command) => local::run(&aws, &sdk, command)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -12,7 +12,7 @@ use s3_importer_aws::S3Source;
 use s3_importer_core::pipeline::{self, FileReport, ImportOptions};
 use s3_importer_core::sink::{RejectSink, RejectedRow, RowBatch, RowSink, SinkError};
 use s3_importer_core::sync::ports::{ObjectSource, StateStore};
-use s3_importer_core::sync::rules::{self, Decision, Ignored, SyncSettings};
+use s3_importer_core::sync::rules::{self, Decision, Ignored};
 use s3_importer_core::sync::{FileStatus, LedgerEntry, ObjectMeta};
 use s3_importer_core::template::Template;
 use s3_importer_core::{FileFormat, Position, RowError};
@@ -155,10 +155,10 @@ pub async fn preview(
                 ),
             )
         })?;
-    let settings = aws
-        .config()
-        .map(|c| c.sync)
-        .unwrap_or_else(|_| SyncSettings::default());
+    // The configuration a sync applies, read the same way: a malformed variable is an error naming it.
+    let settings = aws.settings()?;
+    let limits = settings.limits;
+    let settings = settings.sync;
     let source = S3Source::new(sdk);
     let now = Utc::now();
     let window = rules::window_start(connector.watermark, now, &settings);
@@ -242,6 +242,7 @@ pub async fn preview(
             format,
             Arc::new(template.template.clone()),
             args.rows.max(1),
+            limits,
         )
         .await?;
         sample_rows = rows;
@@ -261,10 +262,10 @@ pub async fn preview(
             "files": files.iter().take(args.limit).collect::<Vec<_>>(),
             "sample": sample_key.as_ref().map(|k| json!({"key": k, "rows": sample_rows, "file_error": sample_failure})),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "Files under s3://{}/{} (template {} version {}; files modified before {} are outside the sync window):",
         connector.source.bucket,
         connector.source.prefix.as_deref().unwrap_or(""),
@@ -291,16 +292,16 @@ pub async fn preview(
         &rows,
     );
     if files.len() > args.limit {
-        println!("… and {} more (--limit)", files.len() - args.limit);
+        outln!("… and {} more (--limit)", files.len() - args.limit);
     }
     let summary: Vec<String> = counts
         .iter()
         .map(|(a, n)| format!("{n} {}", a.replace('_', " ")))
         .collect();
-    println!("{} file(s): {}", files.len(), summary.join(", "));
+    outln!("{} file(s): {}", files.len(), summary.join(", "));
     if let Some(key) = &sample_key {
-        println!();
-        println!("First rows of {key}, parsed with the template:");
+        outln!();
+        outln!("First rows of {key}, parsed with the template:");
         let rows: Vec<Vec<String>> = sample_rows
             .iter()
             .map(|r| {
@@ -325,10 +326,10 @@ pub async fn preview(
             .collect();
         table::print(&["RECORD", "LINE", "ROW", "VALUES / ERRORS"], &rows);
         if let Some(failure) = &sample_failure {
-            println!("the file would fail: {failure}");
+            outln!("the file would fail: {failure}");
         }
     } else {
-        println!("no file to sample: upload a .csv, .tsv, .json or .jsonl file to the folder");
+        outln!("no file to sample: upload a .csv, .tsv, .json or .jsonl file to the folder");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -388,12 +389,13 @@ fn format_name(format: FileFormat) -> String {
 }
 
 /// Parses the first `n` records of `input` with `template`: typed rows and rejected rows in file order,
-/// and the file's failure if it fails before that.
+/// and the file's failure if it fails before that, under the deployment's reader `limits`.
 async fn first_rows<R>(
     input: R,
     format: FileFormat,
     template: Arc<Template>,
     n: usize,
+    limits: s3_importer_core::Limits,
 ) -> Result<(Vec<SampleRow>, Option<String>)>
 where
     R: AsyncRead + Send + Unpin + 'static,
@@ -409,6 +411,7 @@ where
         rows: Vec::new(),
     };
     let options = ImportOptions {
+        limits,
         batch_rows: n,
         ..ImportOptions::default()
     };
@@ -527,7 +530,7 @@ pub async fn validate_against(
     let mut results = Vec::new();
     if let Some(rest) = against.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let sdk = aws.sdk_config().await;
+        let sdk = aws.sdk_config().await?;
         let s3 = s3_importer_aws::s3_client(&sdk);
         let mut pages = s3
             .list_objects_v2()
@@ -617,7 +620,7 @@ pub async fn validate_against(
 /// Prints dry-run results as a table (or JSON) and returns the exit status: 5 when any row or file fails.
 pub fn print_dry_runs(results: &[DryRun], json: bool) -> Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        outln!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         let rows: Vec<Vec<String>> = results
             .iter()
@@ -648,7 +651,7 @@ pub fn print_dry_runs(results: &[DryRun], json: bool) -> Result<ExitCode> {
             &["FILE", "FORMAT", "ROWS", "PASS", "REJECTED", "FIRST ERRORS"],
             &rows,
         );
-        println!("dry run: nothing was written");
+        outln!("dry run: nothing was written");
     }
     Ok(if results.iter().all(DryRun::clean) {
         ExitCode::SUCCESS

@@ -2,17 +2,20 @@
 //! handler — the same handlers Lambda runs, against whatever endpoint the AWS options name.
 
 use std::collections::HashSet;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use aws_config::SdkConfig;
 use s3_importer_aws::consumer::{Received, SqsConsumer};
 use s3_importer_core::sync::SystemClock;
-use s3_importer_lister::Lister;
+use s3_importer_lister::{Lister, ListerError};
 use s3_importer_worker::Worker;
 use serde_json::json;
 
 use crate::aws_args::AwsArgs;
+use crate::exit::{exit, Status};
 use crate::table;
 
 /// Arguments of `run`.
@@ -36,32 +39,64 @@ pub struct PassSummary {
     pub acked: u64,
     /// Messages the worker asked to retry.
     pub retried: u64,
+    /// The connectors whose sync failed, each with its error.
+    pub failed_syncs: Vec<(String, String)>,
 }
 
-/// Runs the local runner.
-pub async fn run(aws: &AwsArgs, args: RunArgs) -> Result<()> {
+/// Runs the local runner. With `--once`, exit status 1 when a connector's sync failed (the other connectors
+/// are still synced and the queue still drained), 3 when `--connector` names no connector.
+pub async fn run(aws: &AwsArgs, sdk: &SdkConfig, args: RunArgs) -> Result<ExitCode> {
     let config = aws.config()?;
-    let sdk = aws.sdk_config().await;
     let clock = Arc::new(SystemClock);
-    let lister = Lister::from_config(&config, &sdk, clock.clone());
-    let worker = Worker::from_config(&config, &sdk, clock);
+    let lister = Lister::from_config(&config, sdk, clock.clone());
+    let worker = Worker::from_config(&config, sdk, clock);
     let consumer = SqsConsumer::new(
-        s3_importer_aws::config::sqs_client(&sdk),
+        s3_importer_aws::config::sqs_client(sdk),
         config.queue_url.clone(),
     );
     loop {
         let summary = pass(&lister, &worker, &consumer, args.connector.as_deref()).await?;
         if summary.retried > 0 {
-            println!(
+            outln!(
                 "{} message(s) left for retry: they come back after the queue's visibility timeout",
                 summary.retried
             );
         }
         if args.once {
-            return Ok(());
+            return match failed_syncs_error(&summary.failed_syncs) {
+                Some(error) => Err(error),
+                None => Ok(ExitCode::SUCCESS),
+            };
+        }
+        for (connector, error) in &summary.failed_syncs {
+            tracing::warn!(%connector, %error, "sync failed");
         }
         tokio::time::sleep(Duration::from_secs(args.interval)).await;
     }
+}
+
+/// The error ending `run --once` when syncs failed: which connectors, and why.
+fn failed_syncs_error(failed: &[(String, String)]) -> Option<anyhow::Error> {
+    if failed.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = failed
+        .iter()
+        .map(|(connector, error)| format!("{connector}: {error}"))
+        .collect();
+    let verify = match failed {
+        [(one, _)] => one.as_str(),
+        _ => "NAME",
+    };
+    Some(exit(
+        Status::Failed,
+        format!(
+            "the sync of {} connector(s) failed: {} (`s3-importer connector verify {}` diagnoses access problems)",
+            failed.len(),
+            each.join("; "),
+            verify
+        ),
+    ))
 }
 
 /// One lister pass, then the queue drained through the worker handler.
@@ -75,7 +110,13 @@ pub async fn pass(
     let response =
         s3_importer_lister::handle(lister, json!({ "connector": connector }), &request_id)
             .await
-            .context("lister failed")?;
+            .map_err(|e| match e {
+                ListerError::UnknownConnector(_) => exit(
+                    Status::NotFound,
+                    format!("{e}: `s3-importer connector list` shows them"),
+                ),
+                other => anyhow::Error::new(other).context("lister failed"),
+            })?;
     let rows: Vec<Vec<String>> = response
         .connectors
         .iter()
@@ -98,13 +139,23 @@ pub async fn pass(
             ],
         })
         .collect();
-    println!("Sync:");
+    outln!("Sync:");
     table::print(
         &["CONNECTOR", "LISTED", "NEW", "ENQUEUED", "SKIPPED", "ERROR"],
         &rows,
     );
 
-    let mut summary = PassSummary::default();
+    let mut summary = PassSummary {
+        failed_syncs: response
+            .connectors
+            .iter()
+            .filter_map(|c| {
+                let error = c.run.as_ref()?.error.clone()?;
+                Some((c.connector.clone(), error))
+            })
+            .collect(),
+        ..PassSummary::default()
+    };
     // Messages the worker handed back stay invisible until their visibility timeout; stop when only those
     // are left (a receive that returns nothing new).
     let mut retried: HashSet<String> = HashSet::new();
@@ -142,9 +193,10 @@ pub async fn pass(
             }
         }
     }
-    println!(
+    outln!(
         "Workers: {} file message(s) processed, {} to retry",
-        summary.acked, summary.retried
+        summary.acked,
+        summary.retried
     );
     Ok(summary)
 }

@@ -106,11 +106,11 @@ fn run_summary(r: &SyncRun) -> String {
 pub async fn list(state: &dyn StateStore, json: bool) -> Result<ExitCode> {
     let connectors = state.list_connectors().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&connectors)?);
+        outln!("{}", serde_json::to_string_pretty(&connectors)?);
         return Ok(ExitCode::SUCCESS);
     }
     if connectors.is_empty() {
-        println!("no connectors: `s3-importer connector create --help` shows how to make one");
+        outln!("no connectors: `s3-importer connector create --help` shows how to make one");
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = connectors
@@ -172,7 +172,7 @@ pub async fn show(state: &dyn StateStore, name: &str, json: bool) -> Result<Exit
             "template": template.as_ref().map(|t| json!({"id": t.id, "version": t.version})),
             "totals": totals,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     let template_text = match (&template, c.template_version) {
@@ -241,7 +241,7 @@ pub async fn show(state: &dyn StateStore, name: &str, json: bool) -> Result<Exit
         ),
     ));
     for (k, v) in lines {
-        println!("{:<12} {v}", format!("{k}:"));
+        outln!("{:<12} {v}", format!("{k}:"));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -260,7 +260,7 @@ pub async fn files(state: &dyn StateStore, args: FilesArgs) -> Result<ExitCode> 
             .then(a.discovered_at.cmp(&b.discovered_at))
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&files)?);
+        outln!("{}", serde_json::to_string_pretty(&files)?);
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = files
@@ -319,7 +319,7 @@ pub async fn syncs(
     let connector = find(state, name).await?;
     let runs = state.list_sync_runs(&connector.id, limit).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        outln!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = runs

@@ -78,37 +78,61 @@ pub fn load(file: &PathBuf) -> Result<(String, Template)> {
     Ok((source, template))
 }
 
-/// Runs a `template` subcommand.
-pub async fn run(aws: &AwsArgs, command: TemplateCommand) -> Result<ExitCode> {
-    if let TemplateCommand::Validate {
+/// What `template show` says when the template, or the version of it asked for, is not stored.
+fn not_found_message(id: &str, version: Option<u32>) -> String {
+    match version {
+        Some(v) => format!(
+            "no version {v} of template {id:?}: `s3-importer template list` shows the stored ones"
+        ),
+        None => format!("no template {id:?}: `s3-importer template list` shows the stored ones"),
+    }
+}
+
+/// Runs `template validate`: a check of the file, and with `--against` a dry run over files (local, or S3
+/// through its own SDK configuration). Needs no deployment.
+pub async fn validate(aws: &AwsArgs, command: TemplateCommand) -> Result<ExitCode> {
+    let TemplateCommand::Validate {
         file,
         against,
         json,
     } = command
-    {
-        let (_, template) = load(&file)?;
-        let Some(against) = against else {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"template": template.name, "valid": true, "fields": template.fields.len()})
-                    )?
-                );
-            } else {
-                println!(
-                    "{} is a valid template ({} fields)",
-                    file.display(),
-                    template.fields.len()
-                );
-            }
-            return Ok(ExitCode::SUCCESS);
-        };
-        let results = crate::preview::validate_against(aws, template, &against).await?;
-        return crate::preview::print_dry_runs(&results, json);
+    else {
+        return Err(anyhow::anyhow!(
+            "internal error: `template validate` called with another subcommand"
+        ));
+    };
+    let (_, template) = load(&file)?;
+    let Some(against) = against else {
+        if json {
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"template": template.name, "valid": true, "fields": template.fields.len()})
+                )?
+            );
+        } else {
+            outln!(
+                "{} is a valid template ({} fields)",
+                file.display(),
+                template.fields.len()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let results = crate::preview::validate_against(aws, template, &against).await?;
+    crate::preview::print_dry_runs(&results, json)
+}
+
+/// Runs a `template` subcommand against the deployment's state table.
+pub async fn run(
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
+    command: TemplateCommand,
+) -> Result<ExitCode> {
+    if let TemplateCommand::Validate { .. } = command {
+        return validate(aws, command).await;
     }
-    let sdk = aws.sdk_config().await;
-    let state = crate::state(&sdk, &aws.state_table()?);
+    let state = crate::state(sdk, &aws.state_table()?);
     let state = state.as_ref();
     match command {
         TemplateCommand::Validate { .. } => {}
@@ -118,7 +142,7 @@ pub async fn run(aws: &AwsArgs, command: TemplateCommand) -> Result<ExitCode> {
             let version = state
                 .put_template(&id, &source, &template, chrono::Utc::now())
                 .await?;
-            println!(
+            outln!(
                 "stored template {id} version {version} ({} fields)",
                 template.fields.len()
             );
@@ -130,7 +154,7 @@ pub async fn run(aws: &AwsArgs, command: TemplateCommand) -> Result<ExitCode> {
                     .iter()
                     .map(|t| serde_json::json!({"id": t.id, "version": t.version, "fields": t.template.fields.len(), "created_at": t.created_at}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 let rows: Vec<Vec<String>> = templates
                     .iter()
@@ -150,13 +174,11 @@ pub async fn run(aws: &AwsArgs, command: TemplateCommand) -> Result<ExitCode> {
             let Some(stored) = state.get_template(&id, version).await? else {
                 return Err(crate::exit::exit(
                     crate::exit::Status::NotFound,
-                    format!(
-                        "no template {id:?}: `s3-importer template list` shows the stored ones"
-                    ),
+                    not_found_message(&id, version),
                 ));
             };
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &serde_json::json!({"id": stored.id, "version": stored.version, "created_at": stored.created_at, "source": stored.source})
@@ -164,13 +186,13 @@ pub async fn run(aws: &AwsArgs, command: TemplateCommand) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            outln!(
                 "# template {} version {} (stored {})",
                 stored.id,
                 stored.version,
                 stored.created_at.to_rfc3339()
             );
-            print!("{}", stored.source);
+            out!("{}", stored.source);
         }
     }
     Ok(ExitCode::SUCCESS)

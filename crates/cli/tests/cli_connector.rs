@@ -55,13 +55,21 @@ impl Deployment {
 
     /// Runs the CLI (stdin closed: no terminal, so no prompts).
     fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with(&[], args, Stdio::piped())
+    }
+
+    /// Runs the CLI with `extra` variables on top of the deployment's, and stdout to `stdout`.
+    fn cli_with(&self, extra: &[(&str, &str)], args: &[&str], stdout: Stdio) -> Output {
         Command::new(env!("CARGO_BIN_EXE_s3-importer"))
             .current_dir(repo())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
             .args(args)
             .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
             .output()
             .expect("the s3-importer binary runs")
     }
@@ -144,6 +152,21 @@ impl Deployment {
         args.extend_from_slice(extra);
         self.json(&args)
     }
+}
+
+/// The write end of a pipe whose read end is already closed: every write to it fails with EPIPE.
+#[cfg(unix)]
+fn closed_pipe() -> Result<Stdio> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: pipe(2) succeeded, so both descriptors are open and owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    Ok(Stdio::from(write))
 }
 
 fn statuses(files: &Value) -> Vec<(String, String)> {
@@ -876,4 +899,171 @@ fn every_command_has_help_with_an_example() {
             "{command:?} --help lacks the AWS options:\n{help}"
         );
     }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_closed_stdout_ends_listing_commands_quietly() -> Result<()> {
+    let d = Deployment::new().await?;
+    d.add_template();
+    let bucket = d.bucket_with_demo_files("in/").await?;
+    d.create("shop", &bucket, &["--folder", "in/"]);
+    d.expect(0, &["connector", "sync", "shop"]);
+    for args in [
+        &["template", "list"][..],
+        &["connector", "files", "shop"],
+        &["connector", "list", "--json"],
+    ] {
+        let out = d.cli_with(&[], args, closed_pipe()?);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn preview_reads_the_configuration_like_sync_and_refuses_a_malformed_variable() -> Result<()>
+{
+    let d = Deployment::new().await?;
+    d.add_template();
+    let bucket = d.bucket_with_demo_files("in/").await?;
+    d.create("shop", &bucket, &["--folder", "in/"]);
+    for (name, value) in [("S3I_MAX_FILE_BYTES", "abc"), ("S3I_LOOKBACK_DAYS", "-5")] {
+        for args in [
+            &["connector", "preview", "shop"][..],
+            &["connector", "sync", "shop"],
+            &["run", "--once"],
+        ] {
+            let out = d.cli_with(&[(name, value)], args, Stdio::piped());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{name}={value} {args:?}: {stderr}"
+            );
+            assert!(
+                stderr.starts_with(&format!(
+                    "error: environment variable {name}={value:?} is invalid"
+                )),
+                "{name}={value} {args:?}: {stderr}"
+            );
+            assert!(!stderr.contains("not configured"), "{args:?}: {stderr}");
+        }
+    }
+    // A valid value is applied, as a sync would: every demo file is over 10 bytes.
+    let out = d.cli_with(
+        &[("S3I_MAX_FILE_BYTES", "10")],
+        &["connector", "preview", "shop", "--json"],
+        Stdio::piped(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let preview: Value = serde_json::from_slice(&out.stdout)?;
+    let files = preview["files"].as_array().expect("files");
+    assert!(!files.is_empty(), "{preview:#}");
+    for f in files {
+        assert_eq!(f["action"], "skip", "{preview:#}");
+        assert!(
+            f["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("too_large"),
+            "{preview:#}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn run_once_fails_on_a_failed_sync_and_on_a_missing_connector() -> Result<()> {
+    let d = Deployment::new().await?;
+    d.add_template();
+    let bucket = d.bucket_with_demo_files("in/").await?;
+    d.create("good", &bucket, &["--folder", "in/"]);
+    d.create("lost", &unique_name("gone"), &[]);
+
+    // `run --once`: the good connector is synced and imported, and the failure is the exit status.
+    let failed = d.expect(1, &["run", "--once"]);
+    assert!(
+        failed.contains("failed") && failed.contains("lost:"),
+        "{failed}"
+    );
+    assert!(!failed.contains("good:"), "{failed}");
+    let files = statuses(&d.json(&["connector", "files", "good", "--json"]));
+    let imported = files.iter().filter(|(_, s)| s == "imported").count();
+    assert_eq!(imported, 2, "{files:?}");
+
+    d.expect(0, &["run", "--once", "--connector", "good"]);
+    let missing = d.expect(3, &["run", "--once", "--connector", "nope"]);
+    assert!(missing.contains("no connector named \"nope\""), "{missing}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_connector_sync_prints_only_the_error() -> Result<()> {
+    let d = Deployment::new().await?;
+    d.add_template();
+    d.create("gone", &unique_name("gone"), &[]);
+    let out = d.cli(&["connector", "sync", "gone"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("synced"), "{stdout}");
+    assert!(stderr.contains("the sync failed"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn local_create_bucket_applies_the_connector_bucket_rules() -> Result<()> {
+    let d = Deployment::new().await?;
+    let refused = d.expect(2, &["local", "create-bucket", "Bad_Name"]);
+    assert!(refused.contains("Bad_Name"), "{refused}");
+    // The same rules as `connector create --bucket`.
+    let refused = d.expect(
+        2,
+        &[
+            "connector",
+            "create",
+            "--name",
+            "x",
+            "--account-id",
+            "123456789012",
+            "--bucket",
+            "Bad_Name",
+            "--region",
+            "us-east-1",
+            "--template",
+            "demo-orders",
+        ],
+    );
+    assert!(refused.contains("Bad_Name"), "{refused}");
+    let good = unique_name("good");
+    d.expect(0, &["local", "create-bucket", &good]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn template_show_names_the_missing_version() -> Result<()> {
+    let d = Deployment::new().await?;
+    d.add_template();
+    let missing = d.expect(3, &["template", "show", "demo-orders", "--version", "9"]);
+    assert!(
+        missing.contains("no version 9 of template \"demo-orders\""),
+        "{missing}"
+    );
+    let missing = d.expect(3, &["template", "show", "nothing-here"]);
+    assert!(
+        missing.contains("no template \"nothing-here\""),
+        "{missing}"
+    );
+    d.expect(0, &["template", "show", "demo-orders", "--version", "1"]);
+    Ok(())
 }
