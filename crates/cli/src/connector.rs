@@ -140,7 +140,8 @@ Exit status 5 when verification fails (the connector is then marked broken with 
         /// Connector name.
         name: String,
     },
-    /// Verify a paused or broken connector and sync it again if verification passes.
+    /// Verify a paused or broken connector and make it active again if verification passes: the next
+    /// scheduled sync (or `connector sync NAME`) imports what arrived meanwhile.
     #[command(
         after_help = "Example:\n  s3-importer connector resume orders\n\nExit status 5 when verification fails."
     )]

@@ -33,10 +33,10 @@ pub struct Args {
     #[arg(long, default_value = ".")]
     out_dir: PathBuf,
     /// Largest record in bytes (a larger one is rejected without being read into memory).
-    #[arg(long, default_value_t = Limits::DEFAULT_MAX_RECORD_BYTES)]
+    #[arg(long, default_value_t = Limits::DEFAULT_MAX_RECORD_BYTES, value_parser = at_least_one::<usize>)]
     max_record_bytes: usize,
     /// Most bytes a gzip file may expand to.
-    #[arg(long, default_value_t = Limits::DEFAULT_MAX_DECOMPRESSED_BYTES)]
+    #[arg(long, default_value_t = Limits::DEFAULT_MAX_DECOMPRESSED_BYTES, value_parser = at_least_one::<u64>)]
     max_decompressed_bytes: u64,
     /// Print the summary as JSON.
     #[arg(long)]
@@ -243,4 +243,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A limit of at least 1 (0 would refuse every file, and only after reading its header).
+fn at_least_one<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    let value: T = text.parse().map_err(|e: T::Err| e.to_string())?;
+    if value < T::from(1u8) {
+        return Err("must be at least 1".into());
+    }
+    Ok(value)
 }

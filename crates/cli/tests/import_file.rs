@@ -246,3 +246,18 @@ fn a_rows_file_that_cannot_be_created_leaves_no_error_report_behind() -> Result 
     assert!(left.is_empty(), "{left:?}");
     Ok(())
 }
+
+#[test]
+fn a_zero_limit_is_a_usage_error() -> Result {
+    let out = tempfile::tempdir()?;
+    for option in ["--max-record-bytes", "--max-decompressed-bytes"] {
+        let output = import(
+            &[option, "0", "examples/demo/files/orders-2024-05-01.csv"],
+            out.path(),
+        )?;
+        assert_eq!(output.status.code(), Some(2), "{option}");
+        let text = String::from_utf8(output.stderr)?;
+        assert!(text.contains("at least 1"), "{option}: {text}");
+    }
+    Ok(())
+}
