@@ -398,7 +398,8 @@ impl Doctor {
                         "bucket",
                         "no_such_bucket",
                         format!("bucket {bucket} does not exist ({err})"),
-                        "check the bucket name (`connector show NAME`); create the connector again with the right one",
+                        "check the bucket name (`connector show NAME`); a connector's bucket cannot change (its ledger \
+                         belongs to it): create a connector for the right bucket, and delete this one",
                     ),
                     S3Failure::WrongRegion => wrong_region(source, err.bucket_region.as_deref()),
                     // HeadBucket needs s3:ListBucket on the whole bucket, which a folder-limited policy may
@@ -445,7 +446,7 @@ fn wrong_region(source: &Source, actual: Option<&str>) -> Check {
             actual.map(|r| format!(" but in {r}")).unwrap_or_default()
         ),
         format!(
-            "create the connector again with --region {}",
+            "correct it with `connector update NAME --bucket-region {}`, then `connector resume NAME`",
             actual.unwrap_or("<the bucket's region>")
         ),
     )

@@ -108,6 +108,10 @@ Exit status 5 when a check fails.")]
         /// Pin a template version.
         #[arg(long)]
         template_version: Option<u32>,
+        /// Correct the source bucket's region (what `create --region` recorded), e.g. after `verify` found
+        /// the bucket in another one. The bucket itself cannot change: its ledger belongs to it.
+        #[arg(long)]
+        bucket_region: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -488,14 +492,23 @@ pub async fn run(
             new_name,
             template,
             template_version,
+            bucket_region,
             json,
         } => {
             let mut connector = find(state, &name).await?;
-            if new_name.is_none() && template.is_none() && template_version.is_none() {
+            if new_name.is_none()
+                && template.is_none()
+                && template_version.is_none()
+                && bucket_region.is_none()
+            {
                 return Err(exit(
                     Status::Usage,
-                    "nothing to change: pass --name, --template or --template-version",
+                    "nothing to change: pass --name, --template, --template-version or --bucket-region",
                 ));
+            }
+            if let Some(region) = bucket_region {
+                policy::validate_region(&region)?;
+                connector.source.region = region;
             }
             if let Some(new_name) = new_name {
                 policy::validate_connector_name(&new_name)?;
@@ -516,9 +529,11 @@ pub async fn run(
                 outln!("{}", serde_json::to_string_pretty(&connector)?);
             } else {
                 outln!(
-                    "updated connector {} ({}): template {} (version {})",
+                    "updated connector {} ({}): bucket s3://{} in {}, template {} (version {})",
                     connector.name,
                     connector.id,
+                    connector.source.bucket,
+                    connector.source.region,
                     connector.template_id,
                     connector
                         .template_version

@@ -567,6 +567,40 @@ async fn lifecycle_preview_sync_status_edit_retry_pause_delete() -> Result<()> {
     d.create("taken", &bucket, &[]);
     d.expect(4, &["connector", "update", "shop-eu", "--name", "taken"]);
     d.expect(2, &["connector", "update", "shop-eu"]);
+    // The bucket's recorded region can be corrected (a bad one is refused); the ledger stays.
+    d.expect(
+        2,
+        &[
+            "connector",
+            "update",
+            "shop-eu",
+            "--bucket-region",
+            "nowhere",
+        ],
+    );
+    d.expect(
+        0,
+        &[
+            "connector",
+            "update",
+            "shop-eu",
+            "--bucket-region",
+            "eu-west-1",
+        ],
+    );
+    let show = d.json(&["connector", "show", "shop-eu", "--json"]);
+    assert_eq!(show["connector"]["source"]["region"], "eu-west-1");
+    assert_eq!(show["totals"]["files"], 4);
+    d.expect(
+        0,
+        &[
+            "connector",
+            "update",
+            "shop-eu",
+            "--bucket-region",
+            "us-east-1",
+        ],
+    );
 
     // Pause: no sync; resume verifies and activates.
     d.expect(0, &["connector", "pause", "shop-eu"]);
