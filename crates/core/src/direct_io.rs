@@ -33,6 +33,8 @@ pub(crate) struct OutputFile<F = File> {
     file: F,
     /// `Some` while writes go around the page cache.
     staging: Option<Staging>,
+    /// A write failed: what was staged may be lost, so every later write fails too (never a file with a hole).
+    failed: bool,
 }
 
 /// What [`OutputFile`] needs of a file besides `Write` (a trait so that tests can check every direct write's
@@ -105,7 +107,20 @@ impl<F: Target> OutputFile<F> {
         Self {
             file,
             staging: direct.then(Staging::new),
+            failed: false,
         }
+    }
+
+    /// Runs one write step; after a failure, refuses every later one.
+    fn step(&mut self, f: impl FnOnce(&mut Self) -> io::Result<()>) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other(
+                "an earlier write to this file failed; nothing more is written to it",
+            ));
+        }
+        let result = f(self);
+        self.failed = result.is_err();
+        result
     }
 
     /// Whether writes currently go around the page cache.
@@ -114,7 +129,11 @@ impl<F: Target> OutputFile<F> {
     }
 
     /// Writes all of `data` (buffered in the staging buffer when direct).
-    pub(crate) fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.step(|out| out.stage_and_write(data))
+    }
+
+    fn stage_and_write(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let Some(staging) = &mut self.staging else {
                 return self.file.write_all(data);
@@ -131,13 +150,20 @@ impl<F: Target> OutputFile<F> {
         Ok(())
     }
 
+    /// Writes what is staged (the end of the file, when direct) and flushes.
+    pub(crate) fn write_staged(&mut self) -> io::Result<()> {
+        self.step(|out| {
+            out.drain_staging()?;
+            out.file.flush()
+        })
+    }
+
     /// Writes what is staged and, when `sync` is set, syncs the file's data and metadata to the disk. Nothing
     /// may be written after this.
     pub(crate) fn finish(&mut self, sync: bool) -> io::Result<()> {
-        self.drain_staging()?;
-        self.file.flush()?;
+        self.write_staged()?;
         if sync {
-            self.file.sync_all()?;
+            self.step(|out| out.file.sync_all())?;
         }
         Ok(())
     }
@@ -457,5 +483,56 @@ mod tests {
         out.write_all(b"{}\n").unwrap();
         out.finish(true).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"{}\n");
+    }
+
+    /// A disk that fails the `fail_at`th direct write with ENOSPC.
+    struct FullDisk {
+        inner: Disk,
+        fail_at: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.inner.direct && self.inner.direct_writes == self.fail_at {
+                return Err(io::Error::from_raw_os_error(28));
+            }
+            self.inner.write(buf)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Target for FullDisk {
+        fn clear_direct(&mut self) -> io::Result<()> {
+            self.inner.clear_direct()
+        }
+
+        fn sync_all(&mut self) -> io::Result<()> {
+            self.inner.sync_all()
+        }
+    }
+
+    #[test]
+    fn after_a_failed_write_every_later_write_and_the_finish_fail() {
+        let mut out = OutputFile::new(
+            FullDisk {
+                inner: Disk {
+                    direct: true,
+                    ..Disk::default()
+                },
+                fail_at: 1,
+            },
+            true,
+        );
+        let data = content(STAGING);
+        out.write_all(&data).unwrap();
+        // The second buffer's write fails: its staged bytes are gone.
+        assert!(out.write_all(&data).is_err());
+        assert!(out.write_all(b"more").is_err());
+        assert!(out.finish(true).is_err());
+        assert!(!out.file.inner.synced);
+        assert_eq!(out.file.inner.data.len(), STAGING);
     }
 }

@@ -384,11 +384,7 @@ async fn run(
         // redone from its checkpoint, which still names that output (aborting would lose it). Otherwise
         // discard, best effort: the sink already failed, its abort may fail too; the first error is the one to
         // report.
-        let keeps_staged_output = e.is_transient() && !start_is_top;
-        if !keeps_staged_output {
-            let _ = rows.abort().await;
-        }
-        return Err(e);
+        return Err(discard_unless_staged(rows, e, start_is_top).await);
     }
 
     counts.rows_read = counts.rows_imported + counts.rows_rejected;
@@ -443,15 +439,36 @@ async fn run(
         report.rows_state = rows.suspend().await?;
         report.rejects_state = rejects.suspend().await?;
     } else {
-        report.error_report = rejects.finish().await?;
+        // A sink failing to finish (the last bytes of a file sink meet a full disk, a multipart upload cannot
+        // complete) is a sink error like any other: the rows output goes, unless it is staged output a
+        // retry of this piece still needs.
+        report.error_report = match rejects.finish().await {
+            Ok(location) => location,
+            Err(e) => return Err(discard_unless_staged(rows, e, start_is_top).await),
+        };
         if report.failure.is_some() {
             rows.abort().await?;
-        } else {
-            rows.finish().await?;
+        } else if let Err(e) = rows.finish().await {
+            return Err(discard_unless_staged(rows, e, start_is_top).await);
         }
     }
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// After `e`, aborts the rows output (best effort: the sink already failed, its abort may fail too; `e` is
+/// the error to report), except when `e` is transient and earlier pieces staged output: the piece is then
+/// redone from its checkpoint, which still names that output (aborting would lose it).
+async fn discard_unless_staged(
+    rows: &mut (dyn RowSink + Send),
+    e: SinkError,
+    start_is_top: bool,
+) -> SinkError {
+    let keeps_staged_output = e.is_transient() && !start_is_top;
+    if !keeps_staged_output {
+        let _ = rows.abort().await;
+    }
+    e
 }
 
 /// Counts raw bytes read, for progress and the report.

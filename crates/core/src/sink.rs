@@ -356,6 +356,7 @@ impl RowSink for JsonlFileSink {
             self.file = None;
         }
         if self.file.is_some() {
+            self.with_file("write", |file| file.write_staged()).await?;
             self.with_file("sync", |file| file.finish(true)).await?;
             self.file = None;
             tokio::fs::rename(&self.partial, &self.path)

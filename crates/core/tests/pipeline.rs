@@ -322,11 +322,12 @@ async fn slow_sink_slows_the_reader_instead_of_filling_memory() -> Result {
     Ok(())
 }
 
-/// A sink that fails after `ok` batches.
+/// A sink that fails after `ok` batches (or, with `fail_finish`, when it finishes).
 struct FailingSink {
     ok: usize,
     transient: bool,
     aborted: bool,
+    fail_finish: bool,
 }
 
 #[async_trait]
@@ -345,6 +346,10 @@ impl RowSink for FailingSink {
     }
 
     async fn finish(&mut self) -> std::result::Result<(), SinkError> {
+        if self.fail_finish {
+            let e = std::io::Error::from_raw_os_error(28);
+            return Err(SinkError::permanent("write the last rows", e));
+        }
         Ok(())
     }
 
@@ -352,6 +357,30 @@ impl RowSink for FailingSink {
         self.aborted = true;
         Ok(())
     }
+}
+
+#[tokio::test]
+async fn a_sink_failing_to_finish_is_aborted() -> Result {
+    // A file sink writes its last bytes when it finishes: a full disk then must not leave a partial file.
+    let mut sink = FailingSink {
+        ok: usize::MAX,
+        transient: false,
+        aborted: false,
+        fail_finish: true,
+    };
+    let mut rejects = MemoryRejects::default();
+    let result = pipeline::import(
+        std::io::Cursor::new(b"id,name\n1,a\n".to_vec()),
+        csv(),
+        template("")?,
+        ImportOptions::default(),
+        &mut sink,
+        &mut rejects,
+    )
+    .await;
+    assert!(result.is_err());
+    assert!(sink.aborted);
+    Ok(())
 }
 
 #[tokio::test]
@@ -364,6 +393,7 @@ async fn failing_sink_returns_its_error_and_the_reader_stops() -> Result {
         ok: 2,
         transient: true,
         aborted: false,
+        fail_finish: false,
     };
     let mut rejects = MemoryRejects::default();
     let options = ImportOptions {
@@ -684,6 +714,7 @@ async fn transient_sink_failure_in_a_later_piece_does_not_abort_the_staged_outpu
             ok: 2,
             transient,
             aborted: false,
+            fail_finish: false,
         };
         let mut rejects = MemoryRejects::default();
         let options = ImportOptions {
