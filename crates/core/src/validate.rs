@@ -1917,10 +1917,7 @@ fn write_json_string(out: &mut Vec<u8>, s: &[u8]) -> Result<bool, ()> {
 /// Writes the key and the (valid) JSON text of a `json` field, compacted; fails on a lone surrogate escape
 /// (`"\ud800"`), which a `string` field rejects too and strict JSON readers of the output would choke on.
 fn write_json_text(out: &mut Vec<u8>, p: &Plan, sep: &mut bool, json: &[u8]) -> Result<(), Fail> {
-    // Only text with a `\u` escape can hold one; decoding it whole (every string) finds it.
-    if memchr::memmem::find(json, b"\\u").is_some()
-        && serde_json::from_slice::<serde_json::Value>(json).is_err()
-    {
+    if has_lone_surrogate(json) {
         return Err(Fail::new(
             ErrorCode::InvalidUtf8,
             "the JSON text has an invalid escape (a lone surrogate)",
@@ -1929,6 +1926,40 @@ fn write_json_text(out: &mut Vec<u8>, p: &Plan, sep: &mut bool, json: &[u8]) -> 
     put_key(out, &p.key, sep);
     write_compact_json(out, json);
     Ok(())
+}
+
+/// Whether valid JSON text has a `\uXXXX` escape of a surrogate that is not half of a high-low pair. Escapes
+/// are taken two bytes at a time, so `\\u` (a backslash, then `u`) is not one.
+fn has_lone_surrogate(json: &[u8]) -> bool {
+    let hex = |at: usize| -> Option<u32> {
+        let digits = std::str::from_utf8(json.get(at..at + 4)?).ok()?;
+        u32::from_str_radix(digits, 16).ok()
+    };
+    let Some(mut i) = memchr::memchr(b'\\', json) else {
+        return false;
+    };
+    while i < json.len() {
+        if json[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if json.get(i + 1) != Some(&b'u') {
+            i += 2;
+            continue;
+        }
+        match hex(i + 2) {
+            Some(0xD800..=0xDBFF) => {
+                let low = (json.get(i + 6..i + 8) == Some(b"\\u")).then(|| hex(i + 8));
+                if !matches!(low.flatten(), Some(0xDC00..=0xDFFF)) {
+                    return true;
+                }
+                i += 12;
+            }
+            Some(0xDC00..=0xDFFF) => return true,
+            _ => i += 6,
+        }
+    }
+    false
 }
 
 /// Copies valid JSON text without insignificant whitespace, so an embedded value never breaks a JSON Lines row.

@@ -365,6 +365,17 @@ fn column_n_names_clash_only_with_header_less_csv_keeping_columns() {
         let source = format!("{HEAD}{head}{body}");
         assert!(Template::from_toml(&source).is_ok(), "{source}");
     }
+    // Only the exact spelling of a kept column clashes.
+    let source = format!(
+        "{HEAD}unknown_columns = \"keep\"\n[csv]\nheader = false\n[[fields]]\nname = \"id\"\ntype = \"string\"\n\
+         [[fields]]\nname = \"column_03\"\ntype = \"string\"\n"
+    );
+    assert!(Template::from_toml(&source).is_ok());
+    // A no-break space is data to the validator (it trims ASCII whitespace), so an enum value may end with one.
+    let source = format!(
+        "{HEAD}[[fields]]\nname = \"a\"\ntype = \"enum\"\nvalues = [\"Yes\u{a0}\", \"No\"]\n"
+    );
+    assert!(Template::from_toml(&source).is_ok());
     // `column_2` is a declared position's own name: no kept column is called that.
     let source = format!(
         "{HEAD}unknown_columns = \"keep\"\n[csv]\nheader = false\n[[fields]]\nname = \"id\"\ntype = \"string\"\n\
@@ -385,6 +396,7 @@ fn usual_date_and_timestamp_formats_load() {
         "%F",
     ];
     let timestamps = [
+        "%Y-%m-%dT%H:%M:%S%#z",
         "%d/%m/%Y %H:%M:%S %z",
         "%Y-%m-%dT%H:%M:%S%.f%:z",
         "%m/%d/%Y %I:%M %p",

@@ -442,6 +442,13 @@ fn json_field_embeds_any_json_value_compactly() {
         ("{\"e\": \"\\ud83d\\ude00\"}", Good(json!({"e": "😀"}))),
         ("{\"x\": \"\\ud800\"}", Bad(ErrorCode::InvalidUtf8)),
         ("[\"ok\", \"\\udc00 low\"]", Bad(ErrorCode::InvalidUtf8)),
+        ("\"\\udc00\\ud800\"", Bad(ErrorCode::InvalidUtf8)),
+        // An escaped backslash before `ud800` is not an escape; numbers beyond a float stay as written.
+        ("\"\\\\ud800\"", Good(json!("\\ud800"))),
+        (
+            "{\"n\": \"caf\\u00e9\", \"big\": 1}",
+            Good(json!({"n": "café", "big": 1})),
+        ),
     ];
     for (input, want) in cases {
         let got = csv(&t, &["v"], &[input]);
