@@ -690,7 +690,7 @@ mod tests {
             }),
         });
         assert_eq!(region.cause.as_deref(), Some("wrong_region"));
-        assert!(region.fix.unwrap().contains("--region eu-west-1"));
+        assert!(region.fix.unwrap().contains("--bucket-region eu-west-1"));
         let list = source_failure(
             "list",
             &src,
