@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod common;
+#[cfg(unix)]
+use common::closed_pipe;
+
 use anyhow::{Context, Result};
 use s3_importer_aws::provision::{self, Names};
 use s3_importer_tests::{emulator, unique_name};
@@ -152,21 +156,6 @@ impl Deployment {
         args.extend_from_slice(extra);
         self.json(&args)
     }
-}
-
-/// The write end of a pipe whose read end is already closed: every write to it fails with EPIPE.
-#[cfg(unix)]
-fn closed_pipe() -> Result<Stdio> {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    // SAFETY: pipe(2) succeeded, so both descriptors are open and owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    drop(read);
-    Ok(Stdio::from(write))
 }
 
 fn statuses(files: &Value) -> Vec<(String, String)> {
