@@ -21,7 +21,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
-use crate::read::{self, decode, ReadError, StartAt};
+use crate::read::{self, decode, ReadError, ReaderTask, RecordReader, StartAt};
 use crate::sink::{RejectSink, RejectedRow, RowBatch, RowSink, SinkError};
 use crate::template::Template;
 use crate::validate::{TemplateMismatch, Validator};
@@ -513,7 +513,7 @@ fn read_and_validate(
         }
     }
     let delimited = template.delimited_options(file_format.format);
-    let mut reader = match read::open_reader(
+    let mut reader = match read::OpenReader::open(
         decoded,
         file_format.format,
         delimited,
@@ -539,97 +539,138 @@ fn read_and_validate(
             return summary;
         }
     };
-    let new_batch = || RowBatch::with_capacity(options.batch_bytes + 64 * 1024, options.batch_rows);
-    let mut batch = new_batch();
-    let mut rejected_rows: Vec<RejectedRow> = Vec::new();
-    let mut errors: Vec<RowError> = Vec::new();
-    let mut since_check = 0u64;
-    let mut read_here = 0u64;
-    let mut cancelled = false;
-    // Where the record being read starts: an interrupted read resumes there.
-    let mut resume = start;
+    reader.run(ValidateLoop {
+        validator: &mut validator,
+        template,
+        options,
+        tx,
+        recycle,
+        summary: &mut summary,
+        start,
+        interruptible,
+    });
+    summary
+}
 
-    loop {
-        if let Some(deadline) = options.deadline {
-            since_check += 1;
-            if since_check >= DEADLINE_CHECK_EVERY || read_here == 0 {
-                since_check = 0;
-                if read_here > 0 && Instant::now() >= deadline {
-                    summary.stopped_at = Some(StartAt {
-                        position: reader.next_position(),
-                        header: summary.header.clone(),
+/// The loop of [`read_and_validate`] over one reader: records are validated into batches sent to the sinks.
+/// Generic over the reader (see [`read::OpenReader::run`]), so the calls per record inline.
+struct ValidateLoop<'a> {
+    validator: &'a mut Validator,
+    template: &'a Template,
+    options: &'a ImportOptions,
+    tx: &'a mpsc::Sender<Message>,
+    recycle: &'a std::sync::mpsc::Receiver<RowBatch>,
+    summary: &'a mut ReadSummary,
+    start: Position,
+    interruptible: Option<fn(&ReadError) -> bool>,
+}
+
+impl ReaderTask for ValidateLoop<'_> {
+    type Output = ();
+
+    fn run<R: RecordReader>(self, reader: &mut R) {
+        let ValidateLoop {
+            validator,
+            template,
+            options,
+            tx,
+            recycle,
+            summary,
+            start,
+            interruptible,
+        } = self;
+        let new_batch =
+            || RowBatch::with_capacity(options.batch_bytes + 64 * 1024, options.batch_rows);
+        let mut batch = new_batch();
+        let mut rejected_rows: Vec<RejectedRow> = Vec::new();
+        let mut errors: Vec<RowError> = Vec::new();
+        let mut since_check = 0u64;
+        let mut read_here = 0u64;
+        let mut cancelled = false;
+        // Where the record being read starts: an interrupted read resumes there.
+        let mut resume = start;
+
+        loop {
+            if let Some(deadline) = options.deadline {
+                since_check += 1;
+                if since_check >= DEADLINE_CHECK_EVERY || read_here == 0 {
+                    since_check = 0;
+                    if read_here > 0 && Instant::now() >= deadline {
+                        summary.stopped_at = Some(StartAt {
+                            position: reader.next_position(),
+                            header: summary.header.clone(),
+                        });
+                        break;
+                    }
+                }
+            }
+            if interruptible.is_some() {
+                resume = reader.next_position();
+            }
+            let record = match reader.next_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(e) => {
+                    summary.read_error(e, interruptible, resume);
+                    break;
+                }
+            };
+            summary.rows_read += 1;
+            read_here += 1;
+            let position = record.position;
+            errors.clear();
+            if validator.validate(&record.body, batch.buffer(), &mut errors) {
+                batch.commit_row(position);
+                summary.rows_imported += 1;
+            } else {
+                summary.rows_rejected += 1;
+                rejected_rows.push(RejectedRow {
+                    position,
+                    errors: std::mem::take(&mut errors),
+                });
+                if template.on_error.exceeded_rows(summary.rows_rejected) {
+                    summary.failure = Some(FileFailure::TooManyRejected {
+                        rejected: summary.rows_rejected,
+                        read: summary.rows_read,
+                        limit: format!(
+                            "max_rejected_rows = {}",
+                            template.on_error.max_rejected_rows.unwrap_or_default()
+                        ),
                     });
                     break;
                 }
             }
-        }
-        if interruptible.is_some() {
-            resume = reader.next_position();
-        }
-        let record = match reader.next_record() {
-            Ok(Some(record)) => record,
-            Ok(None) => break,
-            Err(e) => {
-                summary.read_error(e, interruptible, resume);
-                break;
+            if batch.len() >= options.batch_rows
+                || batch.byte_len() >= options.batch_bytes
+                || rejected_rows.len() >= options.batch_rows.min(MAX_REJECTS_PER_BATCH)
+            {
+                let next = recycle.try_recv().unwrap_or_else(|_| new_batch());
+                let message = Message {
+                    rows: std::mem::replace(&mut batch, next),
+                    rejects: std::mem::take(&mut rejected_rows),
+                    end: reader.next_position(),
+                };
+                if tx.blocking_send(message).is_err() {
+                    cancelled = true;
+                    break;
+                }
             }
+        }
+        // An interrupted read ends before the record it could not finish.
+        let end = match (&summary.interrupted, &summary.stopped_at) {
+            (Some(_), Some(stopped)) => stopped.position,
+            _ => reader.next_position(),
         };
-        summary.rows_read += 1;
-        read_here += 1;
-        let position = record.position;
-        errors.clear();
-        if validator.validate(&record.body, batch.buffer(), &mut errors) {
-            batch.commit_row(position);
-            summary.rows_imported += 1;
-        } else {
-            summary.rows_rejected += 1;
-            rejected_rows.push(RejectedRow {
-                position,
-                errors: std::mem::take(&mut errors),
+        summary.decoded_bytes = end.byte;
+        if !cancelled && (!batch.is_empty() || !rejected_rows.is_empty()) {
+            // A failed send means the sink side gave up; it reports its own error.
+            let _ = tx.blocking_send(Message {
+                rows: batch,
+                rejects: rejected_rows,
+                end,
             });
-            if template.on_error.exceeded_rows(summary.rows_rejected) {
-                summary.failure = Some(FileFailure::TooManyRejected {
-                    rejected: summary.rows_rejected,
-                    read: summary.rows_read,
-                    limit: format!(
-                        "max_rejected_rows = {}",
-                        template.on_error.max_rejected_rows.unwrap_or_default()
-                    ),
-                });
-                break;
-            }
-        }
-        if batch.len() >= options.batch_rows
-            || batch.byte_len() >= options.batch_bytes
-            || rejected_rows.len() >= options.batch_rows.min(MAX_REJECTS_PER_BATCH)
-        {
-            let next = recycle.try_recv().unwrap_or_else(|_| new_batch());
-            let message = Message {
-                rows: std::mem::replace(&mut batch, next),
-                rejects: std::mem::take(&mut rejected_rows),
-                end: reader.next_position(),
-            };
-            if tx.blocking_send(message).is_err() {
-                cancelled = true;
-                break;
-            }
         }
     }
-    // An interrupted read ends before the record it could not finish.
-    let end = match (&summary.interrupted, &summary.stopped_at) {
-        (Some(_), Some(stopped)) => stopped.position,
-        _ => reader.next_position(),
-    };
-    summary.decoded_bytes = end.byte;
-    if !cancelled && (!batch.is_empty() || !rejected_rows.is_empty()) {
-        // A failed send means the sink side gave up; it reports its own error.
-        let _ = tx.blocking_send(Message {
-            rows: batch,
-            rejects: rejected_rows,
-            end,
-        });
-    }
-    summary
 }
 
 /// Skips `bytes` decoded bytes: a compressed file resumed at a checkpoint is decoded from the top.

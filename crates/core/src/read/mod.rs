@@ -30,7 +30,7 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// Fields stored back to back in `data`; field `i` ends at `ends[i]` (exclusive) and starts where
-    /// field `i - 1` ends.
+    /// field `i - 1` ends. `data` may go on past the last field (see [`Fields::get_with_tail`]).
     pub fn new(data: &'a [u8], ends: &'a [usize]) -> Self {
         Self { data, ends }
     }
@@ -61,6 +61,17 @@ impl<'a> Fields<'a> {
         let end = *self.ends.get(i)?;
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         self.data.get(start..end)
+    }
+
+    /// The unescaped bytes of field `i`, and every byte of the buffer from its start on (the field, the
+    /// fields after it, and whatever spare room the reader's buffer has past them): a copy of a short field
+    /// can then move a fixed-size block instead of choosing its moves by the field's length.
+    #[inline(always)]
+    pub fn get_with_tail(&self, i: usize) -> Option<(&'a [u8], &'a [u8])> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let tail = self.data.get(start..)?;
+        Some((tail.get(..end - start)?, tail))
     }
 
     /// All fields in order.
@@ -196,10 +207,80 @@ pub trait RecordReader: Send {
     fn next_position(&self) -> Position;
 }
 
-/// Opens the reader for `format` over decoded bytes.
-///
-/// Delimited readers read the header row here (unless `start` provides it), so a bad header is reported
-/// before any row.
+/// A reader of any format, as a concrete type: a loop over records written generically (see
+/// [`OpenReader::run`]) is compiled once per format, so the per-record calls inline instead of going through a
+/// `dyn RecordReader`.
+pub enum OpenReader {
+    /// CSV or TSV.
+    Delimited(Box<delimited::DelimitedReader>),
+    /// A JSON array of objects.
+    JsonArray(Box<json_array::JsonArrayReader>),
+    /// JSON Lines.
+    Jsonl(Box<jsonl::JsonLinesReader>),
+}
+
+/// A loop over the records of a reader, run by [`OpenReader::run`] with the reader's concrete type.
+pub trait ReaderTask {
+    /// What the loop returns.
+    type Output;
+    /// Runs the loop.
+    fn run<R: RecordReader>(self, reader: &mut R) -> Self::Output;
+}
+
+impl OpenReader {
+    /// Opens the reader for `format` over decoded bytes.
+    ///
+    /// Delimited readers read the header row here (unless `start` provides it), so a bad header is reported
+    /// before any row.
+    pub fn open(
+        input: Box<dyn BufRead + Send>,
+        format: Format,
+        options: DelimitedOptions,
+        limits: &Limits,
+        start: &StartAt,
+    ) -> Result<Self, ReadError> {
+        Ok(match format {
+            Format::Csv | Format::Tsv => Self::Delimited(Box::new(
+                delimited::DelimitedReader::new(input, options, limits, start)?,
+            )),
+            Format::Json => Self::JsonArray(Box::new(json_array::JsonArrayReader::new(
+                input, limits, start,
+            )?)),
+            Format::Jsonl => {
+                Self::Jsonl(Box::new(jsonl::JsonLinesReader::new(input, limits, start)?))
+            }
+        })
+    }
+
+    /// The header row of a delimited file (see [`RecordReader::header`]).
+    pub fn header(&self) -> Option<Fields<'_>> {
+        match self {
+            Self::Delimited(r) => r.header(),
+            Self::JsonArray(r) => r.header(),
+            Self::Jsonl(r) => r.header(),
+        }
+    }
+
+    /// Runs `task` over this reader, compiled for its concrete type.
+    pub fn run<T: ReaderTask>(&mut self, task: T) -> T::Output {
+        match self {
+            Self::Delimited(r) => task.run(r.as_mut()),
+            Self::JsonArray(r) => task.run(r.as_mut()),
+            Self::Jsonl(r) => task.run(r.as_mut()),
+        }
+    }
+
+    /// The reader behind a `dyn RecordReader`.
+    pub fn into_dyn(self) -> Box<dyn RecordReader> {
+        match self {
+            Self::Delimited(r) => r,
+            Self::JsonArray(r) => r,
+            Self::Jsonl(r) => r,
+        }
+    }
+}
+
+/// Opens the reader for `format` over decoded bytes, behind a `dyn RecordReader` (see [`OpenReader::open`]).
 pub fn open_reader(
     input: Box<dyn BufRead + Send>,
     format: Format,
@@ -207,11 +288,5 @@ pub fn open_reader(
     limits: &Limits,
     start: &StartAt,
 ) -> Result<Box<dyn RecordReader>, ReadError> {
-    Ok(match format {
-        Format::Csv | Format::Tsv => Box::new(delimited::DelimitedReader::new(
-            input, options, limits, start,
-        )?),
-        Format::Json => Box::new(json_array::JsonArrayReader::new(input, limits, start)?),
-        Format::Jsonl => Box::new(jsonl::JsonLinesReader::new(input, limits, start)?),
-    })
+    OpenReader::open(input, format, options, limits, start).map(OpenReader::into_dyn)
 }
