@@ -35,7 +35,7 @@ use std::io::BufRead;
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 
 use super::decode::Input;
-use super::swar::FieldEnd;
+use super::swar::{EndCursor, FieldEnd};
 use super::{DelimitedOptions, Fields, ReadError, Record, RecordBody, RecordReader, StartAt};
 use crate::{ErrorCode, Limits, Position, RowError};
 
@@ -224,6 +224,7 @@ fn parse_in_window(
     let cap = window.len();
     let (mut out, mut nends, mut newlines) = (0usize, 0usize, 0u64);
     let mut i = 0;
+    let mut cursor = EndCursor::new(window, syntax.field_end);
     loop {
         // Start of a field at `i`; find the byte that ends it (a delimiter or a line terminator).
         let end = if *window.get(i)? == syntax.quote {
@@ -247,7 +248,7 @@ fn parse_in_window(
             }
         } else {
             // Unquoted: a quote here is data, only the delimiter and line breaks end the field.
-            let end = syntax.field_end.find(window, i)?;
+            let end = cursor.find(i)?;
             put_field(buf, &mut out, window, i, end, cap)?;
             end
         };
@@ -578,8 +579,10 @@ impl RecordReader for DelimitedReader {
             Parsed::Rejected(code) => {
                 RecordBody::Invalid(RowError::record(code, self.rejection_message(code)))
             }
-            Parsed::Fields { len, nends } => {
-                RecordBody::Fields(Fields::new(&self.buf[..len], &self.ends[..nends]))
+            // The whole buffer, not only the record's `len` bytes: the validator copies short fields as
+            // fixed-size blocks (see `Fields::get_with_tail`). The last field ends at `len`.
+            Parsed::Fields { nends, .. } => {
+                RecordBody::Fields(Fields::new(&self.buf, &self.ends[..nends]))
             }
         };
         self.record += 1;
