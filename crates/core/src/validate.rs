@@ -71,6 +71,8 @@ fn quote_list(items: &[String]) -> String {
 struct Plan {
     /// `,"name":` — the output key with a leading comma (skipped for the first key written).
     key: Box<[u8]>,
+    /// The key padded with zeros, when it has at most [`WINDOW`] bytes: written with one fixed-size copy.
+    key_block: Option<[u8; WINDOW + 1]>,
     /// `,"name":null`.
     null: Box<[u8]>,
     /// The source column, for error reports.
@@ -187,6 +189,7 @@ impl Validator {
             .enumerate()
             .map(|(i, f)| Plan {
                 key: json_key(&f.name),
+                key_block: padded(&json_key(&f.name)),
                 null: [&json_key(&f.name)[..], b"null"]
                     .concat()
                     .into_boxed_slice(),
@@ -372,11 +375,11 @@ impl Validator {
         let empty_as_null = self.empty_as_null;
         let text = plain_text(fields);
         for p in &self.plan {
-            let Some(cell) = p.source.and_then(|i| fields.get(i)) else {
+            let Some((cell, tail)) = p.source.and_then(|i| fields.get_with_tail(i)) else {
                 // Absent from the header: optional (a required one fails the file at bind time). Omitted.
                 continue;
             };
-            write_csv_cell(p, cell, text, empty_as_null, out, &mut sep, errors);
+            write_csv_cell(p, cell, tail, text, empty_as_null, out, &mut sep, errors);
         }
         if !self.kept_columns.is_empty() {
             for (i, key) in &self.kept_columns {
@@ -590,6 +593,29 @@ fn put_sep(out: &mut Vec<u8>, sep: &mut bool) {
     *sep = true;
 }
 
+/// `key` followed by zeros, when it fits.
+fn padded(key: &[u8]) -> Option<[u8; WINDOW + 1]> {
+    let mut block = [0u8; WINDOW + 1];
+    block.get_mut(..key.len())?.copy_from_slice(key);
+    Some(block).filter(|_| key.len() <= WINDOW)
+}
+
+/// Writes a field's key, as [`put_key`] does, with one fixed-size copy when the key is short.
+#[inline(always)]
+fn put_plan_key(out: &mut Vec<u8>, p: &Plan, sep: &mut bool) {
+    let skip = usize::from(!*sep);
+    *sep = true;
+    match &p.key_block {
+        Some(block) => stage(out, |w| {
+            if let Some(src) = block.get(skip..skip + WINDOW) {
+                w.copy_from_slice(src);
+            }
+            p.key.len() - skip
+        }),
+        None => put_bytes(out, p.key.get(skip..).unwrap_or_default()),
+    }
+}
+
 #[inline(always)]
 fn put_key(out: &mut Vec<u8>, key: &[u8], sep: &mut bool) {
     if *sep {
@@ -730,9 +756,11 @@ fn plain_text(fields: &Fields<'_>) -> PlainText {
 }
 
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn write_csv_cell(
     p: &Plan,
     cell: &[u8],
+    tail: &[u8],
     text: PlainText,
     empty_as_null: bool,
     out: &mut Vec<u8>,
@@ -745,10 +773,10 @@ fn write_csv_cell(
             if cell.is_empty() && empty_as_null {
                 return null_value(p, EMPTY, out, sep, errors);
             }
-            put_key(out, &p.key, sep);
+            put_plan_key(out, p, sep);
             match text {
                 PlainText::Plain { ascii } => {
-                    write_plain_string(out, cell);
+                    write_plain_cell(out, cell, tail);
                     check_length_of(cell, ascii, *min, *max)
                 }
                 PlainText::Unknown => write_string(out, cell, *min, *max),
@@ -789,7 +817,7 @@ fn write_csv_cell(
             if text.is_empty() {
                 return null_value(p, EMPTY, out, sep, errors);
             }
-            put_key(out, &p.key, sep);
+            put_plan_key(out, p, sep);
             write_typed(kind, text, out)
         }
     };
@@ -863,12 +891,12 @@ fn write_json_value(
         Kind::Json => write_json_text(out, p, sep, bytes),
         Kind::String { min, max } => match first {
             b'"' => {
-                put_key(out, &p.key, sep);
+                put_plan_key(out, p, sep);
                 write_raw_json_string(out, raw, *min, *max)
             }
             b'-' | b'0'..=b'9' => {
                 // A number for a string field keeps its exact text (ids exported as numbers).
-                put_key(out, &p.key, sep);
+                put_plan_key(out, p, sep);
                 write_string(out, bytes, *min, *max)
             }
             other => Err(Fail::new(
@@ -889,7 +917,7 @@ fn write_json_value(
             )),
             b'"' => match decode_json_string(raw) {
                 Some(text) => {
-                    put_key(out, &p.key, sep);
+                    put_plan_key(out, p, sep);
                     write_typed(kind, text.as_bytes().trim_ascii(), out)
                 }
                 None => Err(Fail::new(
@@ -898,7 +926,7 @@ fn write_json_value(
                 )),
             },
             _ => {
-                put_key(out, &p.key, sep);
+                put_plan_key(out, p, sep);
                 write_typed(kind, bytes, out)
             }
         },
@@ -990,6 +1018,28 @@ fn check_length_of(
         cell.iter().filter(|&&b| (b as i8) >= -0x40).count()
     };
     check_count(n, min, max)
+}
+
+/// Writes valid UTF-8 `cell` that needs no escaping as a JSON string literal; `tail` is `cell` and whatever
+/// readable bytes follow it (see [`Fields::get_with_tail`]). A short cell with a long enough tail is copied as
+/// one fixed-size block, the same moves whatever its length.
+#[inline(always)]
+fn write_plain_cell(out: &mut Vec<u8>, cell: &[u8], tail: &[u8]) {
+    const ROOM: usize = 2 * WINDOW;
+    let n = cell.len();
+    match tail.first_chunk::<WINDOW>() {
+        Some(block) if n <= WINDOW => {
+            let start = out.len();
+            out.extend_from_slice(&[0u8; ROOM]);
+            if let Some(w) = out.last_chunk_mut::<ROOM>() {
+                w[0] = b'"';
+                w[1..=WINDOW].copy_from_slice(block);
+                w[n + 1] = b'"';
+            }
+            out.truncate(start + n + 2);
+        }
+        _ => write_plain_string(out, cell),
+    }
 }
 
 /// Writes valid UTF-8 `s` that needs no escaping as a JSON string literal.
@@ -1923,7 +1973,7 @@ fn write_json_text(out: &mut Vec<u8>, p: &Plan, sep: &mut bool, json: &[u8]) -> 
             "the JSON text has an invalid escape (a lone surrogate)",
         ));
     }
-    put_key(out, &p.key, sep);
+    put_plan_key(out, p, sep);
     write_compact_json(out, json);
     Ok(())
 }
