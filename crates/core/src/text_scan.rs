@@ -56,23 +56,22 @@ fn flags_scalar(text: &[u8]) -> TextFlags {
 #[inline(always)]
 fn flags_sse2(text: &[u8]) -> TextFlags {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8, _mm_setzero_si128,
     };
-    let mut i = 0;
     // SAFETY: SSE2 is part of the x86_64 baseline, so its intrinsics are always available.
     let (mut special, mut high) = unsafe { (_mm_setzero_si128(), _mm_setzero_si128()) };
-    while let Some(block) = text.get(i..i + 16) {
+    let mut scan = |block: &[u8; 16]| {
         // SAFETY: as above; `block` is exactly 16 readable bytes and `_mm_loadu_si128` has no alignment
         // requirement.
         unsafe {
             let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
-            // Signed compare: below 0x20 means a control byte or (negative) a byte of 0x80 or above; the
-            // latter are told apart by their sign bit, kept in `high`.
+            // A control byte is one the unsigned minimum with 0x1F leaves unchanged (SSE2 has no unsigned
+            // compare); bytes of 0x80 and above are kept apart in `high` by their sign bit.
             special = _mm_or_si128(
                 special,
                 _mm_or_si128(
-                    _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                    _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v),
                     _mm_or_si128(
                         _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
                         _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
@@ -81,7 +80,19 @@ fn flags_sse2(text: &[u8]) -> TextFlags {
             );
             high = _mm_or_si128(high, v);
         }
+    };
+    let mut i = 0;
+    while let Some(block) = text.get(i..).and_then(|t| t.first_chunk::<16>()) {
+        scan(block);
         i += 16;
+    }
+    // The last bytes: the last 16 of the text, overlapping the block before (scanning a byte twice changes
+    // nothing, and is cheaper than a byte loop); a text shorter than 16 bytes goes byte by byte.
+    if i < text.len() {
+        if let Some(last) = text.last_chunk::<16>() {
+            scan(last);
+            i = text.len();
+        }
     }
     // SAFETY: as above.
     let (special, high) = unsafe {
@@ -90,17 +101,11 @@ fn flags_sse2(text: &[u8]) -> TextFlags {
             _mm_movemask_epi8(high) as u32,
         )
     };
-    let non_ascii = high != 0;
-    // A lane flagged by the signed compare only is a high byte, not a control byte; with no high byte at all,
-    // every flagged lane is a real one. Otherwise (rare: non-ASCII text) the blocks are scanned again exactly.
-    let escape = if special == 0 {
-        false
-    } else if !non_ascii {
-        true
-    } else {
-        flags_scalar(&text[..i]).escape
-    };
-    TextFlags { escape, non_ascii }.or(flags_scalar(&text[i..]))
+    TextFlags {
+        escape: special != 0,
+        non_ascii: high != 0,
+    }
+    .or(flags_scalar(text.get(i..).unwrap_or_default()))
 }
 
 /// Portable version: eight bytes per step. Compiled on x86_64 too, for its tests.
