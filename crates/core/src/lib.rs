@@ -10,6 +10,7 @@
 pub mod config;
 mod direct_io;
 pub mod format;
+mod json_out;
 pub mod limits;
 pub mod metrics;
 pub mod pipeline;

@@ -619,8 +619,7 @@ impl ReaderTask for ValidateLoop<'_> {
             read_here += 1;
             let position = record.position;
             errors.clear();
-            if validator.validate(&record.body, batch.buffer(), &mut errors) {
-                batch.commit_row(position);
+            if validator.validate_into(&record.body, &mut batch, position, &mut errors) {
                 summary.rows_imported += 1;
             } else {
                 summary.rows_rejected += 1;

@@ -16,7 +16,10 @@ use crate::{ErrorCode, Position, RowError};
 /// destinations that need fields (DynamoDB) parse the object, which costs far less than the write itself.
 #[derive(Debug, Default, Clone)]
 pub struct RowBatch {
+    /// The rows in `data[..used]`; the bytes after are initialised room for the next rows (see
+    /// [`RowBatch::room`]).
     data: Vec<u8>,
+    used: usize,
     rows: Vec<(Position, usize)>,
 }
 
@@ -25,25 +28,40 @@ impl RowBatch {
     pub fn with_capacity(bytes: usize, rows: usize) -> Self {
         Self {
             data: Vec::with_capacity(bytes),
+            used: 0,
             rows: Vec::with_capacity(rows),
         }
     }
 
-    /// The buffer to append one row's JSON object to; call [`RowBatch::commit_row`] afterwards.
-    pub fn buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.data
+    /// At least `n` bytes of room after the rows, for the next row (written at its start, then committed with
+    /// [`RowBatch::commit_next`]). The room is initialised once, when the batch first grows to it, and reused
+    /// after [`RowBatch::clear`].
+    pub fn room(&mut self, n: usize) -> &mut [u8] {
+        // One more byte for the newline `commit_next` adds.
+        let need = self.used + n + 1;
+        if self.data.len() < need {
+            self.data.resize(need, 0);
+        }
+        self.data
+            .get_mut(self.used..self.used + n)
+            .unwrap_or_default()
     }
 
-    /// Marks everything appended since the previous row as one row (a newline is added).
-    pub fn commit_row(&mut self, position: Position) {
-        self.data.push(b'\n');
-        self.rows.push((position, self.data.len()));
+    /// Makes the first `n` bytes of [`RowBatch::room`] the next row (a newline is added).
+    pub fn commit_next(&mut self, n: usize, position: Position) {
+        let end = self.used + n;
+        if self.data.len() <= end {
+            self.data.resize(end + 1, 0);
+        }
+        self.data[end] = b'\n';
+        self.used = end + 1;
+        self.rows.push((position, self.used));
     }
 
     /// Appends one row from its JSON text (without newline).
     pub fn push_row(&mut self, position: Position, json: &[u8]) {
-        self.data.extend_from_slice(json);
-        self.commit_row(position);
+        self.room(json.len()).copy_from_slice(json);
+        self.commit_next(json.len(), position);
     }
 
     /// Number of rows.
@@ -58,12 +76,12 @@ impl RowBatch {
 
     /// Bytes of JSON held.
     pub fn byte_len(&self) -> usize {
-        self.data.len()
+        self.used
     }
 
     /// All rows as newline-terminated JSON Lines.
     pub fn as_jsonl(&self) -> &[u8] {
-        &self.data
+        self.data.get(..self.used).unwrap_or_default()
     }
 
     /// Each row's position and JSON object text (without the newline).
@@ -78,7 +96,7 @@ impl RowBatch {
 
     /// Empties the batch, keeping its memory.
     pub fn clear(&mut self) {
-        self.data.clear();
+        self.used = 0;
         self.rows.clear();
     }
 }
@@ -497,16 +515,23 @@ mod tests {
     fn row_batch_iterates_rows_without_newlines() {
         let mut batch = RowBatch::default();
         batch.push_row(pos(1), br#"{"a":1}"#);
-        batch.buffer().extend_from_slice(br#"{"a":2}"#);
-        batch.commit_row(pos(2));
+        let room = batch.room(64);
+        room[..7].copy_from_slice(br#"{"a":2}"#);
+        room[7..].fill(b'#');
+        batch.commit_next(7, pos(2));
         let rows: Vec<_> = batch.iter().collect();
         assert_eq!(
             rows,
             vec![(pos(1), &br#"{"a":1}"#[..]), (pos(2), &br#"{"a":2}"#[..])]
         );
         assert_eq!(batch.as_jsonl(), b"{\"a\":1}\n{\"a\":2}\n");
+        assert_eq!(batch.byte_len(), 16);
         batch.clear();
         assert!(batch.is_empty());
+        assert_eq!(batch.as_jsonl(), b"");
+        // The room left by the rows cleared is reused, whatever it holds.
+        batch.push_row(pos(3), br#"{"b":3}"#);
+        assert_eq!(batch.as_jsonl(), b"{\"b\":3}\n");
     }
 
     #[tokio::test]

@@ -15,10 +15,12 @@ use std::collections::HashMap;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::json_out::{self, Out};
 use crate::read::{Fields, RecordBody};
+use crate::sink::RowBatch;
 use crate::template::{normalize_column, FieldType, Template, UnknownColumns};
 use crate::text_scan;
-use crate::{ErrorCode, Format, RowError};
+use crate::{ErrorCode, Format, Position, RowError};
 
 /// A file that cannot be validated against the template at all (decided from its header, before any row).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,9 +171,22 @@ pub struct Validator {
     kept_entries: Vec<usize>,
     /// JSON: the reusable list of an object's entries, empty between records (see [`recycle`]).
     spare: Vec<(Cow<'static, str>, &'static RawValue)>,
+    /// Room for a row besides what grows with the record (see [`Validator::room_hint`]): every key, and
+    /// room for a value and a write window per field.
+    fixed_room: usize,
 }
 
 const NO_ENTRY: usize = usize::MAX;
+
+/// What writing one record's row found.
+enum Wrote {
+    /// The row, this many bytes long.
+    Row(usize),
+    /// The record is rejected; the reasons are in the error list.
+    Rejected,
+    /// The row did not fit the room given.
+    NoRoom,
+}
 
 impl Validator {
     /// Binds a template to one file. `header` is Some for delimited files with a header row.
@@ -216,6 +231,7 @@ impl Validator {
             slots: vec![NO_ENTRY; plan.len()],
             kept_entries: Vec::new(),
             spare: Vec::new(),
+            fixed_room: 0,
         };
         let by_column: HashMap<String, usize> = template
             .fields
@@ -238,6 +254,12 @@ impl Validator {
                 v.normalized = by_column;
             }
         }
+        v.fixed_room = 128
+            + plan.iter().map(|p| p.null.len() + 64).sum::<usize>()
+            + v.kept_columns
+                .iter()
+                .map(|(_, key)| key.len() + 64)
+                .sum::<usize>();
         v.plan = plan;
         Ok(v)
     }
@@ -309,9 +331,8 @@ impl Validator {
     }
 
     /// Validates one record. On success appends exactly one JSON object (no trailing newline) to `out` and
-    /// returns true. On failure restores `out` to its previous length, pushes every reason into `errors` (all
-    /// field errors of the row, not only the first) and returns false. `RecordBody::Invalid(e)` → push e,
-    /// return false.
+    /// returns true. On failure leaves `out` as it was, pushes every reason into `errors` (all field errors of
+    /// the row, not only the first) and returns false. `RecordBody::Invalid(e)` → push e, return false.
     pub fn validate(
         &mut self,
         body: &RecordBody<'_>,
@@ -319,27 +340,92 @@ impl Validator {
         errors: &mut Vec<RowError>,
     ) -> bool {
         let start = out.len();
+        let mut room = self.room_hint(body);
+        loop {
+            out.resize(start + room, 0);
+            match self.write_record(body, out.get_mut(start..).unwrap_or_default(), errors) {
+                Wrote::Row(n) => {
+                    out.truncate(start + n);
+                    return true;
+                }
+                Wrote::Rejected => {
+                    out.truncate(start);
+                    return false;
+                }
+                Wrote::NoRoom => room = room.saturating_mul(2),
+            }
+        }
+    }
+
+    /// Validates one record as [`Validator::validate`] does, appending an accepted row to `rows` (at
+    /// `position`). The row is written straight into the batch's initialised buffer, so nothing is zeroed or
+    /// resized per row.
+    pub fn validate_into(
+        &mut self,
+        body: &RecordBody<'_>,
+        rows: &mut RowBatch,
+        position: Position,
+        errors: &mut Vec<RowError>,
+    ) -> bool {
+        let mut room = self.room_hint(body);
+        loop {
+            match self.write_record(body, rows.room(room), errors) {
+                Wrote::Row(n) => {
+                    rows.commit_next(n, position);
+                    return true;
+                }
+                Wrote::Rejected => return false,
+                Wrote::NoRoom => room = room.saturating_mul(2),
+            }
+        }
+    }
+
+    /// Room that fits a record's row in all but unusual cases (many escapes, long decimals): a row that
+    /// does not fit is written again with twice the room.
+    #[inline]
+    fn room_hint(&self, body: &RecordBody<'_>) -> usize {
+        match body {
+            RecordBody::Fields(fields) => {
+                2 * fields.text().len() + self.fixed_room + 48 * fields.len()
+            }
+            RecordBody::Json(bytes) => 2 * bytes.len() + self.fixed_room,
+            RecordBody::Invalid(_) => 0,
+        }
+    }
+
+    /// Writes one record's row at the start of `buf`.
+    #[inline]
+    fn write_record(
+        &mut self,
+        body: &RecordBody<'_>,
+        buf: &mut [u8],
+        errors: &mut Vec<RowError>,
+    ) -> Wrote {
         let before = errors.len();
+        let mut out = Out::new(buf);
         match body {
             RecordBody::Invalid(e) => {
                 errors.push(e.clone());
-                return false;
+                return Wrote::Rejected;
             }
-            RecordBody::Fields(fields) => self.validate_fields(fields, out, errors),
-            RecordBody::Json(bytes) => self.validate_json(bytes, out, errors),
+            RecordBody::Fields(fields) => self.validate_fields(fields, &mut out, errors),
+            RecordBody::Json(bytes) => self.validate_json(bytes, &mut out, errors),
         }
-        if errors.len() > before {
-            out.truncate(start);
-            false
+        if out.is_full() {
+            // The reasons found are found again with more room.
+            errors.truncate(before);
+            Wrote::NoRoom
+        } else if errors.len() > before {
+            Wrote::Rejected
         } else {
-            true
+            Wrote::Row(out.len())
         }
     }
 
     fn validate_fields(
         &mut self,
         fields: &Fields<'_>,
-        out: &mut Vec<u8>,
+        out: &mut Out<'_>,
         errors: &mut Vec<RowError>,
     ) {
         let n = fields.len();
@@ -407,7 +493,7 @@ impl Validator {
         out.push(b'}');
     }
 
-    fn validate_json(&mut self, bytes: &[u8], out: &mut Vec<u8>, errors: &mut Vec<RowError>) {
+    fn validate_json(&mut self, bytes: &[u8], out: &mut Out<'_>, errors: &mut Vec<RowError>) {
         let mut entries = recycle(std::mem::take(&mut self.spare));
         match parse_object(bytes, &mut entries) {
             Ok(()) => self.write_json_record(&entries, out, errors),
@@ -419,7 +505,7 @@ impl Validator {
     fn write_json_record(
         &mut self,
         entries: &[(Cow<'_, str>, &RawValue)],
-        out: &mut Vec<u8>,
+        out: &mut Out<'_>,
         errors: &mut Vec<RowError>,
     ) {
         self.slots.fill(NO_ENTRY);
@@ -520,11 +606,21 @@ impl Validator {
 
 /// The JSON key bytes `,"name":`.
 fn json_key(name: &str) -> Box<[u8]> {
-    let mut key = vec![b','];
-    // A `str` is valid UTF-8, so escaping cannot fail.
-    let _ = write_json_string(&mut key, name.as_bytes());
-    key.push(b':');
+    let (key, _) = json_out::to_vec(name.len() + 64, |out| {
+        out.push(b',');
+        // A `str` is valid UTF-8, so escaping cannot fail.
+        let _ = write_json_string(out, name.as_bytes());
+        out.push(b':');
+    });
     key.into_boxed_slice()
+}
+
+/// `text` as a JSON string literal (a `str` is valid UTF-8, so escaping cannot fail).
+fn json_string_literal(text: &str) -> Vec<u8> {
+    json_out::to_vec(text.len() + 64, |out| {
+        write_json_string(out, text.as_bytes())
+    })
+    .0
 }
 
 /// The quoted name inside a `,"name":` key (escaped form; equal to the name when it needs no escaping).
@@ -563,8 +659,7 @@ fn compile_kind(t: &FieldType) -> Kind {
             values: values
                 .iter()
                 .map(|v| {
-                    let mut json = Vec::new();
-                    let _ = write_json_string(&mut json, v.as_bytes());
+                    let json = json_string_literal(v);
                     let word = short_word(v.as_bytes()).map(|w| {
                         if *case_insensitive {
                             ascii_lower(w)
@@ -586,7 +681,7 @@ fn compile_kind(t: &FieldType) -> Kind {
 }
 
 #[inline]
-fn put_sep(out: &mut Vec<u8>, sep: &mut bool) {
+fn put_sep(out: &mut Out<'_>, sep: &mut bool) {
     if *sep {
         out.push(b',');
     }
@@ -602,7 +697,7 @@ fn padded(key: &[u8]) -> Option<[u8; WINDOW + 1]> {
 
 /// Writes a field's key, as [`put_key`] does, with one fixed-size copy when the key is short.
 #[inline(always)]
-fn put_plan_key(out: &mut Vec<u8>, p: &Plan, sep: &mut bool) {
+fn put_plan_key(out: &mut Out<'_>, p: &Plan, sep: &mut bool) {
     let skip = usize::from(!*sep);
     *sep = true;
     match &p.key_block {
@@ -617,7 +712,7 @@ fn put_plan_key(out: &mut Vec<u8>, p: &Plan, sep: &mut bool) {
 }
 
 #[inline(always)]
-fn put_key(out: &mut Vec<u8>, key: &[u8], sep: &mut bool) {
+fn put_key(out: &mut Out<'_>, key: &[u8], sep: &mut bool) {
     if *sep {
         put_bytes(out, key);
     } else {
@@ -630,7 +725,7 @@ fn put_key(out: &mut Vec<u8>, key: &[u8], sep: &mut bool) {
 /// fixed-size moves straight into the vector: a few register moves instead of a call to `memcpy`, whose call
 /// overhead dominated the cost of the short copies a row is made of.
 #[inline(always)]
-fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
+fn put_bytes(out: &mut Out<'_>, s: &[u8]) {
     if s.len() > 32 {
         out.extend_from_slice(s);
         return;
@@ -644,17 +739,12 @@ fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
 /// Bytes a staged write may use.
 const WINDOW: usize = 32;
 
-/// Appends [`WINDOW`] zero bytes, lets `write` fill them in place and keeps the first `n` it returns. Writing in
-/// place (rather than assembling on the stack and copying) avoids reading back freshly written bytes with wider
-/// loads, which stalls store-to-load forwarding; the window being a fixed-size array lets the compiler drop the
-/// bounds checks of constant offsets.
+/// Lets `write` fill the next [`WINDOW`] bytes in place and keeps the first `n` it returns (see
+/// [`Out::stage`]). Writing in place (rather than assembling on the stack and copying) avoids reading back
+/// freshly written bytes with wider loads, which stalls store-to-load forwarding.
 #[inline(always)]
-fn stage(out: &mut Vec<u8>, write: impl FnOnce(&mut [u8; WINDOW]) -> usize) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; WINDOW]);
-    // Always `Some` (the window was just appended); `n` is at most `WINDOW`.
-    let n = out.last_chunk_mut::<WINDOW>().map_or(0, write);
-    out.truncate(start + n);
+fn stage(out: &mut Out<'_>, write: impl FnOnce(&mut [u8; WINDOW]) -> usize) {
+    out.stage::<WINDOW>(write);
 }
 
 /// Copies `s` (at most 32 bytes, at most `dst.len()`) to the start of `dst` with at most two overlapping
@@ -709,7 +799,7 @@ fn load_short(s: &[u8]) -> u64 {
 fn null_value(
     p: &Plan,
     what: &'static str,
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     sep: &mut bool,
     errors: &mut Vec<RowError>,
 ) {
@@ -763,7 +853,7 @@ fn write_csv_cell(
     tail: &[u8],
     text: PlainText,
     empty_as_null: bool,
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     sep: &mut bool,
     errors: &mut Vec<RowError>,
 ) {
@@ -847,7 +937,7 @@ fn write_kept_cell(
     key: &[u8],
     cell: &[u8],
     empty_as_null: bool,
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     sep: &mut bool,
     errors: &mut Vec<RowError>,
 ) {
@@ -878,7 +968,7 @@ fn json_kind(first: u8) -> &'static str {
 fn write_json_value(
     p: &Plan,
     raw: &str,
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     sep: &mut bool,
     errors: &mut Vec<RowError>,
 ) {
@@ -947,7 +1037,7 @@ fn decode_json_string(raw: &str) -> Option<Cow<'_, str>> {
 
 /// Copies a JSON string literal (already valid JSON) after checking its escapes and length.
 fn write_raw_json_string(
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     raw: &str,
     min: Option<u32>,
     max: Option<u32>,
@@ -986,7 +1076,7 @@ fn check_count(n: usize, min: Option<u32>, max: Option<u32>) -> Result<(), Fail>
 
 #[inline]
 fn write_string(
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     cell: &[u8],
     min: Option<u32>,
     max: Option<u32>,
@@ -1024,27 +1114,22 @@ fn check_length_of(
 /// readable bytes follow it (see [`Fields::get_with_tail`]). A short cell with a long enough tail is copied as
 /// one fixed-size block, the same moves whatever its length.
 #[inline(always)]
-fn write_plain_cell(out: &mut Vec<u8>, cell: &[u8], tail: &[u8]) {
-    const ROOM: usize = 2 * WINDOW;
+fn write_plain_cell(out: &mut Out<'_>, cell: &[u8], tail: &[u8]) {
     let n = cell.len();
     match tail.first_chunk::<WINDOW>() {
-        Some(block) if n <= WINDOW => {
-            let start = out.len();
-            out.extend_from_slice(&[0u8; ROOM]);
-            if let Some(w) = out.last_chunk_mut::<ROOM>() {
-                w[0] = b'"';
-                w[1..=WINDOW].copy_from_slice(block);
-                w[n + 1] = b'"';
-            }
-            out.truncate(start + n + 2);
-        }
+        Some(block) if n <= WINDOW => out.stage::<{ WINDOW + 2 }>(|w| {
+            w[0] = b'"';
+            w[1..=WINDOW].copy_from_slice(block);
+            w[n + 1] = b'"';
+            n + 2
+        }),
         _ => write_plain_string(out, cell),
     }
 }
 
 /// Writes valid UTF-8 `s` that needs no escaping as a JSON string literal.
 #[inline(always)]
-fn write_plain_string(out: &mut Vec<u8>, s: &[u8]) {
+fn write_plain_string(out: &mut Out<'_>, s: &[u8]) {
     if s.len() <= WINDOW - 2 {
         stage(out, |b| {
             b[0] = b'"';
@@ -1053,7 +1138,6 @@ fn write_plain_string(out: &mut Vec<u8>, s: &[u8]) {
             s.len() + 2
         });
     } else {
-        out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s);
         out.push(b'"');
@@ -1064,7 +1148,7 @@ fn write_plain_string(out: &mut Vec<u8>, s: &[u8]) {
 /// out of line: a small function saves only the registers it uses, where one function for every type paid for
 /// the largest on every value.
 #[inline]
-fn write_typed(kind: &Kind, text: &[u8], out: &mut Vec<u8>) -> Result<(), Fail> {
+fn write_typed(kind: &Kind, text: &[u8], out: &mut Out<'_>) -> Result<(), Fail> {
     match kind {
         Kind::Integer { min, max } => write_integer(out, text, *min, *max),
         Kind::Decimal { precision, scale } => write_decimal(out, text, *precision, *scale),
@@ -1082,7 +1166,7 @@ fn write_typed(kind: &Kind, text: &[u8], out: &mut Vec<u8>) -> Result<(), Fail> 
 
 /// Writes an integer in canonical form.
 #[inline(never)]
-fn write_integer(out: &mut Vec<u8>, text: &[u8], min: i64, max: i64) -> Result<(), Fail> {
+fn write_integer(out: &mut Out<'_>, text: &[u8], min: i64, max: i64) -> Result<(), Fail> {
     let Some(v) = parse_i64(text) else {
         return Err(Fail::new(
             ErrorCode::InvalidInteger,
@@ -1107,14 +1191,16 @@ fn write_integer(out: &mut Vec<u8>, text: &[u8], min: i64, max: i64) -> Result<(
 
 /// Writes `true` or `false` from any accepted spelling.
 #[inline(never)]
-fn write_boolean(out: &mut Vec<u8>, text: &[u8]) -> Result<(), Fail> {
+fn write_boolean(out: &mut Out<'_>, text: &[u8]) -> Result<(), Fail> {
+    const WORDS: [[u8; 8]; 2] = [*b"false\0\0\0", *b"true\0\0\0\0"];
     match parse_bool(text) {
-        Some(true) => {
-            out.extend_from_slice(b"true");
-            Ok(())
-        }
-        Some(false) => {
-            out.extend_from_slice(b"false");
+        Some(value) => {
+            // One copy for either word (the choice is data, not a branch).
+            let i = usize::from(value);
+            out.stage::<8>(|w| {
+                *w = WORDS[i];
+                5 - i
+            });
             Ok(())
         }
         None => Err(Fail::new(
@@ -1127,7 +1213,7 @@ fn write_boolean(out: &mut Vec<u8>, text: &[u8]) -> Result<(), Fail> {
 /// Writes the declared spelling of the enum value `text` matches.
 #[inline(never)]
 fn write_enum(
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     text: &[u8],
     values: &[EnumValue],
     case_insensitive: bool,
@@ -1135,7 +1221,7 @@ fn write_enum(
     let found = match short_word(text) {
         Some(w) => {
             let w = if case_insensitive { ascii_lower(w) } else { w };
-            values.iter().find(|v| v.word == Some(w)).or_else(|| {
+            find_word(values, w).or_else(|| {
                 // A non-ASCII value may still equal a short text ignoring case (`ǅ` and `ǆ`).
                 values.iter().find(|v| {
                     v.word.is_none() && case_insensitive && eq_ignore_case(v.text.as_bytes(), text)
@@ -1180,6 +1266,27 @@ fn enum_message(values: &[EnumValue], case_insensitive: bool) -> String {
 }
 
 /// An ASCII text of 1 to 7 bytes packed into a word, its length in the top byte (so `a` and `a\0` differ).
+/// The value whose packed word is `w`. A short list is compared whole, without an early exit: which value a
+/// row holds is as good as random, and a loop leaving at the match costs a mispredicted branch per row.
+#[inline(always)]
+fn find_word(values: &[EnumValue], w: u64) -> Option<&EnumValue> {
+    if values.len() > 16 {
+        return values.iter().find(|v| v.word == Some(w));
+    }
+    let index =
+        values.iter().enumerate().fold(
+            usize::MAX,
+            |found, (i, v)| {
+                if v.word == Some(w) {
+                    i
+                } else {
+                    found
+                }
+            },
+        );
+    values.get(index)
+}
+
 fn short_word(text: &[u8]) -> Option<u64> {
     if text.is_empty() || text.len() > 7 || !text.is_ascii() {
         return None;
@@ -1272,20 +1379,18 @@ fn parse_bool(text: &[u8]) -> Option<bool> {
     let w = raw | (0x2020_2020_2020_2020 & (u64::MAX >> (64 - 8 * text.len())));
     const T: [u64; 4] = [word(b"true"), word(b"t"), word(b"yes"), word(b"y")];
     const F: [u64; 4] = [word(b"false"), word(b"f"), word(b"no"), word(b"n")];
-    if T.contains(&w) || raw == word(b"1") {
-        Some(true)
-    } else if F.contains(&w) || raw == word(b"0") {
-        Some(false)
-    } else {
-        None
-    }
+    // Compared whole, without early exits: true and false are as good as random from row to row.
+    let any = |words: [u64; 4], w: u64| words.iter().fold(false, |hit, &x| hit | (x == w));
+    let is_true = any(T, w) | (raw == word(b"1"));
+    let is_false = any(F, w) | (raw == word(b"0"));
+    (is_true | is_false).then_some(is_true)
 }
 
 /// Writes an exact decimal as a JSON string: no `+`, no leading zeros, `0` before a bare point, no sign on
 /// zero, and exactly `scale` fraction digits when the template declares a scale.
 #[inline(never)]
 fn write_decimal(
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     text: &[u8],
     precision: Option<u32>,
     scale: Option<u32>,
@@ -1327,7 +1432,7 @@ fn is_canonical_decimal(text: &[u8], precision: Option<u32>, scale: Option<u32>)
 
 /// [`write_decimal`] for any accepted spelling: signs, leading zeros, missing or extra fraction digits.
 fn write_decimal_general(
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     text: &[u8],
     precision: Option<u32>,
     scale: Option<u32>,
@@ -1428,7 +1533,7 @@ fn write_decimal_general(
     if frac_len > 0 {
         out.push(b'.');
         out.extend_from_slice(frac);
-        out.resize(out.len() + (frac_len - frac.len()), b'0');
+        out.fill(b'0', frac_len - frac.len());
     }
     out.push(b'"');
     Ok(())
@@ -1482,7 +1587,7 @@ fn date_message(format: Option<&str>) -> String {
 }
 
 #[inline(never)]
-fn write_date(out: &mut Vec<u8>, text: &[u8], format: Option<&str>) -> Result<(), Fail> {
+fn write_date(out: &mut Out<'_>, text: &[u8], format: Option<&str>) -> Result<(), Fail> {
     let fail = || Fail::new(ErrorCode::InvalidDate, date_message(format));
     let (y, m, d) = match format {
         None if text.len() == 10 => parse_ymd(text).ok_or_else(fail)?,
@@ -1618,7 +1723,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 #[inline(never)]
-fn write_timestamp(out: &mut Vec<u8>, text: &[u8], format: Option<&str>) -> Result<(), Fail> {
+fn write_timestamp(out: &mut Out<'_>, text: &[u8], format: Option<&str>) -> Result<(), Fail> {
     if let Some(f) = format {
         return write_timestamp_with_format(out, text, f);
     }
@@ -1643,7 +1748,7 @@ fn write_timestamp(out: &mut Vec<u8>, text: &[u8], format: Option<&str>) -> Resu
 /// Writes `"` + `text[..19]` (a valid `YYYY-MM-DD?HH:MM:SS`) with `T` as the separator, the hour and minute
 /// replaced by `hour_minute` when given, then `.frac`, `Z` and `"`.
 #[inline]
-fn write_same_day(out: &mut Vec<u8>, text: &[u8], hour_minute: Option<(u32, u32)>, frac: &[u8]) {
+fn write_same_day(out: &mut Out<'_>, text: &[u8], hour_minute: Option<(u32, u32)>, frac: &[u8]) {
     stage(out, |b| {
         b[0] = b'"';
         copy_small(&mut b[1..], &text[..19]);
@@ -1667,7 +1772,7 @@ fn write_same_day(out: &mut Vec<u8>, text: &[u8], hour_minute: Option<(u32, u32)
 
 /// Writes a timestamp converted to UTC through the calendar (any offset, across days, months and years).
 /// `None` when the UTC year is outside 0000-9999.
-fn write_shifted(out: &mut Vec<u8>, p: &Parsed<'_>) -> Option<()> {
+fn write_shifted(out: &mut Out<'_>, p: &Parsed<'_>) -> Option<()> {
     let (y, mo, d) = p.date;
     let secs = days_from_civil(i64::from(y), i64::from(mo), i64::from(d)) * 86_400
         + i64::from(p.time.0 * 3600 + p.time.1 * 60 + p.time.2)
@@ -1687,7 +1792,7 @@ fn write_shifted(out: &mut Vec<u8>, p: &Parsed<'_>) -> Option<()> {
 /// Writes `"YYYY-MM-DDTHH:MM:SS[.fff]Z"` (`frac`: up to 9 digits).
 #[inline]
 fn push_timestamp(
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     (y, mo, d): (u32, u32, u32),
     (h, mi, s): (u32, u32, u32),
     frac: &[u8],
@@ -1714,7 +1819,7 @@ fn push_timestamp(
     });
 }
 
-fn write_timestamp_with_format(out: &mut Vec<u8>, text: &[u8], format: &str) -> Result<(), Fail> {
+fn write_timestamp_with_format(out: &mut Out<'_>, text: &[u8], format: &str) -> Result<(), Fail> {
     use chrono::{Datelike, Timelike};
     let fail = || {
         Fail::new(
@@ -1890,7 +1995,7 @@ fn slow_prefix(s: &[u8], mut i: usize) -> usize {
 /// of plain bytes are copied in bulk between escapes, and the first non-ASCII byte triggers one UTF-8 check of
 /// the rest of the cell.
 #[inline]
-fn write_json_string(out: &mut Vec<u8>, s: &[u8]) -> Result<bool, ()> {
+fn write_json_string(out: &mut Out<'_>, s: &[u8]) -> Result<bool, ()> {
     let plain = plain_prefix(s);
     let mut i = plain;
     let mut utf8_ok = false;
@@ -1915,7 +2020,6 @@ fn write_json_string(out: &mut Vec<u8>, s: &[u8]) -> Result<bool, ()> {
         });
         return Ok(!utf8_ok);
     }
-    out.reserve(s.len() + 2);
     out.push(b'"');
     let mut start = 0;
     while i < s.len() {
@@ -1966,7 +2070,7 @@ fn write_json_string(out: &mut Vec<u8>, s: &[u8]) -> Result<bool, ()> {
 
 /// Writes the key and the (valid) JSON text of a `json` field, compacted; fails on a lone surrogate escape
 /// (`"\ud800"`), which a `string` field rejects too and strict JSON readers of the output would choke on.
-fn write_json_text(out: &mut Vec<u8>, p: &Plan, sep: &mut bool, json: &[u8]) -> Result<(), Fail> {
+fn write_json_text(out: &mut Out<'_>, p: &Plan, sep: &mut bool, json: &[u8]) -> Result<(), Fail> {
     if has_lone_surrogate(json) {
         return Err(Fail::new(
             ErrorCode::InvalidUtf8,
@@ -2013,7 +2117,7 @@ fn has_lone_surrogate(json: &[u8]) -> bool {
 }
 
 /// Copies valid JSON text without insignificant whitespace, so an embedded value never breaks a JSON Lines row.
-fn write_compact_json(out: &mut Vec<u8>, json: &[u8]) {
+fn write_compact_json(out: &mut Out<'_>, json: &[u8]) {
     if !json
         .iter()
         .any(|&b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
@@ -2021,7 +2125,6 @@ fn write_compact_json(out: &mut Vec<u8>, json: &[u8]) {
         out.extend_from_slice(json);
         return;
     }
-    out.reserve(json.len());
     let mut in_string = false;
     let mut escaped = false;
     for &b in json {
@@ -2174,8 +2277,8 @@ mod tests {
     use super::*;
 
     fn escaped(s: &[u8]) -> Option<String> {
-        let mut out = Vec::new();
-        write_json_string(&mut out, s).ok()?;
+        let (out, ok) = json_out::to_vec(s.len(), |out| write_json_string(out, s));
+        ok.ok()?;
         String::from_utf8(out).ok()
     }
 
@@ -2209,8 +2312,9 @@ mod tests {
                 })
                 .collect();
             for (precision, scale) in limits {
-                let mut general = Vec::new();
-                let want = write_decimal_general(&mut general, &text, precision, scale).ok();
+                let (general, want) = json_out::to_vec(8, |out| {
+                    write_decimal_general(out, &text, precision, scale).ok()
+                });
                 if is_canonical_decimal(&text, precision, scale) {
                     copied += 1;
                     assert_eq!(want, Some(()), "{text:?} {precision:?} {scale:?}");
@@ -2219,8 +2323,8 @@ mod tests {
                     quoted.push(b'"');
                     assert_eq!(general, quoted, "{text:?} {precision:?} {scale:?}");
                 }
-                let mut fast = Vec::new();
-                let got = write_decimal(&mut fast, &text, precision, scale).ok();
+                let (fast, got) =
+                    json_out::to_vec(8, |out| write_decimal(out, &text, precision, scale).ok());
                 assert_eq!(
                     (got, &fast),
                     (want, &general),
@@ -2306,11 +2410,11 @@ mod tests {
             ("00000000000000000000042", "42"),
         ];
         for (text, want) in cases {
-            let mut out = b"x".to_vec();
-            assert!(
-                write_typed(&kind, text.as_bytes(), &mut out).is_ok(),
-                "input {text:?}"
-            );
+            let (out, ok) = json_out::to_vec(8, |out| {
+                out.push(b'x');
+                write_typed(&kind, text.as_bytes(), out).is_ok()
+            });
+            assert!(ok, "input {text:?}");
             assert_eq!(out, format!("x{want}").as_bytes(), "input {text:?}");
         }
     }
@@ -2340,10 +2444,9 @@ mod tests {
             let Some(p) = parse_timestamp(text.as_bytes()) else {
                 panic!("{text} does not parse");
             };
-            let mut slow = Vec::new();
-            let slow_ok = write_shifted(&mut slow, &p).is_some();
-            let mut fast = Vec::new();
-            let fast_ok = write_timestamp(&mut fast, text.as_bytes(), None).is_ok();
+            let (slow, slow_ok) = json_out::to_vec(8, |out| write_shifted(out, &p).is_some());
+            let (fast, fast_ok) =
+                json_out::to_vec(8, |out| write_timestamp(out, text.as_bytes(), None).is_ok());
             assert_eq!(fast_ok, slow_ok, "{text}");
             if slow_ok {
                 assert_eq!(
@@ -2373,8 +2476,9 @@ mod tests {
 
     #[test]
     fn compact_json_drops_only_insignificant_whitespace() {
-        let mut out = Vec::new();
-        write_compact_json(&mut out, b"{ \"a b\" : [1, 2,\n 3], \"c\":\"x\\\" y\" }");
+        let (out, ()) = json_out::to_vec(8, |out| {
+            write_compact_json(out, b"{ \"a b\" : [1, 2,\n 3], \"c\":\"x\\\" y\" }");
+        });
         assert_eq!(out, b"{\"a b\":[1,2,3],\"c\":\"x\\\" y\"}");
     }
 

@@ -415,6 +415,35 @@ fn enum_outputs_the_declared_spelling() {
 }
 
 #[test]
+fn enum_matches_every_value_of_short_and_long_lists() {
+    // Up to 16 values are compared whole, more are searched: both find the first, the last and no value.
+    for count in [1, 2, 16, 17, 40] {
+        let values: Vec<String> = (0..count).map(|i| format!("V{i}")).collect();
+        let list = values
+            .iter()
+            .map(|v| format!("\"{v}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for case_insensitive in [false, true] {
+            let spec = format!(
+                "type = \"enum\"\nvalues = [{list}]\ncase_insensitive = {case_insensitive}"
+            );
+            let last = values[count - 1].clone();
+            let lower = last.to_lowercase();
+            let mut cases = vec![
+                (values[0].as_str(), Good(json!(values[0]))),
+                (last.as_str(), Good(json!(last))),
+                ("V999", Bad(ErrorCode::InvalidEnum)),
+            ];
+            if case_insensitive {
+                cases.push((lower.as_str(), Good(json!(last))));
+            }
+            check_type(&spec, &cases);
+        }
+    }
+}
+
+#[test]
 fn json_cell_nested_deeper_than_the_record_limit_is_rejected() {
     // A CSV cell of a `json` field meets the same depth limit as a JSON record.
     let t = one_field("type = \"json\"");
