@@ -1318,6 +1318,31 @@ fn eq_ignore_case(declared: &[u8], text: &[u8]) -> bool {
     }
 }
 
+/// The value of 1 to 8 ASCII digits, `None` when any byte is not a digit. SWAR: the digits are packed into a
+/// word with `0` in front up to eight, checked and combined in three steps of pairwise multiply-adds.
+#[inline(always)]
+fn parse_8_digits(digits: &[u8]) -> Option<u32> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    let n = digits.len();
+    if n == 0 || n > 8 {
+        return None;
+    }
+    // The first digit is the lowest byte; shifting moves the digits to the top and leaves room for `0`s.
+    let pad = 8 * (8 - n as u32);
+    let w = (load_short(digits) << pad) | ZEROS.checked_shr(64 - pad).unwrap_or(0);
+    // Every byte is 0x30..=0x39: high nibble 3, and adding 6 keeps it at 3.
+    let high = w & 0xF0F0_F0F0_F0F0_F0F0;
+    let carry = w.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0;
+    if high != ZEROS || carry != ZEROS {
+        return None;
+    }
+    let v = w - ZEROS;
+    let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
+    let v = (v.wrapping_mul(10_000) + (v >> 32)) & 0xFFFF_FFFF;
+    u32::try_from(v).ok()
+}
+
 /// An `i64` from an optional sign and ASCII digits (leading zeros allowed).
 #[inline]
 fn parse_i64(text: &[u8]) -> Option<i64> {
@@ -1328,6 +1353,11 @@ fn parse_i64(text: &[u8]) -> Option<i64> {
     };
     if digits.is_empty() {
         return None;
+    }
+    if digits.len() <= 8 {
+        // Most integers: all digits at once, without a loop whose length (and exit branch) follows the data.
+        let v = i64::from(parse_8_digits(digits)?);
+        return Some(if negative { -v } else { v });
     }
     if digits.len() <= 18 {
         // Below 10^18: cannot overflow, no checked arithmetic needed.
@@ -1552,12 +1582,12 @@ fn decimal_message(precision: Option<u32>, scale: Option<u32>) -> String {
 }
 
 fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        _ => 28,
-    }
+    // A table and plain `&`/`|` rather than a `match` and `&&`: months are as good as random from row to row,
+    // and a branch per month would be mispredicted most of the time.
+    const DAYS: [u8; 13] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0));
+    let days = DAYS.get(month as usize).copied().unwrap_or(0);
+    u32::from(days) + u32::from(leap & (month == 2))
 }
 
 #[inline]
@@ -1567,7 +1597,7 @@ fn digits2(a: u8, b: u8) -> Option<u32> {
 }
 
 /// `YYYY-MM-DD`, a real calendar day.
-#[inline]
+#[inline(always)]
 fn parse_ymd(t: &[u8]) -> Option<(u32, u32, u32)> {
     if t.len() < 10 || t[4] != b'-' || t[7] != b'-' {
         return None;
@@ -1729,34 +1759,28 @@ fn write_timestamp(out: &mut Out<'_>, text: &[u8], format: Option<&str>) -> Resu
     }
     let fail = || Fail::new(ErrorCode::InvalidTimestamp, TIMESTAMP_MESSAGE);
     let p = parse_timestamp(text).ok_or_else(fail)?;
-    if p.offset == 0 {
-        // Already UTC: the date and time digits are copied as written (`T` for the separator), no re-formatting.
-        write_same_day(out, text, None, p.frac);
-        return Ok(());
-    }
     let tod = i64::from(p.time.0 * 3600 + p.time.1 * 60 + p.time.2) - p.offset;
     if (0..86_400).contains(&tod) {
-        // The offset moves the time within the same day (the usual case): the date and the seconds (offsets
-        // are whole minutes) are copied as written, only the hour and the minute are rewritten.
+        // UTC already, or an offset that moves the time within the same day (the usual cases, taken alike so
+        // that which one a row holds is not a branch): the date and the seconds (offsets are whole minutes)
+        // are copied as written, the hour and the minute are written from `tod`.
         let tod = tod as u32;
-        write_same_day(out, text, Some((tod / 3600, tod / 60 % 60)), p.frac);
+        write_same_day(out, text, (tod / 3600, tod / 60 % 60), p.frac);
         return Ok(());
     }
     write_shifted(out, &p).ok_or_else(fail)
 }
 
 /// Writes `"` + `text[..19]` (a valid `YYYY-MM-DD?HH:MM:SS`) with `T` as the separator, the hour and minute
-/// replaced by `hour_minute` when given, then `.frac`, `Z` and `"`.
+/// written from `(h, mi)`, then `.frac`, `Z` and `"`.
 #[inline]
-fn write_same_day(out: &mut Out<'_>, text: &[u8], hour_minute: Option<(u32, u32)>, frac: &[u8]) {
+fn write_same_day(out: &mut Out<'_>, text: &[u8], (h, mi): (u32, u32), frac: &[u8]) {
     stage(out, |b| {
         b[0] = b'"';
         copy_small(&mut b[1..], &text[..19]);
         b[11] = b'T';
-        if let Some((h, mi)) = hour_minute {
-            stage_2(b, 12, h);
-            stage_2(b, 15, mi);
-        }
+        stage_2(b, 12, h);
+        stage_2(b, 15, mi);
         let mut n = 20;
         if !frac.is_empty() {
             let frac = &frac[..frac.len().min(9)];
@@ -2388,6 +2412,41 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(parse_i64(text.as_bytes()), *want, "input {text:?}");
         }
+    }
+
+    #[test]
+    fn eight_digits_at_once_match_a_digit_loop() {
+        let naive = |t: &[u8]| -> Option<u32> {
+            if t.is_empty() || t.len() > 8 {
+                return None;
+            }
+            t.iter().try_fold(0u32, |v, &b| {
+                b.is_ascii_digit().then(|| v * 10 + u32::from(b - b'0'))
+            })
+        };
+        // Digits and the bytes next to them, and bytes that carry when 6 is added.
+        let alphabet = [b'0', b'1', b'5', b'9', b'/', b':', 0x00, 0xFA, 0xFF, b'a'];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..=9 {
+            for _ in 0..5_000 {
+                let text: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        if state % 8 == 0 {
+                            alphabet[(state >> 8) as usize % alphabet.len()]
+                        } else {
+                            b'0' + (state >> 8) as u8 % 10
+                        }
+                    })
+                    .collect();
+                assert_eq!(parse_8_digits(&text), naive(&text), "{text:?}");
+            }
+        }
+        assert_eq!(parse_8_digits(b"99999999"), Some(99_999_999));
+        assert_eq!(parse_8_digits(b"00000000"), Some(0));
+        assert_eq!(parse_8_digits(b"7"), Some(7));
     }
 
     #[test]
