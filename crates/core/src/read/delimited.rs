@@ -35,7 +35,7 @@ use std::io::BufRead;
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 
 use super::decode::Input;
-use super::swar::{EndCursor, FieldEnd};
+use super::swar::{Classifier, EndCursor, FieldEnd};
 use super::{DelimitedOptions, Fields, ReadError, Record, RecordBody, RecordReader, StartAt};
 use crate::{ErrorCode, Limits, Position, RowError};
 
@@ -118,6 +118,7 @@ struct Syntax {
     delimiter: u8,
     quote: u8,
     field_end: FieldEnd,
+    classifier: Classifier,
 }
 
 impl Syntax {
@@ -131,6 +132,7 @@ impl Syntax {
             delimiter: d,
             quote: q,
             field_end: FieldEnd::new(d),
+            classifier: Classifier::new(d, q),
         })
     }
 }
@@ -209,6 +211,61 @@ fn grow_ends(ends: &mut Vec<usize>, max_columns: usize) -> Option<()> {
     Some(())
 }
 
+/// Bytes [`parse_unquoted`] classifies at once.
+const SPAN: usize = 128;
+
+/// The common record, parsed without a decision per field: no quote before its line break, and the line break
+/// within the first [`SPAN`] bytes of `window`. Those bytes are classified in one pass (delimiters, line breaks,
+/// quotes); the first line break ends the record and every delimiter before it ends a field, so the fields
+/// are read off the delimiter bits, as many every time for a file whose records have the same width (the loop
+/// is then predicted exactly). `None` (nothing consumed) for any other record, which the general loop parses.
+#[inline(always)]
+fn parse_unquoted(
+    window: &[u8],
+    syntax: Syntax,
+    buf: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+    max_columns: usize,
+) -> Option<InWindow> {
+    let head = window.first_chunk::<SPAN>()?;
+    let (low, high) = head.split_at(64);
+    let a = syntax.classifier.classify(low.first_chunk::<64>()?);
+    let b = syntax.classifier.classify(high.first_chunk::<64>()?);
+    let join = |x: u64, y: u64| u128::from(x) | (u128::from(y) << 64);
+    let line_breaks = join(a.line_breaks, b.line_breaks);
+    if line_breaks == 0 {
+        return None;
+    }
+    let end = line_breaks.trailing_zeros() as usize;
+    let before = (1u128 << end) - 1;
+    if join(a.quotes, b.quotes) & before != 0 {
+        return None;
+    }
+    let mut delimiters = join(a.delimiters, b.delimiters) & before;
+    let fields = delimiters.count_ones() as usize + 1;
+    while ends.len() < fields {
+        grow_ends(ends, max_columns)?;
+    }
+    let cap = window.len();
+    let (mut out, mut nends, mut start) = (0usize, 0usize, 0usize);
+    while delimiters != 0 {
+        let at = delimiters.trailing_zeros() as usize;
+        put_field(buf, &mut out, window, start, at, cap)?;
+        *ends.get_mut(nends)? = out;
+        nends += 1;
+        start = at + 1;
+        delimiters &= delimiters - 1;
+    }
+    put_field(buf, &mut out, window, start, end, cap)?;
+    *ends.get_mut(nends)? = out;
+    Some(InWindow {
+        len: out,
+        nends: nends + 1,
+        consumed: end + 1,
+        newlines: u64::from(window[end] == b'\n'),
+    })
+}
+
 /// Parses the record at the start of `window` (which holds at most `max_record_bytes + 1` bytes, so a record
 /// that fits the limit has its terminator inside it) into `buf`/`ends`, exactly as `csv-core` would. `None`
 /// when the record is not whole in `window`, has more than `max_columns` fields, or takes a rare turn
@@ -221,6 +278,9 @@ fn parse_in_window(
     ends: &mut Vec<usize>,
     max_columns: usize,
 ) -> Option<InWindow> {
+    if let Some(found) = parse_unquoted(window, syntax, buf, ends, max_columns) {
+        return Some(found);
+    }
     let cap = window.len();
     let (mut out, mut nends, mut newlines) = (0usize, 0usize, 0u64);
     let mut i = 0;
