@@ -824,7 +824,9 @@ enum PlainText {
 #[inline]
 fn plain_text(fields: &Fields<'_>) -> PlainText {
     let text = fields.text();
-    let flags = text_scan::text_flags(text);
+    let flags = fields
+        .text_flags()
+        .unwrap_or_else(|| text_scan::text_flags(text));
     if flags.escape {
         return PlainText::Unknown;
     }

@@ -37,6 +37,7 @@ use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 use super::decode::Input;
 use super::swar::{Classifier, EndCursor, FieldEnd};
 use super::{DelimitedOptions, Fields, ReadError, Record, RecordBody, RecordReader, StartAt};
+use crate::text_scan::TextFlags;
 use crate::{ErrorCode, Limits, Position, RowError};
 
 /// Initial size of the field-bytes buffer (it grows to the largest record, at most `max_record_bytes + 1`).
@@ -46,8 +47,12 @@ const INITIAL_ENDS: usize = 64;
 
 /// What parsing one record found.
 enum Parsed {
-    /// Fields are in `buf[..len]` / `ends[..nends]`.
-    Fields { len: usize, nends: usize },
+    /// Fields are in `buf[..len]` / `ends[..nends]`; `flags` tells what their text holds, when known.
+    Fields {
+        len: usize,
+        nends: usize,
+        flags: Option<TextFlags>,
+    },
     /// The record was skipped for this reason.
     Rejected(ErrorCode),
     /// No more records.
@@ -145,6 +150,8 @@ struct InWindow {
     consumed: usize,
     /// `\n` bytes among them.
     newlines: u64,
+    /// What the fields' text holds, when the parse found out on its way.
+    flags: Option<TextFlags>,
 }
 
 /// Appends `bytes` to `buf` at `*out`, growing `buf` (up to `cap` bytes) if needed.
@@ -258,11 +265,19 @@ fn parse_unquoted(
     }
     put_field(buf, &mut out, window, start, end, cap)?;
     *ends.get_mut(nends)? = out;
+    // The record's bytes before its line break are its fields' text and the delimiters between them (no
+    // quote, so nothing was unescaped); a delimiter that is a control byte (a tab) is not text.
+    let escapes = join(a.escapes, b.escapes) & !join(a.delimiters, b.delimiters);
+    let flags = TextFlags {
+        escape: escapes & before != 0,
+        non_ascii: join(a.non_ascii, b.non_ascii) & before != 0,
+    };
     Some(InWindow {
         len: out,
         nends: nends + 1,
         consumed: end + 1,
         newlines: u64::from(window[end] == b'\n'),
+        flags: Some(flags),
     })
 }
 
@@ -328,6 +343,7 @@ fn parse_in_window(
             nends,
             consumed: end + 1,
             newlines,
+            flags: None,
         });
     }
 }
@@ -423,7 +439,7 @@ impl DelimitedReader {
                         self.max_record_bytes
                     )))
                 }
-                Parsed::Fields { len, nends } => (len, nends),
+                Parsed::Fields { len, nends, .. } => (len, nends),
             };
         let fields = Fields::new(&self.buf[..len], &self.ends[..nends]);
         let mut data = Vec::with_capacity(len);
@@ -483,8 +499,8 @@ impl DelimitedReader {
             ) {
                 self.input.consume(found.consumed);
                 self.core.set_line(line + found.newlines);
-                let (len, nends) = (found.len, found.nends);
-                return Ok((line, byte, Parsed::Fields { len, nends }));
+                let (len, nends, flags) = (found.len, found.nends, found.flags);
+                return Ok((line, byte, Parsed::Fields { len, nends, flags }));
             }
         }
         let (mut len, mut nends, mut raw) = (0usize, 0usize, 0usize);
@@ -554,7 +570,8 @@ impl DelimitedReader {
                     if text_after_quote {
                         return Ok((line, byte, Parsed::Rejected(ErrorCode::TextAfterQuote)));
                     }
-                    return Ok((line, byte, Parsed::Fields { len, nends }));
+                    let flags = None;
+                    return Ok((line, byte, Parsed::Fields { len, nends, flags }));
                 }
                 ReadRecordResult::End => return Ok((line, byte, Parsed::End)),
             }
@@ -641,9 +658,9 @@ impl RecordReader for DelimitedReader {
             }
             // The whole buffer, not only the record's `len` bytes: the validator copies short fields as
             // fixed-size blocks (see `Fields::get_with_tail`). The last field ends at `len`.
-            Parsed::Fields { nends, .. } => {
-                RecordBody::Fields(Fields::new(&self.buf, &self.ends[..nends]))
-            }
+            Parsed::Fields { nends, flags, .. } => RecordBody::Fields(
+                Fields::new(&self.buf, &self.ends[..nends]).with_text_flags(flags),
+            ),
         };
         self.record += 1;
         Ok(Some(Record { position, body }))
@@ -694,6 +711,66 @@ mod tests {
             }) => f.get(0).map(<[u8]>::to_vec),
             _ => None,
         }
+    }
+
+    /// Records of random bytes (delimiters, line breaks, quotes, control and non-ASCII bytes), CSV and TSV:
+    /// wherever the reader says what a record's text holds, it says what a scan of that text finds.
+    #[test]
+    fn text_flags_found_while_splitting_match_a_scan_of_the_text() -> Result<(), ReadError> {
+        let alphabet = [
+            b'a', b'b', b'7', b' ', b',', b'\t', b'\\', 0x01, 0x1F, 0x7F, 0xC3, 0xA9, 0xFF, b'"',
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let (mut told, mut checked) = (0, 0);
+        for format in [Format::Csv, Format::Tsv] {
+            let mut file = b"h\n".to_vec();
+            for _ in 0..3_000 {
+                let len = next(160);
+                for _ in 0..len {
+                    // Mostly plain letters, so that many records have nothing to escape.
+                    let b = if next(6) == 0 {
+                        alphabet[next(alphabet.len() as u64) as usize]
+                    } else {
+                        b'a' + next(26) as u8
+                    };
+                    file.push(b);
+                }
+                file.push(b'\n');
+            }
+            let options = DelimitedOptions {
+                has_header: false,
+                ..DelimitedOptions::for_format(format)
+            };
+            let mut r = DelimitedReader::new(
+                Box::new(std::io::Cursor::new(file)),
+                options,
+                &Limits::default(),
+                &StartAt::default(),
+            )?;
+            while let Some(record) = r.next_record()? {
+                if let RecordBody::Fields(fields) = record.body {
+                    checked += 1;
+                    if let Some(flags) = fields.text_flags() {
+                        told += 1;
+                        assert_eq!(
+                            flags,
+                            crate::text_scan::text_flags(fields.text()),
+                            "{:?} at {:?}",
+                            fields.text(),
+                            record.position
+                        );
+                    }
+                }
+            }
+        }
+        assert!(told > 1_000 && told < checked, "told {told} of {checked}");
+        Ok(())
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod swar;
 
 use std::io::BufRead;
 
+use crate::text_scan::TextFlags;
 use crate::{Format, Limits, Position, RowError};
 
 /// The fields of one delimited record, borrowed from the reader's buffer (no allocation per record).
@@ -26,13 +27,31 @@ use crate::{Format, Limits, Position, RowError};
 pub struct Fields<'a> {
     data: &'a [u8],
     ends: &'a [usize],
+    /// What [`Fields::text`] holds, when the reader found it on its way (see
+    /// [`Fields::with_text_flags`]).
+    flags: Option<TextFlags>,
 }
 
 impl<'a> Fields<'a> {
     /// Fields stored back to back in `data`; field `i` ends at `ends[i]` (exclusive) and starts where
     /// field `i - 1` ends. `data` may go on past the last field (see [`Fields::get_with_tail`]).
     pub fn new(data: &'a [u8], ends: &'a [usize]) -> Self {
-        Self { data, ends }
+        Self {
+            data,
+            ends,
+            flags: None,
+        }
+    }
+
+    /// The same fields, with what their text holds (bytes a JSON string must escape, bytes above ASCII) as
+    /// the reader found it while splitting the record, so the validator need not scan the text again.
+    pub(crate) fn with_text_flags(self, flags: Option<TextFlags>) -> Self {
+        Self { flags, ..self }
+    }
+
+    /// What the text holds, when the reader told (see [`Fields::with_text_flags`]).
+    pub(crate) fn text_flags(&self) -> Option<TextFlags> {
+        self.flags
     }
 
     /// Number of fields.

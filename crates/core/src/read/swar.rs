@@ -145,13 +145,16 @@ impl FieldEnd {
     }
 }
 
-/// Which bytes of a 64-byte block are the delimiter, a line break (`\n` or `\r`) and the quote: bit `k` of
-/// each mask is byte `k`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which bytes of a 64-byte block are the delimiter, a line break (`\n` or `\r`), the quote, a byte a JSON
+/// string must escape (a control byte or `\`; `"` is the quote's business) and a byte of 0x80 or above: bit
+/// `k` of each mask is byte `k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct BlockClasses {
     pub(crate) delimiters: u64,
     pub(crate) line_breaks: u64,
     pub(crate) quotes: u64,
+    pub(crate) escapes: u64,
+    pub(crate) non_ascii: u64,
 }
 
 /// The delimiter and the quote a block is classified by (see [`BlockClasses`]).
@@ -171,29 +174,31 @@ impl Classifier {
     #[inline(always)]
     pub(crate) fn classify(self, block: &[u8; 64]) -> BlockClasses {
         use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
-            _mm_set1_epi8,
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8,
         };
-        let mut c = BlockClasses {
-            delimiters: 0,
-            line_breaks: 0,
-            quotes: 0,
-        };
+        let mut c = BlockClasses::default();
         for (k, chunk) in block.chunks_exact(16).enumerate() {
             // SAFETY: SSE2 is part of the x86_64 baseline, so its intrinsics are always available; `chunk` is
             // exactly 16 readable bytes and `_mm_loadu_si128` has no alignment requirement.
-            let (d, l, q) = unsafe {
+            let (d, l, q, e, h) = unsafe {
                 let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
                 let eq = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+                // A control byte is one the unsigned minimum with 0x1F leaves unchanged.
+                let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v);
                 (
                     _mm_movemask_epi8(eq(self.delimiter)) as u16,
                     _mm_movemask_epi8(_mm_or_si128(eq(b'\n'), eq(b'\r'))) as u16,
                     _mm_movemask_epi8(eq(self.quote)) as u16,
+                    _mm_movemask_epi8(_mm_or_si128(control, eq(b'\\'))) as u16,
+                    _mm_movemask_epi8(v) as u16,
                 )
             };
             c.delimiters |= u64::from(d) << (16 * k);
             c.line_breaks |= u64::from(l) << (16 * k);
             c.quotes |= u64::from(q) << (16 * k);
+            c.escapes |= u64::from(e) << (16 * k);
+            c.non_ascii |= u64::from(h) << (16 * k);
         }
         c
     }
@@ -211,17 +216,18 @@ impl Classifier {
     fn classify_swar(self, block: &[u8; 64]) -> BlockClasses {
         const LO7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
         const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        // The high bits of a word's bytes, one bit per byte.
+        #[inline(always)]
+        fn gather(high: u64) -> u64 {
+            ((high >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+        }
         // High bit of each zero byte of `v`, exactly; then one bit per byte.
         #[inline(always)]
         fn bits_of_zeros(v: u64) -> u64 {
-            let high = !(((v & LO7) + LO7) | v | LO7);
-            ((high >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+            gather(!(((v & LO7) + LO7) | v | LO7))
         }
-        let mut c = BlockClasses {
-            delimiters: 0,
-            line_breaks: 0,
-            quotes: 0,
-        };
+        let mut c = BlockClasses::default();
         for (k, chunk) in block.chunks_exact(8).enumerate() {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
@@ -232,6 +238,11 @@ impl Classifier {
                 | bits_of_zeros(v ^ (LO * u64::from(b'\r'))))
                 << at;
             c.quotes |= bits_of_zeros(v ^ (LO * u64::from(self.quote))) << at;
+            // Below 0x20: each byte's low seven bits with the high bit set lose it when 0x20 is taken away
+            // (never borrowing from the next byte), and the byte itself must be below 0x80.
+            let below_space = !((v & LO7) | HI).wrapping_sub(LO * 0x20) & !v & HI;
+            c.escapes |= (gather(below_space) | bits_of_zeros(v ^ (LO * u64::from(b'\\')))) << at;
+            c.non_ascii |= gather(v & HI) << at;
         }
         c
     }
@@ -248,7 +259,8 @@ mod tests {
     #[test]
     fn block_classes_match_a_byte_by_byte_classification() {
         let alphabet = [
-            b',', b'\n', b'\r', b'"', b'\'', b'a', 0x00, 0x01, 0x80, 0xFF, b'\t', 0x0B, 0x2D,
+            b',', b'\n', b'\r', b'"', b'\'', b'a', 0x00, 0x01, 0x80, 0xFF, b'\t', 0x0B, 0x2D, b'\\',
+            0x1F, b' ', 0x7F, 0x9F, 0xA0,
         ];
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..2_000 {
@@ -268,6 +280,8 @@ mod tests {
                     delimiters: bits(&|b| b == d),
                     line_breaks: bits(&|b| b == b'\n' || b == b'\r'),
                     quotes: bits(&|b| b == q),
+                    escapes: bits(&|b| b < 0x20 || b == b'\\'),
+                    non_ascii: bits(&|b| b >= 0x80),
                 };
                 assert_eq!(c.classify(&block), want, "{block:?} {d} {q}");
                 assert_eq!(c.classify_swar(&block), want, "{block:?} {d} {q}");
