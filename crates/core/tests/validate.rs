@@ -156,6 +156,61 @@ fn string_accepts_any_text_and_checks_length_in_characters() {
     );
 }
 
+/// Rows much longer than their record (every byte escaped as `\u00XX`, many kept columns) do not fit the
+/// room the validator first gives a row: they are written again with more, whole, into a `Vec` and into a
+/// batch alike, and the rows around them are untouched.
+#[test]
+fn rows_longer_than_the_first_room_are_written_whole() -> TestResult {
+    use s3_importer_core::sink::RowBatch;
+    use s3_importer_core::Position;
+    let t = template(
+        "unknown_columns = \"keep\"",
+        "[[fields]]\nname = \"s\"\ntype = \"string\"\n",
+    );
+    let names: Vec<String> = std::iter::once("s".to_owned())
+        .chain((0..40).map(|i| format!("a_rather_long_kept_column_name_{i}")))
+        .collect();
+    let header = Row::of(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut v = Validator::new(&t, Format::Csv, Some(header.fields()))?;
+    let controls = "\u{1}".repeat(3_000);
+    let long: Vec<&str> = std::iter::once(controls.as_str())
+        .chain((0..40).map(|_| "x"))
+        .collect();
+    let short: Vec<&str> = std::iter::once("plain")
+        .chain((0..40).map(|_| ""))
+        .collect();
+    let (long, short) = (Row::of(&long), Row::of(&short));
+    let mut batch = RowBatch::default();
+    let mut errors = Vec::new();
+    for (i, row) in [&short, &long, &short].into_iter().enumerate() {
+        let position = Position {
+            record: i as u64 + 1,
+            line: i as u64 + 2,
+            byte: 0,
+        };
+        assert!(v.validate_into(
+            &RecordBody::Fields(row.fields()),
+            &mut batch,
+            position,
+            &mut errors
+        ));
+    }
+    let rows: Vec<Value> = batch
+        .iter()
+        .map(|(_, text)| serde_json::from_slice(text))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["s"], json!(controls));
+    assert_eq!(rows[1]["a_rather_long_kept_column_name_39"], json!("x"));
+    assert_eq!(rows[0], rows[2]);
+    assert_eq!(rows[0]["s"], json!("plain"));
+    let mut out = Vec::new();
+    assert!(v.validate(&RecordBody::Fields(long.fields()), &mut out, &mut errors));
+    assert_eq!(serde_json::from_slice::<Value>(&out)?, rows[1]);
+    assert!(errors.is_empty());
+    Ok(())
+}
+
 #[test]
 fn integer_accept_reject_table() {
     check_type(
