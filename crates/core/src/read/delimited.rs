@@ -713,8 +713,11 @@ mod tests {
         }
     }
 
-    /// Everything a reader yields, in a comparable form.
-    fn read_everything(mut r: DelimitedReader) -> Vec<(Position, Result<Vec<Vec<u8>>, ErrorCode>)> {
+    /// A record in a comparable form: its fields, or why it was rejected.
+    type Yielded = (Position, Result<Vec<Vec<u8>>, ErrorCode>);
+
+    /// Everything a reader yields.
+    fn read_everything(mut r: DelimitedReader) -> Vec<Yielded> {
         let mut got = Vec::new();
         loop {
             match r.next_record() {
