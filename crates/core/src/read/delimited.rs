@@ -35,7 +35,7 @@ use std::io::BufRead;
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 
 use super::decode::Input;
-use super::swar::{Classifier, EndCursor, FieldEnd};
+use super::swar::{find_byte, Classifier, EndCursor, FieldEnd};
 use super::{DelimitedOptions, Fields, ReadError, Record, RecordBody, RecordReader, StartAt};
 use crate::text_scan::TextFlags;
 use crate::{ErrorCode, Limits, Position, RowError};
@@ -305,7 +305,7 @@ fn parse_in_window(
         let end = if *window.get(i)? == syntax.quote {
             let mut from = i + 1;
             loop {
-                let close = from + memchr::memchr(syntax.quote, window.get(from..)?)?;
+                let close = find_byte(window, from, syntax.quote)?;
                 let content = window.get(from..close)?;
                 newlines += content.iter().filter(|&&b| b == b'\n').count() as u64;
                 put_field(buf, &mut out, window, from, close, cap)?;
