@@ -19,16 +19,24 @@
 //! The output buffer and the field-ends buffer are reused from record to record: no allocation per record once
 //! they have grown to the largest record seen.
 //!
-//! # Fast path
+//! # Fast paths
 //! Most records lie whole inside the input window. Those are parsed by `parse_in_window`, which follows the
-//! same state machine as `csv-core` (quoting on, `""` escapes, CRLF terminator mode) but jumps from field end to
-//! field end with a SIMD/SWAR search (16 or 8 bytes per step) and copies each field with one or two 16-byte
-//! moves, instead of a table lookup per byte. Anything it does not handle — a record cut by the end of the
-//! window or of the file, longer than the limit or wider than `max_columns`, a closing quote followed by data
-//! (`"a"b`) — makes it return `None` before anything is consumed, and `csv-core` parses that record from its
-//! first byte. `csv-core` keeps no state between records (its state at a record boundary only differs in how
-//! it treats a following line terminator, which `skip_terminators` consumes before either parser sees it), so
-//! the two take turns record by record; only its line counter is kept up to date by hand.
+//! same state machine as `csv-core` (quoting on, `""` escapes, CRLF terminator mode) without a table lookup per
+//! byte:
+//! * A record with no quote whose line break is within its first 128 bytes (most records of most files) is
+//!   classified in one SIMD/SWAR pass into bitmasks of delimiters, line breaks, quotes, bytes to escape in
+//!   JSON and bytes above ASCII (`parse_unquoted`). Its fields are read off the delimiter bits, and the
+//!   validator is told what its text holds, so it does not scan it again.
+//! * Any other record goes field by field: field ends come from a bitmask per 64-byte block (`EndCursor`), a
+//!   quoted field's closing quote from a 16-byte search.
+//!
+//! Each field is copied with one or two 16-byte moves. Anything the fast paths do not handle — a record cut
+//! by the end of the window or of the file, longer than the limit or wider than `max_columns`, a closing
+//! quote followed by data (`"a"b`) — makes them return `None` before anything is consumed, and `csv-core`
+//! parses that record from its first byte. `csv-core` keeps no state between records (its state at a record
+//! boundary only differs in how it treats a following line terminator, which `skip_terminators` consumes
+//! before either parser sees it), so they take turns record by record; only its line counter is kept up to
+//! date by hand. A test reads random records with the fast paths and with `csv-core` alone, and compares.
 
 use std::io::BufRead;
 
