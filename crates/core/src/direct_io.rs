@@ -9,9 +9,13 @@
 //! `min_bytes_to_use_direct_io`, PostgreSQL's `debug_io_direct`).
 //!
 //! Direct I/O needs the file offset, the length and the memory address of every write aligned to the
-//! device's block size. Rows are copied into the staging buffer (its start 4096-aligned; 4096 is a multiple of
-//! every common logical block size) and written in whole buffers; only the last, partial block of the file is
-//! written after `O_DIRECT` is turned off again. Whenever the file system refuses (`EINVAL`: no direct I/O on
+//! device's block size (4096 is a multiple of every common logical block size). A batch of rows the pipeline
+//! laid out for the file ([`RowBatch::begin_after`]: its rows start as far past a 4096-aligned address as the
+//! file's unwritten bytes are long) is written from its own memory: the unwritten bytes (less than a block)
+//! go in front of its rows, the whole blocks are written, and the bytes short of a block after them are kept
+//! in a staging buffer for the next batch. Any other bytes are copied into the staging buffer (its start
+//! 4096-aligned) and written in whole buffers. Only the last, partial block of the file is written after
+//! `O_DIRECT` is turned off again. Whenever the file system refuses (`EINVAL`: no direct I/O on
 //! this file system, or a block size larger than 4096), the writer falls back to ordinary buffered writes and
 //! stays there, without losing or repeating a byte: a refused write moves neither the file offset nor the
 //! data. Direct I/O is only asked for on local disk file systems (ext2/3/4, XFS, Btrfs, F2FS): tmpfs, NFS
@@ -22,8 +26,10 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
+use crate::sink::{RowBatch, DIRECT_ALIGN};
+
 /// Alignment of offsets, lengths and addresses of direct writes.
-const ALIGN: usize = 4096;
+const ALIGN: usize = DIRECT_ALIGN;
 /// Size of the staging buffer: each direct write is this long (except the last).
 const STAGING: usize = 1024 * 1024;
 
@@ -77,6 +83,11 @@ impl Staging {
         let start = self.start;
         &mut self.mem[start..start + STAGING]
     }
+
+    /// The bytes staged.
+    fn staged(&self) -> &[u8] {
+        &self.mem[self.start..self.start + self.len]
+    }
 }
 
 impl OutputFile<File> {
@@ -129,6 +140,7 @@ impl<F: Target> OutputFile<F> {
     }
 
     /// Writes all of `data` (buffered in the staging buffer when direct).
+    #[cfg(test)]
     pub(crate) fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.step(|out| out.stage_and_write(data))
     }
@@ -168,6 +180,55 @@ impl<F: Target> OutputFile<F> {
         Ok(())
     }
 
+    /// Writes a batch of rows. With direct I/O, when the batch was laid out for this file
+    /// ([`RowBatch::begin_after`]), straight from the batch's memory: the staged bytes short of a block go in
+    /// front of the rows, the whole blocks of both are written, and the bytes short of a block after them are
+    /// staged. Otherwise the rows go through the staging buffer like any other bytes.
+    pub(crate) fn write_batch(&mut self, batch: &mut RowBatch) -> io::Result<()> {
+        self.step(|out| out.write_batch_step(batch))
+    }
+
+    fn write_batch_step(&mut self, batch: &mut RowBatch) -> io::Result<()> {
+        // What is left staged must be less than a block to fit in front of the rows.
+        self.write_staged_blocks()?;
+        let Some(mut staging) = self.staging.take() else {
+            return self.file.write_all(batch.as_jsonl());
+        };
+        let Some(region) = batch.with_unwritten(staging.staged()) else {
+            self.staging = Some(staging);
+            return self.stage_and_write(batch.as_jsonl());
+        };
+        let whole = region.len() - region.len() % ALIGN;
+        let written = self.write_direct(&region[..whole])?;
+        if written < whole {
+            self.file.clear_direct()?;
+            return self.file.write_all(&region[written..]);
+        }
+        let rest = &region[whole..];
+        staging.window()[..rest.len()].copy_from_slice(rest);
+        staging.len = rest.len();
+        self.staging = Some(staging);
+        Ok(())
+    }
+
+    /// Writes the whole blocks of what is staged, keeping the rest (less than a block) staged.
+    fn write_staged_blocks(&mut self) -> io::Result<()> {
+        let Some(mut staging) = self.staging.take() else {
+            return Ok(());
+        };
+        let len = staging.len;
+        let whole = len - len % ALIGN;
+        let written = self.write_direct(&staging.window()[..whole])?;
+        if written < whole {
+            self.file.clear_direct()?;
+            return self.file.write_all(&staging.window()[written..len]);
+        }
+        staging.window().copy_within(whole..len, 0);
+        staging.len = len - whole;
+        self.staging = Some(staging);
+        Ok(())
+    }
+
     /// Writes the staged bytes: the whole blocks directly, then (at the end of the file, or after the file
     /// system refused a direct write) the rest with direct I/O turned off, for good.
     fn drain_staging(&mut self) -> io::Result<()> {
@@ -176,26 +237,31 @@ impl<F: Target> OutputFile<F> {
         };
         let len = staging.len;
         let whole = len - len % ALIGN;
-        let window = staging.window();
-        let mut written = 0;
-        while written < whole {
-            match self.file.write(&window[written..whole]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Refused by the file system, or a short write left an unaligned remainder: the refused write
-                // moved nothing, the rest goes buffered.
-                Err(e) if refused(&e) => break,
-                Err(e) => return Err(e),
-            }
-        }
+        let written = self.write_direct(&staging.window()[..whole])?;
         if written < len {
             self.file.clear_direct()?;
-            return self.file.write_all(&window[written..len]);
+            return self.file.write_all(&staging.window()[written..len]);
         }
         staging.len = 0;
         self.staging = Some(staging);
         Ok(())
+    }
+
+    /// Writes `blocks` (whole blocks, at an aligned address and file offset) directly, and returns how many
+    /// bytes were: all of them, unless the file system refused a write or a short write left an unaligned
+    /// remainder (the refused write moved nothing; the caller writes the rest buffered).
+    fn write_direct(&mut self, blocks: &[u8]) -> io::Result<usize> {
+        let mut written = 0;
+        while written < blocks.len() {
+            match self.file.write(&blocks[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if refused(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
     }
 }
 
@@ -288,6 +354,8 @@ mod tests {
         short_write_at: Option<usize>,
         direct_writes: usize,
         direct_bytes: usize,
+        /// Address of the memory of each direct write.
+        direct_from: Vec<usize>,
         synced: bool,
     }
 
@@ -310,6 +378,7 @@ mod tests {
                 }
                 self.direct_writes += 1;
                 self.direct_bytes += n;
+                self.direct_from.push(buf.as_ptr() as usize);
             }
             self.data.extend_from_slice(&buf[..n]);
             Ok(n)
@@ -360,6 +429,85 @@ mod tests {
         3 * STAGING + ALIGN,
         3 * STAGING + STAGING / 2 + 17,
     ];
+
+    /// Batches of rows of many sizes, most laid out for the file (`RowBatch::begin_after`), some not (a plain
+    /// batch, a clone, a batch laid out for the wrong byte count): every direct write aligned, the file
+    /// exactly the rows, and the laid-out batches written from their own memory, not copied into the staging
+    /// buffer. Also with a file system that refuses, or writes short, partway.
+    #[test]
+    fn batches_laid_out_for_the_file_are_written_from_their_own_memory() {
+        let position = crate::Position::default();
+        for (refuse_from, short_write_at) in [(None, None), (Some(7), None), (None, Some(5))] {
+            let mut out = OutputFile::new(
+                Disk {
+                    direct: true,
+                    refuse_from,
+                    short_write_at,
+                    ..Disk::default()
+                },
+                true,
+            );
+            let (mut expected, mut sent) = (Vec::new(), 0u64);
+            let mut state = 0x2545_F491_4F6C_DD1Du64;
+            let mut next = |n: u64| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state % n
+            };
+            for k in 0..60 {
+                let mut batch = RowBatch::with_capacity(64 * 1024, 16);
+                match k % 6 {
+                    // Not laid out at all.
+                    4 => {}
+                    // Laid out for another file.
+                    5 => batch.begin_after(sent + 1),
+                    _ => batch.begin_after(sent),
+                }
+                let rows = next(40);
+                for r in 0..rows {
+                    let len = next(if k % 10 == 0 { 20_000 } else { 3_000 }) as usize;
+                    let row: Vec<u8> = (0..len)
+                        .map(|i| b'a' + ((i + r as usize) % 26) as u8)
+                        .collect();
+                    batch.push_row(position, &row);
+                }
+                expected.extend_from_slice(batch.as_jsonl());
+                sent += batch.byte_len() as u64;
+                if k % 6 == 3 {
+                    // A copy of a laid-out batch: its memory is elsewhere.
+                    out.write_batch(&mut batch.clone()).unwrap();
+                } else {
+                    out.write_batch(&mut batch).unwrap();
+                }
+            }
+            let staging = out.staging.as_ref().map(|s| s.mem.as_ptr_range());
+            let direct_before_finish = out.is_direct();
+            out.finish(true).unwrap();
+            assert!(
+                out.file.data == expected,
+                "{refuse_from:?} {short_write_at:?}"
+            );
+            if refuse_from.is_none() && short_write_at.is_none() {
+                // The disk refuses unaligned direct writes: still direct means none was.
+                assert!(direct_before_finish);
+                let staging = staging.expect("still direct");
+                let from_batches = out
+                    .file
+                    .direct_from
+                    .iter()
+                    .filter(|&&a| !(staging.start as usize..staging.end as usize).contains(&a))
+                    .count();
+                assert!(
+                    from_batches > 20,
+                    "{from_batches} of {} direct writes from the batches",
+                    out.file.direct_writes
+                );
+            } else {
+                assert!(!direct_before_finish, "buffered after the refusal");
+            }
+        }
+    }
 
     #[test]
     fn every_direct_write_is_aligned_and_the_file_is_the_bytes_written() {

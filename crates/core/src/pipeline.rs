@@ -581,7 +581,11 @@ impl ReaderTask for ValidateLoop<'_> {
         } = self;
         let new_batch =
             || RowBatch::with_capacity(options.batch_bytes + 64 * 1024, options.batch_rows);
+        // Bytes of rows sent to the sink so far: each batch is laid out for a file that has received them,
+        // so a file written with direct I/O writes the rows from the batch itself (`RowBatch::begin_after`).
+        let mut sent = 0u64;
         let mut batch = new_batch();
+        batch.begin_after(sent);
         let mut rejected_rows: Vec<RejectedRow> = Vec::new();
         let mut errors: Vec<RowError> = Vec::new();
         let mut since_check = 0u64;
@@ -643,7 +647,9 @@ impl ReaderTask for ValidateLoop<'_> {
                 || batch.byte_len() >= options.batch_bytes
                 || rejected_rows.len() >= options.batch_rows.min(MAX_REJECTS_PER_BATCH)
             {
-                let next = recycle.try_recv().unwrap_or_else(|_| new_batch());
+                sent += batch.byte_len() as u64;
+                let mut next = recycle.try_recv().unwrap_or_else(|_| new_batch());
+                next.begin_after(sent);
                 let message = Message {
                     rows: std::mem::replace(&mut batch, next),
                     rejects: std::mem::take(&mut rejected_rows),

@@ -16,21 +16,59 @@ use crate::{ErrorCode, Position, RowError};
 /// destinations that need fields (DynamoDB) parse the object, which costs far less than the write itself.
 #[derive(Debug, Default, Clone)]
 pub struct RowBatch {
-    /// The rows in `data[..used]`; the bytes after are initialised room for the next rows (see
-    /// [`RowBatch::room`]).
+    /// The rows in `data[lead..used]`; the bytes after are initialised room for the next rows (see
+    /// [`RowBatch::room`]), the bytes before room for what an output file has not written yet (see
+    /// [`RowBatch::begin_after`]).
     data: Vec<u8>,
+    lead: usize,
     used: usize,
     rows: Vec<(Position, usize)>,
 }
+
+/// Alignment of the memory and the file offsets of direct writes (see `direct_io`).
+pub(crate) const DIRECT_ALIGN: usize = 4096;
 
 impl RowBatch {
     /// An empty batch with room for `bytes` of JSON.
     pub fn with_capacity(bytes: usize, rows: usize) -> Self {
         Self {
             data: Vec::with_capacity(bytes),
+            lead: 0,
             used: 0,
             rows: Vec::with_capacity(rows),
         }
+    }
+
+    /// Empties the batch and places its rows so that a file that has received `written` bytes so far can
+    /// write them with direct I/O straight from this batch's memory: the rows start `written % 4096` bytes
+    /// after a 4096-aligned address, and the bytes before them can take the file's last, unaligned bytes not
+    /// yet written (see [`RowBatch::with_unwritten`]). Other sinks ignore the layout.
+    pub fn begin_after(&mut self, written: u64) {
+        self.rows.clear();
+        // Room for the lead before the address is read: growing the vector later within its capacity does
+        // not move it.
+        self.data.reserve(2 * DIRECT_ALIGN);
+        let base = self.data.as_ptr().align_offset(DIRECT_ALIGN);
+        self.lead = base + (written % DIRECT_ALIGN as u64) as usize;
+        if self.data.len() < self.lead {
+            self.data.resize(self.lead, 0);
+        }
+        self.used = self.lead;
+    }
+
+    /// `unwritten` (the file's bytes not written yet) followed by the rows, in one slice starting at a
+    /// 4096-aligned address — when the batch was laid out for that (see [`RowBatch::begin_after`]) and its
+    /// memory has not moved since. `None` otherwise.
+    pub(crate) fn with_unwritten(&mut self, unwritten: &[u8]) -> Option<&[u8]> {
+        let start = self.lead.checked_sub(unwritten.len())?;
+        let region = self.data.get_mut(start..self.used)?;
+        if region.as_ptr().align_offset(DIRECT_ALIGN) != 0 {
+            return None;
+        }
+        region
+            .get_mut(..unwritten.len())?
+            .copy_from_slice(unwritten);
+        Some(region)
     }
 
     /// At least `n` bytes of room after the rows, for the next row (written at its start, then committed with
@@ -76,17 +114,17 @@ impl RowBatch {
 
     /// Bytes of JSON held.
     pub fn byte_len(&self) -> usize {
-        self.used
+        self.used - self.lead
     }
 
     /// All rows as newline-terminated JSON Lines.
     pub fn as_jsonl(&self) -> &[u8] {
-        self.data.get(..self.used).unwrap_or_default()
+        self.data.get(self.lead..self.used).unwrap_or_default()
     }
 
     /// Each row's position and JSON object text (without the newline).
     pub fn iter(&self) -> impl Iterator<Item = (Position, &[u8])> + '_ {
-        let mut start = 0;
+        let mut start = self.lead;
         self.rows.iter().map(move |&(position, end)| {
             let row = &self.data[start..end - 1];
             start = end;
@@ -94,9 +132,9 @@ impl RowBatch {
         })
     }
 
-    /// Empties the batch, keeping its memory.
+    /// Empties the batch, keeping its memory (and its layout, see [`RowBatch::begin_after`]).
     pub fn clear(&mut self) {
-        self.used = 0;
+        self.used = self.lead;
         self.rows.clear();
     }
 }
@@ -362,7 +400,8 @@ impl RowSink for JsonlFileSink {
 
     async fn write_owned(&mut self, batch: RowBatch) -> Result<RowBatch, SinkError> {
         self.with_file("write", move |file| {
-            file.write_all(batch.as_jsonl())?;
+            let mut batch = batch;
+            file.write_batch(&mut batch)?;
             Ok(batch)
         })
         .await
@@ -509,6 +548,39 @@ mod tests {
             line: record + 1,
             byte: record * 10,
         }
+    }
+
+    #[test]
+    fn a_batch_laid_out_for_a_file_puts_the_unwritten_bytes_in_front_of_its_rows() {
+        for written in [0u64, 1, 4095, 4096, 10_000] {
+            let mut batch = RowBatch::with_capacity(1024, 4);
+            batch.begin_after(written);
+            batch.push_row(pos(1), br#"{"a":1}"#);
+            batch.push_row(pos(2), br#"{"a":2}"#);
+            assert_eq!(batch.as_jsonl(), b"{\"a\":1}\n{\"a\":2}\n");
+            assert_eq!(batch.byte_len(), 16);
+            assert_eq!(batch.iter().count(), 2);
+            let unwritten = vec![b'u'; (written % 4096) as usize];
+            let region = batch.with_unwritten(&unwritten).map(<[u8]>::to_vec);
+            let region = region.expect("laid out for this file");
+            assert_eq!(region.len(), unwritten.len() + 16);
+            assert!(region.starts_with(&unwritten) && region.ends_with(batch.as_jsonl()));
+            // Not the file's unwritten bytes: the rows would not start on the file's offset.
+            let other = vec![b'u'; (written % 4096) as usize + 1];
+            assert!(batch.with_unwritten(&other).is_none());
+            // Rows still read the same afterwards, and a cleared batch keeps its layout.
+            assert_eq!(batch.iter().map(|(_, r)| r.len()).sum::<usize>(), 14);
+            batch.clear();
+            batch.push_row(pos(3), b"{}");
+            assert_eq!(
+                batch.with_unwritten(&unwritten).map(<[u8]>::len),
+                Some(unwritten.len() + 3)
+            );
+        }
+        // A batch never laid out has no room in front.
+        let mut plain = RowBatch::default();
+        plain.push_row(pos(1), b"{}");
+        assert!(plain.with_unwritten(b"x").is_none());
     }
 
     #[test]
