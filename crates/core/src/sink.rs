@@ -42,7 +42,7 @@ impl RowBatch {
     /// Empties the batch and places its rows so that a file that has received `written` bytes so far can
     /// write them with direct I/O straight from this batch's memory: the rows start `written % 4096` bytes
     /// after a 4096-aligned address, and the bytes before them can take the file's last, unaligned bytes not
-    /// yet written (see [`RowBatch::with_unwritten`]). Other sinks ignore the layout.
+    /// yet written (see `RowBatch::with_unwritten`). Other sinks ignore the layout.
     pub fn begin_after(&mut self, written: u64) {
         self.rows.clear();
         // Room for the lead before the address is read: growing the vector later within its capacity does
