@@ -232,19 +232,17 @@ impl<F: Target> OutputFile<F> {
     /// Writes the staged bytes: the whole blocks directly, then (at the end of the file, or after the file
     /// system refused a direct write) the rest with direct I/O turned off, for good.
     fn drain_staging(&mut self) -> io::Result<()> {
-        let Some(mut staging) = self.staging.take() else {
-            return Ok(());
-        };
-        let len = staging.len;
-        let whole = len - len % ALIGN;
-        let written = self.write_direct(&staging.window()[..whole])?;
-        if written < len {
-            self.file.clear_direct()?;
-            return self.file.write_all(&staging.window()[written..len]);
+        self.write_staged_blocks()?;
+        match self.staging.take() {
+            Some(staging) if staging.len > 0 => {
+                self.file.clear_direct()?;
+                self.file.write_all(staging.staged())
+            }
+            staging => {
+                self.staging = staging;
+                Ok(())
+            }
         }
-        staging.len = 0;
-        self.staging = Some(staging);
-        Ok(())
     }
 
     /// Writes `blocks` (whole blocks, at an aligned address and file offset) directly, and returns how many
