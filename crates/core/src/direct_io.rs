@@ -446,13 +446,8 @@ mod tests {
                 true,
             );
             let (mut expected, mut sent) = (Vec::new(), 0u64);
-            let mut state = 0x2545_F491_4F6C_DD1Du64;
-            let mut next = |n: u64| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state % n
-            };
+            let mut rng = crate::test_rng::XorShift(0x2545_F491_4F6C_DD1Du64);
+            let mut next = |n: u64| rng.below(n);
             for k in 0..60 {
                 let mut batch = RowBatch::with_capacity(64 * 1024, 16);
                 match k % 6 {

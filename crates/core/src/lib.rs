@@ -21,6 +21,8 @@ pub mod row_error;
 pub mod sink;
 pub mod sync;
 pub mod template;
+#[cfg(test)]
+mod test_rng;
 mod text_scan;
 pub mod validate;
 

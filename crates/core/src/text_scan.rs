@@ -150,14 +150,12 @@ mod tests {
             b'a', b' ', b'!', b'#', b'[', b']', 0x7F, 0x1F, 0x00, b'\n', b'"', b'\\', 0x80, 0xC3,
             0xFF, 0xA2,
         ];
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15u64);
         for len in 0..70 {
             for _ in 0..300 {
                 let text: Vec<u8> = (0..len)
                     .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
+                        let state = rng.step();
                         // Mostly plain bytes, so most texts have none or one special byte.
                         if state % 16 == 0 {
                             alphabet[(state >> 8) as usize % alphabet.len()]

@@ -769,13 +769,8 @@ mod tests {
             b"\"q\"",
             b"\\",
         ];
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut rng = crate::test_rng::XorShift(0x2545_F491_4F6C_DD1Du64);
+        let mut next = |n: u64| rng.below(n);
         for round in 0..400 {
             let mut file = Vec::new();
             while file.len() < 2_000 + (round % 7) * 100 {
@@ -824,13 +819,8 @@ mod tests {
         let alphabet = [
             b'a', b'b', b'7', b' ', b',', b'\t', b'\\', 0x01, 0x1F, 0x7F, 0xC3, 0xA9, 0xFF, b'"',
         ];
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15u64);
+        let mut next = |n: u64| rng.below(n);
         let (mut told, mut checked) = (0, 0);
         for format in [Format::Csv, Format::Tsv] {
             let mut file = b"h\n".to_vec();

@@ -299,14 +299,12 @@ mod tests {
 
     #[test]
     fn find_byte_finds_the_first_one() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15u64);
         for len in 0..70 {
             for _ in 0..50 {
                 let hay: Vec<u8> = (0..len)
                     .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
+                        let state = rng.step();
                         [b'"', b'a', b',', 0x00, 0xFF][(state >> 8) as usize % 5]
                     })
                     .collect();
@@ -326,13 +324,11 @@ mod tests {
             b',', b'\n', b'\r', b'"', b'\'', b'a', 0x00, 0x01, 0x80, 0xFF, b'\t', 0x0B, 0x2D,
             b'\\', 0x1F, b' ', 0x7F, 0x9F, 0xA0,
         ];
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15u64);
         for _ in 0..2_000 {
             let mut block = [0u8; 64];
             for b in &mut block {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+                let state = rng.step();
                 *b = alphabet[(state >> 8) as usize % alphabet.len()];
             }
             for (d, q) in [(b',', b'"'), (b'\t', b'\''), (0x00, 0xFF), (0xFF, 0x01)] {
@@ -359,14 +355,12 @@ mod tests {
         let alphabet = [
             b',', b'\n', b'\r', b'a', 0x00, 0x01, 0x80, 0xFF, b'\t', b'"', 0x0B, 0x2D,
         ];
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15u64);
         for len in 0..150 {
             for _ in 0..25 {
                 let hay: Vec<u8> = (0..len)
                     .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
+                        let state = rng.step();
                         // Mostly plain bytes, so structural ones are sparse.
                         if state % 4 == 0 {
                             alphabet[(state >> 8) as usize % alphabet.len()]
