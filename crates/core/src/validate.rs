@@ -841,13 +841,9 @@ fn plain_text(fields: &Fields<'_>) -> PlainText {
     if !flags.non_ascii {
         return PlainText::Plain { ascii: true };
     }
-    // Valid as a whole, and no field starts in the middle of a character (a continuation byte): then every
-    // field is valid on its own.
-    let valid = simdutf8::basic::from_utf8(text).is_ok()
-        && fields
-            .ends()
-            .iter()
-            .all(|&end| text.get(end).is_none_or(|&b| !(0x80..0xC0).contains(&b)));
+    // Valid as a whole, and no field starts or ends in the middle of a character: then every field is valid
+    // on its own.
+    let valid = simdutf8::basic::from_utf8(text).is_ok() && fields.on_char_boundaries();
     if valid {
         PlainText::Plain { ascii: false }
     } else {

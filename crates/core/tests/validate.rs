@@ -56,6 +56,27 @@ impl Row {
         buffer.extend_from_slice(&self.data);
         buffer.extend_from_slice(&[b'#'; 80]);
     }
+
+    /// The same fields as a reader hands out a record without quotes: in the record's own bytes, `delimiter`
+    /// between each two, the buffer going on past them (see [`Fields::separated`]).
+    fn separated_in(&self, delimiter: u8, buffer: &mut Vec<u8>, ends: &mut Vec<usize>) {
+        buffer.clear();
+        ends.clear();
+        for (i, field) in self.iter().enumerate() {
+            if i > 0 {
+                buffer.push(delimiter);
+            }
+            buffer.extend_from_slice(field);
+            ends.push(buffer.len());
+        }
+        buffer.extend_from_slice(&[b'#'; 80]);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.ends.iter().scan(0, |start, &end| {
+            Some(&self.data[std::mem::replace(start, end)..end])
+        })
+    }
 }
 
 type Outcome = Result<Value, Vec<RowError>>;
@@ -93,6 +114,17 @@ fn csv(t: &Template, header: &[&str], cells: &[&str]) -> Outcome {
         format!("{exact:?}"),
         format!("{padded:?}"),
         "the same cells in a larger buffer"
+    );
+    let mut ends = Vec::new();
+    r.separated_in(b',', &mut buffer, &mut ends);
+    let separated = run(
+        &mut v,
+        &RecordBody::Fields(Fields::separated(&buffer, &ends)),
+    );
+    assert_eq!(
+        format!("{exact:?}"),
+        format!("{separated:?}"),
+        "the same cells with delimiters between them"
     );
     exact
 }
@@ -1056,6 +1088,46 @@ fn a_character_split_across_two_fields_is_invalid_utf8_in_both() {
     assert_eq!(codes(&got), vec![ErrorCode::InvalidUtf8; 2], "{got:?}");
     let got = three_cells(&[b"x", b"\xE2\x82", b"\xAC"]);
     assert_eq!(codes(&got), vec![ErrorCode::InvalidUtf8; 2], "{got:?}");
+}
+
+/// Separated fields (a record left in the reader's buffer) with a delimiter above ASCII: the record's bytes can
+/// be valid UTF-8 as a whole while the delimiter's byte completes a character the field before it started.
+/// That field is invalid on its own, as is a field that starts with the rest of a character the delimiter
+/// started; the fields are read as the reader split them, never as the whole text.
+#[test]
+fn a_delimiter_byte_that_completes_a_character_leaves_the_field_before_it_invalid() {
+    let t = three_strings();
+    let h = Row::of(&["a", "b", "c"]);
+    let mut v = Validator::new(&t, Format::Csv, Some(h.fields())).expect("header binds");
+    let (mut buffer, mut ends) = (Vec::new(), Vec::new());
+    // `\xC2` + the delimiter `\xA7` is `§`: the text reads `x§ok§fine`.
+    Row::new(&[b"x\xC2", b"ok\xC2", b"fine"]).separated_in(0xA7, &mut buffer, &mut ends);
+    assert!(std::str::from_utf8(&buffer[..ends[2]]).is_ok());
+    let got = run(
+        &mut v,
+        &RecordBody::Fields(Fields::separated(&buffer, &ends)),
+    );
+    assert_eq!(codes(&got), vec![ErrorCode::InvalidUtf8; 2], "{got:?}");
+    // `\xC3` + `\xA9` is `é`: with that delimiter the text reads `xéoké`, and the last two fields start with
+    // the second half of a character.
+    Row::new(&[b"x", b"\xA9ok", b"\xA9"]).separated_in(0xC3, &mut buffer, &mut ends);
+    assert!(std::str::from_utf8(&buffer[..ends[2]]).is_ok());
+    let got = run(
+        &mut v,
+        &RecordBody::Fields(Fields::separated(&buffer, &ends)),
+    );
+    assert_eq!(codes(&got), vec![ErrorCode::InvalidUtf8; 2], "{got:?}");
+    // Between fields that are whole characters, a tab delimiter is nothing to the fields either.
+    Row::new(&["é".as_bytes(), b"ok", "fin€".as_bytes()]).separated_in(
+        b'\t',
+        &mut buffer,
+        &mut ends,
+    );
+    let got = run(
+        &mut v,
+        &RecordBody::Fields(Fields::separated(&buffer, &ends)),
+    );
+    assert_eq!(got.ok(), Some(json!({"a": "é", "b": "ok", "c": "fin€"})));
 }
 
 #[test]

@@ -312,6 +312,13 @@ impl Input {
         &self.buf[start..end]
     }
 
+    /// Bytes of the buffer from index `start` to its end: those consumed since the last refill, those
+    /// available, and stale bytes of earlier chunks past them (initialised, meaningless).
+    #[inline]
+    pub(crate) fn buffer_from(&self, start: usize) -> &[u8] {
+        self.buf.get(start..).unwrap_or_default()
+    }
+
     /// Marks `n` available bytes as used.
     #[inline]
     pub(crate) fn consume(&mut self, n: usize) {

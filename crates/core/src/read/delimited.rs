@@ -55,11 +55,17 @@ const INITIAL_ENDS: usize = 64;
 
 /// What parsing one record found.
 enum Parsed {
-    /// Fields are in `buf[..len]` / `ends[..nends]`; `flags` tells what their text holds, when known.
+    /// Fields are in `buf` / `ends[..nends]`, back to back; `flags` tells what their text holds, when known.
     Fields {
-        len: usize,
         nends: usize,
         flags: Option<TextFlags>,
+    },
+    /// Fields are the record's own bytes in the input's buffer from index `start`, one delimiter between
+    /// each two (see [`Fields::separated`]); `ends[..nends]` count from `start`.
+    InInput {
+        start: usize,
+        nends: usize,
+        flags: TextFlags,
     },
     /// The record was skipped for this reason.
     Rejected(ErrorCode),
@@ -150,9 +156,10 @@ impl Syntax {
     }
 }
 
-/// A record the fast path parsed: fields in `buf[..len]` / `ends[..nends]`.
+/// A record the fast path parsed: fields in `buf` / `ends[..nends]`, or, when `separated`, in the window
+/// itself (see [`Fields::separated`]).
 struct InWindow {
-    len: usize,
+    separated: bool,
     nends: usize,
     /// Bytes of the record, its terminator included.
     consumed: usize,
@@ -238,7 +245,6 @@ const SPAN: usize = 128;
 fn parse_unquoted(
     window: &[u8],
     syntax: Syntax,
-    buf: &mut Vec<u8>,
     ends: &mut Vec<usize>,
     max_columns: usize,
 ) -> Option<InWindow> {
@@ -261,18 +267,14 @@ fn parse_unquoted(
     while ends.len() < fields {
         grow_ends(ends, max_columns)?;
     }
-    let cap = window.len();
-    let (mut out, mut nends, mut start) = (0usize, 0usize, 0usize);
+    // The fields stay where they are: each ends at a delimiter, and the last at the line break.
+    let mut nends = 0usize;
     while delimiters != 0 {
-        let at = delimiters.trailing_zeros() as usize;
-        put_field(buf, &mut out, window, start, at, cap)?;
-        *ends.get_mut(nends)? = out;
+        *ends.get_mut(nends)? = delimiters.trailing_zeros() as usize;
         nends += 1;
-        start = at + 1;
         delimiters &= delimiters - 1;
     }
-    put_field(buf, &mut out, window, start, end, cap)?;
-    *ends.get_mut(nends)? = out;
+    *ends.get_mut(nends)? = end;
     // The record's bytes before its line break are its fields' text and the delimiters between them (no
     // quote, so nothing was unescaped); a delimiter that is a control byte (a tab) is not text.
     let escapes = join(a.escapes, b.escapes) & !join(a.delimiters, b.delimiters);
@@ -281,7 +283,7 @@ fn parse_unquoted(
         non_ascii: join(a.non_ascii, b.non_ascii) & before != 0,
     };
     Some(InWindow {
-        len: out,
+        separated: true,
         nends: nends + 1,
         consumed: end + 1,
         newlines: u64::from(window[end] == b'\n'),
@@ -301,7 +303,7 @@ fn parse_in_window(
     ends: &mut Vec<usize>,
     max_columns: usize,
 ) -> Option<InWindow> {
-    if let Some(found) = parse_unquoted(window, syntax, buf, ends, max_columns) {
+    if let Some(found) = parse_unquoted(window, syntax, ends, max_columns) {
         return Some(found);
     }
     let cap = window.len();
@@ -347,7 +349,7 @@ fn parse_in_window(
         }
         newlines += u64::from(terminator == b'\n');
         return Some(InWindow {
-            len: out,
+            separated: false,
             nends,
             consumed: end + 1,
             newlines,
@@ -420,7 +422,7 @@ impl DelimitedReader {
     fn read_header(&mut self) -> Result<(), ReadError> {
         let (line, _, parsed) = self.parse_record()?;
         let header_error = |message: String| ReadError::Header { line, message };
-        let (len, nends) =
+        let fields =
             match parsed {
                 Parsed::End => {
                     self.header = Some((Vec::new(), Vec::new()));
@@ -447,11 +449,11 @@ impl DelimitedReader {
                         self.max_record_bytes
                     )))
                 }
-                Parsed::Fields { len, nends, .. } => (len, nends),
+                Parsed::Fields { nends, .. } => self.output_fields(nends),
+                Parsed::InInput { start, nends, .. } => self.input_fields(start, nends),
             };
-        let fields = Fields::new(&self.buf[..len], &self.ends[..nends]);
-        let mut data = Vec::with_capacity(len);
-        let mut ends = Vec::with_capacity(nends);
+        let mut data = Vec::with_capacity(fields.text().len());
+        let mut ends = Vec::with_capacity(fields.len());
         for (i, field) in fields.iter().enumerate() {
             let name = simdutf8::basic::from_utf8(field)
                 .map_err(|_| header_error(format!("column {} is not valid UTF-8", i + 1)))?;
@@ -460,6 +462,20 @@ impl DelimitedReader {
         }
         self.header = Some((data, ends));
         Ok(())
+    }
+
+    /// The fields of a record parsed into `buf`: the whole buffer, not only the record's bytes, because the
+    /// validator copies short fields as fixed-size blocks (see [`Fields::get_with_tail`]).
+    #[inline(always)]
+    fn output_fields(&self, nends: usize) -> Fields<'_> {
+        Fields::new(&self.buf, &self.ends[..nends])
+    }
+
+    /// The fields of a record left in the input's buffer from `start` (see [`Parsed::InInput`]), with the rest
+    /// of the buffer behind them for the same reason as in [`DelimitedReader::output_fields`].
+    #[inline(always)]
+    fn input_fields(&self, start: usize, nends: usize) -> Fields<'_> {
+        Fields::separated(self.input.buffer_from(start), &self.ends[..nends])
     }
 
     /// Skips the line terminators between records (what `csv-core` would skip as empty lines), counting lines,
@@ -505,10 +521,19 @@ impl DelimitedReader {
                 &mut self.ends,
                 self.max_columns,
             ) {
+                let start = self.input.buffer_pos();
                 self.input.consume(found.consumed);
                 self.core.set_line(line + found.newlines);
-                let (len, nends, flags) = (found.len, found.nends, found.flags);
-                return Ok((line, byte, Parsed::Fields { len, nends, flags }));
+                let (nends, flags) = (found.nends, found.flags);
+                let parsed = match flags {
+                    Some(flags) if found.separated => Parsed::InInput {
+                        start,
+                        nends,
+                        flags,
+                    },
+                    _ => Parsed::Fields { nends, flags },
+                };
+                return Ok((line, byte, parsed));
             }
         }
         let (mut len, mut nends, mut raw) = (0usize, 0usize, 0usize);
@@ -579,7 +604,7 @@ impl DelimitedReader {
                         return Ok((line, byte, Parsed::Rejected(ErrorCode::TextAfterQuote)));
                     }
                     let flags = None;
-                    return Ok((line, byte, Parsed::Fields { len, nends, flags }));
+                    return Ok((line, byte, Parsed::Fields { nends, flags }));
                 }
                 ReadRecordResult::End => return Ok((line, byte, Parsed::End)),
             }
@@ -656,21 +681,25 @@ impl RecordReader for DelimitedReader {
             line,
             byte,
         };
+        if matches!(parsed, Parsed::End) {
+            self.done = true;
+            return Ok(None);
+        }
+        self.record += 1;
         let body = match parsed {
-            Parsed::End => {
-                self.done = true;
-                return Ok(None);
-            }
+            Parsed::End => return Ok(None),
             Parsed::Rejected(code) => {
                 RecordBody::Invalid(RowError::record(code, self.rejection_message(code)))
             }
-            // The whole buffer, not only the record's `len` bytes: the validator copies short fields as
-            // fixed-size blocks (see `Fields::get_with_tail`). The last field ends at `len`.
-            Parsed::Fields { nends, flags, .. } => RecordBody::Fields(
-                Fields::new(&self.buf, &self.ends[..nends]).with_text_flags(flags),
-            ),
+            Parsed::Fields { nends, flags, .. } => {
+                RecordBody::Fields(self.output_fields(nends).with_text_flags(flags))
+            }
+            Parsed::InInput {
+                start,
+                nends,
+                flags,
+            } => RecordBody::Fields(self.input_fields(start, nends).with_text_flags(Some(flags))),
         };
-        self.record += 1;
         Ok(Some(Record { position, body }))
     }
 
@@ -852,11 +881,12 @@ mod tests {
                     checked += 1;
                     if let Some(flags) = fields.text_flags() {
                         told += 1;
+                        // The fields' bytes only: separated fields have delimiters (tabs) between them.
+                        let text: Vec<u8> = fields.iter().flatten().copied().collect();
                         assert_eq!(
                             flags,
-                            crate::text_scan::text_flags(fields.text()),
-                            "{:?} at {:?}",
-                            fields.text(),
+                            crate::text_scan::text_flags(&text),
+                            "{text:?} at {:?}",
                             record.position
                         );
                     }

@@ -27,7 +27,9 @@ use crate::{Format, Limits, Position, RowError};
 pub struct Fields<'a> {
     data: &'a [u8],
     ends: &'a [usize],
-    /// What [`Fields::text`] holds, when the reader found it on its way (see
+    /// Bytes between one field's end and the next field's start: 0 (back to back) or 1 (a delimiter).
+    gap: usize,
+    /// What the fields' text holds, when the reader found it on its way (see
     /// [`Fields::with_text_flags`]).
     flags: Option<TextFlags>,
 }
@@ -39,12 +41,24 @@ impl<'a> Fields<'a> {
         Self {
             data,
             ends,
+            gap: 0,
             flags: None,
         }
     }
 
+    /// Fields as they stand in a record's own bytes, one delimiter between each and the next: field `i` ends
+    /// at `ends[i]` (exclusive) and starts one byte after field `i - 1` ends. A record without quotes is its
+    /// fields' text as is, so the reader hands out its input instead of copying each field out of it.
+    pub fn separated(data: &'a [u8], ends: &'a [usize]) -> Self {
+        Self {
+            gap: 1,
+            ..Self::new(data, ends)
+        }
+    }
+
     /// The same fields, with what their text holds (bytes a JSON string must escape, bytes above ASCII) as
-    /// the reader found it while splitting the record, so the validator need not scan the text again.
+    /// the reader found it while splitting the record, so the validator need not scan the text again. The
+    /// flags describe the fields only, never the delimiters between [`Fields::separated`] fields.
     pub(crate) fn with_text_flags(self, flags: Option<TextFlags>) -> Self {
         Self { flags, ..self }
     }
@@ -64,22 +78,32 @@ impl<'a> Fields<'a> {
         self.ends.is_empty()
     }
 
-    /// Every field's unescaped bytes, back to back.
+    /// The bytes from the first field's start to the last field's end: every field's unescaped bytes, with
+    /// the delimiter between each two when the fields are [`Fields::separated`].
     pub fn text(&self) -> &'a [u8] {
         let end = self.ends.last().copied().unwrap_or(0);
         self.data.get(..end).unwrap_or_default()
     }
 
-    /// Where each field ends in [`Fields::text`] (exclusive); field `i` starts where field `i - 1` ends.
+    /// Where each field ends in [`Fields::text`] (exclusive).
     pub fn ends(&self) -> &'a [usize] {
         self.ends
+    }
+
+    /// Where field `i` starts, given that it exists.
+    #[inline(always)]
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1] + self.gap
+        }
     }
 
     /// The unescaped bytes of field `i`.
     pub fn get(&self, i: usize) -> Option<&'a [u8]> {
         let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.data.get(start..end)
+        self.data.get(self.start(i)..end)
     }
 
     /// The unescaped bytes of field `i`, and every byte of the buffer from its start on (the field, the
@@ -88,18 +112,29 @@ impl<'a> Fields<'a> {
     #[inline(always)]
     pub fn get_with_tail(&self, i: usize) -> Option<(&'a [u8], &'a [u8])> {
         let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let start = self.start(i);
         let tail = self.data.get(start..)?;
-        Some((tail.get(..end - start)?, tail))
+        Some((tail.get(..end.checked_sub(start)?)?, tail))
+    }
+
+    /// Whether every field of valid UTF-8 [`Fields::text`] starts and ends on a character boundary, which
+    /// makes each field valid UTF-8 on its own.
+    pub(crate) fn on_char_boundaries(&self) -> bool {
+        let text = self.text();
+        let boundary = |i: usize| text.get(i).is_none_or(|&b| !(0x80..0xC0).contains(&b));
+        // The byte at a field's end starts whatever follows it (the next field, or its delimiter); a
+        // separated field starts one byte further.
+        self.ends
+            .iter()
+            .all(|&end| boundary(end) && (self.gap == 0 || boundary(end + self.gap)))
     }
 
     /// All fields in order.
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let (data, ends) = (self.data, self.ends);
-        ends.iter().scan(0usize, move |start, &end| {
-            let field = &data[*start..end];
-            *start = end;
-            Some(field)
+        let (data, ends, gap) = (self.data, self.ends, self.gap);
+        ends.iter().enumerate().map(move |(i, &end)| {
+            let start = if i == 0 { 0 } else { ends[i - 1] + gap };
+            data.get(start..end).unwrap_or_default()
         })
     }
 }
@@ -308,4 +343,30 @@ pub fn open_reader(
     start: &StartAt,
 ) -> Result<Box<dyn RecordReader>, ReadError> {
     OpenReader::open(input, format, options, limits, start).map(OpenReader::into_dyn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fields;
+
+    #[test]
+    fn separated_fields_skip_the_delimiter_between_them_and_keep_empty_ones() {
+        // `a,,bc,` and then bytes that are not the record's.
+        let data = b"a,,bc,####";
+        let ends = [1, 2, 5, 6];
+        let fields = Fields::separated(data, &ends);
+        let got: Vec<&[u8]> = fields.iter().collect();
+        assert_eq!(got, [&b"a"[..], b"", b"bc", b""]);
+        for (i, want) in got.iter().enumerate() {
+            assert_eq!(fields.get(i), Some(*want));
+            let (cell, tail) = fields.get_with_tail(i).expect("field");
+            assert_eq!(cell, *want);
+            assert!(tail.starts_with(cell) && tail.ends_with(b"####"));
+        }
+        assert_eq!(fields.get(4), None);
+        assert_eq!(fields.text(), b"a,,bc,");
+        // Back to back, the same ends make other fields.
+        let back_to_back: Vec<&[u8]> = Fields::new(data, &ends).iter().collect();
+        assert_eq!(back_to_back, [&b"a"[..], b",", b",bc", b","]);
+    }
 }
