@@ -1678,20 +1678,65 @@ struct Parsed<'a> {
     offset: i64,
 }
 
+/// `YYYY-MM-DD?HH:MM:SS`, the separator `?` aside (the caller's): the year, month, day, hour, minute and
+/// second of a real calendar day and time of day, `None` unless every digit is one and the punctuation is
+/// where it belongs.
+///
+/// Three overlapping 8-byte words, each checked and turned into two-digit numbers at once (the bytes as
+/// digit values, times ten plus the next byte), instead of 14 digits one by one: every row of a timestamp
+/// column goes through here.
+#[inline(always)]
+fn parse_date_time(t: &[u8; 19]) -> Option<[u32; 6]> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // `YYYY-MM-` (byte `k` of a word is bits `8k..8k + 8`), `DD?HH:MM`, `HH:MM:SS`.
+    const DIGITS: [u64; 3] = [
+        0x00FF_FF00_FFFF_FFFF,
+        0xFFFF_00FF_FF00_FFFF,
+        0xFFFF_0000_0000_0000,
+    ];
+    const PUNCT: [u64; 3] = [
+        0xFF00_00FF_0000_0000,
+        0x0000_FF00_0000_0000,
+        0x0000_FF00_0000_0000,
+    ];
+    const WANT: [u64; 3] = [
+        0x2D00_002D_0000_0000,
+        0x0000_3A00_0000_0000,
+        0x0000_3A00_0000_0000,
+    ];
+    let mut ok = true;
+    let mut pairs = [0u64; 3];
+    for (k, at) in [0, 8, 11].into_iter().enumerate() {
+        let w = u64::from_le_bytes(*t[at..].first_chunk::<8>()?);
+        // A digit byte is 0x30..=0x39: XOR with 0x30 leaves 0..=9, which adding 0x76 keeps below 0x80.
+        let x = (w ^ ZEROS) & DIGITS[k];
+        ok &= (x | x.wrapping_add(0x7676_7676_7676_7676)) & HIGH & DIGITS[k] == 0;
+        ok &= w & PUNCT[k] == WANT[k];
+        // Byte `j`: digit `j` times ten plus digit `j + 1` (at most 99, no carry between bytes).
+        pairs[k] = x.wrapping_mul(10).wrapping_add(x >> 8);
+    }
+    let byte = |w: u64, j: u32| ((w >> (8 * j)) & 0xFF) as u32;
+    let year = byte(pairs[0], 0) * 100 + byte(pairs[0], 2);
+    let (month, day) = (byte(pairs[0], 5), byte(pairs[1], 0));
+    let (h, mi, s) = (byte(pairs[1], 3), byte(pairs[1], 6), byte(pairs[2], 6));
+    // Plain `&`: one branch for the whole check, whatever the values.
+    ok &= (month.wrapping_sub(1) < 12)
+        & (day.wrapping_sub(1) < days_in_month(year, month))
+        & (h < 24)
+        & (mi < 60)
+        & (s < 60);
+    ok.then_some([year, month, day, h, mi, s])
+}
+
 /// `YYYY-MM-DD[T| ]HH:MM:SS[.f{1,9}][Z|±HH:MM|±HHMM]`; no offset means UTC.
 fn parse_timestamp(t: &[u8]) -> Option<Parsed<'_>> {
-    if t.len() < 19 || !matches!(t[10], b'T' | b't' | b' ') || t[13] != b':' || t[16] != b':' {
+    let head = t.first_chunk::<19>()?;
+    if !matches!(head[10], b'T' | b't' | b' ') {
         return None;
     }
-    let date = parse_ymd(&t[..10])?;
-    let (h, mi, s) = (
-        digits2(t[11], t[12])?,
-        digits2(t[14], t[15])?,
-        digits2(t[17], t[18])?,
-    );
-    if h > 23 || mi > 59 || s > 59 {
-        return None;
-    }
+    let [y, mo, d, h, mi, s] = parse_date_time(head)?;
+    let date = (y, mo, d);
     let mut rest = &t[19..];
     let mut frac: &[u8] = &[];
     if let Some(r) = rest.strip_prefix(b".") {
@@ -2514,6 +2559,49 @@ mod tests {
             }
         }
         assert!(checked > 19_000, "{checked}");
+    }
+
+    /// `parse_date_time` against the same rules read digit by digit, on valid text and on text with one to
+    /// three bytes changed to digits, punctuation, neighbours of the digits and bytes above ASCII.
+    #[test]
+    fn date_and_time_words_match_a_digit_by_digit_reading() {
+        fn by_digits(t: &[u8; 19]) -> Option<[u32; 6]> {
+            if t[4] != b'-' || t[7] != b'-' || t[13] != b':' || t[16] != b':' {
+                return None;
+            }
+            let n = |i: usize| digits2(t[i], t[i + 1]);
+            let (y, mo, d) = (n(0)? * 100 + n(2)?, n(5)?, n(8)?);
+            let (h, mi, s) = (n(11)?, n(14)?, n(17)?);
+            let valid = (1..=12).contains(&mo)
+                && d >= 1
+                && d <= days_in_month(y, mo)
+                && h < 24
+                && mi < 60
+                && s < 60;
+            valid.then_some([y, mo, d, h, mi, s])
+        }
+        let alphabet = b"0123456789-:/;T tZ+.\x00\x7f\x80\xb0\xff";
+        let mut rng = crate::test_rng::XorShift(0x2545_F491_4F6C_DD1Du64);
+        let (mut valid, mut invalid) = (0, 0);
+        for i in 0..60_000 {
+            let mut next = |n: u64| rng.below(n) as u32;
+            let (y, mo) = (next(10_000), next(14));
+            let (d, h, mi, s) = (next(33), next(26), next(62), next(62));
+            let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+            let mut t = *text.as_bytes().first_chunk::<19>().expect("19 bytes");
+            for _ in 0..(i % 4) {
+                let at = next(19) as usize;
+                t[at] = alphabet[next(alphabet.len() as u64) as usize];
+            }
+            let want = by_digits(&t);
+            assert_eq!(parse_date_time(&t), want, "{}", String::from_utf8_lossy(&t));
+            if want.is_some() {
+                valid += 1;
+            } else {
+                invalid += 1;
+            }
+        }
+        assert!(valid > 10_000 && invalid > 10_000, "{valid} {invalid}");
     }
 
     #[test]
