@@ -43,7 +43,7 @@ use std::io::BufRead;
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 
 use super::decode::Input;
-use super::swar::{find_byte, Classifier, EndCursor, FieldEnd};
+use super::swar::{find_byte_counting_lines, Classifier, EndCursor, FieldEnd};
 use super::{DelimitedOptions, Fields, ReadError, Record, RecordBody, RecordReader, StartAt};
 use crate::text_scan::TextFlags;
 use crate::{ErrorCode, Limits, Position, RowError};
@@ -315,9 +315,8 @@ fn parse_in_window(
         let end = if *window.get(i)? == syntax.quote {
             let mut from = i + 1;
             loop {
-                let close = find_byte(window, from, syntax.quote)?;
-                let content = window.get(from..close)?;
-                newlines += content.iter().filter(|&&b| b == b'\n').count() as u64;
+                let (close, lines) = find_byte_counting_lines(window, from, syntax.quote)?;
+                newlines += lines;
                 put_field(buf, &mut out, window, from, close, cap)?;
                 let next = *window.get(close + 1)?;
                 if next == syntax.quote {

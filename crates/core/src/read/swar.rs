@@ -145,26 +145,39 @@ impl FieldEnd {
     }
 }
 
-/// Index of the first `byte` in `hay` at or after `from`, 16 bytes a step, inline: the closing quote of a
-/// quoted field is usually a few bytes on, where a call into a general search costs more than the search.
+/// Index of the first `byte` in `hay` at or after `from`, and how many `\n` come before it from `from` on; 16
+/// bytes a step, inline: the closing quote of a quoted field is usually a few bytes on, where a call into a
+/// general search costs more than the search. The line feeds come from the same loads (a quoted field's line
+/// count is needed for positions; counting them in a loop of its own took a turn per byte).
 #[inline(always)]
-pub(crate) fn find_byte(hay: &[u8], from: usize, byte: u8) -> Option<usize> {
+pub(crate) fn find_byte_counting_lines(hay: &[u8], from: usize, byte: u8) -> Option<(usize, u64)> {
     let mut i = from;
+    let mut lines = 0u64;
     while let Some(block) = hay.get(i..).and_then(|t| t.first_chunk::<16>()) {
-        let mask = eq_mask_16(block, byte);
+        let (mask, feeds) = eq_masks_16(block, byte, b'\n');
         if mask != 0 {
-            return Some(i + mask.trailing_zeros() as usize);
+            let at = mask.trailing_zeros();
+            let feeds = feeds & ((1 << at) - 1);
+            if feeds != 0 {
+                lines += u64::from(feeds.count_ones());
+            }
+            return Some((i + at as usize, lines));
+        }
+        if feeds != 0 {
+            lines += u64::from(feeds.count_ones());
         }
         i += 16;
     }
     let tail = hay.get(i..)?;
-    tail.iter().position(|&b| b == byte).map(|p| i + p)
+    let at = tail.iter().position(|&b| b == byte)?;
+    lines += tail[..at].iter().filter(|&&b| b == b'\n').count() as u64;
+    Some((i + at, lines))
 }
 
-/// Bit `k` set when `block[k] == byte`.
+/// Bit `k` of the first mask set when `block[k] == a`, of the second when `block[k] == b`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn eq_mask_16(block: &[u8; 16], byte: u8) -> u32 {
+fn eq_masks_16(block: &[u8; 16], a: u8, b: u8) -> (u32, u32) {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
     };
@@ -172,18 +185,18 @@ fn eq_mask_16(block: &[u8; 16], byte: u8) -> u32 {
     // 16 readable bytes and `_mm_loadu_si128` has no alignment requirement.
     unsafe {
         let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
-        _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(byte as i8))) as u32
+        let eq = |x: u8| _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(x as i8))) as u32;
+        (eq(a), eq(b))
     }
 }
 
-/// Bit `k` set when `block[k] == byte`.
+/// Bit `k` of the first mask set when `block[k] == a`, of the second when `block[k] == b`.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn eq_mask_16(block: &[u8; 16], byte: u8) -> u32 {
-    block
-        .iter()
-        .enumerate()
-        .fold(0, |m, (k, &b)| m | (u32::from(b == byte) << k))
+fn eq_masks_16(block: &[u8; 16], a: u8, b: u8) -> (u32, u32) {
+    block.iter().enumerate().fold((0, 0), |(ma, mb), (k, &x)| {
+        (ma | (u32::from(x == a) << k), mb | (u32::from(x == b) << k))
+    })
 }
 
 /// Which bytes of a 64-byte block are the delimiter, a line break (`\n` or `\r`), the quote, a byte a JSON
@@ -298,20 +311,27 @@ mod tests {
     }
 
     #[test]
-    fn find_byte_finds_the_first_one() {
+    fn find_byte_finds_the_first_one_and_counts_the_line_feeds_before_it() {
         let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15u64);
         for len in 0..70 {
             for _ in 0..50 {
                 let hay: Vec<u8> = (0..len)
                     .map(|_| {
                         let state = rng.step();
-                        [b'"', b'a', b',', 0x00, 0xFF][(state >> 8) as usize % 5]
+                        [b'"', b'a', b',', 0x00, 0xFF, b'\n', b'\r'][(state >> 8) as usize % 7]
                     })
                     .collect();
                 for byte in [b'"', 0x00, 0xFF] {
                     for from in 0..=len + 1 {
-                        let want = (from..len).find(|&i| hay[i] == byte);
-                        assert_eq!(find_byte(&hay, from, byte), want, "{hay:?} {from} {byte}");
+                        let want = (from..len).find(|&i| hay[i] == byte).map(|at| {
+                            let lines = hay[from..at].iter().filter(|&&b| b == b'\n').count();
+                            (at, lines as u64)
+                        });
+                        assert_eq!(
+                            find_byte_counting_lines(&hay, from, byte),
+                            want,
+                            "{hay:?} {from} {byte}"
+                        );
                     }
                 }
             }
