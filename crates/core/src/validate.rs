@@ -1591,7 +1591,10 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     // A table and plain `&`/`|` rather than a `match` and `&&`: months are as good as random from row to row,
     // and a branch per month would be mispredicted most of the time.
     const DAYS: [u8; 13] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0));
+    // Divisible by 4 and not by 100, or by 400: a multiple of 100 is a multiple of 400 when it is one of 16
+    // (100 = 4 * 25, 400 = 16 * 25), so one remainder (by 25) decides which power of two to test.
+    let low_bits = if year % 25 == 0 { 15 } else { 3 };
+    let leap = year & low_bits == 0;
     let days = DAYS.get(month as usize).copied().unwrap_or(0);
     u32::from(days) + u32::from(leap & (month == 2))
 }
@@ -1659,10 +1662,22 @@ fn stage_date(b: &mut [u8], at: usize, y: u32, m: u32, d: u32) {
     stage_2(b, at + 8, d);
 }
 
+/// Writes `v` (below 100) as two digits at `b[at..at + 2]`.
 #[inline(always)]
 fn stage_2(b: &mut [u8], at: usize, v: u32) {
-    b[at] = b'0' + (v / 10 % 10) as u8;
-    b[at + 1] = b'0' + (v % 10) as u8;
+    // A table read instead of a division and a remainder by ten, which the CPU computes as a chain of
+    // multiplications: a timestamp writes five of these pairs.
+    static TWO_DIGITS: [[u8; 2]; 100] = {
+        let mut t = [[0u8; 2]; 100];
+        let mut i = 0;
+        while i < 100 {
+            t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+            i += 1;
+        }
+        t
+    };
+    let pair = TWO_DIGITS.get(v as usize).copied().unwrap_or(*b"00");
+    b[at..at + 2].copy_from_slice(&pair);
 }
 
 const TIMESTAMP_MESSAGE: &str =
@@ -1674,7 +1689,7 @@ struct Parsed<'a> {
     date: (u32, u32, u32),
     time: (u32, u32, u32),
     frac: &'a [u8],
-    /// Offset east of UTC in seconds.
+    /// Offset east of UTC in minutes.
     offset: i64,
 }
 
@@ -1754,11 +1769,11 @@ fn parse_timestamp(t: &[u8]) -> Option<Parsed<'_>> {
             if oh > 23 || om > 59 {
                 return None;
             }
-            let secs = i64::from(oh * 3600 + om * 60);
+            let minutes = i64::from(oh * 60 + om);
             if *sign == b'-' {
-                -secs
+                -minutes
             } else {
-                secs
+                minutes
             }
         }
         _ => return None,
@@ -1810,13 +1825,14 @@ fn write_timestamp(out: &mut Out<'_>, text: &[u8], format: Option<&str>) -> Resu
     }
     let fail = || Fail::new(ErrorCode::InvalidTimestamp, TIMESTAMP_MESSAGE);
     let p = parse_timestamp(text).ok_or_else(fail)?;
-    let tod = i64::from(p.time.0 * 3600 + p.time.1 * 60 + p.time.2) - p.offset;
-    if (0..86_400).contains(&tod) {
+    // Minutes into the day, in UTC.
+    let minutes = i64::from(p.time.0 * 60 + p.time.1) - p.offset;
+    if (0..24 * 60).contains(&minutes) {
         // UTC already, or an offset that moves the time within the same day (the usual cases, taken alike so
         // that which one a row holds is not a branch): the date and the seconds (offsets are whole minutes)
-        // are copied as written, the hour and the minute are written from `tod`.
-        let tod = tod as u32;
-        write_same_day(out, text, (tod / 3600, tod / 60 % 60), p.frac);
+        // are copied as written, the hour and the minute are written from `minutes`.
+        let minutes = minutes as u32;
+        write_same_day(out, text, (minutes / 60, minutes % 60), p.frac);
         return Ok(());
     }
     write_shifted(out, &p).ok_or_else(fail)
@@ -1851,7 +1867,7 @@ fn write_shifted(out: &mut Out<'_>, p: &Parsed<'_>) -> Option<()> {
     let (y, mo, d) = p.date;
     let secs = days_from_civil(i64::from(y), i64::from(mo), i64::from(d)) * 86_400
         + i64::from(p.time.0 * 3600 + p.time.1 * 60 + p.time.2)
-        - p.offset;
+        - p.offset * 60;
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let tod = secs.rem_euclid(86_400) as u32;
     let y = u32::try_from(y).ok().filter(|y| *y <= 9999)?;
@@ -2602,6 +2618,27 @@ mod tests {
             }
         }
         assert!(valid > 10_000 && invalid > 10_000, "{valid} {invalid}");
+    }
+
+    #[test]
+    fn february_has_29_days_in_leap_years_only() {
+        for year in 0..=9999 {
+            let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+            assert_eq!(days_in_month(year, 2), 28 + u32::from(leap), "{year}");
+            assert_eq!(days_in_month(year, 1), 31);
+            assert_eq!(days_in_month(year, 4), 30);
+        }
+        assert_eq!(days_in_month(2024, 0), 0);
+        assert_eq!(days_in_month(2024, 13), 0);
+    }
+
+    #[test]
+    fn two_digit_pairs_are_written_from_the_table() {
+        for v in 0..100 {
+            let mut b = [b'#'; 4];
+            stage_2(&mut b, 1, v);
+            assert_eq!(&b, format!("#{v:02}#").as_bytes());
+        }
     }
 
     #[test]
