@@ -231,6 +231,10 @@ pub struct S3JsonlSink {
 
 #[async_trait]
 impl RowSink for S3JsonlSink {
+    fn needs_positions(&self) -> bool {
+        false
+    }
+
     async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
         self.writer.write(batch.as_jsonl()).await
     }

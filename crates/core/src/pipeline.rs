@@ -316,12 +316,14 @@ async fn run(
     let start_position = options.start.position;
     let start_is_top = options.start.is_start();
     let mut counts = options.carried;
+    let positions = rows.needs_positions();
     let reader_task = tokio::task::spawn_blocking(move || {
         read_and_validate(
             Box::new(counted),
             file_format,
             &template,
             &options,
+            positions,
             &tx,
             &recycle_rx,
         )
@@ -493,6 +495,7 @@ fn read_and_validate(
     file_format: FileFormat,
     template: &Template,
     options: &ImportOptions,
+    positions: bool,
     tx: &mpsc::Sender<Message>,
     recycle: &std::sync::mpsc::Receiver<RowBatch>,
 ) -> ReadSummary {
@@ -543,6 +546,7 @@ fn read_and_validate(
         validator: &mut validator,
         template,
         options,
+        positions,
         tx,
         recycle,
         summary: &mut summary,
@@ -558,6 +562,8 @@ struct ValidateLoop<'a> {
     validator: &'a mut Validator,
     template: &'a Template,
     options: &'a ImportOptions,
+    /// The rows sink reads the rows' positions (see [`RowSink::needs_positions`]).
+    positions: bool,
     tx: &'a mpsc::Sender<Message>,
     recycle: &'a std::sync::mpsc::Receiver<RowBatch>,
     summary: &'a mut ReadSummary,
@@ -573,14 +579,22 @@ impl ReaderTask for ValidateLoop<'_> {
             validator,
             template,
             options,
+            positions,
             tx,
             recycle,
             summary,
             start,
             interruptible,
         } = self;
-        let new_batch =
-            || RowBatch::with_capacity(options.batch_bytes + 64 * 1024, options.batch_rows);
+        let new_batch = || {
+            let batch =
+                RowBatch::with_capacity(options.batch_bytes + 64 * 1024, options.batch_rows);
+            if positions {
+                batch
+            } else {
+                batch.without_positions()
+            }
+        };
         // Bytes of rows sent to the sink so far: each batch is laid out for a file that has received them,
         // so a file written with direct I/O writes the rows from the batch itself (`RowBatch::begin_after`).
         let mut sent = 0u64;

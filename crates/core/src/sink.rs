@@ -22,7 +22,12 @@ pub struct RowBatch {
     data: Vec<u8>,
     lead: usize,
     used: usize,
+    /// Each row's position and where it ends in `data`, unless `skip_positions`.
     rows: Vec<(Position, usize)>,
+    /// Number of rows.
+    count: usize,
+    /// Made for a sink that does not read positions (see [`RowSink::needs_positions`]): `rows` stays empty.
+    skip_positions: bool,
 }
 
 /// Alignment of the memory and the file offsets of direct writes (see `direct_io`).
@@ -36,7 +41,18 @@ impl RowBatch {
             lead: 0,
             used: 0,
             rows: Vec::with_capacity(rows),
+            count: 0,
+            skip_positions: false,
         }
+    }
+
+    /// The same batch, recording no row positions from now on: for a sink that writes the rows as they are
+    /// (see [`RowSink::needs_positions`]), which then saves a 32-byte record per row. [`RowBatch::iter`] gives
+    /// such rows `Position::default()`.
+    pub fn without_positions(mut self) -> Self {
+        self.skip_positions = true;
+        self.rows = Vec::new();
+        self
     }
 
     /// Empties the batch and places its rows so that a file that has received `written` bytes so far can
@@ -45,6 +61,7 @@ impl RowBatch {
     /// yet written (see `RowBatch::with_unwritten`). Other sinks ignore the layout.
     pub fn begin_after(&mut self, written: u64) {
         self.rows.clear();
+        self.count = 0;
         // Room for the lead before the address is read: growing the vector later within its capacity does
         // not move it.
         self.data.reserve(2 * DIRECT_ALIGN);
@@ -93,7 +110,10 @@ impl RowBatch {
         }
         self.data[end] = b'\n';
         self.used = end + 1;
-        self.rows.push((position, self.used));
+        self.count += 1;
+        if !self.skip_positions {
+            self.rows.push((position, self.used));
+        }
     }
 
     /// Appends one row from its JSON text (without newline).
@@ -104,12 +124,12 @@ impl RowBatch {
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.count
     }
 
     /// True when the batch holds no row.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.count == 0
     }
 
     /// Bytes of JSON held.
@@ -122,13 +142,25 @@ impl RowBatch {
         self.data.get(self.lead..self.used).unwrap_or_default()
     }
 
-    /// Each row's position and JSON object text (without the newline).
+    /// Each row's position (`Position::default()` in a batch [`RowBatch::without_positions`]) and JSON object
+    /// text (without the newline).
     pub fn iter(&self) -> impl Iterator<Item = (Position, &[u8])> + '_ {
         let mut start = self.lead;
-        self.rows.iter().map(move |&(position, end)| {
-            let row = &self.data[start..end - 1];
+        let mut recorded = self.rows.iter();
+        let mut left = self.count;
+        std::iter::from_fn(move || {
+            left = left.checked_sub(1)?;
+            let (position, end) = if self.skip_positions {
+                // A row is one line: JSON text has no raw line break.
+                let rest = self.data.get(start..self.used)?;
+                let newline = rest.iter().position(|&b| b == b'\n')?;
+                (Position::default(), start + newline + 1)
+            } else {
+                *recorded.next()?
+            };
+            let row = self.data.get(start..end - 1)?;
             start = end;
-            (position, row)
+            Some((position, row))
         })
     }
 
@@ -136,6 +168,7 @@ impl RowBatch {
     pub fn clear(&mut self) {
         self.used = self.lead;
         self.rows.clear();
+        self.count = 0;
     }
 }
 
@@ -254,6 +287,12 @@ impl SinkError {
 pub trait RowSink: Send {
     /// Writes a batch. Returning means the rows are durably accepted (or staged, for sinks that commit).
     async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError>;
+
+    /// Whether the sink reads the rows' positions ([`RowBatch::iter`]). A sink that writes the rows as they
+    /// are (a JSON Lines file or object) says no, and its batches record none. The default is yes.
+    fn needs_positions(&self) -> bool {
+        true
+    }
 
     /// Writes a batch the sink may keep while writing, and gives it back (its buffers are reused for later
     /// batches). The pipeline calls this one; sinks that hand the bytes to another thread (a file written by
@@ -394,6 +433,10 @@ fn partial_path(path: &Path) -> PathBuf {
 
 #[async_trait]
 impl RowSink for JsonlFileSink {
+    fn needs_positions(&self) -> bool {
+        false
+    }
+
     async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
         self.write_owned(batch.clone()).await.map(drop)
     }
@@ -604,6 +647,41 @@ mod tests {
         // The room left by the rows cleared is reused, whatever it holds.
         batch.push_row(pos(3), br#"{"b":3}"#);
         assert_eq!(batch.as_jsonl(), b"{\"b\":3}\n");
+    }
+
+    #[test]
+    fn a_batch_without_positions_counts_and_reads_its_rows_the_same() {
+        for written in [None, Some(0u64), Some(4095)] {
+            let mut batch = RowBatch::with_capacity(1024, 4).without_positions();
+            if let Some(written) = written {
+                batch.begin_after(written);
+            }
+            assert!(batch.is_empty());
+            batch.push_row(pos(1), br#"{"a":1}"#);
+            let room = batch.room(64);
+            room[..2].copy_from_slice(b"{}");
+            room[2..].fill(b'\n');
+            batch.commit_next(2, pos(2));
+            batch.push_row(pos(3), br#"{"c":"x\ny"}"#);
+            assert_eq!(batch.len(), 3);
+            assert_eq!(batch.as_jsonl(), b"{\"a\":1}\n{}\n{\"c\":\"x\\ny\"}\n");
+            let rows: Vec<_> = batch.iter().collect();
+            let none = Position::default();
+            assert_eq!(
+                rows,
+                vec![
+                    (none, &br#"{"a":1}"#[..]),
+                    (none, &b"{}"[..]),
+                    (none, &br#"{"c":"x\ny"}"#[..])
+                ]
+            );
+            batch.clear();
+            assert!(batch.is_empty() && batch.iter().next().is_none());
+            batch.push_row(pos(4), b"{}");
+            assert_eq!((batch.len(), batch.iter().count()), (1, 1));
+            batch.begin_after(7);
+            assert_eq!(batch.len(), 0);
+        }
     }
 
     #[tokio::test]

@@ -835,3 +835,67 @@ async fn empty_files_of_every_format_import_zero_rows() -> Result {
     }
     Ok(())
 }
+
+/// Records the positions its batches carry; says whether it reads them.
+struct PositionsSink {
+    needs: bool,
+    seen: Vec<(u64, u64, u64)>,
+    rows: Vec<String>,
+}
+
+#[async_trait]
+impl RowSink for PositionsSink {
+    fn needs_positions(&self) -> bool {
+        self.needs
+    }
+
+    async fn write_batch(&mut self, batch: &RowBatch) -> std::result::Result<(), SinkError> {
+        for (p, row) in batch.iter() {
+            self.seen.push((p.record, p.line, p.byte));
+            self.rows.push(String::from_utf8_lossy(row).into_owned());
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> std::result::Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// A sink that reads positions gets each row's; one that says it does not gets the same rows, without them.
+#[tokio::test]
+async fn rows_carry_their_positions_to_the_sinks_that_read_them() -> Result {
+    let input = b"id,name,score\n1,\"two\nlines\",1.5\n2,b,\n\n3,c,2\n".to_vec();
+    let mut got = Vec::new();
+    for needs in [true, false] {
+        let mut rows = PositionsSink {
+            needs,
+            seen: Vec::new(),
+            rows: Vec::new(),
+        };
+        let mut rejects = MemoryRejects::default();
+        let report = pipeline::import(
+            std::io::Cursor::new(input.clone()),
+            csv(),
+            template("")?,
+            ImportOptions {
+                batch_rows: 2,
+                ..ImportOptions::default()
+            },
+            &mut rows,
+            &mut rejects,
+        )
+        .await?;
+        assert_eq!(report.rows_imported, 3);
+        got.push(rows);
+    }
+    let (with, without) = (&got[0], &got[1]);
+    assert_eq!(with.seen, vec![(1, 2, 14), (2, 4, 32), (3, 6, 38)]);
+    assert_eq!(without.seen, vec![(0, 0, 0); 3]);
+    assert_eq!(with.rows, without.rows);
+    assert_eq!(
+        with.rows[0],
+        r#"{"id":1,"name":"two\nlines","score":"1.5"}"#
+    );
+    Ok(())
+}
