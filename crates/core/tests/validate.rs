@@ -503,8 +503,8 @@ fn enum_outputs_the_declared_spelling() {
 
 #[test]
 fn enum_matches_every_value_of_short_and_long_lists() {
-    // Up to 16 values are compared whole, more are searched: both find the first, the last and no value.
-    for count in [1, 2, 16, 17, 40] {
+    // Up to 16 values are found by hash, more are searched: both find every value, and no value.
+    for count in [1, 2, 8, 16, 17, 40] {
         let values: Vec<String> = (0..count).map(|i| format!("V{i}")).collect();
         let list = values
             .iter()
@@ -517,11 +517,12 @@ fn enum_matches_every_value_of_short_and_long_lists() {
             );
             let last = values[count - 1].clone();
             let lower = last.to_lowercase();
-            let mut cases = vec![
-                (values[0].as_str(), Good(json!(values[0]))),
-                (last.as_str(), Good(json!(last))),
-                ("V999", Bad(ErrorCode::InvalidEnum)),
-            ];
+            let mut cases: Vec<_> = values
+                .iter()
+                .map(|v| (v.as_str(), Good(json!(v))))
+                .collect();
+            cases.push(("V999", Bad(ErrorCode::InvalidEnum)));
+            cases.push(("V", Bad(ErrorCode::InvalidEnum)));
             if case_insensitive {
                 cases.push((lower.as_str(), Good(json!(last))));
             }
