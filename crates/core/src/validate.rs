@@ -1889,6 +1889,21 @@ fn write_timestamp(out: &mut Out<'_>, text: &[u8], format: Option<&str>) -> Resu
         return write_timestamp_with_format(out, text, f);
     }
     let fail = || Fail::new(ErrorCode::InvalidTimestamp, TIMESTAMP_MESSAGE);
+    // The canonical form (`YYYY-MM-DDTHH:MM:SSZ`, what most systems write) is its own output: checked, then
+    // copied as it is.
+    if let (Some(head), Some(b'Z')) = (text.first_chunk::<19>(), text.get(19)) {
+        if text.len() == 20 && head[10] == b'T' {
+            parse_date_time(head).ok_or_else(fail)?;
+            stage(out, |b| {
+                b[0] = b'"';
+                b[1..20].copy_from_slice(head);
+                b[20] = b'Z';
+                b[21] = b'"';
+                22
+            });
+            return Ok(());
+        }
+    }
     let p = parse_timestamp(text).ok_or_else(fail)?;
     // Minutes into the day, in UTC.
     let minutes = i64::from(p.time.0 * 60 + p.time.1) - p.offset;
@@ -2752,6 +2767,42 @@ mod tests {
         assert_eq!(index.find(short_word(b"a").expect("short")), Some(0));
         let many: Vec<EnumValue> = (0..17).map(|i| value(&format!("V{i}"))).collect();
         assert!(WordIndex::new(&many).is_none());
+    }
+
+    /// Canonical UTC timestamps (`...T...Z`, copied as they are once checked) come out as the general reading
+    /// writes them, valid or not: random ones, and ones with one to three bytes changed.
+    #[test]
+    fn canonical_timestamps_are_written_as_the_general_path_writes_them() {
+        let general = |t: &[u8]| {
+            parse_timestamp(t).map(|p| {
+                json_out::to_vec(32, |out| {
+                    write_same_day(out, t, (p.time.0, p.time.1), p.frac)
+                })
+                .0
+            })
+        };
+        let alphabet = b"0123456789-:T tZz+.\xff";
+        let mut rng = crate::test_rng::XorShift(0x5DEE_CE66_D1CE_4E5Bu64);
+        let mut valid = 0;
+        for i in 0..30_000 {
+            let mut next = |n: u64| rng.below(n) as u32;
+            let (y, mo, d) = (next(10_000), next(14), next(33));
+            let (h, mi, s) = (next(25), next(61), next(61));
+            let mut t = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z").into_bytes();
+            for _ in 0..(i % 4) {
+                let at = next(20) as usize;
+                t[at] = alphabet[next(alphabet.len() as u64) as usize];
+            }
+            let (out, ok) = json_out::to_vec(32, |out| write_timestamp(out, &t, None).is_ok());
+            assert_eq!(
+                ok.then_some(out),
+                general(&t),
+                "{}",
+                String::from_utf8_lossy(&t)
+            );
+            valid += usize::from(ok);
+        }
+        assert!(valid > 5_000, "{valid}");
     }
 
     #[test]
