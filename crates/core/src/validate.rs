@@ -9,8 +9,9 @@
 //!
 //! What a row costs is mostly branches the CPU cannot predict, because they follow the data: the length of a
 //! cell, which enum value or boolean a row holds, whether a timestamp has an offset. Short keys and cells are
-//! therefore copied as fixed-size blocks, booleans and short enum lists are matched without early exits,
-//! integers of up to eight digits are parsed in one word, and UTC and same-day timestamps share one path.
+//! therefore copied as fixed-size blocks, booleans are matched without early exits, a short enum list is
+//! searched with one probe of a collision-free hash, integers of up to eight digits are parsed in one word, a
+//! timestamp's date and time in three, and UTC and same-day timestamps share one path.
 //!
 //! Error messages never contain a cell's value: rows may hold personal data, and messages end up in logs and
 //! reports. They say what was expected instead.
@@ -1656,8 +1657,9 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     // A table and plain `&`/`|` rather than a `match` and `&&`: months are as good as random from row to row,
     // and a branch per month would be mispredicted most of the time.
     const DAYS: [u8; 13] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    // Divisible by 4 and not by 100, or by 400: a multiple of 100 is a multiple of 400 when it is one of 16
-    // (100 = 4 * 25, 400 = 16 * 25), so one remainder (by 25) decides which power of two to test.
+    // Divisible by 4 and not by 100, or by 400. A year that is not a multiple of 25 is no multiple of 100: it
+    // is a leap year when divisible by 4. A multiple of 25 is a multiple of 400 exactly when it is divisible
+    // by 16 (400 = 16 * 25). So one remainder (by 25) picks the power of two to test.
     let low_bits = if year % 25 == 0 { 15 } else { 3 };
     let leap = year & low_bits == 0;
     let days = DAYS.get(month as usize).copied().unwrap_or(0);
@@ -1731,7 +1733,7 @@ fn stage_date(b: &mut [u8], at: usize, y: u32, m: u32, d: u32) {
 #[inline(always)]
 fn stage_2(b: &mut [u8], at: usize, v: u32) {
     // A table read instead of a division and a remainder by ten, which the CPU computes as a chain of
-    // multiplications: a timestamp writes five of these pairs.
+    // multiplications: dates and times are written as such pairs.
     static TWO_DIGITS: [[u8; 2]; 100] = {
         let mut t = [[0u8; 2]; 100];
         let mut i = 0;

@@ -25,12 +25,14 @@
 //! byte:
 //! * A record with no quote whose line break is within its first 128 bytes (most records of most files) is
 //!   classified in one SIMD/SWAR pass into bitmasks of delimiters, line breaks, quotes, bytes to escape in
-//!   JSON and bytes above ASCII (`parse_unquoted`). Its fields are read off the delimiter bits, and the
-//!   validator is told what its text holds, so it does not scan it again.
+//!   JSON and bytes above ASCII (`parse_unquoted`). Its fields are read off the delimiter bits and stay where
+//!   they are in the input buffer ([`Fields::separated`]: nothing is copied), and the validator is told what
+//!   their text holds, so it does not scan it again.
 //! * Any other record goes field by field: field ends come from a bitmask per 64-byte block (`EndCursor`), a
-//!   quoted field's closing quote from a 16-byte search.
+//!   quoted field's closing quote and the line feeds before it from the same 16-byte loads. Its fields are
+//!   copied (quotes removed, `""` made one) with one or two 16-byte moves each.
 //!
-//! Each field is copied with one or two 16-byte moves. Anything the fast paths do not handle — a record cut
+//! Anything the fast paths do not handle — a record cut
 //! by the end of the window or of the file, longer than the limit or wider than `max_columns`, a closing
 //! quote followed by data (`"a"b`) — makes them return `None` before anything is consumed, and `csv-core`
 //! parses that record from its first byte. `csv-core` keeps no state between records (its state at a record
@@ -240,7 +242,8 @@ const SPAN: usize = 128;
 /// within the first [`SPAN`] bytes of `window`. Those bytes are classified in one pass (delimiters, line breaks,
 /// quotes); the first line break ends the record and every delimiter before it ends a field, so the fields
 /// are read off the delimiter bits, as many every time for a file whose records have the same width (the loop
-/// is then predicted exactly). `None` (nothing consumed) for any other record, which the general loop parses.
+/// is then predicted exactly). The fields stay in `window` (`ends` are offsets in it, see
+/// [`Fields::separated`]). `None` (nothing consumed) for any other record, which the general loop parses.
 #[inline(always)]
 fn parse_unquoted(
     window: &[u8],
