@@ -85,11 +85,6 @@ impl<'a> Fields<'a> {
         self.data.get(..end).unwrap_or_default()
     }
 
-    /// Where each field ends in [`Fields::text`] (exclusive).
-    pub fn ends(&self) -> &'a [usize] {
-        self.ends
-    }
-
     /// Where field `i` starts, given that it exists.
     #[inline(always)]
     fn start(&self, i: usize) -> usize {
