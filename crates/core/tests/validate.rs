@@ -1100,34 +1100,29 @@ fn a_delimiter_byte_that_completes_a_character_leaves_the_field_before_it_invali
     let t = three_strings();
     let h = Row::of(&["a", "b", "c"]);
     let mut v = Validator::new(&t, Format::Csv, Some(h.fields())).expect("header binds");
-    let (mut buffer, mut ends) = (Vec::new(), Vec::new());
+    // The cells as a reader hands out a record without quotes, `delimiter` between them; whether the
+    // record's text is valid UTF-8 as a whole; the outcome.
+    let mut separated = |cells: &[&[u8]], delimiter: u8| {
+        let (mut buffer, mut ends) = (Vec::new(), Vec::new());
+        Row::new(cells).separated_in(delimiter, &mut buffer, &mut ends);
+        let whole = std::str::from_utf8(&buffer[..ends[ends.len() - 1]]).is_ok();
+        let got = run(
+            &mut v,
+            &RecordBody::Fields(Fields::separated(&buffer, &ends)),
+        );
+        (whole, got)
+    };
     // `\xC2` + the delimiter `\xA7` is `§`: the text reads `x§ok§fine`.
-    Row::new(&[b"x\xC2", b"ok\xC2", b"fine"]).separated_in(0xA7, &mut buffer, &mut ends);
-    assert!(std::str::from_utf8(&buffer[..ends[2]]).is_ok());
-    let got = run(
-        &mut v,
-        &RecordBody::Fields(Fields::separated(&buffer, &ends)),
-    );
+    let (whole, got) = separated(&[b"x\xC2", b"ok\xC2", b"fine"], 0xA7);
+    assert!(whole);
     assert_eq!(codes(&got), vec![ErrorCode::InvalidUtf8; 2], "{got:?}");
     // `\xC3` + `\xA9` is `é`: with that delimiter the text reads `xéoké`, and the last two fields start with
     // the second half of a character.
-    Row::new(&[b"x", b"\xA9ok", b"\xA9"]).separated_in(0xC3, &mut buffer, &mut ends);
-    assert!(std::str::from_utf8(&buffer[..ends[2]]).is_ok());
-    let got = run(
-        &mut v,
-        &RecordBody::Fields(Fields::separated(&buffer, &ends)),
-    );
+    let (whole, got) = separated(&[b"x", b"\xA9ok", b"\xA9"], 0xC3);
+    assert!(whole);
     assert_eq!(codes(&got), vec![ErrorCode::InvalidUtf8; 2], "{got:?}");
     // Between fields that are whole characters, a tab delimiter is nothing to the fields either.
-    Row::new(&["é".as_bytes(), b"ok", "fin€".as_bytes()]).separated_in(
-        b'\t',
-        &mut buffer,
-        &mut ends,
-    );
-    let got = run(
-        &mut v,
-        &RecordBody::Fields(Fields::separated(&buffer, &ends)),
-    );
+    let (_, got) = separated(&["é".as_bytes(), b"ok", "fin€".as_bytes()], b'\t');
     assert_eq!(got.ok(), Some(json!({"a": "é", "b": "ok", "c": "fin€"})));
 }
 
