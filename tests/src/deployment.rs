@@ -36,7 +36,9 @@ use s3_importer_aws::state::DynamoStateStore;
 use s3_importer_aws::{AwsDestination, SqsQueue};
 use s3_importer_core::config::{vars, Config};
 use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
-use s3_importer_core::sync::ports::{Destination, FileJob, FileQueue, QueueError, StateStore};
+use s3_importer_core::sync::ports::{
+    ConnectorStore, Destination, FileJob, FileLedger, FileQueue, QueueError, TemplateStore,
+};
 use s3_importer_core::sync::FileMessage;
 use s3_importer_core::sync::{
     Clock, Connector, ConnectorStatus, DestinationConfig, FixedClock, LedgerEntry, Source, SyncRun,

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::{bail, ensure, Context, Result};
 use s3_importer_aws::stack::outputs;
 use s3_importer_core::config::Config;
-use s3_importer_core::sync::ports::StateStore;
+use s3_importer_core::sync::ports::{ConnectorStore, FileLedger, TemplateStore};
 use s3_importer_core::sync::{Clock, DestinationConfig};
 use s3_importer_lister::Lister;
 use s3_importer_tests::deployment::Deployment;

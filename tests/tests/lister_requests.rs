@@ -50,7 +50,7 @@ async fn verify_reports_a_missing_bucket() -> Result<()> {
     let d = Deployment::new().await?;
     let mut connector = d.connector.clone();
     connector.source.bucket = format!("{}-missing", d.source_bucket);
-    use s3_importer_core::sync::ports::StateStore;
+    use s3_importer_core::sync::ports::ConnectorStore;
     d.state.update_connector(&connector).await?;
     let response = handle(
         &d.lister,

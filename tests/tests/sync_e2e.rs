@@ -25,13 +25,13 @@ use s3_importer_core::config::vars;
 use s3_importer_core::sink::{ErrorReportEntry, RejectSink, RowBatch, RowSink, SinkError};
 use s3_importer_core::sync::lister::{self, ListerDeps};
 use s3_importer_core::sync::ports::{
-    ClaimOutcome, Destination, FileJob, StartOutcome, StateError, StateStore, StoredTemplate,
+    ClaimOutcome, ConnectorStore, Destination, FileJob, FileLedger, LeaseStore, StateError,
+    TemplateStore,
 };
 use s3_importer_core::sync::{
-    Checkpoint, Clock, Connector, ConnectorStatus, DestinationConfig, FileMessage, FileStatus,
-    FileVersion, LedgerEntry, ObjectMeta, SkipReason, SyncRun,
+    Clock, ConnectorStatus, DestinationConfig, FileMessage, FileStatus, FileVersion, LedgerEntry,
+    ObjectMeta, SkipReason, SyncRun,
 };
-use s3_importer_core::template::Template;
 use s3_importer_core::ErrorCode;
 use s3_importer_tests::denials::{missing_keys_denied, Listing};
 use s3_importer_tests::deployment::{request_id, Deployment, Fault, FaultyDestination, Options};
@@ -332,7 +332,7 @@ async fn concurrent_listers_enqueue_each_version_once() -> Result<()> {
 
 /// Grants every sync lease, so two listers really run over one connector at the same time and only the
 /// ledger's conditional claims keep them from sending a version twice.
-struct NoSyncLease(Arc<dyn StateStore>);
+struct NoSyncLease;
 
 #[tokio::test]
 async fn without_the_sync_lease_concurrent_listers_still_claim_each_version_once() -> Result<()> {
@@ -348,7 +348,7 @@ async fn without_the_sync_lease_concurrent_listers_still_claim_each_version_once
     let stored = d
         .lister
         .deps
-        .state
+        .templates
         .get_template(&d.connector.template_id, None)
         .await?
         .ok_or_else(|| anyhow::anyhow!("template not stored"))?;
@@ -362,8 +362,13 @@ async fn without_the_sync_lease_concurrent_listers_still_claim_each_version_once
         .await?;
     memory.create_connector(&d.connector).await?;
     let deps = ListerDeps {
-        state: Arc::new(NoSyncLease(memory)),
-        ..d.lister.deps.clone()
+        leases: Arc::new(NoSyncLease),
+        ..ListerDeps::new(
+            memory,
+            d.lister.deps.source.clone(),
+            d.lister.deps.queue.clone(),
+            d.lister.deps.clock.clone(),
+        )
     };
     let mut one = d.lister.settings.clone();
     one.owner = "lister-one".into();
@@ -1331,61 +1336,11 @@ async fn worker_hands_back_messages_it_has_no_time_to_start() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// NoSyncLease: a StateStore that delegates everything but the sync lease.
+// NoSyncLease: the lease capability that grants every lease; the other capabilities stay the real store's.
 // ---------------------------------------------------------------------------------------------------------
 
 #[async_trait]
-impl StateStore for NoSyncLease {
-    async fn create_connector(&self, connector: &Connector) -> Result<(), StateError> {
-        self.0.create_connector(connector).await
-    }
-    async fn get_connector(&self, id: &str) -> Result<Option<Connector>, StateError> {
-        self.0.get_connector(id).await
-    }
-    async fn find_connector_by_name(&self, name: &str) -> Result<Option<Connector>, StateError> {
-        self.0.find_connector_by_name(name).await
-    }
-    async fn list_connectors(&self) -> Result<Vec<Connector>, StateError> {
-        self.0.list_connectors().await
-    }
-    async fn update_connector(&self, connector: &Connector) -> Result<(), StateError> {
-        self.0.update_connector(connector).await
-    }
-    async fn delete_connector(&self, id: &str) -> Result<u64, StateError> {
-        self.0.delete_connector(id).await
-    }
-    async fn advance_watermark(&self, id: &str, to: DateTime<Utc>) -> Result<(), StateError> {
-        self.0.advance_watermark(id, to).await
-    }
-    async fn record_sync_run(&self, run: &SyncRun) -> Result<(), StateError> {
-        self.0.record_sync_run(run).await
-    }
-    async fn list_sync_runs(
-        &self,
-        connector_id: &str,
-        limit: usize,
-    ) -> Result<Vec<SyncRun>, StateError> {
-        self.0.list_sync_runs(connector_id, limit).await
-    }
-    async fn put_template(
-        &self,
-        id: &str,
-        source: &str,
-        template: &Template,
-        now: DateTime<Utc>,
-    ) -> Result<u32, StateError> {
-        self.0.put_template(id, source, template, now).await
-    }
-    async fn get_template(
-        &self,
-        id: &str,
-        version: Option<u32>,
-    ) -> Result<Option<StoredTemplate>, StateError> {
-        self.0.get_template(id, version).await
-    }
-    async fn list_templates(&self) -> Result<Vec<StoredTemplate>, StateError> {
-        self.0.list_templates().await
-    }
+impl LeaseStore for NoSyncLease {
     async fn acquire_lease(
         &self,
         _name: &str,
@@ -1397,102 +1352,5 @@ impl StateStore for NoSyncLease {
     }
     async fn release_lease(&self, _name: &str, _owner: &str) -> Result<(), StateError> {
         Ok(())
-    }
-    async fn get_files(
-        &self,
-        connector_id: &str,
-        file_ids: &[String],
-    ) -> Result<HashMap<String, LedgerEntry>, StateError> {
-        self.0.get_files(connector_id, file_ids).await
-    }
-    async fn get_file(
-        &self,
-        connector_id: &str,
-        file_id: &str,
-    ) -> Result<Option<LedgerEntry>, StateError> {
-        self.0.get_file(connector_id, file_id).await
-    }
-    async fn list_files(
-        &self,
-        connector_id: &str,
-        status: Option<FileStatus>,
-    ) -> Result<Vec<LedgerEntry>, StateError> {
-        self.0.list_files(connector_id, status).await
-    }
-    async fn claim_file(&self, entry: &LedgerEntry) -> Result<ClaimOutcome, StateError> {
-        self.0.claim_file(entry).await
-    }
-    async fn mark_queued(
-        &self,
-        connector_id: &str,
-        file_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StateError> {
-        self.0.mark_queued(connector_id, file_id, at).await
-    }
-    async fn start_file(
-        &self,
-        connector_id: &str,
-        file_id: &str,
-        owner: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<StartOutcome, StateError> {
-        self.0
-            .start_file(connector_id, file_id, owner, now, lease_until)
-            .await
-    }
-    async fn renew_file(
-        &self,
-        connector_id: &str,
-        file_id: &str,
-        owner: &str,
-        lease_until: DateTime<Utc>,
-        checkpoint: Option<&Checkpoint>,
-    ) -> Result<(), StateError> {
-        self.0
-            .renew_file(connector_id, file_id, owner, lease_until, checkpoint)
-            .await
-    }
-    async fn checkpoint_file(
-        &self,
-        connector_id: &str,
-        file_id: &str,
-        owner: &str,
-        checkpoint: Option<&Checkpoint>,
-    ) -> Result<(), StateError> {
-        self.0
-            .checkpoint_file(connector_id, file_id, owner, checkpoint)
-            .await
-    }
-    async fn mark_continued(
-        &self,
-        connector_id: &str,
-        file_id: &str,
-        piece: u32,
-    ) -> Result<(), StateError> {
-        self.0.mark_continued(connector_id, file_id, piece).await
-    }
-    async fn finish_file(&self, entry: &LedgerEntry, owner: &str) -> Result<(), StateError> {
-        self.0.finish_file(entry, owner).await
-    }
-    async fn release_file(
-        &self,
-        connector_id: &str,
-        file_id: &str,
-        owner: &str,
-        error: &str,
-    ) -> Result<(), StateError> {
-        self.0
-            .release_file(connector_id, file_id, owner, error)
-            .await
-    }
-    async fn retry_file(
-        &self,
-        connector_id: &str,
-        file_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StateError> {
-        self.0.retry_file(connector_id, file_id, now).await
     }
 }

@@ -1,4 +1,4 @@
-//! The [`StateStore`] on one DynamoDB table (DESIGN §7), checked by the same contract suite as the in-memory
+//! The [`StateStore`](s3_importer_core::sync::ports::StateStore) on one DynamoDB table (DESIGN §7), checked by the same contract suite as the in-memory
 //! store.
 //!
 //! # Table layout
@@ -46,10 +46,12 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
-use s3_importer_core::sync::memory::{check_final, sync_lease_name};
-use s3_importer_core::sync::model::{Checkpoint, Connector, FileStatus, LedgerEntry, SyncRun};
+use s3_importer_core::sync::model::{
+    sync_lease_name, Checkpoint, Connector, FileStatus, LedgerEntry, SyncRun,
+};
 use s3_importer_core::sync::ports::{
-    ClaimOutcome, StartOutcome, StateError, StateStore, StoredTemplate,
+    ClaimOutcome, ConnectorStore, FileLedger, LeaseStore, StartOutcome, StateError, StoredTemplate,
+    SyncHistory, TemplateStore,
 };
 use s3_importer_core::template::Template;
 use serde::de::DeserializeOwned;
@@ -917,7 +919,7 @@ pub async fn create_state_table(client: &Client, table: &str) -> Result<(), Stat
 }
 
 #[async_trait]
-impl StateStore for DynamoStateStore {
+impl ConnectorStore for DynamoStateStore {
     async fn create_connector(&self, connector: &Connector) -> Result<(), StateError> {
         let context = self.ctx(format!(
             "create connector {} ({:?})",
@@ -1172,7 +1174,10 @@ impl StateStore for DynamoStateStore {
             Err(e) => Err(sdk_error(e, context)),
         }
     }
+}
 
+#[async_trait]
+impl SyncHistory for DynamoStateStore {
     async fn record_sync_run(&self, run: &SyncRun) -> Result<(), StateError> {
         let id = &run.connector_id;
         let context = self.ctx(format!("record a sync run of connector {id}"));
@@ -1229,7 +1234,10 @@ impl StateStore for DynamoStateStore {
             .map(|item| from_item(item, &[]).map_err(|e| other(context.clone(), e)))
             .collect()
     }
+}
 
+#[async_trait]
+impl TemplateStore for DynamoStateStore {
     async fn put_template(
         &self,
         id: &str,
@@ -1311,7 +1319,10 @@ impl StateStore for DynamoStateStore {
         }
         Ok(templates)
     }
+}
 
+#[async_trait]
+impl LeaseStore for DynamoStateStore {
     async fn acquire_lease(
         &self,
         name: &str,
@@ -1371,7 +1382,10 @@ impl StateStore for DynamoStateStore {
             )),
         }
     }
+}
 
+#[async_trait]
+impl FileLedger for DynamoStateStore {
     async fn get_files(
         &self,
         connector_id: &str,
@@ -1664,7 +1678,7 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn finish_file(&self, entry: &LedgerEntry, owner: &str) -> Result<(), StateError> {
-        check_final(entry)?;
+        entry.check_final()?;
         let connector_id = &entry.version.connector_id;
         let file_id = entry.version.file_id();
         let context = self.ctx(format!("finish file {file_id} of connector {connector_id}"));

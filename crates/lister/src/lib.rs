@@ -110,18 +110,18 @@ impl Lister {
         sdk: &aws_config::SdkConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let deps = ListerDeps {
-            state: Arc::new(DynamoStateStore::new(
+        let deps = ListerDeps::new(
+            Arc::new(DynamoStateStore::new(
                 s3_importer_aws::config::dynamodb_client(sdk),
                 config.state_table.clone(),
             )),
-            source: Arc::new(S3Source::new(sdk)),
-            queue: Arc::new(SqsQueue::new(
+            Arc::new(S3Source::new(sdk)),
+            Arc::new(SqsQueue::new(
                 s3_importer_aws::config::sqs_client(sdk),
                 config.queue_url.clone(),
             )),
             clock,
-        };
+        );
         let settings = ListerSettings {
             sync: config.sync,
             concurrency: config.lister_concurrency,
@@ -155,7 +155,7 @@ pub async fn handle(
             let connector = find_connector(lister, &name).await?;
             let format = lister
                 .deps
-                .state
+                .templates
                 .get_template(&connector.template_id, connector.template_version)
                 .await
                 .ok()
@@ -213,11 +213,11 @@ async fn find_connector(
     lister: &Lister,
     name: &str,
 ) -> Result<s3_importer_core::sync::Connector, ListerError> {
-    match lister.deps.state.find_connector_by_name(name).await? {
+    match lister.deps.connectors.find_connector_by_name(name).await? {
         Some(c) => Ok(c),
         None => lister
             .deps
-            .state
+            .connectors
             .get_connector(name)
             .await?
             .ok_or_else(|| ListerError::UnknownConnector(name.to_owned())),

@@ -48,23 +48,23 @@ impl Worker {
         sdk: &aws_config::SdkConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let deps = WorkerDeps {
-            state: Arc::new(DynamoStateStore::new(
+        let deps = WorkerDeps::new(
+            Arc::new(DynamoStateStore::new(
                 s3_importer_aws::config::dynamodb_client(sdk),
                 config.state_table.clone(),
             )),
-            source: Arc::new(S3Source::new(sdk)),
-            destination: Arc::new(AwsDestination::new(
+            Arc::new(S3Source::new(sdk)),
+            Arc::new(AwsDestination::new(
                 s3_importer_aws::s3_client(sdk),
                 s3_importer_aws::config::dynamodb_client(sdk),
                 config.output_bucket.clone(),
             )),
-            queue: Arc::new(SqsQueue::new(
+            Arc::new(SqsQueue::new(
                 s3_importer_aws::config::sqs_client(sdk),
                 config.queue_url.clone(),
             )),
             clock,
-        };
+        );
         Self {
             deps,
             settings: WorkerSettings {

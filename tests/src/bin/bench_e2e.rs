@@ -40,7 +40,7 @@ use aws_lambda_events::sqs::SqsBatchResponse;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use s3_importer_core::config::vars;
-use s3_importer_core::sync::ports::StateStore;
+use s3_importer_core::sync::ports::ConnectorStore;
 use s3_importer_core::sync::{FileMessage, FileStatus};
 use s3_importer_tests::deployment::{sqs_event, Deployment, Options};
 use s3_importer_tests::{emulator, s3_client};

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Timelike, Utc};
 
-use super::memory::reset_for_retry;
 use super::model::{
     Checkpoint, CheckpointStart, Connector, ConnectorStatus, DestinationConfig, FileStatus,
     FileVersion, LedgerEntry, ObjectMeta, SkipReason, Source, SyncRun,
@@ -992,7 +991,7 @@ pub async fn retry_only_failed(store: Store) -> CheckResult {
             .ctx("retry_file")?,
     )?;
     let mut want = failed;
-    reset_for_retry(&mut want);
+    want.reset_for_retry();
     expect_eq("retried entry", get(&store, &f).await?, want.clone())?;
     expect(
         "retry of a claimed entry must be refused",
@@ -1421,7 +1420,7 @@ pub async fn delete_removes_everything(store: Store) -> CheckResult {
         .record_sync_run(&run(&conn.id, t + Duration::seconds(1), 2))
         .await
         .ctx("record_sync_run")?;
-    let lease = super::memory::sync_lease_name(&conn.id);
+    let lease = super::model::sync_lease_name(&conn.id);
     expect(
         "lease",
         store

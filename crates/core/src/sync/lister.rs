@@ -15,22 +15,56 @@ use tracing::{info, warn};
 
 use super::clock::Clock;
 use super::model::{
-    Connector, ConnectorStatus, FileMessage, FileStatus, FileVersion, LedgerEntry, SyncRun,
+    sync_lease_name, Connector, ConnectorStatus, FileMessage, FileStatus, FileVersion, LedgerEntry,
+    SyncRun,
 };
-use super::ports::{ClaimOutcome, FileQueue, ObjectSource, SourceError, StateError, StateStore};
+use super::ports::{
+    ClaimOutcome, ConnectorStore, FileLedger, FileQueue, LeaseStore, ObjectSource, SourceError,
+    StateError, StateStore, SyncHistory, TemplateStore,
+};
 use super::rules::{self, Decision, SyncSettings};
 
-/// What the lister talks to.
+/// What the lister talks to: each state capability on its own, so a test can replace one (say, the leases)
+/// and keep the others.
 #[derive(Clone)]
 pub struct ListerDeps {
-    /// State table.
-    pub state: Arc<dyn StateStore>,
+    /// Connectors: the ones to sync, their watermark, `broken` on a permanent failure.
+    pub connectors: Arc<dyn ConnectorStore>,
+    /// Templates: a connector's template is checked before listing.
+    pub templates: Arc<dyn TemplateStore>,
+    /// The file ledger: claims and `queued` marks.
+    pub ledger: Arc<dyn FileLedger>,
+    /// The per-connector sync lease.
+    pub leases: Arc<dyn LeaseStore>,
+    /// Where each pass is recorded.
+    pub history: Arc<dyn SyncHistory>,
     /// Source buckets.
     pub source: Arc<dyn ObjectSource>,
     /// Work queue.
     pub queue: Arc<dyn FileQueue>,
     /// Clock.
     pub clock: Arc<dyn Clock>,
+}
+
+impl ListerDeps {
+    /// Every state capability from one store (the state table).
+    pub fn new<S: StateStore + 'static>(
+        state: Arc<S>,
+        source: Arc<dyn ObjectSource>,
+        queue: Arc<dyn FileQueue>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            connectors: state.clone(),
+            templates: state.clone(),
+            ledger: state.clone(),
+            leases: state.clone(),
+            history: state,
+            source,
+            queue,
+            clock,
+        }
+    }
 }
 
 /// Lister settings.
@@ -87,7 +121,7 @@ pub async fn sync_all(
     deps: &ListerDeps,
     settings: &ListerSettings,
 ) -> Result<Vec<(String, SyncOutcome)>, StateError> {
-    let connectors = deps.state.list_connectors().await?;
+    let connectors = deps.connectors.list_connectors().await?;
     let outcomes = stream::iter(
         connectors
             .into_iter()
@@ -114,9 +148,9 @@ pub async fn sync_connector(
     }
     let started = Instant::now();
     let now = deps.clock.now();
-    let lease = format!("sync#{}", connector.id);
+    let lease = sync_lease_name(&connector.id);
     match deps
-        .state
+        .leases
         .acquire_lease(&lease, &settings.owner, now, settings.lease_ttl)
         .await
     {
@@ -155,17 +189,17 @@ pub async fn sync_connector(
                     reason: source_error.to_string(),
                 };
                 broken.updated_at = now;
-                if let Err(e) = deps.state.update_connector(&broken).await {
+                if let Err(e) = deps.connectors.update_connector(&broken).await {
                     warn!(connector = %connector.id, error = %e, "cannot mark connector broken");
                 }
             }
         }
     }
     run.duration_ms = started.elapsed().as_millis() as u64;
-    if let Err(e) = deps.state.record_sync_run(&run).await {
+    if let Err(e) = deps.history.record_sync_run(&run).await {
         warn!(connector = %connector.id, error = %e, "cannot record sync run");
     }
-    if let Err(e) = deps.state.release_lease(&lease, &settings.owner).await {
+    if let Err(e) = deps.leases.release_lease(&lease, &settings.owner).await {
         // The lease expires on its own; the next run waits at most lease_ttl.
         warn!(connector = %connector.id, error = %e, "cannot release sync lease");
     }
@@ -192,7 +226,7 @@ async fn pass(
     run: &mut SyncRun,
 ) -> Result<(), PassError> {
     let template = deps
-        .state
+        .templates
         .get_template(&connector.template_id, connector.template_version)
         .await?
         .ok_or_else(|| {
@@ -205,7 +239,7 @@ async fn pass(
     //    are younger than `resend_claimed_after`, so they are not picked up twice.)
     let stale_before = now - settings.sync.resend_claimed_after;
     let stale: Vec<LedgerEntry> = deps
-        .state
+        .ledger
         .list_files(&connector.id, Some(FileStatus::Claimed))
         .await?
         .into_iter()
@@ -259,7 +293,7 @@ async fn pass(
         let known: HashMap<String, LedgerEntry> = if ids.is_empty() {
             HashMap::new()
         } else {
-            deps.state.get_files(&connector.id, &ids).await?
+            deps.ledger.get_files(&connector.id, &ids).await?
         };
         let fresh: Vec<LedgerEntry> = considered
             .into_iter()
@@ -271,7 +305,7 @@ async fn pass(
         // listers running at once send each version once.
         let claims = stream::iter(fresh)
             .map(|entry| async move {
-                let outcome = deps.state.claim_file(&entry).await;
+                let outcome = deps.ledger.claim_file(&entry).await;
                 (entry, outcome)
             })
             .buffer_unordered(settings.claim_concurrency.max(1))
@@ -310,7 +344,7 @@ async fn pass(
     let after = rules::next_watermark(connector.watermark, newest, complete);
     if after != connector.watermark {
         if let Some(to) = after {
-            deps.state.advance_watermark(&connector.id, to).await?;
+            deps.connectors.advance_watermark(&connector.id, to).await?;
         }
     }
     run.watermark_after = after;
@@ -347,7 +381,7 @@ async fn send(
         // A failure here leaves the entry `claimed` although SQS has the message; a later resend would
         // deliver it twice, which the worker's ledger check turns into a no-op.
         if let Err(e) = deps
-            .state
+            .ledger
             .mark_queued(connector_id, &entry.version.file_id(), now)
             .await
         {

@@ -15,11 +15,13 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::model::{
-    Checkpoint, Connector, FileMessage, FileStatus, LedgerEntry, ObjectMeta, Source, SyncRun,
+    lease_is_free, sync_lease_name, Checkpoint, Connector, FileMessage, FileStatus, LedgerEntry,
+    ObjectMeta, Source, SyncRun,
 };
 use super::ports::{
-    ByteRange, ClaimOutcome, Destination, FileJob, FileQueue, ListPage, ObjectBody, ObjectSource,
-    QueueError, SourceError, StartOutcome, StateError, StateStore, StoredTemplate,
+    ByteRange, ClaimOutcome, ConnectorStore, Destination, FileJob, FileLedger, FileQueue,
+    LeaseStore, ListPage, ObjectBody, ObjectSource, QueueError, SourceError, StartOutcome,
+    StateError, StoredTemplate, SyncHistory, TemplateStore,
 };
 use crate::sink::{ErrorReportEntry, RejectSink, RejectedRow, RowBatch, RowSink, SinkError};
 use crate::template::Template;
@@ -80,24 +82,14 @@ impl MemoryStateStore {
     }
 }
 
-/// The lease name the lister uses for a connector's sync; deleting a connector removes it.
-pub fn sync_lease_name(connector_id: &str) -> String {
-    format!("sync#{connector_id}")
-}
-
 fn lease_conflict(connector_id: &str, file_id: &str) -> StateError {
     StateError::Conflict {
         what: format!("lease on file {file_id} of connector {connector_id}"),
     }
 }
 
-/// A lease (file or named) is free for the taking once its end is strictly in the past.
-fn lease_expired(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
-    until.is_none_or(|until| until < now)
-}
-
 #[async_trait]
-impl StateStore for MemoryStateStore {
+impl ConnectorStore for MemoryStateStore {
     async fn create_connector(&self, connector: &Connector) -> Result<(), StateError> {
         let mut s = self.lock()?;
         if s.names.contains_key(&connector.name) {
@@ -192,7 +184,10 @@ impl StateStore for MemoryStateStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl SyncHistory for MemoryStateStore {
     async fn record_sync_run(&self, run: &SyncRun) -> Result<(), StateError> {
         let mut s = self.lock()?;
         let Some(connector) = s.connectors.get_mut(&run.connector_id) else {
@@ -221,7 +216,10 @@ impl StateStore for MemoryStateStore {
         runs.truncate(limit);
         Ok(runs)
     }
+}
 
+#[async_trait]
+impl TemplateStore for MemoryStateStore {
     async fn put_template(
         &self,
         id: &str,
@@ -267,7 +265,10 @@ impl StateStore for MemoryStateStore {
             .filter_map(|versions| versions.values().next_back().cloned())
             .collect())
     }
+}
 
+#[async_trait]
+impl LeaseStore for MemoryStateStore {
     async fn acquire_lease(
         &self,
         name: &str,
@@ -279,7 +280,7 @@ impl StateStore for MemoryStateStore {
         let free = s
             .leases
             .get(name)
-            .is_none_or(|l| l.owner == owner || lease_expired(Some(l.until), now));
+            .is_none_or(|l| l.owner == owner || lease_is_free(Some(l.until), now));
         if free {
             s.leases.insert(
                 name.to_owned(),
@@ -299,7 +300,10 @@ impl StateStore for MemoryStateStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl FileLedger for MemoryStateStore {
     async fn get_files(
         &self,
         connector_id: &str,
@@ -398,7 +402,7 @@ impl StateStore for MemoryStateStore {
         };
         let startable = match entry.status {
             FileStatus::Claimed | FileStatus::Queued => true,
-            FileStatus::Processing => lease_expired(entry.lease_until, now),
+            FileStatus::Processing => lease_is_free(entry.lease_until, now),
             _ => false,
         };
         if !startable {
@@ -428,7 +432,7 @@ impl StateStore for MemoryStateStore {
             .files
             .get_mut(connector_id)
             .and_then(|f| f.get_mut(file_id))
-            .filter(|e| holds_lease(e, owner))
+            .filter(|e| e.is_held_by(owner))
             .ok_or_else(|| lease_conflict(connector_id, file_id))?;
         entry.lease_until = Some(lease_until);
         if let Some(checkpoint) = checkpoint {
@@ -449,7 +453,7 @@ impl StateStore for MemoryStateStore {
             .files
             .get_mut(connector_id)
             .and_then(|f| f.get_mut(file_id))
-            .filter(|e| holds_lease(e, owner))
+            .filter(|e| e.is_held_by(owner))
             .ok_or_else(|| lease_conflict(connector_id, file_id))?;
         entry.status = FileStatus::Queued;
         entry.lease_owner = None;
@@ -480,7 +484,7 @@ impl StateStore for MemoryStateStore {
     }
 
     async fn finish_file(&self, entry: &LedgerEntry, owner: &str) -> Result<(), StateError> {
-        check_final(entry)?;
+        entry.check_final()?;
         let connector_id = &entry.version.connector_id;
         let file_id = entry.version.file_id();
         let mut s = self.lock()?;
@@ -488,7 +492,7 @@ impl StateStore for MemoryStateStore {
             .files
             .get_mut(connector_id)
             .and_then(|f| f.get_mut(&file_id))
-            .filter(|e| holds_lease(e, owner))
+            .filter(|e| e.is_held_by(owner))
             .ok_or_else(|| lease_conflict(connector_id, &file_id))?;
         *stored = entry.clone();
         Ok(())
@@ -506,7 +510,7 @@ impl StateStore for MemoryStateStore {
             .files
             .get_mut(connector_id)
             .and_then(|f| f.get_mut(file_id))
-            .filter(|e| holds_lease(e, owner))
+            .filter(|e| e.is_held_by(owner))
             .ok_or_else(|| lease_conflict(connector_id, file_id))?;
         entry.status = FileStatus::Queued;
         entry.error = Some(error.to_owned());
@@ -532,48 +536,9 @@ impl StateStore for MemoryStateStore {
         if entry.status != FileStatus::Failed {
             return Ok(false);
         }
-        reset_for_retry(entry);
+        entry.reset_for_retry();
         Ok(true)
     }
-}
-
-/// True when `owner` holds the entry's processing lease (expired or not: an expired lease that nobody
-/// took over is still the holder's to renew or finish).
-fn holds_lease(entry: &LedgerEntry, owner: &str) -> bool {
-    entry.status == FileStatus::Processing && entry.lease_owner.as_deref() == Some(owner)
-}
-
-/// `finish_file` only writes final states: anything else would strand the entry without a lease.
-pub fn check_final(entry: &LedgerEntry) -> Result<(), StateError> {
-    if entry.status.is_terminal() {
-        Ok(())
-    } else {
-        Err(StateError::Other {
-            context: format!(
-                "finish file {} of connector {}",
-                entry.version.file_id(),
-                entry.version.connector_id
-            ),
-            source: format!("status {} is not final", entry.status).into(),
-        })
-    }
-}
-
-/// What `retry_file` does to a failed entry: back to `claimed` with the outcome of the failed attempt
-/// cleared, so the next lister pass sends it and the worker starts from the first byte. `discovered_at` is
-/// kept (old), so the lister's "claimed but never sent" rule picks it up on its next pass; `attempts` is
-/// kept as history.
-pub fn reset_for_retry(entry: &mut LedgerEntry) {
-    entry.status = FileStatus::Claimed;
-    entry.queued_at = None;
-    entry.finished_at = None;
-    entry.lease_until = None;
-    entry.lease_owner = None;
-    entry.rows_imported = 0;
-    entry.rows_rejected = 0;
-    entry.error_report = None;
-    entry.error = None;
-    entry.checkpoint = None;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::ports::StateError;
 use crate::read::StartAt;
 use crate::FileFormat;
 
@@ -352,6 +353,55 @@ impl LedgerEntry {
             checkpoint: None,
         }
     }
+
+    /// True when `owner` holds the entry's processing lease (expired or not: an expired lease that nobody
+    /// took over is still the holder's to renew or finish).
+    pub fn is_held_by(&self, owner: &str) -> bool {
+        self.status == FileStatus::Processing && self.lease_owner.as_deref() == Some(owner)
+    }
+
+    /// `finish_file` only writes final states: anything else would strand the entry without a lease.
+    pub fn check_final(&self) -> Result<(), StateError> {
+        if self.status.is_terminal() {
+            Ok(())
+        } else {
+            Err(StateError::Other {
+                context: format!(
+                    "finish file {} of connector {}",
+                    self.version.file_id(),
+                    self.version.connector_id
+                ),
+                source: format!("status {} is not final", self.status).into(),
+            })
+        }
+    }
+
+    /// What `retry_file` does to a failed entry: back to `claimed` with the outcome of the failed attempt
+    /// cleared, so the next lister pass sends it and the worker starts from the first byte. `discovered_at`
+    /// is kept (old), so the lister's "claimed but never sent" rule picks it up on its next pass; `attempts`
+    /// is kept as history.
+    pub fn reset_for_retry(&mut self) {
+        self.status = FileStatus::Claimed;
+        self.queued_at = None;
+        self.finished_at = None;
+        self.lease_until = None;
+        self.lease_owner = None;
+        self.rows_imported = 0;
+        self.rows_rejected = 0;
+        self.error_report = None;
+        self.error = None;
+        self.checkpoint = None;
+    }
+}
+
+/// A lease (a file's or a named one) is free for the taking once its end is strictly in the past.
+pub fn lease_is_free(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    until.is_none_or(|until| until < now)
+}
+
+/// The lease name the lister takes for a connector's sync pass; deleting a connector removes it.
+pub fn sync_lease_name(connector_id: &str) -> String {
+    format!("sync#{connector_id}")
 }
 
 /// Progress saved between the pieces of a long file.

@@ -40,8 +40,8 @@ use tracing::{info, warn};
 use super::clock::Clock;
 use super::model::{Checkpoint, CheckpointStart, FileMessage, FileStatus, LedgerEntry};
 use super::ports::{
-    ByteRange, Destination, FileJob, FileQueue, ObjectSource, SourceError, StartOutcome,
-    StateError, StateStore,
+    ByteRange, ConnectorStore, Destination, FileJob, FileLedger, FileQueue, ObjectSource,
+    SourceError, StartOutcome, StateError, TemplateStore,
 };
 use super::read_ahead::{self, ReadAhead};
 use crate::format::detect_format;
@@ -53,8 +53,12 @@ use crate::{Compression, Limits};
 /// What the worker talks to.
 #[derive(Clone)]
 pub struct WorkerDeps {
-    /// State table.
-    pub state: Arc<dyn StateStore>,
+    /// Connectors: the file's connector, read once per message.
+    pub connectors: Arc<dyn ConnectorStore>,
+    /// Templates: the version the file was claimed with.
+    pub templates: Arc<dyn TemplateStore>,
+    /// The file ledger: the lease, checkpoints and the outcome.
+    pub ledger: Arc<dyn FileLedger>,
     /// Source buckets.
     pub source: Arc<dyn ObjectSource>,
     /// Destinations.
@@ -63,6 +67,30 @@ pub struct WorkerDeps {
     pub queue: Arc<dyn FileQueue>,
     /// Clock.
     pub clock: Arc<dyn Clock>,
+}
+
+impl WorkerDeps {
+    /// The state capabilities from one store (the state table).
+    pub fn new<S>(
+        state: Arc<S>,
+        source: Arc<dyn ObjectSource>,
+        destination: Arc<dyn Destination>,
+        queue: Arc<dyn FileQueue>,
+        clock: Arc<dyn Clock>,
+    ) -> Self
+    where
+        S: ConnectorStore + TemplateStore + FileLedger + 'static,
+    {
+        Self {
+            connectors: state.clone(),
+            templates: state.clone(),
+            ledger: state,
+            source,
+            destination,
+            queue,
+            clock,
+        }
+    }
 }
 
 /// Worker settings.
@@ -189,7 +217,7 @@ pub async fn process_message(
     }
     let version = &message.version;
     let file_id = version.file_id();
-    let connector = match deps.state.get_connector(&version.connector_id).await {
+    let connector = match deps.connectors.get_connector(&version.connector_id).await {
         Ok(Some(c)) => c,
         Ok(None) => return MessageResult::ack("connector no longer exists"),
         Err(e) => return state_retry("read connector", e),
@@ -198,7 +226,7 @@ pub async fn process_message(
     // A stale duplicate — a message of an earlier piece whose continuation was sent — is recognised from the
     // ledger without taking the file, which would count an attempt that is none. (Pieces only move forward, so
     // acking it on this read is safe; anything else is decided under the lease below.)
-    if let Ok(Some(current)) = deps.state.get_file(&connector.id, &file_id).await {
+    if let Ok(Some(current)) = deps.ledger.get_file(&connector.id, &file_id).await {
         if let Some(checkpoint) = &current.checkpoint {
             if message.piece < checkpoint.piece && checkpoint.continued {
                 info!(connector = %connector.id, key = %version.key, piece = message.piece, next_piece = checkpoint.piece, "duplicate message of an earlier piece acked");
@@ -214,7 +242,7 @@ pub async fn process_message(
         .map(|d| d + Duration::minutes(1))
         .unwrap_or(now + settings.default_lease);
     let entry = match deps
-        .state
+        .ledger
         .start_file(&connector.id, &file_id, owner, now, lease_until)
         .await
     {
@@ -305,7 +333,7 @@ pub async fn process_message(
             return release_for_retry(deps, &finished, owner, reason).await;
         }
     };
-    if let Err(e) = deps.state.finish_file(&finished, owner).await {
+    if let Err(e) = deps.ledger.finish_file(&finished, owner).await {
         return match e {
             // Our lease ended and another worker took over; its result stands (our writes were idempotent).
             StateError::Conflict { .. } => MessageResult::ack("lease lost to another worker"),
@@ -344,7 +372,7 @@ async fn release_for_retry(
 ) -> MessageResult {
     let version = &entry.version;
     if let Err(e) = deps
-        .state
+        .ledger
         .release_file(&version.connector_id, &version.file_id(), owner, &reason)
         .await
     {
@@ -365,7 +393,7 @@ async fn stale_message(
     let version = &message.version;
     let file_id = version.file_id();
     if let Err(e) = deps
-        .state
+        .ledger
         .checkpoint_file(&version.connector_id, &file_id, owner, None)
         .await
     {
@@ -411,7 +439,7 @@ async fn send_continuation(
     // Without this mark, a redelivery of the previous message sends a duplicate continuation, which is
     // recognised and acked later: harmless.
     if let Err(e) = deps
-        .state
+        .ledger
         .mark_continued(&version.connector_id, &version.file_id(), piece)
         .await
     {
@@ -443,7 +471,7 @@ async fn continue_later(
         format: entry.format,
     };
     if let Err(e) = deps
-        .state
+        .ledger
         .checkpoint_file(
             &version.connector_id,
             &version.file_id(),
@@ -498,7 +526,7 @@ impl Heartbeat {
             return Self(None);
         };
         let queue = deps.queue.clone();
-        let state = deps.state.clone();
+        let state = deps.ledger.clone();
         let clock = deps.clock.clone();
         let interval = settings
             .heartbeat_interval
@@ -584,7 +612,7 @@ async fn import_file(
         .and_then(|c| c.template_version)
         .or(connector.template_version);
     let stored = match deps
-        .state
+        .templates
         .get_template(&connector.template_id, wanted_template)
         .await
     {

@@ -1,207 +1,15 @@
-//! The capability traits the lister and worker use. Each has an in-memory adapter ([`super::memory`]) and an
-//! AWS adapter (`s3-importer-aws`), checked by one contract suite against both.
+//! The state ports, by what they hold: connectors, templates, the file ledger, leases and sync history
+//! (one DynamoDB table in production). [`StateStore`] is their sum, for callers that manage everything.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncRead;
 
-use super::model::{
-    Checkpoint, Connector, FileMessage, FileStatus, LedgerEntry, ObjectMeta, Source, SyncRun,
-};
-use crate::sink::{RejectSink, RowSink, SinkError};
+use super::BoxError;
+use crate::sync::model::{Checkpoint, Connector, FileStatus, LedgerEntry, SyncRun};
 use crate::template::Template;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-// ---------------------------------------------------------------------------------------------------------
-// Source objects (S3)
-// ---------------------------------------------------------------------------------------------------------
-
-/// One page of a listing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListPage {
-    /// Objects on this page.
-    pub objects: Vec<ObjectMeta>,
-    /// Token for the next page; `None` on the last one.
-    pub next: Option<String>,
-}
-
-/// A byte range `[start, end)`; `end = None` reads to the end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteRange {
-    /// First byte.
-    pub start: u64,
-    /// One past the last byte.
-    pub end: Option<u64>,
-}
-
-/// An object's body, streamed.
-pub struct ObjectBody {
-    /// The bytes.
-    pub reader: Box<dyn AsyncRead + Send + Unpin>,
-    /// `Content-Encoding`, when set (gzip is honoured).
-    pub content_encoding: Option<String>,
-    /// Content length of this response.
-    pub content_length: Option<u64>,
-}
-
-impl std::fmt::Debug for ObjectBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectBody")
-            .field("content_encoding", &self.content_encoding)
-            .field("content_length", &self.content_length)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a source operation failed. Messages name `s3://bucket/key` and say what to change.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    /// The object was deleted after it was listed.
-    #[error("s3://{bucket}/{key} no longer exists")]
-    NotFound {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-    },
-    /// The object was overwritten after it was listed (its ETag no longer matches).
-    #[error("s3://{bucket}/{key} changed since it was listed (ETag {etag} no longer matches)")]
-    Changed {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-        /// The ETag asked for.
-        etag: String,
-    },
-    /// The bucket does not exist (or is not owned by the expected account).
-    #[error("bucket {bucket} does not exist or is not owned by account {account_id}")]
-    NoSuchBucket {
-        /// Bucket.
-        bucket: String,
-        /// Expected owner.
-        account_id: String,
-    },
-    /// Access was refused.
-    #[error("access denied to s3://{bucket}/{key}: {message}")]
-    AccessDenied {
-        /// Bucket.
-        bucket: String,
-        /// Key or prefix.
-        key: String,
-        /// S3's message.
-        message: String,
-    },
-    /// The object is archived and must be restored first.
-    #[error("s3://{bucket}/{key} is archived; restore it before importing")]
-    Archived {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-    },
-    /// The object's KMS key cannot be used.
-    #[error("cannot decrypt s3://{bucket}/{key} with its KMS key: {message}")]
-    Kms {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-        /// KMS's message.
-        message: String,
-    },
-    /// The cross-account role cannot be assumed.
-    #[error("cannot assume role {role_arn}: {message}")]
-    AssumeRole {
-        /// Role.
-        role_arn: String,
-        /// STS's message.
-        message: String,
-    },
-    /// Throttling, 5xx, timeouts: retry later.
-    #[error("{context}: {source}")]
-    Transient {
-        /// What was being done.
-        context: String,
-        /// Cause.
-        #[source]
-        source: BoxError,
-    },
-    /// Anything else.
-    #[error("{context}: {source}")]
-    Other {
-        /// What was being done.
-        context: String,
-        /// Cause.
-        #[source]
-        source: BoxError,
-    },
-}
-
-impl SourceError {
-    /// True when retrying later may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Transient { .. })
-    }
-}
-
-/// Lists and reads a connector's source objects.
-#[async_trait]
-pub trait ObjectSource: Send + Sync {
-    /// One page (up to 1000 objects) under the source's prefix.
-    async fn list_page(
-        &self,
-        source: &Source,
-        continuation: Option<String>,
-    ) -> Result<ListPage, SourceError>;
-
-    /// Streams one object version, pinned to `etag` (`IfMatch`) and to the source's account
-    /// (`ExpectedBucketOwner`).
-    async fn open(
-        &self,
-        source: &Source,
-        key: &str,
-        etag: &str,
-        range: Option<ByteRange>,
-    ) -> Result<ObjectBody, SourceError>;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Queue (SQS)
-// ---------------------------------------------------------------------------------------------------------
-
-/// Sending to the work queue failed as a whole.
-#[derive(Debug, thiserror::Error)]
-#[error("{context}: {source}")]
-pub struct QueueError {
-    /// What was being done.
-    pub context: String,
-    /// Cause.
-    #[source]
-    pub source: BoxError,
-}
-
-/// The work queue.
-#[async_trait]
-pub trait FileQueue: Send + Sync {
-    /// Sends messages (batched by 10, failed entries retried). Returns, for each message in order, whether
-    /// the queue accepted it.
-    async fn send(&self, messages: &[FileMessage]) -> Result<Vec<bool>, QueueError>;
-
-    /// Keeps a received message invisible for `seconds` from now (ChangeMessageVisibility), so it is not
-    /// delivered again while its file is being imported.
-    async fn extend_visibility(&self, receipt_handle: &str, seconds: u32)
-        -> Result<(), QueueError>;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// State (DynamoDB)
-// ---------------------------------------------------------------------------------------------------------
 
 /// A stored template version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -288,10 +96,9 @@ impl StateError {
     }
 }
 
-/// Connectors, templates, leases, the per-file ledger and sync history (single-table, DESIGN §7).
+/// Connectors: their settings, status, watermark and last sync (the lister, the worker and the CLI).
 #[async_trait]
-pub trait StateStore: Send + Sync {
-    // --- connectors ---
+pub trait ConnectorStore: Send + Sync {
     /// Stores a new connector; `NameTaken` if the name is in use.
     async fn create_connector(&self, connector: &Connector) -> Result<(), StateError>;
     /// A connector by id.
@@ -307,8 +114,11 @@ pub trait StateStore: Send + Sync {
     async fn delete_connector(&self, id: &str) -> Result<u64, StateError>;
     /// Moves the watermark forward to `to` (never back; a lower value is a no-op).
     async fn advance_watermark(&self, id: &str, to: DateTime<Utc>) -> Result<(), StateError>;
+}
 
-    // --- sync runs ---
+/// Sync history: one record per lister pass over a connector (the lister writes it, the CLI reads it).
+#[async_trait]
+pub trait SyncHistory: Send + Sync {
     /// Records a sync run (kept for a limited time) and makes it the connector's last sync.
     async fn record_sync_run(&self, run: &SyncRun) -> Result<(), StateError>;
     /// The connector's sync runs, newest first.
@@ -317,8 +127,11 @@ pub trait StateStore: Send + Sync {
         connector_id: &str,
         limit: usize,
     ) -> Result<Vec<SyncRun>, StateError>;
+}
 
-    // --- templates ---
+/// Versioned data templates (the worker reads the version a file was claimed with).
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
     /// Stores a new version of a template; returns its version number.
     async fn put_template(
         &self,
@@ -335,8 +148,11 @@ pub trait StateStore: Send + Sync {
     ) -> Result<Option<StoredTemplate>, StateError>;
     /// The latest version of every template.
     async fn list_templates(&self) -> Result<Vec<StoredTemplate>, StateError>;
+}
 
-    // --- leases ---
+/// Named leases with an expiry: one lister pass per connector at a time.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
     /// Takes the named lease for `owner` until `now + ttl` if it is free or expired. Returns whether it was taken.
     async fn acquire_lease(
         &self,
@@ -347,8 +163,12 @@ pub trait StateStore: Send + Sync {
     ) -> Result<bool, StateError>;
     /// Releases the lease if `owner` holds it.
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StateError>;
+}
 
-    // --- ledger ---
+/// The per-file ledger: one entry per file version, moved through its states by conditional writes
+/// (`docs/architecture.md`, "The ledger").
+#[async_trait]
+pub trait FileLedger: Send + Sync {
     /// The entries among `file_ids` that exist.
     async fn get_files(
         &self,
@@ -433,26 +253,14 @@ pub trait StateStore: Send + Sync {
     ) -> Result<bool, StateError>;
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Destinations
-// ---------------------------------------------------------------------------------------------------------
-
-/// Everything a destination needs to know about the file it receives rows from.
-#[derive(Debug, Clone)]
-pub struct FileJob {
-    /// The connector.
-    pub connector: Connector,
-    /// The ledger entry being imported.
-    pub entry: LedgerEntry,
-    /// The template used.
-    pub template: Arc<Template>,
+/// The whole state table: every capability. Implemented for any type that has them all; callers that manage
+/// everything (the CLI) take it, the lister and the worker take only the capabilities they use.
+pub trait StateStore:
+    ConnectorStore + SyncHistory + TemplateStore + LeaseStore + FileLedger
+{
 }
 
-/// Opens the sinks for one file version. New destinations (webhook, Postgres) implement this.
-#[async_trait]
-pub trait Destination: Send + Sync {
-    /// Where the file's validated rows go. Writes must be idempotent per file version.
-    async fn open_rows(&self, job: &FileJob) -> Result<Box<dyn RowSink>, SinkError>;
-    /// Where the file's error report goes.
-    async fn open_rejects(&self, job: &FileJob) -> Result<Box<dyn RejectSink>, SinkError>;
+impl<T> StateStore for T where
+    T: ConnectorStore + SyncHistory + TemplateStore + LeaseStore + FileLedger + ?Sized
+{
 }
