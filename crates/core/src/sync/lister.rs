@@ -1,4 +1,5 @@
-//! Discovery (DESIGN §3): one pass over one connector, and a pass over every active connector.
+//! Discovery: one pass over one connector, and a pass over every active connector (`docs/architecture.md`,
+//! "Data flow").
 //!
 //! Never miss: the whole prefix is listed every time (S3 cannot filter by LastModified), objects back to
 //! `watermark - overlap` are reconsidered, and the watermark only advances after a complete run. Never

@@ -1,4 +1,4 @@
-//! Connectors, file versions, the ledger, and the rules that decide what to import (DESIGN §2–§4).
+//! Connectors, file versions, the ledger, and the rules that decide what to import (`docs/architecture.md`).
 //!
 //! Everything here is AWS-free: the lister and worker algorithms talk to S3, SQS and DynamoDB through the
 //! [`ports`] traits, which have in-memory adapters ([`memory`]) for fast tests and real adapters in the

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{ObjectMeta, SkipReason};
 use crate::format::{detect_format, FileFormat, Format};
 
-/// Discovery settings (DESIGN §10).
+/// Discovery settings (their defaults are in the README's configuration table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncSettings {
     /// First sync: import what was modified within this long before now (default 90 days).
