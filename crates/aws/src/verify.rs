@@ -7,12 +7,12 @@
 //! | `external_id_required` | `sts:AssumeRole` *without* the External ID must be refused | the trust policy lacks the `sts:ExternalId` condition |
 //! | `bucket` | `HeadBucket` with `ExpectedBucketOwner`, in the connector's region | missing bucket, another owner, wrong region, no `s3:ListBucket` |
 //! | `list` | `ListObjectsV2` on the folder (as the lister does) | no `s3:ListBucket` for the folder, another owner |
+//! | `archived` | storage classes in the listing | archived objects are skipped until restored |
+//! | `read` | `GetObject` of the first bytes of one importable file (as the worker does) | no `s3:GetObject`, KMS key access, an archived object |
 //!
 //! S3 refuses a request whose `ExpectedBucketOwner` is not the bucket's owner with 403 AccessDenied, as it
 //! refuses a missing permission. When `bucket` or `list` is refused so, the doctor repeats the request without
 //! the owner: allowed, the cause is `bucket_owner`.
-//! | `archived` | storage classes in the listing | archived objects are skipped until restored |
-//! | `read` | `GetObject` of the first bytes of one importable file (as the worker does) | no `s3:GetObject`, KMS key access, an archived object |
 
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{Region, SharedCredentialsProvider};
