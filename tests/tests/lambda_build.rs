@@ -1,4 +1,5 @@
-//! What goes into the Lambda binaries: their dependency graphs and the release profile they are built with.
+//! What goes into the Lambda binaries: their dependency graphs (from `cargo tree`) and the release profile they
+//! are built with (as `Cargo.toml` declares it).
 
 use std::process::Command;
 
@@ -47,10 +48,11 @@ fn the_lambda_functions_do_not_link_the_cloudformation_client() {
     assert!(normal_dependencies("s3-importer-cli").contains("aws-sdk-cloudformation"));
 }
 
-/// `make build` and `sam build` use the release profile: it must produce stripped binaries by itself (no
-/// external strip tool), without debug info, and keep unwinding panics.
+/// `make build` and `sam build` use the release profile. This reads `Cargo.toml` and the `Makefile` (it builds
+/// nothing): the profile must ask for stripped symbols and no debug info, keep unwinding panics, and the build
+/// must not call an external strip tool.
 #[test]
-fn the_release_profile_builds_small_binaries() {
+fn the_release_profile_strips_symbols_drops_debug_info_and_unwinds() {
     let manifest =
         std::fs::read_to_string(repo_root().join("Cargo.toml")).expect("read Cargo.toml");
     let manifest: toml::Table = toml::from_str(&manifest).expect("parse Cargo.toml");

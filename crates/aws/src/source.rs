@@ -6,8 +6,10 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_s3::config::{IdentityCache, Region, SharedCredentialsProvider};
-use aws_sdk_s3::types::OptionalObjectAttributes;
+use aws_sdk_s3::config::{
+    IdentityCache, Region, ResponseChecksumValidation, SharedCredentialsProvider,
+};
+use aws_sdk_s3::types::{ChecksumMode, OptionalObjectAttributes};
 use chrono::{DateTime, Utc};
 use s3_importer_core::sync::ports::{ByteRange, ListPage, ObjectBody, ObjectSource, SourceError};
 use s3_importer_core::sync::{ObjectMeta, Source};
@@ -43,7 +45,8 @@ enum Clients {
 ///
 /// Every call sends `ExpectedBucketOwner = source.account_id`, and reads are pinned to the listed ETag with
 /// `If-Match`, so an object overwritten between listing and reading is reported as
-/// [`SourceError::Changed`] instead of importing the wrong version.
+/// [`SourceError::Changed`] instead of importing the wrong version. A read asks for the object's stored
+/// checksum only where the body can be checked against it (a whole object uploaded in one request).
 #[derive(Debug)]
 pub struct S3Source {
     clients: Clients,
@@ -179,7 +182,15 @@ impl ObjectSource for S3Source {
             .key(key)
             .if_match(etag)
             .expected_bucket_owner(&source.account_id)
+            .set_checksum_mode(checksum_mode(etag, range))
             .set_range(header)
+            .customize()
+            // By default (`WhenSupported`) the SDK asks for the stored checksum on every GetObject, whatever
+            // can be checked: `checksum_mode` decides here instead.
+            .config_override(
+                aws_sdk_s3::config::Builder::new()
+                    .response_checksum_validation(ResponseChecksumValidation::WhenRequired),
+            )
             .send()
             .await;
         let out = match result {
@@ -257,6 +268,32 @@ async fn denied_read(
             }
         }
     }
+}
+
+/// Whether a read asks S3 for the object's stored checksum (`x-amz-checksum-mode: ENABLED`), which the SDK then
+/// checks the body against as it streams (a mismatch fails the read). Only where the answer can be checked:
+///
+/// - a ranged read asks for none: S3 keeps the checksum of the whole object (or of its parts) and sends none for
+///   an arbitrary range; a range that is exactly one part gets that part's checksum, marked `-N` like a
+///   composite one, which the SDK skips with a warning;
+/// - a whole read of an object uploaded in parts (its ETag ends in `-N`, N parts) asks for none: its checksum
+///   is often composite, a checksum of the parts' checksums (`…-N`), which no reader can check against the
+///   bytes — the SDK would skip the check and log a warning for each such file. Whether it has a full-object
+///   checksum instead (CRC64NVME, or a FULL_OBJECT CRC32) cannot be told from the ETag, and asking S3 first
+///   would cost a request per file;
+/// - a whole read of an object uploaded in one request asks for it: its checksum, when it has one, is the whole
+///   object's.
+///
+/// The read is pinned to the ETag (`If-Match`) and carried over TLS either way.
+fn checksum_mode(etag: &str, range: Option<ByteRange>) -> Option<ChecksumMode> {
+    (range.is_none() && !uploaded_in_parts(etag)).then_some(ChecksumMode::Enabled)
+}
+
+/// True for the ETag of an object uploaded in parts: S3 writes it as `"<hex>-<number of parts>"`.
+fn uploaded_in_parts(etag: &str) -> bool {
+    etag.trim_matches('"')
+        .rsplit_once('-')
+        .is_some_and(|(_, parts)| !parts.is_empty() && parts.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn empty_body() -> ObjectBody {
@@ -376,9 +413,11 @@ pub struct WrongRegion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_s3::config::http::HttpResponse;
     use aws_sdk_s3::operation::get_object::GetObjectOutput;
     use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
     use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::primitives::SdkBody;
     use aws_sdk_s3::types::{Object, ObjectStorageClass, RestoreStatus};
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use tokio::io::AsyncReadExt;
@@ -457,6 +496,153 @@ mod tests {
             .await?;
         assert_eq!(rule.num_calls(), 1);
         Ok(())
+    }
+
+    /// The log lines (WARN and above) written while the returned guard lives, on this thread.
+    fn capture_warnings() -> (
+        Arc<std::sync::Mutex<Vec<u8>>>,
+        tracing::subscriber::DefaultGuard,
+    ) {
+        #[derive(Clone)]
+        struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Shared(log.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (log, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// A GetObject answer of `body` with the checksum header `crc32` (and its type).
+    fn with_checksum(body: &'static str, crc32: &'static str, kind: &'static str) -> HttpResponse {
+        let mut response = HttpResponse::new(
+            200.try_into()
+                .unwrap_or_else(|_| unreachable!("200 is a status code")),
+            SdkBody::from(body),
+        );
+        response.headers_mut().insert("x-amz-checksum-crc32", crc32);
+        response.headers_mut().insert("x-amz-checksum-type", kind);
+        response
+    }
+
+    /// Opens `in/a.csv` (ETag `etag`, `range`) against S3 answering `answer` to a GetObject whose checksum mode
+    /// is `mode`, and reads the body. The log's warnings come back with the result.
+    async fn read_with_checksum(
+        etag: &'static str,
+        range: Option<ByteRange>,
+        mode: Option<ChecksumMode>,
+        answer: fn() -> HttpResponse,
+    ) -> (Result<String, Box<dyn std::error::Error>>, usize, String) {
+        let (log, _guard) = capture_warnings();
+        let rule = mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(move |r| {
+                r.checksum_mode() == mode.as_ref() && r.if_match() == Some(etag)
+            })
+            .then_http_response(answer);
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]);
+        let read = async {
+            let mut body = S3Source::with_client(client)
+                .open(&source(), "in/a.csv", etag, range)
+                .await?;
+            let mut text = String::new();
+            body.reader.read_to_string(&mut text).await?;
+            Ok::<_, Box<dyn std::error::Error>>(text)
+        };
+        let result = read.await;
+        let log =
+            String::from_utf8_lossy(&log.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+        (result, rule.num_calls(), log)
+    }
+
+    #[tokio::test]
+    async fn a_whole_read_of_an_object_uploaded_at_once_checks_its_checksum() {
+        // CRC32 of "hello" is NhCmhg==: the body passes.
+        let (read, calls, log) =
+            read_with_checksum("\"e\"", None, Some(ChecksumMode::Enabled), || {
+                with_checksum("hello", "NhCmhg==", "FULL_OBJECT")
+            })
+            .await;
+        assert_eq!(read.ok().as_deref(), Some("hello"), "{log}");
+        assert_eq!(calls, 1);
+        // A body that does not match its checksum fails the read.
+        let (read, _, _) = read_with_checksum("\"e\"", None, Some(ChecksumMode::Enabled), || {
+            with_checksum("hellO", "NhCmhg==", "FULL_OBJECT")
+        })
+        .await;
+        let mut err = String::new();
+        let mut cause = read
+            .as_ref()
+            .err()
+            .map(|e| e.as_ref() as &dyn std::error::Error);
+        while let Some(e) = cause {
+            err.push_str(&format!("{e}; "));
+            cause = e.source();
+        }
+        assert!(
+            err.contains("checksum mismatch"),
+            "a corrupted body must fail the read: {err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_whole_read_of_an_object_uploaded_in_parts_asks_for_no_checksum_and_logs_no_warning()
+    {
+        // S3 keeps a composite checksum for it (a checksum of the parts' checksums, "-3"): nothing to check
+        // the bytes against. Even if one came, the request did not ask for it, so the SDK stays quiet.
+        let (read, calls, log) = read_with_checksum("\"0123abcd-3\"", None, None, || {
+            with_checksum("hello", "AAAAAA==-3", "COMPOSITE")
+        })
+        .await;
+        assert_eq!(read.ok().as_deref(), Some("hello"), "{log}");
+        assert_eq!(calls, 1, "the request asked for no checksum");
+        assert!(!log.contains("part-level checksum"), "{log}");
+        assert!(log.is_empty(), "no warning at all: {log}");
+    }
+
+    #[tokio::test]
+    async fn a_ranged_read_asks_for_no_checksum_and_logs_no_warning() {
+        // A range has no checksum of its own; one that is exactly a part gets the part's ("-N").
+        let range = Some(ByteRange {
+            start: 0,
+            end: Some(5),
+        });
+        for etag in ["\"e\"", "\"0123abcd-3\""] {
+            let (read, calls, log) = read_with_checksum(etag, range, None, || {
+                with_checksum("hello", "AAAAAA==-1", "COMPOSITE")
+            })
+            .await;
+            assert_eq!(read.ok().as_deref(), Some("hello"), "{etag}: {log}");
+            assert_eq!(calls, 1, "{etag}: the request asked for no checksum");
+            assert!(log.is_empty(), "{etag}: no warning: {log}");
+        }
+    }
+
+    #[test]
+    fn multipart_etags_are_told_from_single_part_ones() {
+        for (etag, parts) in [
+            ("\"9b2cf535f27731c974343645a3985328\"", false),
+            ("\"9b2cf535f27731c974343645a3985328-12\"", true),
+            ("9b2cf535f27731c974343645a3985328-1", true),
+            ("\"abc-\"", false),
+            ("\"abc-x1\"", false),
+            ("", false),
+        ] {
+            assert_eq!(uploaded_in_parts(etag), parts, "etag={etag:?}");
+        }
     }
 
     #[test]

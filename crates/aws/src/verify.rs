@@ -6,9 +6,13 @@
 //! | `assume_role` | `sts:AssumeRole` with the External ID | the role's trust policy (principal, External ID) or the role ARN |
 //! | `external_id_required` | `sts:AssumeRole` *without* the External ID must be refused | the trust policy lacks the `sts:ExternalId` condition |
 //! | `bucket` | `HeadBucket` with `ExpectedBucketOwner`, in the connector's region | missing bucket, another owner, wrong region, no `s3:ListBucket` |
-//! | `list` | `ListObjectsV2` on the folder (as the lister does) | no `s3:ListBucket` for the folder |
+//! | `list` | `ListObjectsV2` on the folder (as the lister does) | no `s3:ListBucket` for the folder, another owner |
 //! | `archived` | storage classes in the listing | archived objects are skipped until restored |
 //! | `read` | `GetObject` of the first bytes of one importable file (as the worker does) | no `s3:GetObject`, KMS key access, an archived object |
+//!
+//! S3 refuses a request whose `ExpectedBucketOwner` is not the bucket's owner with 403 AccessDenied, as it
+//! refuses a missing permission. When `bucket` or `list` is refused so, the doctor repeats the request without
+//! the owner: allowed, the cause is `bucket_owner`.
 
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{Region, SharedCredentialsProvider};
@@ -211,7 +215,8 @@ impl Doctor {
             checks.push(Check::skipped("external_id_required", "no role"));
         }
 
-        let bucket = self.head_bucket(source, credentials.clone()).await;
+        let client = self.s3_client(source, credentials);
+        let bucket = self.head_bucket(&client, source).await;
         let bucket_failed = bucket.status == CheckStatus::Fail;
         checks.push(bucket);
         if bucket_failed {
@@ -232,7 +237,13 @@ impl Doctor {
         let page = match self.source.list_page(source, None).await {
             Ok(page) => page,
             Err(err) => {
-                checks.push(source_failure("list", source, &folder, &err));
+                let owner_refused = matches!(err, SourceError::AccessDenied { .. })
+                    && allowed_without_owner(&client, source, Probe::List).await;
+                checks.push(if owner_refused {
+                    bucket_owner("list", source)
+                } else {
+                    source_failure("list", source, &folder, &err)
+                });
                 for check in ["archived", "read"] {
                     checks.push(Check::skipped(check, "the folder cannot be listed"));
                 }
@@ -366,12 +377,16 @@ impl Doctor {
         ))
     }
 
-    async fn head_bucket(&self, source: &Source, credentials: Option<Credentials>) -> Check {
+    /// An S3 client in the source's region, with the role's credentials when one was assumed.
+    fn s3_client(&self, source: &Source, credentials: Option<Credentials>) -> aws_sdk_s3::Client {
         let mut builder = s3_config_builder(&self.sdk).region(Region::new(source.region.clone()));
         if let Some(credentials) = credentials {
             builder = builder.credentials_provider(SharedCredentialsProvider::new(credentials));
         }
-        let client = aws_sdk_s3::Client::from_conf(builder.build());
+        aws_sdk_s3::Client::from_conf(builder.build())
+    }
+
+    async fn head_bucket(&self, client: &aws_sdk_s3::Client, source: &Source) -> Check {
         let bucket = &source.bucket;
         match client
             .head_bucket()
@@ -393,7 +408,13 @@ impl Doctor {
             },
             Err(e) => {
                 let err = AwsCallError::from_sdk(e);
-                match classify_s3(err.kind, err.code.as_deref(), err.status) {
+                let failure = classify_s3(err.kind, err.code.as_deref(), err.status);
+                if failure == S3Failure::AccessDenied
+                    && allowed_without_owner(client, source, Probe::HeadBucket).await
+                {
+                    return bucket_owner("bucket", source);
+                }
+                match failure {
                     S3Failure::NotFound | S3Failure::NoSuchBucket => Check::fail(
                         "bucket",
                         "no_such_bucket",
@@ -403,8 +424,7 @@ impl Doctor {
                     ),
                     S3Failure::WrongRegion => wrong_region(source, err.bucket_region.as_deref()),
                     // HeadBucket needs s3:ListBucket on the whole bucket, which a folder-limited policy may
-                    // not grant, and a bucket of another owner answers 403 too: the listing below (with
-                    // ExpectedBucketOwner) decides.
+                    // not grant: the listing below (with ExpectedBucketOwner, and the same probe) decides.
                     S3Failure::AccessDenied => Check {
                         check: "bucket".into(),
                         status: CheckStatus::Warn,
@@ -426,6 +446,73 @@ impl Doctor {
             }
         }
     }
+}
+
+/// The request [`allowed_without_owner`] repeats.
+#[derive(Debug, Clone, Copy)]
+enum Probe {
+    /// `HeadBucket`.
+    HeadBucket,
+    /// `ListObjectsV2` of at most one key under the folder.
+    List,
+}
+
+/// True when `probe`, refused with `ExpectedBucketOwner = source.account_id` (403 AccessDenied), is allowed
+/// without it: then the bucket exists and may be read, but another account owns it.
+///
+/// S3 answers a wrong `ExpectedBucketOwner` with the same 403 AccessDenied as a missing permission; only the
+/// same request without the owner tells them apart. The probe reads no object (a HeadBucket, or a listing of
+/// at most one key whose answer is dropped) and only names the cause: the lister and the worker keep sending
+/// the owner, so a bucket of another account is never imported. A refused or failed probe says nothing: the
+/// caller keeps its own verdict.
+///
+/// moto ignores `ExpectedBucketOwner`, so the emulator suites cannot produce this answer; the unit tests below
+/// play S3's answers to both requests.
+async fn allowed_without_owner(client: &aws_sdk_s3::Client, source: &Source, probe: Probe) -> bool {
+    let answered = match probe {
+        Probe::HeadBucket => client
+            .head_bucket()
+            .bucket(&source.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(AwsCallError::from_sdk),
+        Probe::List => client
+            .list_objects_v2()
+            .bucket(&source.bucket)
+            .prefix(source.prefix.as_deref().unwrap_or_default())
+            .max_keys(1)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(AwsCallError::from_sdk),
+    };
+    match answered {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::debug!(bucket = %source.bucket, ?probe, error = %err, "refused without ExpectedBucketOwner too");
+            false
+        }
+    }
+}
+
+/// The bucket answers, but not as a bucket of the connector's account.
+fn bucket_owner(check: &'static str, source: &Source) -> Check {
+    Check::fail(
+        check,
+        "bucket_owner",
+        format!(
+            "bucket {} is not owned by account {}: S3 refuses the request that names that owner \
+             (ExpectedBucketOwner) and answers it without",
+            source.bucket, source.account_id
+        ),
+        format!(
+            "the connector's account id must be the bucket owner's, and it cannot change: if s3://{} is the \
+             right bucket, create a connector with its owner's account (`connector create --account-id`) and \
+             delete this one; if {} is the right account, the bucket name is wrong",
+            source.bucket, source.account_id
+        ),
+    )
 }
 
 fn who(source: &Source) -> String {
@@ -540,6 +627,10 @@ fn source_failure(check: &'static str, source: &Source, target: &str, err: &Sour
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::primitives::SdkBody;
     use aws_sdk_sts::operation::assume_role::{AssumeRoleError, AssumeRoleOutput};
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
@@ -651,6 +742,185 @@ mod tests {
         assert!(report.checks[1..]
             .iter()
             .all(|c| c.status == CheckStatus::Skipped));
+    }
+
+    /// One request the played S3 received: the operation and its `ExpectedBucketOwner`.
+    type Seen = (&'static str, Option<String>);
+
+    /// An SdkConfig whose every S3 client talks to a played S3: `status(operation, owner)` is its answer to
+    /// `HeadBucket`, `ListObjectsV2` or `GetObject` with that `ExpectedBucketOwner` (a 403 is S3's
+    /// AccessDenied). moto ignores `ExpectedBucketOwner`, so only a played S3 can refuse a wrong owner.
+    fn played_s3(
+        status: fn(&str, Option<&str>) -> u16,
+    ) -> (aws_config::SdkConfig, Arc<Mutex<Vec<Seen>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let http = aws_smithy_http_client::test_util::infallible_client_fn(move |request| {
+            let owner = request
+                .headers()
+                .get("x-amz-expected-bucket-owner")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let query = request.uri().query().unwrap_or_default();
+            let operation = match request.method().as_str() {
+                "HEAD" => "HeadBucket",
+                _ if query.contains("list-type=2") => "ListObjectsV2",
+                _ => "GetObject",
+            };
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((operation, owner.clone()));
+            let code = status(operation, owner.as_deref());
+            let body = match (code, operation) {
+                (_, "HeadBucket") => String::new(),
+                (403, _) => "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
+                             <Message>Access Denied</Message><RequestId>r</RequestId></Error>"
+                    .to_owned(),
+                (_, "ListObjectsV2") => "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult>\
+                                         <Name>acme-exports</Name><Prefix>orders/</Prefix><KeyCount>0</KeyCount>\
+                                         <MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>"
+                    .to_owned(),
+                _ => "id,total\n".to_owned(),
+            };
+            let mut response = HttpResponse::new(
+                code.try_into()
+                    .unwrap_or_else(|_| unreachable!("a played status code")),
+                SdkBody::from(body),
+            );
+            if operation == "HeadBucket" && code == 200 {
+                response
+                    .headers_mut()
+                    .insert("x-amz-bucket-region", "us-east-1");
+            }
+            response
+                .try_into_http1x()
+                .unwrap_or_else(|_| unreachable!("a played response converts"))
+        });
+        let sdk = aws_config::SdkConfig::builder()
+            .region(Region::new("us-east-1"))
+            .endpoint_url("http://s3.test")
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::for_tests()))
+            .http_client(http)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        (sdk, seen)
+    }
+
+    /// The connector's source without a role: the deployment's own credentials read it.
+    fn source_without_role() -> Source {
+        Source {
+            role_arn: None,
+            external_id: None,
+            ..source()
+        }
+    }
+
+    fn check<'r>(report: &'r Report, name: &str) -> &'r Check {
+        report
+            .checks
+            .iter()
+            .find(|c| c.check == name)
+            .unwrap_or_else(|| panic!("no {name} check in {report:#?}"))
+    }
+
+    #[tokio::test]
+    async fn a_bucket_of_another_account_fails_the_bucket_check_as_bucket_owner() {
+        // S3 refuses HeadBucket with a wrong ExpectedBucketOwner (403 AccessDenied) and answers it without.
+        let (sdk, seen) = played_s3(|_, owner| if owner.is_some() { 403 } else { 200 });
+        let report = Doctor::new(&sdk).verify(&source_without_role(), None).await;
+        let bucket = check(&report, "bucket");
+        assert_eq!(bucket.status, CheckStatus::Fail, "{report:#?}");
+        assert_eq!(bucket.cause.as_deref(), Some("bucket_owner"), "{report:#?}");
+        assert!(
+            bucket.detail.contains("not owned by account 111122223333"),
+            "{}",
+            bucket.detail
+        );
+        let fix = bucket.fix.as_deref().unwrap_or_default();
+        assert!(fix.contains("--account-id"), "{fix}");
+        assert_eq!(
+            seen.lock().unwrap_or_else(|p| p.into_inner()).as_slice(),
+            [
+                ("HeadBucket", Some("111122223333".to_owned())),
+                ("HeadBucket", None),
+            ],
+            "the owner-pinned request, then the same without the owner"
+        );
+        assert_eq!(
+            report.first_failure().map(|c| c.check.as_str()),
+            Some("bucket")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bucket_of_another_account_behind_a_folder_policy_fails_the_list_check_as_bucket_owner(
+    ) {
+        // A folder-limited policy refuses HeadBucket whatever the owner; the listing of the folder is allowed
+        // without the owner and refused with it.
+        let (sdk, seen) = played_s3(|operation, owner| match operation {
+            "ListObjectsV2" if owner.is_none() => 200,
+            _ => 403,
+        });
+        let report = Doctor::new(&sdk).verify(&source_without_role(), None).await;
+        assert_eq!(
+            check(&report, "bucket").status,
+            CheckStatus::Warn,
+            "{report:#?}"
+        );
+        let list = check(&report, "list");
+        assert_eq!(list.status, CheckStatus::Fail, "{report:#?}");
+        assert_eq!(list.cause.as_deref(), Some("bucket_owner"), "{report:#?}");
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(
+            seen.last(),
+            Some(&("ListObjectsV2", None)),
+            "the probe is the listing without the owner: {seen:?}"
+        );
+        assert!(
+            seen.contains(&("ListObjectsV2", Some("111122223333".to_owned()))),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_with_and_without_the_owner_stays_a_missing_permission() {
+        let (sdk, _) = played_s3(|_, _| 403);
+        let report = Doctor::new(&sdk).verify(&source_without_role(), None).await;
+        let list = check(&report, "list");
+        assert_eq!(
+            list.cause.as_deref(),
+            Some("missing_permission"),
+            "{report:#?}"
+        );
+        assert!(report
+            .checks
+            .iter()
+            .all(|c| c.cause.as_deref() != Some("bucket_owner")));
+    }
+
+    #[tokio::test]
+    async fn a_bucket_of_the_connectors_account_passes_without_a_probe() {
+        let (sdk, seen) = played_s3(|_, owner| {
+            assert_eq!(owner, Some("111122223333"), "every request names the owner");
+            200
+        });
+        let report = Doctor::new(&sdk).verify(&source_without_role(), None).await;
+        assert_eq!(
+            check(&report, "bucket").status,
+            CheckStatus::Pass,
+            "{report:#?}"
+        );
+        assert_eq!(
+            check(&report, "list").status,
+            CheckStatus::Pass,
+            "{report:#?}"
+        );
+        assert!(seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .all(|(_, owner)| owner.is_some()));
     }
 
     #[test]

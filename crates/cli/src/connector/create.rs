@@ -1,0 +1,194 @@
+//! `connector create`: a new connector, and the IAM policies of the role to create for it.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use chrono::Utc;
+use s3_importer_core::policy;
+use s3_importer_core::sync::ports::StateStore;
+use s3_importer_core::sync::{Connector, ConnectorStatus, DestinationConfig, Source};
+use serde_json::json;
+
+use super::policies::{policies, policies_json, print_policies};
+use super::require_template;
+use crate::aws_args::AwsArgs;
+use crate::exit::{exit, Status};
+
+/// Arguments of `connector create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// A unique name (letters, digits, `.`, `_`, `-`); it also names the source role.
+    #[arg(long)]
+    name: String,
+    /// The 12-digit AWS account that owns the bucket.
+    #[arg(long)]
+    account_id: String,
+    /// The source bucket.
+    #[arg(long)]
+    bucket: String,
+    /// The bucket's region. (Here `--region` is the bucket's; the deployment's region comes from
+    /// AWS_REGION or the profile.)
+    #[arg(long)]
+    region: String,
+    /// Only import files under this folder (key prefix).
+    #[arg(long)]
+    folder: Option<String>,
+    /// The stored template's id (`s3-importer template list`).
+    #[arg(long)]
+    template: String,
+    /// Pin a template version (default: the latest at import time).
+    #[arg(long)]
+    template_version: Option<u32>,
+    /// The role to assume in the bucket's account (default: none, the deployment's own credentials).
+    #[arg(long)]
+    role_arn: Option<String>,
+    /// The KMS key the files are encrypted with (adds kms:Decrypt to the printed policy).
+    #[arg(long)]
+    kms_key_arn: Option<String>,
+    /// `dynamodb` (the deployment's records table, default), `dynamodb:TABLE`, or `s3` / `s3:BUCKET/PREFIX`.
+    #[arg(long, default_value = "dynamodb")]
+    destination: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl CreateArgs {
+    /// The bucket's region (`--region` of `connector create`).
+    pub fn bucket_region(&self) -> &str {
+        &self.region
+    }
+}
+
+fn parse_destination(
+    spec: &str,
+    records_table: Option<&str>,
+    output_bucket: Option<&str>,
+) -> Result<DestinationConfig> {
+    let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    match kind {
+        "dynamodb" => {
+            let table = if rest.is_empty() {
+                records_table.map(str::to_owned)
+            } else {
+                Some(rest.to_owned())
+            };
+            let table = table.ok_or_else(|| {
+                exit(
+                    Status::Usage,
+                    "no records table: pass --stack, --records-table or --destination dynamodb:TABLE",
+                )
+            })?;
+            Ok(DestinationConfig::Dynamodb { table })
+        }
+        "s3" => {
+            let (bucket, prefix) = if rest.is_empty() {
+                (output_bucket.map(str::to_owned), "output".to_owned())
+            } else {
+                let (b, p) = rest.split_once('/').unwrap_or((rest, "output"));
+                (Some(b.to_owned()), p.trim_end_matches('/').to_owned())
+            };
+            let bucket = bucket.ok_or_else(|| {
+                exit(
+                    Status::Usage,
+                    "no output bucket: pass --stack, --output-bucket or --destination s3:BUCKET/PREFIX",
+                )
+            })?;
+            policy::validate_bucket_name(&bucket)?;
+            Ok(DestinationConfig::S3Jsonl { bucket, prefix })
+        }
+        other => Err(exit(
+            Status::Usage,
+            format!("unknown destination {other:?}: use dynamodb, dynamodb:TABLE, s3 or s3:BUCKET/PREFIX"),
+        )),
+    }
+}
+
+/// A new External ID: 128 bits from the operating system's CSPRNG (UUID v4 draws from `getrandom`), hex.
+pub(super) fn new_external_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Runs `connector create`.
+pub(super) async fn create(
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
+    state: &dyn StateStore,
+    args: CreateArgs,
+) -> Result<ExitCode> {
+    policy::validate_connector_name(&args.name)?;
+    policy::validate_account_id(&args.account_id)?;
+    policy::validate_bucket_name(&args.bucket)?;
+    policy::validate_region(&args.region)?;
+    let prefix = policy::normalize_folder(args.folder.as_deref())?;
+    if let Some(arn) = &args.role_arn {
+        policy::validate_source_role_arn(arn, aws.role_name_prefix())?;
+    } else {
+        policy::role_name(aws.role_name_prefix(), &args.name)?;
+    }
+    if let Some(key) = &args.kms_key_arn {
+        policy::validate_kms_key_arn(key)?;
+    }
+    let destination = parse_destination(
+        &args.destination,
+        aws.records_table.as_deref(),
+        aws.output_bucket.as_deref(),
+    )?;
+    if state.find_connector_by_name(&args.name).await?.is_some() {
+        return Err(exit(
+            Status::Conflict,
+            format!("a connector named {:?} already exists: choose another name (`s3-importer connector list`)", args.name),
+        ));
+    }
+    require_template(state, &args.template, args.template_version).await?;
+    let now = Utc::now();
+    let id = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let connector = Connector {
+        id: id.clone(),
+        name: args.name.clone(),
+        status: ConnectorStatus::Active,
+        source: Source {
+            account_id: args.account_id,
+            bucket: args.bucket,
+            region: args.region,
+            prefix,
+            role_arn: args.role_arn,
+            external_id: Some(new_external_id()),
+        },
+        template_id: args.template,
+        template_version: args.template_version,
+        destination,
+        created_at: now,
+        updated_at: now,
+        watermark: None,
+        last_sync: None,
+    };
+    let p = policies(aws, sdk, &connector, args.kms_key_arn.as_deref()).await?;
+    state.create_connector(&connector).await?;
+    if args.json {
+        let mut out = policies_json(&connector, &p);
+        out["id"] = json!(connector.id);
+        out["connector"] = serde_json::to_value(&connector)?;
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("created connector {} ({id})", connector.name);
+    outln!();
+    print_policies(&connector, &p, aws.role_name_prefix())?;
+    outln!(
+        "External ID: {}",
+        connector.source.external_id.as_deref().unwrap_or_default()
+    );
+    outln!();
+    outln!("Next:");
+    if connector.source.role_arn.is_none() {
+        outln!(
+            "  s3-importer connector reauth {} --role-arn {}   # once the role exists (same-account buckets \
+             readable by the deployment need no role)",
+            connector.name, p.role_arn
+        );
+    }
+    outln!("  s3-importer connector verify {}", connector.name);
+    outln!("  s3-importer connector preview {}", connector.name);
+    Ok(ExitCode::SUCCESS)
+}

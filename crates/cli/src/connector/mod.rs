@@ -1,0 +1,309 @@
+//! `s3-importer connector …`: the connector lifecycle — create (with the IAM policies to paste), verify,
+//! preview, watch, edit, re-authenticate, pause, resume, sync, retry, delete.
+//!
+//! This file holds the subcommands and their dispatch; each verb (or group of verbs) has its handler in its
+//! own file: [`create`], [`policies`] (`policy`), [`verify`] (the connection check `verify`, `reauth` and
+//! `resume` share), [`update`] (`update`, `reauth`, `pause`, `resume`), [`delete`], [`sync`], [`retry`].
+//! `preview`, `list`, `show`, `files` and `syncs` live in [`crate::preview`] and [`crate::status`].
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use s3_importer_core::sync::ports::StateStore;
+use s3_importer_core::sync::Connector;
+
+use crate::aws_args::AwsArgs;
+use crate::exit::{exit, Status};
+use crate::{preview, status};
+
+mod create;
+mod delete;
+mod policies;
+mod retry;
+mod sync;
+mod update;
+mod verify;
+
+pub use create::CreateArgs;
+
+/// `connector` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ConnectorCommand {
+    /// Create a connector and print the IAM permission and trust policies of the role to create.
+    #[command(
+        after_help = "Example:\n  s3-importer connector create --name orders --account-id 123456789012 \\\n    \
+--bucket acme-exports --region eu-west-1 --folder orders/ --template orders\n\n\
+Prints the permission policy, the trust policy (with the connector's External ID) and the role name to create \
+in the bucket's account; then run `connector reauth NAME --role-arn ARN` (or pass --role-arn now) and \
+`connector verify NAME`."
+    )]
+    Create(CreateArgs),
+    /// Print a connector's IAM permission policy, trust policy and role name again.
+    #[command(
+        after_help = "Example:\n  s3-importer connector policy orders --kms-key-arn \
+arn:aws:kms:eu-west-1:123456789012:key/1234abcd"
+    )]
+    Policy {
+        /// Connector name.
+        name: String,
+        /// The KMS key the files are encrypted with (adds kms:Decrypt).
+        #[arg(long)]
+        kms_key_arn: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The connection doctor: check access step by step and name the cause of a failure.
+    #[command(after_help = "Example:\n  s3-importer connector verify orders\n\n\
+Exit status 5 when a check fails.")]
+    Verify {
+        /// Connector name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The files a sync would consider now and what would happen to each, and the first rows of one file.
+    #[command(after_help = "Example:\n  s3-importer connector preview orders --rows 5")]
+    Preview(preview::PreviewArgs),
+    /// List connectors.
+    #[command(after_help = "Example:\n  s3-importer connector list --json")]
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A connector's status, source, template, last sync and totals.
+    #[command(after_help = "Example:\n  s3-importer connector show orders")]
+    Show {
+        /// Connector name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The per-file timeline of a connector.
+    #[command(
+        after_help = "Example:\n  s3-importer connector files orders --status failed --since 24h"
+    )]
+    Files(status::FilesArgs),
+    /// A connector's sync-run history, newest first.
+    #[command(after_help = "Example:\n  s3-importer connector syncs orders --limit 10")]
+    Syncs {
+        /// Connector name.
+        name: String,
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename a connector or change its template.
+    #[command(
+        after_help = "Example:\n  s3-importer connector update orders --name orders-eu --template orders-v2"
+    )]
+    Update {
+        /// Connector name.
+        name: String,
+        /// The new name.
+        #[arg(long = "name", id = "new_name", value_name = "NEW_NAME")]
+        new_name: Option<String>,
+        /// The new template id (its latest version is used unless --template-version is given).
+        #[arg(long)]
+        template: Option<String>,
+        /// Pin a template version.
+        #[arg(long)]
+        template_version: Option<u32>,
+        /// Correct the source bucket's region (what `create --region` recorded), e.g. after `verify` found
+        /// the bucket in another one. The bucket itself cannot change: its ledger belongs to it.
+        #[arg(long)]
+        bucket_region: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-authenticate: change the role or rotate the External ID, verify, and activate only if it passes.
+    #[command(
+        after_help = "Example:\n  s3-importer connector reauth orders --role-arn \
+arn:aws:iam::123456789012:role/s3-importer-orders\n\n\
+Exit status 5 when verification fails (the connector is then marked broken with the reason)."
+    )]
+    Reauth {
+        /// Connector name.
+        name: String,
+        /// The role to assume in the bucket's account.
+        #[arg(long, conflicts_with = "no_role")]
+        role_arn: Option<String>,
+        /// Stop assuming a role: the deployment's own credentials read the bucket.
+        #[arg(long)]
+        no_role: bool,
+        /// Generate a new External ID (paste the new trust policy it prints).
+        #[arg(long)]
+        rotate_external_id: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop syncing a connector (its state is kept).
+    #[command(after_help = "Example:\n  s3-importer connector pause orders")]
+    Pause {
+        /// Connector name.
+        name: String,
+    },
+    /// Verify a paused or broken connector and make it active again if verification passes: the next
+    /// scheduled sync (or `connector sync NAME`) imports what arrived meanwhile.
+    #[command(
+        after_help = "Example:\n  s3-importer connector resume orders\n\nExit status 5 when verification fails."
+    )]
+    Resume {
+        /// Connector name.
+        name: String,
+        /// Resume without verifying.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Delete a connector and all its state (ledger, sync history). The source bucket is never touched.
+    #[command(after_help = "Example:\n  s3-importer connector delete orders --yes")]
+    Delete {
+        /// Connector name.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Run a sync of one connector now instead of waiting for the schedule.
+    #[command(after_help = "Example:\n  s3-importer connector sync orders")]
+    Sync {
+        /// Connector name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue failed files (all of them, or the given keys) through the ledger.
+    #[command(
+        after_help = "Example:\n  s3-importer connector retry orders incoming/orders-2024-05-04.csv"
+    )]
+    Retry {
+        /// Connector name.
+        name: String,
+        /// Keys of the failed files to retry (default: every failed file).
+        files: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `connector` subcommand.
+pub async fn run(
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
+    command: ConnectorCommand,
+) -> Result<ExitCode> {
+    let state = crate::state(sdk, &aws.state_table()?);
+    let state = state.as_ref();
+    match command {
+        ConnectorCommand::Create(args) => create::create(aws, sdk, state, args).await,
+        ConnectorCommand::Policy {
+            name,
+            kms_key_arn,
+            json,
+        } => policies::policy(aws, sdk, state, &name, kms_key_arn.as_deref(), json).await,
+        ConnectorCommand::Verify { name, json } => {
+            verify::verify(aws, sdk, state, &name, json).await
+        }
+        ConnectorCommand::Preview(args) => preview::preview(aws, sdk, state, args).await,
+        ConnectorCommand::List { json } => status::list(state, json).await,
+        ConnectorCommand::Show { name, json } => status::show(state, &name, json).await,
+        ConnectorCommand::Files(args) => status::files(state, args).await,
+        ConnectorCommand::Syncs { name, limit, json } => {
+            status::syncs(state, &name, limit, json).await
+        }
+        ConnectorCommand::Update {
+            name,
+            new_name,
+            template,
+            template_version,
+            bucket_region,
+            json,
+        } => {
+            let change = update::Change {
+                new_name,
+                template,
+                template_version,
+                bucket_region,
+            };
+            update::update(state, &name, change, json).await
+        }
+        ConnectorCommand::Reauth {
+            name,
+            role_arn,
+            no_role,
+            rotate_external_id,
+            json,
+        } => {
+            let change = update::Reauth {
+                role_arn,
+                no_role,
+                rotate_external_id,
+            };
+            update::reauth(aws, sdk, state, &name, change, json).await
+        }
+        ConnectorCommand::Pause { name } => update::pause(state, &name).await,
+        ConnectorCommand::Resume { name, no_verify } => {
+            update::resume(aws, sdk, state, &name, no_verify).await
+        }
+        ConnectorCommand::Delete { name, yes } => delete::delete(state, &name, yes).await,
+        ConnectorCommand::Sync { name, json } => sync::sync_now(aws, sdk, state, &name, json).await,
+        ConnectorCommand::Retry { name, files, json } => {
+            retry::retry(aws, sdk, state, &name, files, json).await
+        }
+    }
+}
+
+/// Finds a connector by name (or id); exit status 3 when there is none.
+pub async fn find(state: &dyn StateStore, name: &str) -> Result<Connector> {
+    if let Some(c) = state.find_connector_by_name(name).await? {
+        return Ok(c);
+    }
+    match state.get_connector(name).await? {
+        Some(c) => Ok(c),
+        None => Err(exit(
+            Status::NotFound,
+            format!("no connector named {name:?}: `s3-importer connector list` shows them"),
+        )),
+    }
+}
+
+/// The stored template `id` (at `version`, else its latest); exit status 3 when there is none.
+pub(crate) async fn require_template(
+    state: &dyn StateStore,
+    id: &str,
+    version: Option<u32>,
+) -> Result<s3_importer_core::sync::ports::StoredTemplate> {
+    match state.get_template(id, version).await? {
+        Some(t) => Ok(t),
+        None => Err(exit(
+            Status::NotFound,
+            match version {
+                Some(v) => format!("no version {v} of template {id:?}: `s3-importer template list` shows the stored ones"),
+                None => format!("no template {id:?}: store it first with `s3-importer template add FILE`"),
+            },
+        )),
+    }
+}
+
+/// The template's explicit format, if the connector's template sets one.
+pub async fn template_format(
+    state: &dyn StateStore,
+    connector: &Connector,
+) -> Option<s3_importer_core::Format> {
+    state
+        .get_template(&connector.template_id, connector.template_version)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|t| t.template.format)
+}

@@ -1,0 +1,196 @@
+//! The verbs that change a stored connector: `update` (name, template, bucket region), `reauth` (role, External
+//! ID, then verify), `pause` and `resume` (verify, then active again).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use chrono::Utc;
+use s3_importer_core::policy;
+use s3_importer_core::sync::ports::StateStore;
+use s3_importer_core::sync::ConnectorStatus;
+
+use super::create::new_external_id;
+use super::policies::policies;
+use super::verify::{check_connection, print_report};
+use super::{find, require_template};
+use crate::aws_args::AwsArgs;
+use crate::exit::{exit, Status};
+
+/// What `connector update` changes (each `None` keeps the stored value).
+#[derive(Debug)]
+pub(super) struct Change {
+    /// The new name.
+    pub new_name: Option<String>,
+    /// The new template id (its latest version unless `template_version` pins one).
+    pub template: Option<String>,
+    /// The template version to pin.
+    pub template_version: Option<u32>,
+    /// The source bucket's corrected region.
+    pub bucket_region: Option<String>,
+}
+
+/// Runs `connector update`.
+pub(super) async fn update(
+    state: &dyn StateStore,
+    name: &str,
+    change: Change,
+    json: bool,
+) -> Result<ExitCode> {
+    let Change {
+        new_name,
+        template,
+        template_version,
+        bucket_region,
+    } = change;
+    let mut connector = find(state, name).await?;
+    if new_name.is_none()
+        && template.is_none()
+        && template_version.is_none()
+        && bucket_region.is_none()
+    {
+        return Err(exit(
+            Status::Usage,
+            "nothing to change: pass --name, --template, --template-version or --bucket-region",
+        ));
+    }
+    if let Some(region) = bucket_region {
+        policy::validate_region(&region)?;
+        connector.source.region = region;
+    }
+    if let Some(new_name) = new_name {
+        policy::validate_connector_name(&new_name)?;
+        connector.name = new_name;
+    }
+    if let Some(template) = template {
+        connector.template_id = template;
+        connector.template_version = None;
+    }
+    if template_version.is_some() {
+        connector.template_version = template_version;
+    }
+    let stored =
+        require_template(state, &connector.template_id, connector.template_version).await?;
+    connector.updated_at = Utc::now();
+    state.update_connector(&connector).await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&connector)?);
+    } else {
+        outln!(
+            "updated connector {} ({}): bucket s3://{} in {}, template {} (version {})",
+            connector.name,
+            connector.id,
+            connector.source.bucket,
+            connector.source.region,
+            connector.template_id,
+            connector
+                .template_version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| format!("latest, now {}", stored.version))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `connector reauth` changes before it verifies.
+#[derive(Debug)]
+pub(super) struct Reauth {
+    /// The role to assume from now on.
+    pub role_arn: Option<String>,
+    /// Stop assuming a role.
+    pub no_role: bool,
+    /// Generate a new External ID.
+    pub rotate_external_id: bool,
+}
+
+/// Runs `connector reauth`: stores the new role or External ID, verifies, and leaves the connector active only
+/// when the check passes (exit status 5 otherwise).
+pub(super) async fn reauth(
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
+    state: &dyn StateStore,
+    name: &str,
+    change: Reauth,
+    json: bool,
+) -> Result<ExitCode> {
+    let Reauth {
+        role_arn,
+        no_role,
+        rotate_external_id,
+    } = change;
+    let mut connector = find(state, name).await?;
+    if let Some(arn) = &role_arn {
+        policy::validate_source_role_arn(arn, aws.role_name_prefix())?;
+        connector.source.role_arn = Some(arn.clone());
+    }
+    if no_role {
+        connector.source.role_arn = None;
+    }
+    if rotate_external_id || connector.source.external_id.is_none() {
+        connector.source.external_id = Some(new_external_id());
+    }
+    connector.updated_at = Utc::now();
+    if aws.lister_function.is_some() {
+        // The lister function checks the connector as stored: store the new role/ID first.
+        state.update_connector(&connector).await?;
+    }
+    let checked = check_connection(aws, sdk, state, &connector).await?;
+    connector.status = checked.status_after(&connector.status);
+    connector.updated_at = Utc::now();
+    state.update_connector(&connector).await?;
+    print_report(&connector, &checked.report, json)?;
+    if rotate_external_id && !json {
+        outln!();
+        outln!("The External ID changed: replace the role's trust policy with:");
+        let p = policies(aws, sdk, &connector, None).await?;
+        outln!("{}", serde_json::to_string_pretty(&p.trust)?);
+    }
+    if !json {
+        outln!(
+            "connector {} is {}",
+            connector.name,
+            connector.status.as_str()
+        );
+    }
+    Ok(checked.exit_code())
+}
+
+/// Runs `connector pause`.
+pub(super) async fn pause(state: &dyn StateStore, name: &str) -> Result<ExitCode> {
+    let mut connector = find(state, name).await?;
+    connector.status = ConnectorStatus::Paused;
+    connector.updated_at = Utc::now();
+    state.update_connector(&connector).await?;
+    outln!(
+        "paused connector {}: no syncs until `s3-importer connector resume {}` (files already queued are still imported)",
+        connector.name, connector.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `connector resume`: verifies (unless `no_verify`) and makes the connector active when the check passes.
+pub(super) async fn resume(
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
+    state: &dyn StateStore,
+    name: &str,
+    no_verify: bool,
+) -> Result<ExitCode> {
+    let mut connector = find(state, name).await?;
+    let mut code = ExitCode::SUCCESS;
+    if no_verify {
+        connector.status = ConnectorStatus::Active;
+    } else {
+        let checked = check_connection(aws, sdk, state, &connector).await?;
+        print_report(&connector, &checked.report, false)?;
+        connector.status = checked.status_after(&connector.status);
+        code = checked.exit_code();
+    }
+    connector.updated_at = Utc::now();
+    state.update_connector(&connector).await?;
+    outln!(
+        "connector {} is {}",
+        connector.name,
+        connector.status.as_str()
+    );
+    Ok(code)
+}
