@@ -22,11 +22,11 @@ use std::collections::HashMap;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::bytes::{self, load_short, needs_attention, plain_prefix, splat, ESCAPE, HI};
 use crate::json_out::{self, Out};
 use crate::read::{Fields, RecordBody};
 use crate::sink::RowBatch;
 use crate::template::{normalize_column, FieldType, Template, UnknownColumns};
-use crate::text_scan;
 use crate::{ErrorCode, Format, Position, RowError};
 
 /// A file that cannot be validated against the template at all (decided from its header, before any row).
@@ -858,32 +858,6 @@ fn copy_small(dst: &mut [u8], s: &[u8]) {
     }
 }
 
-/// The first `s.len()` (at most 8) bytes of `s` as a little-endian word, the other bytes zero. Overlapping
-/// loads straight from `s`; no round trip through memory.
-#[inline(always)]
-fn load_short(s: &[u8]) -> u64 {
-    let n = s.len();
-    let at = |i: usize, len: usize| -> u64 {
-        let mut v = 0u64;
-        for (k, &b) in s[i..i + len].iter().enumerate() {
-            v |= u64::from(b) << (8 * k);
-        }
-        v
-    };
-    if n >= 8 {
-        at(0, 8)
-    } else if n >= 4 {
-        // The two halves overlap on equal bytes, so OR-ing them is exact.
-        at(0, 4) | (at(n - 4, 4) << (8 * (n - 4)))
-    } else if n >= 2 {
-        at(0, 2) | (at(n - 2, 2) << (8 * (n - 2)))
-    } else if n == 1 {
-        u64::from(s[0])
-    } else {
-        0
-    }
-}
-
 #[inline]
 fn null_value(
     p: &Plan,
@@ -915,7 +889,7 @@ fn plain_text(fields: &Fields<'_>) -> PlainText {
     let text = fields.text();
     let flags = fields
         .text_flags()
-        .unwrap_or_else(|| text_scan::text_flags(text));
+        .unwrap_or_else(|| bytes::text_flags(text));
     if flags.escape {
         return PlainText::Unknown;
     }
@@ -1394,7 +1368,7 @@ fn eq_ignore_case(declared: &[u8], text: &[u8]) -> bool {
 /// word with `0` in front up to eight, checked and combined in three steps of pairwise multiply-adds.
 #[inline(always)]
 fn parse_8_digits(digits: &[u8]) -> Option<u32> {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const ZEROS: u64 = splat(b'0');
     let n = digits.len();
     if n == 0 || n > 8 {
         return None;
@@ -1403,8 +1377,8 @@ fn parse_8_digits(digits: &[u8]) -> Option<u32> {
     let pad = 8 * (8 - n as u32);
     let w = (load_short(digits) << pad) | ZEROS.checked_shr(64 - pad).unwrap_or(0);
     // Every byte is 0x30..=0x39: high nibble 3, and adding 6 keeps it at 3.
-    let high = w & 0xF0F0_F0F0_F0F0_F0F0;
-    let carry = w.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0;
+    let high = w & splat(0xF0);
+    let carry = w.wrapping_add(splat(6)) & splat(0xF0);
     if high != ZEROS || carry != ZEROS {
         return None;
     }
@@ -1478,7 +1452,7 @@ fn parse_bool(text: &[u8]) -> Option<bool> {
     }
     let raw = load_short(text);
     // Setting bit 5 of every byte maps only the letters A-Z onto a-z (and letters onto themselves).
-    let w = raw | (0x2020_2020_2020_2020 & (u64::MAX >> (64 - 8 * text.len())));
+    let w = raw | (splat(0x20) & (u64::MAX >> (64 - 8 * text.len())));
     const T: [u64; 4] = [word(b"true"), word(b"t"), word(b"yes"), word(b"y")];
     const F: [u64; 4] = [word(b"false"), word(b"f"), word(b"no"), word(b"n")];
     // Compared whole, without early exits: true and false are as good as random from row to row.
@@ -1769,8 +1743,7 @@ struct Parsed<'a> {
 /// column goes through here.
 #[inline(always)]
 fn parse_date_time(t: &[u8; 19]) -> Option<[u32; 6]> {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const ZEROS: u64 = splat(b'0');
     // `YYYY-MM-` (byte `k` of a word is bits `8k..8k + 8`), `DD?HH:MM`, `HH:MM:SS`.
     const DIGITS: [u64; 3] = [
         0x00FF_FF00_FFFF_FFFF,
@@ -1793,7 +1766,7 @@ fn parse_date_time(t: &[u8; 19]) -> Option<[u32; 6]> {
         let w = u64::from_le_bytes(*t[at..].first_chunk::<8>()?);
         // A digit byte is 0x30..=0x39: XOR with 0x30 leaves 0..=9, which adding 0x76 keeps below 0x80.
         let x = (w ^ ZEROS) & DIGITS[k];
-        ok &= (x | x.wrapping_add(0x7676_7676_7676_7676)) & HIGH & DIGITS[k] == 0;
+        ok &= (x | x.wrapping_add(splat(0x76))) & HI & DIGITS[k] == 0;
         ok &= w & PUNCT[k] == WANT[k];
         // Byte `j`: digit `j` times ten plus digit `j + 1` (at most 99, no carry between bytes).
         pairs[k] = x.wrapping_mul(10).wrapping_add(x >> 8);
@@ -2081,84 +2054,6 @@ fn has_long_fraction(text: &[u8]) -> bool {
     text.split(|&b| b == b'.' || b == b',')
         .skip(1)
         .any(|after| after.iter().take_while(|b| b.is_ascii_digit()).count() > 9)
-}
-
-/// Escape for each byte below 0x80: 0 = copy, `u` = `\u00XX`, else the character after the backslash.
-static ESCAPE: [u8; 128] = {
-    let mut t = [0u8; 128];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[b'\n' as usize] = b'n';
-    t[b'\r' as usize] = b'r';
-    t[b'\t' as usize] = b't';
-    t[0x08] = b'b';
-    t[0x0c] = b'f';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
-/// True when one of the 8 bytes of `w` is a control byte, `"`, `\`, or (unless `utf8_ok`) non-ASCII.
-#[inline(always)]
-fn needs_attention(w: u64, utf8_ok: bool) -> bool {
-    let control = w.wrapping_sub(LO * 0x20) & !w;
-    let quote = (w ^ (LO * b'"' as u64)).wrapping_sub(LO) & !(w ^ (LO * b'"' as u64));
-    let backslash = (w ^ (LO * b'\\' as u64)).wrapping_sub(LO) & !(w ^ (LO * b'\\' as u64));
-    let high = if utf8_ok { 0 } else { w };
-    (control | quote | backslash | high) & HI != 0
-}
-
-/// Index of the first byte of `s` that is a control byte, `"`, `\\` or non-ASCII (`s.len()` when none).
-///
-/// Checks eight bytes at a time; the last partial word is checked as the (overlapping) last eight bytes, or
-/// padded with spaces when the whole cell is shorter, so a plain cell never goes byte by byte.
-#[inline(always)]
-fn plain_prefix(s: &[u8]) -> usize {
-    let n = s.len();
-    let word = |at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
-    let mut i = 0;
-    if n >= 8 {
-        while i + 8 <= n {
-            if needs_attention(word(i), false) {
-                return slow_prefix(s, i);
-            }
-            i += 8;
-        }
-        if i == n || !needs_attention(word(n - 8), false) {
-            return n;
-        }
-    } else {
-        // Pad with spaces, which need no attention.
-        let pad = if n == 0 {
-            u64::MAX
-        } else {
-            !(u64::MAX >> (64 - 8 * n))
-        };
-        if !needs_attention(load_short(s) | (pad & (LO * u64::from(b' '))), false) {
-            return n;
-        }
-    }
-    slow_prefix(s, i)
-}
-
-fn slow_prefix(s: &[u8], mut i: usize) -> usize {
-    while let Some(&b) = s.get(i) {
-        if b >= 0x80 || ESCAPE[b as usize] != 0 {
-            break;
-        }
-        i += 1;
-    }
-    i
 }
 
 /// Writes `s` as a JSON string literal and tells whether it was all ASCII. Fails (having written a partial
