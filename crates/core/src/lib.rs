@@ -7,6 +7,7 @@
 //! [`sink::RejectSink`].
 #![warn(missing_docs)]
 
+mod bytes;
 pub mod config;
 mod direct_io;
 pub mod format;
@@ -23,7 +24,6 @@ pub mod sync;
 pub mod template;
 #[cfg(test)]
 mod test_rng;
-mod text_scan;
 pub mod validate;
 
 pub use format::{Compression, FileFormat, Format};

@@ -1,13 +1,18 @@
 //! A bounded, deterministic stand-in for `cargo fuzz` (CI has no nightly toolchain): a few thousand
 //! pseudo-random and mutated inputs through every reader under tight limits. Each must end (records or a file
 //! error) without panicking, with records that respect the limits, positions that only move forward, and no
-//! more records than the input could hold. The real fuzz targets are in `fuzz/` (see `fuzz/README.md`).
+//! more records than the input could hold. The validator's target body (`fuzz/fuzz_targets/validate_common.rs`)
+//! runs here as it is, on mutated files of every format. The real fuzz targets are in `fuzz/` (see
+//! `fuzz/README.md`).
 
 use std::io::{BufRead, Cursor, Read};
 
 use s3_importer_core::read::decode::decoder;
 use s3_importer_core::read::{open_reader, DelimitedOptions, ReadError, RecordBody, StartAt};
 use s3_importer_core::{Compression, Format, Limits};
+
+#[path = "../../../fuzz/fuzz_targets/validate_common.rs"]
+mod validate_common;
 
 /// xorshift64*: tiny, deterministic, good enough to pick mutations.
 struct Rng(u64);
@@ -267,4 +272,48 @@ fn gzip_decoder_survives_mutated_streams() {
             Err(other) => panic!("unexpected error from a mutated gzip stream: {other}"),
         }
     }
+}
+
+/// Files with the columns `c0`..`c3` the validator target's templates read, a value of every field type in
+/// some row, per format (in the order of `validate_common::format_of`).
+const VALIDATOR_SEEDS: [&[u8]; 4] = [
+    b"c0,c1,c2,c3\n42,2024-05-01,true,a\n-0,01.02.2024,no,B\n3.14,2024-05-01T12:00:00Z,1,ccc\n\
+      ,\"x,\"\"y\"\"\",{\"a\":[1]},d\xC3\xA9j\xC3\xA0\n007,2024-05-01 12:00:00.5 +0200,T,\n",
+    b"c0\tc1\tc2\tc3\r\n42\t2024-05-01\ttrue\ta\r\n+7\t2024-02-30\tY\tccc\r\n1e3\t\t0\t[1, 2]\r\n",
+    b"[{\"c0\":42,\"c1\":\"2024-05-01\",\"c2\":true,\"c3\":\"a\"},\
+      {\"c0\":\"-0\",\"c1\":null,\"c2\":\"no\",\"C3 \":\"B\"},\
+      {\"c0\":3.14,\"c1\":\"2024-05-01T12:00:00+02:00\",\"c2\":1,\"c3\":{\"x\":[1,2]}},\
+      {\"c0\":\"d\\u00e9j\\u00e0\",\"extra\":1}]",
+    b"{\"c0\":42,\"c1\":\"2024-05-01\",\"c2\":true,\"c3\":\"a\"}\n\
+      {\"c0\":\"007\",\"c1\":\"01.02.2024\",\"c2\":\"n\",\"c3\":\"ccc\"}\n\
+      {\"c0\":-1.50,\"c2\":\"TRUE\",\"c3\":\"\\ud800\"}\n[1]\n",
+];
+
+#[test]
+fn validator_survives_thousands_of_mutated_inputs() {
+    let mut rng = Rng(0x0DDB_A11C_AFE0_0017);
+    let (mut accepted, mut rejected) = (0, 0);
+    for _ in 0..3000 {
+        let format = rng.below(4);
+        let mut data: Vec<u8> = (0..validate_common::TEMPLATE_BYTES)
+            .map(|_| rng.next() as u8)
+            .collect();
+        // The format the template reads, and the seed of that format.
+        data[0] = (data[0] & !3) | format as u8;
+        let mut file = VALIDATOR_SEEDS[format].to_vec();
+        mutate(&mut rng, &mut file);
+        data.extend(file);
+        match validate_common::check(&data) {
+            Ok(outcome) => {
+                accepted += outcome.accepted;
+                rejected += outcome.rejected;
+            }
+            Err(problem) => panic!("{problem} on {:?}", String::from_utf8_lossy(&data)),
+        }
+    }
+    // Both answers must be common, or the test checks little.
+    assert!(
+        accepted > 250 && rejected > 1000,
+        "{accepted} accepted, {rejected} rejected"
+    );
 }

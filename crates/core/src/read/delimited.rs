@@ -45,9 +45,8 @@ use std::io::BufRead;
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 
 use super::decode::Input;
-use super::swar::{find_byte_counting_lines, Classifier, EndCursor, FieldEnd};
 use super::{DelimitedOptions, Fields, ReadError, Record, RecordBody, RecordReader, StartAt};
-use crate::text_scan::TextFlags;
+use crate::bytes::{find_byte_counting_lines, Classifier, EndCursor, FieldEnd, TextFlags};
 use crate::{ErrorCode, Limits, Position, RowError};
 
 /// Initial size of the field-bytes buffer (it grows to the largest record, at most `max_record_bytes + 1`).
@@ -887,7 +886,7 @@ mod tests {
                         let text: Vec<u8> = fields.iter().flatten().copied().collect();
                         assert_eq!(
                             flags,
-                            crate::text_scan::text_flags(&text),
+                            crate::bytes::text_flags(&text),
                             "{text:?} at {:?}",
                             record.position
                         );

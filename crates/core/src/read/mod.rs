@@ -15,11 +15,10 @@ pub mod decode;
 pub mod delimited;
 pub mod json_array;
 pub mod jsonl;
-mod swar;
 
 use std::io::BufRead;
 
-use crate::text_scan::TextFlags;
+use crate::bytes::TextFlags;
 use crate::{Format, Limits, Position, RowError};
 
 /// The fields of one delimited record, borrowed from the reader's buffer (no allocation per record).

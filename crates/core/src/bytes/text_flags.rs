@@ -6,6 +6,8 @@
 //! time with SSE2 (part of the x86_64 baseline); elsewhere (the arm64 Lambda runtime) it uses portable SWAR on
 //! `u64` words. Both end with a scalar loop, so no load reads past the text.
 
+use super::{splat, HI, LO};
+
 /// What a text contains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct TextFlags {
@@ -17,7 +19,7 @@ pub(crate) struct TextFlags {
 
 impl TextFlags {
     #[inline(always)]
-    fn of_byte(b: u8) -> Self {
+    pub(super) fn of_byte(b: u8) -> Self {
         Self {
             escape: b < 0x20 || b == b'"' || b == b'\\',
             non_ascii: b >= 0x80,
@@ -47,14 +49,14 @@ pub(crate) fn text_flags(text: &[u8]) -> TextFlags {
 }
 
 #[inline(always)]
-fn flags_scalar(text: &[u8]) -> TextFlags {
+pub(super) fn flags_scalar(text: &[u8]) -> TextFlags {
     text.iter()
         .fold(TextFlags::default(), |f, &b| f.or(TextFlags::of_byte(b)))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn flags_sse2(text: &[u8]) -> TextFlags {
+pub(super) fn flags_sse2(text: &[u8]) -> TextFlags {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8, _mm_setzero_si128,
@@ -111,9 +113,7 @@ fn flags_sse2(text: &[u8]) -> TextFlags {
 /// Portable version: eight bytes per step. Compiled on x86_64 too, for its tests.
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 #[inline(always)]
-fn flags_swar(text: &[u8]) -> TextFlags {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
+pub(super) fn flags_swar(text: &[u8]) -> TextFlags {
     let mut special = 0u64;
     let mut high = 0u64;
     let mut i = 0;
@@ -125,9 +125,9 @@ fn flags_swar(text: &[u8]) -> TextFlags {
         // never borrows from the next one, and the high bit survives exactly when the low bits were large
         // enough. Bytes of 0x80 and above are then masked out (`& !w`).
         let a = (w & !HI) | HI;
-        let below_space = !a.wrapping_sub(LO * 0x20);
-        let quote = !((a ^ (LO * u64::from(b'"'))) | HI).wrapping_sub(LO);
-        let backslash = !((a ^ (LO * u64::from(b'\\'))) | HI).wrapping_sub(LO);
+        let below_space = !a.wrapping_sub(splat(0x20));
+        let quote = !((a ^ splat(b'"')) | HI).wrapping_sub(LO);
+        let backslash = !((a ^ splat(b'\\')) | HI).wrapping_sub(LO);
         special |= (below_space | quote | backslash) & !w;
         high |= w;
         i += 8;
@@ -137,50 +137,4 @@ fn flags_swar(text: &[u8]) -> TextFlags {
         non_ascii: high & HI != 0,
     }
     .or(flags_scalar(&text[i..]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_implementation_agrees_with_the_byte_by_byte_scan() {
-        // Bytes next to the thresholds (0x1F/0x20, 0x7F/0x80) and the specials.
-        let alphabet = [
-            b'a', b' ', b'!', b'#', b'[', b']', 0x7F, 0x1F, 0x00, b'\n', b'"', b'\\', 0x80, 0xC3,
-            0xFF, 0xA2,
-        ];
-        let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15u64);
-        for len in 0..70 {
-            for _ in 0..300 {
-                let text: Vec<u8> = (0..len)
-                    .map(|_| {
-                        let state = rng.step();
-                        // Mostly plain bytes, so most texts have none or one special byte.
-                        if state % 16 == 0 {
-                            alphabet[(state >> 8) as usize % alphabet.len()]
-                        } else {
-                            alphabet[(state >> 8) as usize % 6]
-                        }
-                    })
-                    .collect();
-                let want = flags_scalar(&text);
-                assert_eq!(text_flags(&text), want, "{text:?}");
-                assert_eq!(flags_swar(&text), want, "{text:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn each_kind_of_byte_is_classified() {
-        for b in 0..=255u8 {
-            for at in [0, 7, 8, 15, 16, 31, 40] {
-                let mut text = vec![b'x'; 41];
-                text[at] = b;
-                let want = TextFlags::of_byte(b);
-                assert_eq!(text_flags(&text), want, "byte {b:#04x} at {at}");
-                assert_eq!(flags_swar(&text), want, "byte {b:#04x} at {at}");
-            }
-        }
-    }
 }
