@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use s3_importer_cli::JsonlFileSink;
 use s3_importer_core::pipeline::{self, ImportOptions, Outcome};
-use s3_importer_core::sink::{ErrorReportWriter, JsonlFileSink, RowSink};
+use s3_importer_core::sink::{ErrorReportWriter, RowSink};
 use s3_importer_core::{format, Format, Limits};
 use serde_json::json;
 

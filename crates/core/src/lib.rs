@@ -8,7 +8,6 @@
 #![warn(missing_docs)]
 
 pub mod config;
-mod direct_io;
 pub mod format;
 mod json_out;
 pub mod limits;

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
 use crate::read::{self, decode, ReadError, ReaderTask, RecordReader, StartAt};
-use crate::sink::{RejectSink, RejectedRow, RowBatch, RowSink, SinkError};
+use crate::sink::{RejectSink, RejectedRow, RowBatch, RowPlacement, RowSink, SinkError};
 use crate::template::Template;
 use crate::validate::{TemplateMismatch, Validator};
 use crate::{Compression, FileFormat, Limits, Position, RowError};
@@ -75,7 +75,7 @@ impl Default for ImportOptions {
 }
 
 impl ImportOptions {
-    /// Options for writing to a local file ([`crate::sink::JsonlFileSink`]): batches of up to 1 MiB, whatever
+    /// Options for writing to a local file (the command line's JSON Lines file sink): batches of up to 1 MiB, whatever
     /// their row count, two in flight. Each batch goes from the reading thread to the runtime and on to the
     /// blocking pool that writes it, so fewer, larger batches mean fewer thread switches; a file has no use
     /// for the row-count limit that suits destinations writing items (DynamoDB) or parts (S3). Peak memory
@@ -317,6 +317,7 @@ async fn run(
     let start_is_top = options.start.is_start();
     let mut counts = options.carried;
     let positions = rows.needs_positions();
+    let placement = rows.placement();
     let reader_task = tokio::task::spawn_blocking(move || {
         read_and_validate(
             Box::new(counted),
@@ -324,6 +325,7 @@ async fn run(
             &template,
             &options,
             positions,
+            placement.as_deref(),
             &tx,
             &recycle_rx,
         )
@@ -496,6 +498,7 @@ fn read_and_validate(
     template: &Template,
     options: &ImportOptions,
     positions: bool,
+    placement: Option<&dyn RowPlacement>,
     tx: &mpsc::Sender<Message>,
     recycle: &std::sync::mpsc::Receiver<RowBatch>,
 ) -> ReadSummary {
@@ -547,6 +550,7 @@ fn read_and_validate(
         template,
         options,
         positions,
+        placement,
         tx,
         recycle,
         summary: &mut summary,
@@ -564,6 +568,8 @@ struct ValidateLoop<'a> {
     options: &'a ImportOptions,
     /// The rows sink reads the rows' positions (see [`RowSink::needs_positions`]).
     positions: bool,
+    /// Where the rows sink wants each batch's rows in memory (see [`RowSink::placement`]).
+    placement: Option<&'a dyn RowPlacement>,
     tx: &'a mpsc::Sender<Message>,
     recycle: &'a std::sync::mpsc::Receiver<RowBatch>,
     summary: &'a mut ReadSummary,
@@ -580,6 +586,7 @@ impl ReaderTask for ValidateLoop<'_> {
             template,
             options,
             positions,
+            placement,
             tx,
             recycle,
             summary,
@@ -595,11 +602,13 @@ impl ReaderTask for ValidateLoop<'_> {
                 batch.without_positions()
             }
         };
-        // Bytes of rows sent to the sink so far: each batch is laid out for a file that has received them,
-        // so a file written with direct I/O writes the rows from the batch itself (`RowBatch::begin_after`).
+        // Bytes of rows sent to the sink so far: a sink with a placement has each batch's rows placed for
+        // what it has received before them (`RowBatch::place`).
         let mut sent = 0u64;
         let mut batch = new_batch();
-        batch.begin_after(sent);
+        if let Some(placement) = placement {
+            batch.place(placement, sent);
+        }
         let mut rejected_rows: Vec<RejectedRow> = Vec::new();
         let mut errors: Vec<RowError> = Vec::new();
         let mut since_check = 0u64;
@@ -663,7 +672,9 @@ impl ReaderTask for ValidateLoop<'_> {
             {
                 sent += batch.byte_len() as u64;
                 let mut next = recycle.try_recv().unwrap_or_else(|_| new_batch());
-                next.begin_after(sent);
+                if let Some(placement) = placement {
+                    next.place(placement, sent);
+                }
                 let message = Message {
                     rows: std::mem::replace(&mut batch, next),
                     rejects: std::mem::take(&mut rejected_rows),
