@@ -398,17 +398,17 @@ fn child(mode: &str, format: Format, path: &Path, out_dir: Option<&Path>) -> Res
                     &mut rejects,
                 )
                 .await?;
-                if let Some(f) = &report.failure {
+                if let Some(f) = report.failure() {
                     return Err(format!("bench file failed: {f}").into());
                 }
-                if report.rows_rejected > 0 {
+                if report.counts.rows_rejected > 0 {
                     return Err(format!(
                         "bench data rejected {} rows: {:?}",
-                        report.rows_rejected, report.first_error
+                        report.counts.rows_rejected, report.first_error
                     )
                     .into());
                 }
-                Ok::<u64, Box<dyn std::error::Error>>(report.rows_imported)
+                Ok::<u64, Box<dyn std::error::Error>>(report.counts.rows_imported)
             })?;
             stopped = Some((started.elapsed(), cpu_secs()));
             rows
