@@ -357,13 +357,16 @@ async fn run(
     let positions = rows.needs_positions();
     let placement = rows.placement();
     let reader_task = tokio::task::spawn_blocking(move || {
+        let needs = BatchNeeds {
+            positions,
+            placement: placement.as_deref(),
+        };
         read_and_validate(
             Box::new(counted),
             file_format,
             &template,
             &options,
-            positions,
-            placement.as_deref(),
+            needs,
             &tx,
             &recycle_rx,
         )
@@ -532,6 +535,15 @@ impl<R: Read> Read for CountingRead<R> {
     }
 }
 
+/// What the rows sink asks of the batches it is sent.
+#[derive(Clone, Copy)]
+struct BatchNeeds<'a> {
+    /// It reads the rows' positions (see [`RowSink::needs_positions`]).
+    positions: bool,
+    /// Where it wants each batch's rows in memory (see [`RowSink::placement`]).
+    placement: Option<&'a dyn RowPlacement>,
+}
+
 /// How often (in records) the deadline is checked: reading the clock for every row costs a few percent.
 const DEADLINE_CHECK_EVERY: u64 = 1024;
 
@@ -540,8 +552,7 @@ fn read_and_validate(
     file_format: FileFormat,
     template: &Template,
     options: &ImportOptions,
-    positions: bool,
-    placement: Option<&dyn RowPlacement>,
+    needs: BatchNeeds<'_>,
     tx: &mpsc::Sender<Message>,
     recycle: &std::sync::mpsc::Receiver<RowBatch>,
 ) -> ReadSummary {
@@ -592,8 +603,8 @@ fn read_and_validate(
         validator: &mut validator,
         template,
         options,
-        positions,
-        placement,
+        positions: needs.positions,
+        placement: needs.placement,
         tx,
         recycle,
         summary: &mut summary,
