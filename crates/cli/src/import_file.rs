@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use s3_importer_cli::JsonlFileSink;
 use s3_importer_core::pipeline::{self, ImportOptions, Outcome};
-use s3_importer_core::sink::{ErrorReportWriter, JsonlFileSink, RowSink};
+use s3_importer_core::sink::{ErrorReportWriter, RowSink};
 use s3_importer_core::{format, Format, Limits};
 use serde_json::json;
 
@@ -197,24 +198,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "format": file_format.format,
             "compression": file_format.compression,
             "outcome": outcome,
-            "rows_read": report.rows_read,
-            "rows_imported": report.rows_imported,
-            "rows_rejected": report.rows_rejected,
+            "rows_read": report.counts.rows_read,
+            "rows_imported": report.counts.rows_imported,
+            "rows_rejected": report.counts.rows_rejected,
             "input_bytes": report.input_bytes,
             "duration_ms": report.duration.as_millis() as u64,
             "output": (outcome != Outcome::Failed).then(|| output.display().to_string()),
             "error_report": report.error_report,
             "first_error": report.first_error,
-            "failure": report.failure.as_ref().map(|f| f.to_string()),
+            "failure": report.failure().map(|f| f.to_string()),
         });
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        match &report.failure {
+        match report.failure() {
             None => {
                 outln!(
                     "Imported {} rows, rejected {} from {} ({:.1} MB in {:.2}s, {:.0} MB/s)",
-                    report.rows_imported,
-                    report.rows_rejected,
+                    report.counts.rows_imported,
+                    report.counts.rows_rejected,
                     args.file.display(),
                     report.input_bytes as f64 / 1e6,
                     secs,
@@ -226,8 +227,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 outln!(
                     "FAILED {}: {failure} (after {} rows read, {} rejected; no output written)",
                     args.file.display(),
-                    report.rows_read,
-                    report.rows_rejected
+                    report.counts.rows_read,
+                    report.counts.rows_rejected
                 );
             }
         }

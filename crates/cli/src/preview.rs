@@ -417,7 +417,7 @@ where
     };
     let failure =
         match pipeline::import(input, format, template, options, &mut rows, &mut rejects).await {
-            Ok(report) => report.failure.map(|f| f.to_string()),
+            Ok(report) => report.failure().map(|f| f.to_string()),
             Err(e) if e.context == ENOUGH => None,
             Err(e) => return Err(e).context("cannot preview the file"),
         };
@@ -511,11 +511,11 @@ where
     Ok(DryRun {
         file,
         format: Some(format_name(format)),
-        rows: report.rows_read,
-        passed: report.rows_imported,
-        rejected: report.rows_rejected,
+        rows: report.counts.rows_read,
+        passed: report.counts.rows_imported,
+        rejected: report.counts.rows_rejected,
         first_errors: rejects.rows,
-        file_error: report.failure.map(|f| f.to_string()),
+        file_error: report.failure().map(|f| f.to_string()),
     })
 }
 

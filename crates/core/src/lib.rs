@@ -9,7 +9,6 @@
 
 mod bytes;
 pub mod config;
-mod direct_io;
 pub mod format;
 mod json_out;
 pub mod limits;

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::sync::worker::{Disposition, MessageResult};
-use crate::sync::{FileMessage, FileStatus, SyncRun};
+use crate::sync::{FileStatus, SyncRun};
 
 /// Namespace used when `S3I_METRICS_NAMESPACE` is not set (the template sets `S3Importer/<stack>`).
 pub const DEFAULT_NAMESPACE: &str = "S3Importer";
@@ -234,15 +234,14 @@ pub fn sync_run(
         )
 }
 
-/// The worker's document for one message, or `None` when the body is not a file message (nothing to
-/// attribute it to; the worker logs those).
+/// The worker's document for one message, or `None` when the body was not a file message (nothing to
+/// attribute it to; the worker logs those). The file comes from [`MessageResult::message`].
 pub fn file_message(
     namespace: &str,
-    body: &str,
     result: &MessageResult,
     now: DateTime<Utc>,
 ) -> Option<EmfDocument> {
-    let message: FileMessage = serde_json::from_str(body).ok()?;
+    let message = result.message.as_ref()?;
     let status = result.status;
     let is = |s: FileStatus| if status == Some(s) { 1.0 } else { 0.0 };
     let skipped = matches!(
@@ -273,12 +272,12 @@ pub fn file_message(
         .metric(
             names::ROWS_IMPORTED,
             Unit::Count,
-            count(result.rows_imported),
+            count(result.counts.rows_imported),
         )
         .metric(
             names::ROWS_REJECTED,
             Unit::Count,
-            count(result.rows_rejected),
+            count(result.counts.rows_rejected),
         )
         .metric(names::BYTES_READ, Unit::Bytes, count(result.bytes));
     if status == Some(FileStatus::Imported) {
@@ -358,20 +357,21 @@ mod tests {
 
     #[test]
     fn import_lag_only_for_imported_files_and_nothing_for_foreign_messages() {
-        let body = json!({
+        let message = serde_json::from_value(json!({
             "v": 1, "connector_id": "c-1", "bucket": "b", "key": "k.csv", "etag": "\"e\"",
             "size": 10, "last_modified": "1970-01-01T00:00:00Z"
-        })
-        .to_string();
+        }))
+        .ok();
+        assert!(message.is_some());
         let imported = MessageResult {
             disposition: Disposition::Ack,
+            message,
             status: Some(FileStatus::Imported),
-            rows_imported: 7,
-            rows_rejected: 1,
+            counts: crate::pipeline::Counts::of(7, 1),
             bytes: 10,
             detail: String::new(),
         };
-        let doc = file_message("Ns", &body, &imported, at(90));
+        let doc = file_message("Ns", &imported, at(90));
         assert_eq!(
             doc.as_ref().and_then(|d| d.value(names::IMPORT_LAG)),
             Some(90.0)
@@ -381,12 +381,17 @@ mod tests {
             status: None,
             ..imported
         };
-        let doc = file_message("Ns", &body, &retried, at(90));
+        let doc = file_message("Ns", &retried, at(90));
         assert_eq!(doc.as_ref().and_then(|d| d.value(names::IMPORT_LAG)), None);
         assert_eq!(
             doc.as_ref().and_then(|d| d.value(names::FILES_RETRIED)),
             Some(1.0)
         );
-        assert!(file_message("Ns", "not json", &retried, at(90)).is_none());
+        // A body that is not a file message leaves the result without one.
+        let foreign = MessageResult {
+            message: None,
+            ..retried
+        };
+        assert!(file_message("Ns", &foreign, at(90)).is_none());
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
 use crate::read::{self, decode, ReadError, ReaderTask, RecordReader, StartAt};
-use crate::sink::{RejectSink, RejectedRow, RowBatch, RowSink, SinkError};
+use crate::sink::{RejectSink, RejectedRow, RowBatch, RowPlacement, RowSink, SinkError};
 use crate::template::Template;
 use crate::validate::{TemplateMismatch, Validator};
 use crate::{Compression, FileFormat, Limits, Position, RowError};
@@ -43,7 +43,7 @@ pub struct ImportOptions {
     /// whole file and the pipeline decodes it from the top, skipping the decoded bytes before the checkpoint.
     pub start: StartAt,
     /// Stop at a record boundary once this instant passes (after at least one batch was written), and report
-    /// where to continue in [`FileReport::stopped_at`]. Checked by the reader and before every batch written,
+    /// where to continue ([`FileEnd::Stopped`]). Checked by the reader and before every batch written,
     /// so a slow destination stops the import too; batches read but not written are left for the next piece.
     pub deadline: Option<Instant>,
     /// Counts carried over from the earlier pieces of the file: the report's counts are totals, and the
@@ -52,7 +52,7 @@ pub struct ImportOptions {
     /// Raw (possibly compressed) input bytes read so far, for progress display.
     pub input_bytes: Arc<AtomicU64>,
     /// Read errors this accepts interrupt the import instead of failing the file: it stops after the last
-    /// complete record, as at the deadline, with both sinks suspended, and [`FileReport::interrupted`] says
+    /// complete record, as at the deadline, with both sinks suspended, and [`Stopped::interrupted`] says
     /// why. The worker passes transient source failures (a network still failing after the read's own
     /// retries), so a long file carries on from where it was instead of losing its staged output.
     pub interruptible: Option<fn(&ReadError) -> bool>,
@@ -75,7 +75,7 @@ impl Default for ImportOptions {
 }
 
 impl ImportOptions {
-    /// Options for writing to a local file ([`crate::sink::JsonlFileSink`]): batches of up to 1 MiB, whatever
+    /// Options for writing to a local file (the command line's JSON Lines file sink): batches of up to 1 MiB, whatever
     /// their row count, two in flight. Each batch goes from the reading thread to the runtime and on to the
     /// blocking pool that writes it, so fewer, larger batches mean fewer thread switches; a file has no use
     /// for the row-count limit that suits destinations writing items (DynamoDB) or parts (S3). Peak memory
@@ -104,6 +104,17 @@ pub struct Counts {
     pub rows_imported: u64,
     /// Rows written to the error report.
     pub rows_rejected: u64,
+}
+
+impl Counts {
+    /// The counts of `imported` rows and `rejected` ones (every row read is one or the other).
+    pub fn of(imported: u64, rejected: u64) -> Self {
+        Self {
+            rows_read: imported + rejected,
+            rows_imported: imported,
+            rows_rejected: rejected,
+        }
+    }
 }
 
 /// Why a whole file failed. Permanent: retrying the same bytes gives the same failure.
@@ -157,45 +168,72 @@ pub enum Outcome {
 /// What an import did.
 #[derive(Debug)]
 pub struct FileReport {
-    /// Records read (imported + rejected).
-    pub rows_read: u64,
-    /// Rows written to the sink.
-    pub rows_imported: u64,
-    /// Rows written to the error report.
-    pub rows_rejected: u64,
+    /// Rows read, imported and rejected: totals of the file, counting the pieces before this one
+    /// ([`ImportOptions::carried`]).
+    pub counts: Counts,
     /// Raw input bytes read (compressed size for gzip).
     pub input_bytes: u64,
     /// Decoded bytes consumed, up to the last record read.
     pub decoded_bytes: u64,
     /// The first rejected row.
     pub first_error: Option<FirstError>,
-    /// Where the error report is, when it has entries.
+    /// Where the error report is, when it has entries (never when stopped: the report is suspended).
     pub error_report: Option<String>,
     /// Wall time.
     pub duration: Duration,
-    /// Why the file failed, if it did.
-    pub failure: Option<FileFailure>,
-    /// Where to continue, when the deadline or an interrupted read stopped the import before the end.
-    pub stopped_at: Option<StartAt>,
-    /// The read error that stopped the import early, when [`ImportOptions::interruptible`] accepted it.
+    /// How the import ended.
+    pub end: FileEnd,
+}
+
+/// How an import ended.
+#[derive(Debug)]
+pub enum FileEnd {
+    /// The whole file was read and the rows sink finished (some rows may have been rejected).
+    Complete,
+    /// Stopped at a record boundary before the end of the file: both sinks were suspended.
+    Stopped(Stopped),
+    /// The file failed: the rows sink was aborted.
+    Failed(FileFailure),
+}
+
+/// Where an import stopped before the end of the file, why, and what its sinks need to carry on.
+#[derive(Debug)]
+pub struct Stopped {
+    /// Where to continue.
+    pub at: StartAt,
+    /// The read error that stopped the import, when [`ImportOptions::interruptible`] accepted it (`None`: the
+    /// deadline).
     pub interrupted: Option<ReadError>,
-    /// When stopped: what the row sink needs to carry on ([`RowSink::suspend`]).
+    /// What the row sink needs to carry on ([`RowSink::suspend`]).
     pub rows_state: Option<serde_json::Value>,
-    /// When stopped: what the reject sink needs to carry on ([`RejectSink::suspend`]).
+    /// What the reject sink needs to carry on ([`RejectSink::suspend`]).
     pub rejects_state: Option<serde_json::Value>,
 }
 
 impl FileReport {
     /// The outcome in one word.
     pub fn outcome(&self) -> Outcome {
-        if self.failure.is_some() {
-            Outcome::Failed
-        } else if self.stopped_at.is_some() {
-            Outcome::Stopped
-        } else if self.rows_rejected > 0 {
-            Outcome::ImportedWithRejections
-        } else {
-            Outcome::Imported
+        match &self.end {
+            FileEnd::Failed(_) => Outcome::Failed,
+            FileEnd::Stopped(_) => Outcome::Stopped,
+            FileEnd::Complete if self.counts.rows_rejected > 0 => Outcome::ImportedWithRejections,
+            FileEnd::Complete => Outcome::Imported,
+        }
+    }
+
+    /// Why the file failed, if it did.
+    pub fn failure(&self) -> Option<&FileFailure> {
+        match &self.end {
+            FileEnd::Failed(failure) => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// Where and why the import stopped, when it stopped before the end.
+    pub fn stopped(&self) -> Option<&Stopped> {
+        match &self.end {
+            FileEnd::Stopped(stopped) => Some(stopped),
+            _ => None,
         }
     }
 }
@@ -244,9 +282,9 @@ impl ReadSummary {
 /// to `rows` and rejected rows to `rejects`.
 ///
 /// Returns `Err` only when a sink fails (the caller decides whether to retry, see [`SinkError::kind`]); a file
-/// that cannot be imported is a report with [`FileReport::failure`] set. On success the row sink is
+/// that cannot be imported is a report that ended in [`FileEnd::Failed`]. On success the row sink is
 /// finished (its output becomes visible); on failure it is aborted; when stopped by the deadline both sinks
-/// are suspended ([`RowSink::suspend`]) and their states returned in the report. The reject sink is
+/// are suspended ([`RowSink::suspend`]) and their states returned in [`FileEnd::Stopped`]. The reject sink is
 /// finished unless stopped.
 pub async fn import<R>(
     input: R,
@@ -317,13 +355,18 @@ async fn run(
     let start_is_top = options.start.is_start();
     let mut counts = options.carried;
     let positions = rows.needs_positions();
+    let placement = rows.placement();
     let reader_task = tokio::task::spawn_blocking(move || {
+        let needs = BatchNeeds {
+            positions,
+            placement: placement.as_deref(),
+        };
         read_and_validate(
             Box::new(counted),
             file_format,
             &template,
             &options,
-            positions,
+            needs,
             &tx,
             &recycle_rx,
         )
@@ -390,56 +433,49 @@ async fn run(
     }
 
     counts.rows_read = counts.rows_imported + counts.rows_rejected;
-    let (failure, stopped_at, interrupted, decoded_bytes) = if stopped_by_sink {
+    let (end, decoded_bytes) = if stopped_by_sink {
         // Whatever the reader found after the last batch written (even a failure) is met again by the next
         // piece.
         let position = written_end.unwrap_or(start_position);
-        let stopped = StartAt {
+        let at = StartAt {
             position,
             header: summary.header,
         };
-        (None, Some(stopped), None, position.byte)
+        (FileEnd::Stopped(Stopped::at(at, None)), position.byte)
     } else {
-        (
-            summary.failure,
-            summary.stopped_at,
-            summary.interrupted,
-            summary.decoded_bytes,
-        )
+        let end = match (summary.stopped_at, summary.failure) {
+            (Some(at), _) => FileEnd::Stopped(Stopped::at(at, summary.interrupted)),
+            (None, Some(failure)) => FileEnd::Failed(failure),
+            (None, None) => FileEnd::Complete,
+        };
+        (end, summary.decoded_bytes)
     };
     let mut report = FileReport {
-        rows_read: counts.rows_read,
-        rows_imported: counts.rows_imported,
-        rows_rejected: counts.rows_rejected,
+        counts,
         input_bytes: input_bytes.load(Ordering::Relaxed),
         decoded_bytes,
         first_error,
         error_report: None,
         duration: Duration::ZERO,
-        failure,
-        stopped_at,
-        interrupted,
-        rows_state: None,
-        rejects_state: None,
+        end,
     };
     // The ratio needs the whole file, so it is checked after the last row; the row-count limit is checked
     // while reading, so a hopeless file stops early.
-    if report.failure.is_none()
-        && report.stopped_at.is_none()
-        && on_error.exceeded_ratio(report.rows_rejected, report.rows_read)
+    if matches!(report.end, FileEnd::Complete)
+        && on_error.exceeded_ratio(counts.rows_rejected, counts.rows_read)
     {
-        report.failure = Some(FileFailure::TooManyRejected {
-            rejected: report.rows_rejected,
-            read: report.rows_read,
+        report.end = FileEnd::Failed(FileFailure::TooManyRejected {
+            rejected: counts.rows_rejected,
+            read: counts.rows_read,
             limit: format!(
                 "max_rejected_ratio = {}",
                 on_error.max_rejected_ratio.unwrap_or_default()
             ),
         });
     }
-    if report.stopped_at.is_some() {
-        report.rows_state = rows.suspend().await?;
-        report.rejects_state = rejects.suspend().await?;
+    if let FileEnd::Stopped(stopped) = &mut report.end {
+        stopped.rows_state = rows.suspend().await?;
+        stopped.rejects_state = rejects.suspend().await?;
     } else {
         // A sink failing to finish (the last bytes of a file sink meet a full disk, a multipart upload cannot
         // complete) is a sink error like any other: the rows output goes, unless it is staged output a
@@ -448,7 +484,7 @@ async fn run(
             Ok(location) => location,
             Err(e) => return Err(discard_unless_staged(rows, e, start_is_top).await),
         };
-        if report.failure.is_some() {
+        if report.failure().is_some() {
             rows.abort().await?;
         } else if let Err(e) = rows.finish().await {
             return Err(discard_unless_staged(rows, e, start_is_top).await);
@@ -456,6 +492,18 @@ async fn run(
     }
     report.duration = started.elapsed();
     Ok(report)
+}
+
+impl Stopped {
+    /// Stopped at `at`, the sinks not yet suspended.
+    fn at(at: StartAt, interrupted: Option<ReadError>) -> Self {
+        Self {
+            at,
+            interrupted,
+            rows_state: None,
+            rejects_state: None,
+        }
+    }
 }
 
 /// After `e`, aborts the rows output (best effort: the sink already failed, its abort may fail too; `e` is
@@ -487,6 +535,15 @@ impl<R: Read> Read for CountingRead<R> {
     }
 }
 
+/// What the rows sink asks of the batches it is sent.
+#[derive(Clone, Copy)]
+struct BatchNeeds<'a> {
+    /// It reads the rows' positions (see [`RowSink::needs_positions`]).
+    positions: bool,
+    /// Where it wants each batch's rows in memory (see [`RowSink::placement`]).
+    placement: Option<&'a dyn RowPlacement>,
+}
+
 /// How often (in records) the deadline is checked: reading the clock for every row costs a few percent.
 const DEADLINE_CHECK_EVERY: u64 = 1024;
 
@@ -495,7 +552,7 @@ fn read_and_validate(
     file_format: FileFormat,
     template: &Template,
     options: &ImportOptions,
-    positions: bool,
+    needs: BatchNeeds<'_>,
     tx: &mpsc::Sender<Message>,
     recycle: &std::sync::mpsc::Receiver<RowBatch>,
 ) -> ReadSummary {
@@ -546,7 +603,8 @@ fn read_and_validate(
         validator: &mut validator,
         template,
         options,
-        positions,
+        positions: needs.positions,
+        placement: needs.placement,
         tx,
         recycle,
         summary: &mut summary,
@@ -564,6 +622,8 @@ struct ValidateLoop<'a> {
     options: &'a ImportOptions,
     /// The rows sink reads the rows' positions (see [`RowSink::needs_positions`]).
     positions: bool,
+    /// Where the rows sink wants each batch's rows in memory (see [`RowSink::placement`]).
+    placement: Option<&'a dyn RowPlacement>,
     tx: &'a mpsc::Sender<Message>,
     recycle: &'a std::sync::mpsc::Receiver<RowBatch>,
     summary: &'a mut ReadSummary,
@@ -580,6 +640,7 @@ impl ReaderTask for ValidateLoop<'_> {
             template,
             options,
             positions,
+            placement,
             tx,
             recycle,
             summary,
@@ -595,11 +656,13 @@ impl ReaderTask for ValidateLoop<'_> {
                 batch.without_positions()
             }
         };
-        // Bytes of rows sent to the sink so far: each batch is laid out for a file that has received them,
-        // so a file written with direct I/O writes the rows from the batch itself (`RowBatch::begin_after`).
+        // Bytes of rows sent to the sink so far: a sink with a placement has each batch's rows placed for
+        // what it has received before them (`RowBatch::place`).
         let mut sent = 0u64;
         let mut batch = new_batch();
-        batch.begin_after(sent);
+        if let Some(placement) = placement {
+            batch.place(placement, sent);
+        }
         let mut rejected_rows: Vec<RejectedRow> = Vec::new();
         let mut errors: Vec<RowError> = Vec::new();
         let mut since_check = 0u64;
@@ -663,7 +726,9 @@ impl ReaderTask for ValidateLoop<'_> {
             {
                 sent += batch.byte_len() as u64;
                 let mut next = recycle.try_recv().unwrap_or_else(|_| new_batch());
-                next.begin_after(sent);
+                if let Some(placement) = placement {
+                    next.place(placement, sent);
+                }
                 let message = Message {
                     rows: std::mem::replace(&mut batch, next),
                     rejects: std::mem::take(&mut rejected_rows),

@@ -1,13 +1,11 @@
-//! The ports the pipeline writes to: typed rows ([`RowSink`]) and rejected rows ([`RejectSink`]), with the
-//! local-file adapters (JSONL files that become visible only when complete) and in-memory adapters.
-
-use std::path::{Path, PathBuf};
+//! The ports the pipeline writes to: typed rows ([`RowSink`]) and rejected rows ([`RejectSink`]), with an
+//! error report writer for any async writer and in-memory adapters. (The JSON Lines file sink of local imports
+//! lives with the command line, `s3_importer_cli`.)
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
-use crate::direct_io::OutputFile;
 use crate::{ErrorCode, Position, RowError};
 
 /// A batch of validated rows: newline-terminated JSON objects stored back to back, plus where each came from.
@@ -16,11 +14,10 @@ use crate::{ErrorCode, Position, RowError};
 /// destinations that need fields (DynamoDB) parse the object, which costs far less than the write itself.
 #[derive(Debug, Default, Clone)]
 pub struct RowBatch {
-    /// The rows in `data[lead..used]`; the bytes after are initialised room for the next rows (see
-    /// [`RowBatch::room`]), the bytes before room for what an output file has not written yet (see
-    /// [`RowBatch::begin_after`]).
+    /// The rows in `data[start..used]`; the bytes after are initialised room for the next rows (see
+    /// [`RowBatch::room`]), the bytes before are where the sink's [`RowPlacement`] asked the rows to start.
     data: Vec<u8>,
-    lead: usize,
+    start: usize,
     used: usize,
     /// Each row's position and where it ends in `data`, unless `skip_positions`.
     rows: Vec<(Position, usize)>,
@@ -30,15 +27,23 @@ pub struct RowBatch {
     skip_positions: bool,
 }
 
-/// Alignment of the memory and the file offsets of direct writes (see `direct_io`).
-pub(crate) const DIRECT_ALIGN: usize = 4096;
+/// Where a sink wants the rows of each batch in memory, for a sink that writes them straight from there and
+/// needs them at particular addresses (a file written with direct I/O). Given by [`RowSink::placement`]; the
+/// pipeline calls it on the reading thread for every batch before filling it, and knows nothing of what it
+/// does. A placement is a request, not a promise: a batch whose memory grows moves, so the sink checks the
+/// address it gets.
+pub trait RowPlacement: Send + Sync {
+    /// How many bytes after `address` (the start of a batch's memory) its rows should start, when `offset`
+    /// bytes of rows were sent to the sink before them.
+    fn rows_start(&self, address: usize, offset: u64) -> usize;
+}
 
 impl RowBatch {
     /// An empty batch with room for `bytes` of JSON.
     pub fn with_capacity(bytes: usize, rows: usize) -> Self {
         Self {
             data: Vec::with_capacity(bytes),
-            lead: 0,
+            start: 0,
             used: 0,
             rows: Vec::with_capacity(rows),
             count: 0,
@@ -55,37 +60,22 @@ impl RowBatch {
         self
     }
 
-    /// Empties the batch and places its rows so that a file that has received `written` bytes so far can
-    /// write them with direct I/O straight from this batch's memory: the rows start `written % 4096` bytes
-    /// after a 4096-aligned address, and the bytes before them can take the file's last, unaligned bytes not
-    /// yet written (see `RowBatch::with_unwritten`). Other sinks ignore the layout.
-    pub fn begin_after(&mut self, written: u64) {
+    /// Empties the batch and starts its rows where `placement` asks for rows that follow `offset` bytes sent
+    /// before them (the pipeline does this for a sink with a [`RowSink::placement`]).
+    pub fn place(&mut self, placement: &dyn RowPlacement, offset: u64) {
         self.rows.clear();
         self.count = 0;
-        // Room for the lead before the address is read: growing the vector later within its capacity does
-        // not move it.
-        self.data.reserve(2 * DIRECT_ALIGN);
-        let base = self.data.as_ptr().align_offset(DIRECT_ALIGN);
-        self.lead = base + (written % DIRECT_ALIGN as u64) as usize;
-        if self.data.len() < self.lead {
-            self.data.resize(self.lead, 0);
+        let mut start = placement.rows_start(self.data.as_ptr() as usize, offset);
+        if start > self.data.capacity() {
+            // Growing moves the memory: ask again for the new address.
+            self.data.reserve(start);
+            start = placement.rows_start(self.data.as_ptr() as usize, offset);
         }
-        self.used = self.lead;
-    }
-
-    /// `unwritten` (the file's bytes not written yet) followed by the rows, in one slice starting at a
-    /// 4096-aligned address — when the batch was laid out for that (see [`RowBatch::begin_after`]) and its
-    /// memory has not moved since. `None` otherwise.
-    pub(crate) fn with_unwritten(&mut self, unwritten: &[u8]) -> Option<&[u8]> {
-        let start = self.lead.checked_sub(unwritten.len())?;
-        let region = self.data.get_mut(start..self.used)?;
-        if region.as_ptr().align_offset(DIRECT_ALIGN) != 0 {
-            return None;
+        if self.data.len() < start {
+            self.data.resize(start, 0);
         }
-        region
-            .get_mut(..unwritten.len())?
-            .copy_from_slice(unwritten);
-        Some(region)
+        self.start = start;
+        self.used = start;
     }
 
     /// At least `n` bytes of room after the rows, for the next row (written at its start, then committed with
@@ -134,18 +124,18 @@ impl RowBatch {
 
     /// Bytes of JSON held.
     pub fn byte_len(&self) -> usize {
-        self.used - self.lead
+        self.used - self.start
     }
 
     /// All rows as newline-terminated JSON Lines.
     pub fn as_jsonl(&self) -> &[u8] {
-        self.data.get(self.lead..self.used).unwrap_or_default()
+        self.data.get(self.start..self.used).unwrap_or_default()
     }
 
     /// Each row's position (`Position::default()` in a batch [`RowBatch::without_positions`]) and JSON object
     /// text (without the newline).
     pub fn iter(&self) -> impl Iterator<Item = (Position, &[u8])> + '_ {
-        let mut start = self.lead;
+        let mut start = self.start;
         let mut recorded = self.rows.iter();
         let mut left = self.count;
         std::iter::from_fn(move || {
@@ -164,9 +154,9 @@ impl RowBatch {
         })
     }
 
-    /// Empties the batch, keeping its memory (and its layout, see [`RowBatch::begin_after`]).
+    /// Empties the batch, keeping its memory (and where its rows start, see [`RowBatch::place`]).
     pub fn clear(&mut self) {
-        self.used = self.lead;
+        self.used = self.start;
         self.rows.clear();
         self.count = 0;
     }
@@ -264,21 +254,6 @@ impl SinkError {
     pub fn is_transient(&self) -> bool {
         self.kind == SinkErrorKind::Transient
     }
-
-    fn io(context: &str, path: &Path, source: std::io::Error) -> Self {
-        // A full disk or a permission problem will not fix itself; an interrupted write might.
-        let kind = match source.kind() {
-            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => {
-                SinkErrorKind::Transient
-            }
-            _ => SinkErrorKind::Permanent,
-        };
-        Self {
-            kind,
-            context: format!("{context} {}", path.display()),
-            source: Box::new(source),
-        }
-    }
 }
 
 /// Where validated rows go. Implementations must make a retried file produce the same final state
@@ -292,6 +267,12 @@ pub trait RowSink: Send {
     /// are (a JSON Lines file or object) says no, and its batches record none. The default is yes.
     fn needs_positions(&self) -> bool {
         true
+    }
+
+    /// Where the rows of the batches sent to this sink should be in memory, for a sink that writes them
+    /// straight from there (see [`RowPlacement`]). The default is `None`: anywhere.
+    fn placement(&self) -> Option<Box<dyn RowPlacement>> {
+        None
     }
 
     /// Writes a batch the sink may keep while writing, and gives it back (its buffers are reused for later
@@ -333,148 +314,6 @@ pub trait RejectSink: Send {
     async fn suspend(&mut self) -> Result<Option<serde_json::Value>, SinkError> {
         self.finish().await?;
         Ok(None)
-    }
-}
-
-/// Writes rows as JSON Lines to a local file that appears under its final name only when the file is
-/// complete (written to `NAME.partial`, renamed on [`RowSink::finish`], removed on [`RowSink::abort`]).
-///
-/// Batches are written by the runtime's blocking pool ([`RowSink::write_owned`] moves each batch to the
-/// writing thread). On Linux the file is written with direct I/O where the file system allows it: rows are
-/// staged in one aligned 1 MiB buffer and the disk reads them from there, instead of each page being
-/// allocated and copied into the page cache and written back later, which was a third of the CPU time of a
-/// CSV import; elsewhere, or when the file system refuses, writes are ordinary buffered ones (see the
-/// `direct_io` module). Either way the file is synced before it is renamed.
-#[derive(Debug)]
-pub struct JsonlFileSink {
-    path: PathBuf,
-    partial: PathBuf,
-    /// Written in place (not a regular file): never renamed, synced or removed.
-    in_place: bool,
-    /// `None` once finished or aborted.
-    file: Option<OutputFile>,
-}
-
-impl JsonlFileSink {
-    /// Creates `PATH.partial` for writing, with direct I/O where the file system has it (see below). When
-    /// `PATH` exists and is not a regular file (`/dev/null`, a FIFO, a terminal), rows are written to it
-    /// directly: it is neither replaced nor removed.
-    pub async fn create(path: impl Into<PathBuf>) -> Result<Self, SinkError> {
-        let path = path.into();
-        let in_place = match tokio::fs::metadata(&path).await {
-            Ok(m) if m.is_dir() => {
-                return Err(SinkError::permanent(
-                    format!("create {}", path.display()),
-                    "it is a directory",
-                ))
-            }
-            Ok(m) => !m.is_file(),
-            Err(_) => false,
-        };
-        let partial = if in_place {
-            path.clone()
-        } else {
-            partial_path(&path)
-        };
-        let target = partial.clone();
-        let file = tokio::task::spawn_blocking(move || {
-            if in_place {
-                OutputFile::open_in_place(&target)
-            } else {
-                OutputFile::create(&target, true)
-            }
-        })
-        .await
-        .map_err(|e| SinkError::permanent("create", e))?
-        .map_err(|e| SinkError::io("create", &partial, e))?;
-        Ok(Self {
-            path,
-            partial,
-            file: Some(file),
-            in_place,
-        })
-    }
-
-    /// The final path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Whether rows are being written with direct I/O (around the page cache).
-    pub fn is_direct_io(&self) -> bool {
-        self.file.as_ref().is_some_and(OutputFile::is_direct)
-    }
-
-    /// Runs `f` with the file on the blocking pool.
-    async fn with_file<T, F>(&mut self, what: &str, f: F) -> Result<T, SinkError>
-    where
-        F: FnOnce(&mut OutputFile) -> std::io::Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let Some(mut file) = self.file.take() else {
-            return Err(SinkError::permanent(what, "sink already finished"));
-        };
-        let (file, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&mut file);
-            (file, result)
-        })
-        .await
-        .map_err(|e| SinkError::permanent(what, e))?;
-        self.file = Some(file);
-        result.map_err(|e| SinkError::io(what, &self.partial, e))
-    }
-}
-
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".partial");
-    PathBuf::from(name)
-}
-
-#[async_trait]
-impl RowSink for JsonlFileSink {
-    fn needs_positions(&self) -> bool {
-        false
-    }
-
-    async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
-        self.write_owned(batch.clone()).await.map(drop)
-    }
-
-    async fn write_owned(&mut self, batch: RowBatch) -> Result<RowBatch, SinkError> {
-        self.with_file("write", move |file| {
-            let mut batch = batch;
-            file.write_batch(&mut batch)?;
-            Ok(batch)
-        })
-        .await
-    }
-
-    async fn finish(&mut self) -> Result<(), SinkError> {
-        if self.in_place {
-            self.with_file("flush", |file| file.finish(false)).await?;
-            self.file = None;
-        }
-        if self.file.is_some() {
-            self.with_file("write", |file| file.write_staged()).await?;
-            self.with_file("sync", |file| file.finish(true)).await?;
-            self.file = None;
-            tokio::fs::rename(&self.partial, &self.path)
-                .await
-                .map_err(|e| SinkError::io("rename to", &self.path, e))?;
-        }
-        Ok(())
-    }
-
-    async fn abort(&mut self) -> Result<(), SinkError> {
-        if self.file.take().is_some() && !self.in_place {
-            match tokio::fs::remove_file(&self.partial).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SinkError::io("remove", &self.partial, e)),
-            }
-        }
-        Ok(())
     }
 }
 
@@ -593,37 +432,39 @@ mod tests {
         }
     }
 
+    /// Rows at `offset % 4096` past a 4096-aligned address, as a file written with direct I/O asks.
+    struct Aligned;
+
+    impl RowPlacement for Aligned {
+        fn rows_start(&self, address: usize, offset: u64) -> usize {
+            address.wrapping_neg() % 4096 + (offset % 4096) as usize
+        }
+    }
+
     #[test]
-    fn a_batch_laid_out_for_a_file_puts_the_unwritten_bytes_in_front_of_its_rows() {
+    fn a_placed_batch_starts_its_rows_where_the_placement_asks() {
         for written in [0u64, 1, 4095, 4096, 10_000] {
             let mut batch = RowBatch::with_capacity(1024, 4);
-            batch.begin_after(written);
+            batch.place(&Aligned, written);
             batch.push_row(pos(1), br#"{"a":1}"#);
             batch.push_row(pos(2), br#"{"a":2}"#);
             assert_eq!(batch.as_jsonl(), b"{\"a\":1}\n{\"a\":2}\n");
             assert_eq!(batch.byte_len(), 16);
             assert_eq!(batch.iter().count(), 2);
-            let unwritten = vec![b'u'; (written % 4096) as usize];
-            let region = batch.with_unwritten(&unwritten).map(<[u8]>::to_vec);
-            let region = region.expect("laid out for this file");
-            assert_eq!(region.len(), unwritten.len() + 16);
-            assert!(region.starts_with(&unwritten) && region.ends_with(batch.as_jsonl()));
-            // Not the file's unwritten bytes: the rows would not start on the file's offset.
-            let other = vec![b'u'; (written % 4096) as usize + 1];
-            assert!(batch.with_unwritten(&other).is_none());
-            // Rows still read the same afterwards, and a cleared batch keeps its layout.
+            let at = |batch: &RowBatch| batch.as_jsonl().as_ptr() as u64 % 4096;
+            assert_eq!(at(&batch), written % 4096, "written {written}");
+            // Rows still read the same afterwards, and a cleared batch keeps its placement.
             assert_eq!(batch.iter().map(|(_, r)| r.len()).sum::<usize>(), 14);
             batch.clear();
             batch.push_row(pos(3), b"{}");
-            assert_eq!(
-                batch.with_unwritten(&unwritten).map(<[u8]>::len),
-                Some(unwritten.len() + 3)
-            );
+            assert_eq!(batch.as_jsonl(), b"{}\n");
+            assert_eq!(at(&batch), written % 4096, "written {written}, cleared");
+            // Placed again for the next offset, the rows move there.
+            batch.place(&Aligned, written + 3);
+            assert!(batch.is_empty());
+            batch.push_row(pos(4), b"{}");
+            assert_eq!(at(&batch), (written + 3) % 4096);
         }
-        // A batch never laid out has no room in front.
-        let mut plain = RowBatch::default();
-        plain.push_row(pos(1), b"{}");
-        assert!(plain.with_unwritten(b"x").is_none());
     }
 
     #[test]
@@ -654,7 +495,7 @@ mod tests {
         for written in [None, Some(0u64), Some(4095)] {
             let mut batch = RowBatch::with_capacity(1024, 4).without_positions();
             if let Some(written) = written {
-                batch.begin_after(written);
+                batch.place(&Aligned, written);
             }
             assert!(batch.is_empty());
             batch.push_row(pos(1), br#"{"a":1}"#);
@@ -679,35 +520,9 @@ mod tests {
             assert!(batch.is_empty() && batch.iter().next().is_none());
             batch.push_row(pos(4), b"{}");
             assert_eq!((batch.len(), batch.iter().count()), (1, 1));
-            batch.begin_after(7);
+            batch.place(&Aligned, 7);
             assert_eq!(batch.len(), 0);
         }
-    }
-
-    #[tokio::test]
-    async fn jsonl_file_sink_is_visible_only_after_finish() -> Result<(), Box<dyn std::error::Error>>
-    {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("out.jsonl");
-        let mut sink = JsonlFileSink::create(&path).await?;
-        let mut batch = RowBatch::default();
-        batch.push_row(pos(1), b"{}");
-        sink.write_batch(&batch).await?;
-        assert!(!path.exists(), "output visible before finish");
-        sink.finish().await?;
-        assert_eq!(std::fs::read(&path)?, b"{}\n");
-        assert!(!partial_path(&path).exists());
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn jsonl_file_sink_abort_leaves_nothing() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("out.jsonl");
-        let mut sink = JsonlFileSink::create(&path).await?;
-        sink.abort().await?;
-        assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
-        Ok(())
     }
 
     #[tokio::test]

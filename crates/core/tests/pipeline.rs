@@ -76,7 +76,11 @@ async fn good_rows_are_typed_and_bad_rows_go_to_the_report_with_their_position()
         run(input, csv(), template("")?, ImportOptions::default()).await?;
     assert_eq!(report.outcome(), Outcome::ImportedWithRejections);
     assert_eq!(
-        (report.rows_read, report.rows_imported, report.rows_rejected),
+        (
+            report.counts.rows_read,
+            report.counts.rows_imported,
+            report.counts.rows_rejected
+        ),
         (4, 2, 2)
     );
     assert!(rows.finished && !rows.aborted);
@@ -132,13 +136,13 @@ async fn missing_required_column_fails_the_file_and_aborts_the_sink() -> Result 
     .await?;
     assert_eq!(report.outcome(), Outcome::Failed);
     assert!(
-        matches!(report.failure, Some(FileFailure::Template(_))),
+        matches!(report.failure(), Some(FileFailure::Template(_))),
         "{:?}",
-        report.failure
+        report.failure()
     );
     assert!(rows.aborted && !rows.finished);
     assert!(report
-        .failure
+        .failure()
         .map(|f| f.to_string())
         .unwrap_or_default()
         .contains("name"));
@@ -156,7 +160,7 @@ async fn max_rejected_rows_stops_the_file_early() -> Result {
         run(input, csv(), template(on_error)?, ImportOptions::default()).await?;
     assert!(
         matches!(
-            report.failure,
+            report.failure(),
             Some(FileFailure::TooManyRejected {
                 rejected: 4,
                 read: 4,
@@ -164,7 +168,7 @@ async fn max_rejected_rows_stops_the_file_early() -> Result {
             })
         ),
         "{:?}",
-        report.failure
+        report.failure()
     );
     assert!(rows.aborted);
     Ok(())
@@ -183,7 +187,7 @@ async fn max_rejected_ratio_is_checked_at_the_end() -> Result {
     .await?;
     assert!(
         matches!(
-            report.failure,
+            report.failure(),
             Some(FileFailure::TooManyRejected {
                 rejected: 1,
                 read: 4,
@@ -191,7 +195,7 @@ async fn max_rejected_ratio_is_checked_at_the_end() -> Result {
             })
         ),
         "{:?}",
-        report.failure
+        report.failure()
     );
     let lenient = "[on_error]\nmax_rejected_ratio = 0.25\n";
     let (report, _, _) = run(input, csv(), template(lenient)?, ImportOptions::default()).await?;
@@ -247,13 +251,13 @@ async fn gzip_bomb_fails_the_file_with_the_cap() -> Result {
     let (report, rows, _) = run(bytes, format, template("")?, options).await?;
     assert!(
         matches!(
-            report.failure,
+            report.failure(),
             Some(FileFailure::Read(ReadError::DecompressedTooLarge {
                 limit: 1_048_576
             }))
         ),
         "{:?}",
-        report.failure
+        report.failure()
     );
     assert!(rows.aborted);
     Ok(())
@@ -309,7 +313,7 @@ async fn slow_sink_slows_the_reader_instead_of_filling_memory() -> Result {
         &mut rejects,
     )
     .await?;
-    assert_eq!(report.rows_imported, 400_000);
+    assert_eq!(report.counts.rows_imported, 400_000);
     assert_eq!(sink.seen.len(), 400);
     // When the sink receives its 10th batch, the reader can be ahead by at most the channel (2 batches), the
     // batch being filled, and the read buffers (two of 256 KiB) — far from the whole file.
@@ -428,12 +432,15 @@ async fn deadline_stops_at_a_record_boundary_and_the_rest_resumes_from_there() -
     };
     let (first, rows_a, _) = run(input.clone(), csv(), template("")?, options).await?;
     assert_eq!(first.outcome(), Outcome::Stopped);
-    let at = first.stopped_at.clone().ok_or("no stop position")?;
+    let at = first
+        .stopped()
+        .map(|s| s.at.clone())
+        .ok_or("no stop position")?;
     assert!(
         !rows_a.finished && !rows_a.aborted,
         "a stopped import leaves the sink open"
     );
-    assert!(first.rows_imported > 0 && first.rows_imported < 50_000);
+    assert!(first.counts.rows_imported > 0 && first.counts.rows_imported < 50_000);
 
     let rest = input[at.position.byte as usize..].to_vec();
     let options = ImportOptions {
@@ -442,7 +449,10 @@ async fn deadline_stops_at_a_record_boundary_and_the_rest_resumes_from_there() -
     };
     let (second, rows_b, _) = run(rest, csv(), template("")?, options).await?;
     assert_eq!(second.outcome(), Outcome::Imported);
-    assert_eq!(first.rows_imported + second.rows_imported, 50_000);
+    assert_eq!(
+        first.counts.rows_imported + second.counts.rows_imported,
+        50_000
+    );
     let ids: Vec<u64> = rows_a
         .rows
         .iter()
@@ -579,22 +589,25 @@ async fn interrupted_read_stops_after_the_last_complete_record_and_resumes_there
         assert_eq!(first.outcome(), Outcome::Stopped, "{format:?}: {first:?}");
         assert!(
             matches!(
-                first.interrupted,
+                first.stopped().and_then(|s| s.interrupted.as_ref()),
                 Some(ReadError::Io { .. } | ReadError::Gzip { .. })
             ),
             "{format:?}: {:?}",
-            first.interrupted
+            first.stopped().and_then(|s| s.interrupted.as_ref())
         );
         assert!(!rows_a.finished && !rows_a.aborted, "{format:?}: suspended");
         assert!(rejects_a.rows.is_empty());
-        let at = first.stopped_at.clone().ok_or("no stop position")?;
+        let at = first
+            .stopped()
+            .map(|s| s.at.clone())
+            .ok_or("no stop position")?;
         assert_eq!(
             at.position.record,
-            first.rows_imported + 1,
+            first.counts.rows_imported + 1,
             "{format:?}: the next record is the one cut short"
         );
         assert!(
-            first.rows_imported > 0 && first.rows_imported < ROWS,
+            first.counts.rows_imported > 0 && first.counts.rows_imported < ROWS,
             "{format:?}"
         );
 
@@ -606,11 +619,7 @@ async fn interrupted_read_stops_after_the_last_complete_record_and_resumes_there
         };
         let options = ImportOptions {
             start: at,
-            carried: pipeline::Counts {
-                rows_read: first.rows_read,
-                rows_imported: first.rows_imported,
-                rows_rejected: first.rows_rejected,
-            },
+            carried: first.counts,
             ..ImportOptions::default()
         };
         let (second, rows_b, _) = run(rest, format, template("")?, options).await?;
@@ -619,7 +628,10 @@ async fn interrupted_read_stops_after_the_last_complete_record_and_resumes_there
             Outcome::Imported,
             "{format:?}: {second:?}"
         );
-        assert_eq!(second.rows_imported, ROWS, "{format:?}: totals carry over");
+        assert_eq!(
+            second.counts.rows_imported, ROWS,
+            "{format:?}: totals carry over"
+        );
         let mut ids = ids_of(&rows_a)?;
         ids.extend(ids_of(&rows_b)?);
         assert_eq!(
@@ -652,13 +664,13 @@ async fn read_error_not_accepted_as_an_interruption_fails_the_file() -> Result {
         assert_eq!(report.outcome(), Outcome::Failed);
         assert!(
             matches!(
-                report.failure,
+                report.failure(),
                 Some(FileFailure::Read(ReadError::Io { .. }))
             ),
             "{:?}",
-            report.failure
+            report.failure()
         );
-        assert!(report.interrupted.is_none() && report.stopped_at.is_none());
+        assert!(report.stopped().is_none());
         assert!(rows.aborted);
     }
     Ok(())
@@ -677,8 +689,11 @@ async fn read_interrupted_before_any_record_stops_at_the_start() -> Result {
     };
     let (report, rows, _) = run_cut(bytes, 3, csv(), options).await?;
     assert_eq!(report.outcome(), Outcome::Stopped);
-    assert_eq!(report.rows_read, 0);
-    let at = report.stopped_at.ok_or("no stop position")?;
+    assert_eq!(report.counts.rows_read, 0);
+    let at = report
+        .stopped()
+        .map(|s| s.at.clone())
+        .ok_or("no stop position")?;
     assert_eq!(at.position.byte, 0);
     assert!(!rows.aborted && rows.rows.is_empty());
     Ok(())
@@ -776,7 +791,7 @@ async fn a_file_of_rejected_rows_reaches_the_report_in_bounded_batches() -> Resu
         &mut rejects,
     )
     .await?;
-    assert_eq!(report.rows_rejected, n as u64);
+    assert_eq!(report.counts.rows_rejected, n as u64);
     assert_eq!(rejects.calls.iter().sum::<usize>(), n);
     assert!(
         rejects
@@ -812,12 +827,12 @@ async fn empty_files_of_every_format_import_zero_rows() -> Result {
             )
             .await?;
             assert!(
-                report.failure.is_none(),
+                report.failure().is_none(),
                 "{format} {content:?}: {:?}",
-                report.failure
+                report.failure()
             );
             assert_eq!(
-                (report.rows_read, rows.rows.len(), rejects.rows.len()),
+                (report.counts.rows_read, rows.rows.len(), rejects.rows.len()),
                 (0, 0, 0)
             );
         }
@@ -831,7 +846,7 @@ async fn empty_files_of_every_format_import_zero_rows() -> Result {
             ImportOptions::default(),
         )
         .await?;
-        assert!(report.failure.is_some(), "{header:?}");
+        assert!(report.failure().is_some(), "{header:?}");
     }
     Ok(())
 }
@@ -886,7 +901,7 @@ async fn rows_carry_their_positions_to_the_sinks_that_read_them() -> Result {
             &mut rejects,
         )
         .await?;
-        assert_eq!(report.rows_imported, 3);
+        assert_eq!(report.counts.rows_imported, 3);
         got.push(rows);
     }
     let (with, without) = (&got[0], &got[1]);

@@ -125,13 +125,13 @@ pub async fn handle(
             message_id = %message_id,
             disposition = ?result.disposition,
             status = result.status.map(|s| s.as_str()).unwrap_or(""),
-            rows_imported = result.rows_imported,
-            rows_rejected = result.rows_rejected,
+            rows_imported = result.counts.rows_imported,
+            rows_rejected = result.counts.rows_rejected,
             bytes = result.bytes,
             detail = %result.detail,
             "message processed"
         );
-        metrics::emit_for_message(worker, body, &result);
+        metrics::emit_for_message(worker, &result);
         if result.disposition == Disposition::Retry {
             response.batch_item_failures.push(failure(&message_id));
         }

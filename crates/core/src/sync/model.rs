@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ports::StateError;
+use crate::pipeline::Counts;
 use crate::read::StartAt;
 use crate::FileFormat;
 
@@ -392,6 +393,17 @@ impl LedgerEntry {
         self.error = None;
         self.checkpoint = None;
     }
+
+    /// The rows imported and rejected (the entry keeps those two; every row read is one or the other).
+    pub fn counts(&self) -> Counts {
+        Counts::of(self.rows_imported, self.rows_rejected)
+    }
+
+    /// Records the rows imported and rejected.
+    pub fn set_counts(&mut self, counts: Counts) {
+        self.rows_imported = counts.rows_imported;
+        self.rows_rejected = counts.rows_rejected;
+    }
 }
 
 /// A lease (a file's or a named one) is free for the taking once its end is strictly in the past.
@@ -431,6 +443,13 @@ pub struct Checkpoint {
     /// The format the first piece detected (a gzip file is decoded from the top by every piece).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<FileFormat>,
+}
+
+impl Checkpoint {
+    /// The rows imported and rejected by the pieces so far: what the next piece carries on from.
+    pub fn counts(&self) -> Counts {
+        Counts::of(self.rows_imported, self.rows_rejected)
+    }
 }
 
 /// A serializable [`StartAt`].

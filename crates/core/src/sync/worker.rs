@@ -45,7 +45,7 @@ use super::ports::{
 };
 use super::read_ahead::{self, ReadAhead};
 use crate::format::detect_format;
-use crate::pipeline::{self, Counts, FileFailure, FileReport, ImportOptions};
+use crate::pipeline::{self, Counts, FileEnd, FileFailure, FileReport, ImportOptions, Stopped};
 use crate::read::{ReadError, StartAt};
 use crate::sink::SinkError;
 use crate::{Compression, Limits};
@@ -161,12 +161,13 @@ pub enum Disposition {
 pub struct MessageResult {
     /// Ack or retry.
     pub disposition: Disposition,
+    /// The message, when the body was a file message (of any version): the file version it names and its
+    /// LastModified, so the handler's metrics need not parse the body again.
+    pub message: Option<FileMessage>,
     /// The ledger status the file ended in, when the worker got that far.
     pub status: Option<FileStatus>,
-    /// Rows imported.
-    pub rows_imported: u64,
-    /// Rows rejected.
-    pub rows_rejected: u64,
+    /// Rows imported and rejected (totals of the file).
+    pub counts: Counts,
     /// Bytes read from the source.
     pub bytes: u64,
     /// What happened, for logs (never row values).
@@ -177,9 +178,9 @@ impl MessageResult {
     fn ack(detail: impl Into<String>) -> Self {
         Self {
             disposition: Disposition::Ack,
+            message: None,
             status: None,
-            rows_imported: 0,
-            rows_rejected: 0,
+            counts: Counts::default(),
             bytes: 0,
             detail: detail.into(),
         }
@@ -200,9 +201,6 @@ pub async fn process_message(
     body: &str,
     delivery: Delivery<'_>,
 ) -> MessageResult {
-    let Delivery {
-        owner, deadline, ..
-    } = delivery;
     // 1. A malformed message is permanent: retrying cannot fix it.
     let message: FileMessage = match serde_json::from_str(body) {
         Ok(m) => m,
@@ -211,6 +209,21 @@ pub async fn process_message(
             return MessageResult::ack(format!("malformed message: {e}"));
         }
     };
+    let mut result = process_file_message(deps, settings, &message, delivery).await;
+    result.message = Some(message);
+    result
+}
+
+/// Processes one file message (see the module docs).
+async fn process_file_message(
+    deps: &WorkerDeps,
+    settings: &WorkerSettings,
+    message: &FileMessage,
+    delivery: Delivery<'_>,
+) -> MessageResult {
+    let Delivery {
+        owner, deadline, ..
+    } = delivery;
     if message.v != FileMessage::VERSION {
         warn!(version = message.v, "message of an unknown version acked");
         return MessageResult::ack(format!("unknown message version {}", message.v));
@@ -267,7 +280,7 @@ pub async fn process_message(
     // 3. Which piece: the checkpoint names the next one; other messages are duplicates (module docs).
     let next_piece = entry.checkpoint.as_ref().map_or(0, |c| c.piece);
     if message.piece != next_piece {
-        return stale_message(deps, &message, &entry, owner).await;
+        return stale_message(deps, message, &entry, owner).await;
     }
 
     let started = Instant::now();
@@ -282,26 +295,26 @@ pub async fn process_message(
     let result = import_file(deps, settings, &connector, entry, stop_at, &mut finished).await;
     heartbeat.stop();
     if let Ok(report) = &result {
-        if let Some(at) = &report.stopped_at {
+        if let FileEnd::Stopped(stopped) = &report.end {
             let carried_rows = finished
                 .checkpoint
                 .as_ref()
-                .map_or(0, |c| c.rows_imported + c.rows_rejected);
-            match &report.interrupted {
+                .map_or(0, |c| c.counts().rows_read);
+            match &stopped.interrupted {
                 // Interrupted before a single record: nothing to checkpoint. The file goes back to `queued`
                 // with its checkpoint, and SQS redelivers this message (its receive count bounds the
                 // attempts; the DLQ takes over after). The suspended sinks' states are not needed: the
                 // checkpoint still names the output staged so far.
-                Some(error) if report.rows_read == carried_rows => {
+                Some(error) if report.counts.rows_read == carried_rows => {
                     let reason = format!("interrupted before any record: {error}");
                     return release_for_retry(deps, &finished, owner, reason).await;
                 }
                 Some(error) => {
-                    warn!(connector = %connector.id, key = %version.key, piece = message.piece, next_byte = at.position.byte, error = %error, "read interrupted; the file continues from its last complete record");
+                    warn!(connector = %connector.id, key = %version.key, piece = message.piece, next_byte = stopped.at.position.byte, error = %error, "read interrupted; the file continues from its last complete record");
                 }
                 None => {}
             }
-            return continue_later(deps, &message, &finished, report, at, owner).await;
+            return continue_later(deps, message, &finished, report, stopped, owner).await;
         }
     }
     finished.checkpoint = None;
@@ -309,10 +322,9 @@ pub async fn process_message(
     finished.finished_at = Some(deps.clock.now());
     let outcome = match result {
         Ok(report) => {
-            finished.rows_imported = report.rows_imported;
-            finished.rows_rejected = report.rows_rejected;
+            finished.set_counts(report.counts);
             finished.error_report = report.error_report.clone();
-            match &report.failure {
+            match report.failure() {
                 None => {
                     finished.status = FileStatus::Imported;
                     finished.error = None;
@@ -354,9 +366,9 @@ pub async fn process_message(
     );
     MessageResult {
         disposition: Disposition::Ack,
+        message: None,
         status: Some(finished.status),
-        rows_imported: finished.rows_imported,
-        rows_rejected: finished.rows_rejected,
+        counts: finished.counts(),
         bytes,
         detail: finished.error.clone().unwrap_or_else(|| "imported".into()),
     }
@@ -454,18 +466,19 @@ async fn continue_later(
     message: &FileMessage,
     entry: &LedgerEntry,
     report: &FileReport,
-    at: &StartAt,
+    stopped: &Stopped,
     owner: &str,
 ) -> MessageResult {
     let version = &message.version;
     let piece = message.piece + 1;
+    let at = &stopped.at;
     let checkpoint = Checkpoint {
         start: CheckpointStart::from(at),
         piece,
-        rows_imported: report.rows_imported,
-        rows_rejected: report.rows_rejected,
-        rows_state: report.rows_state.clone(),
-        rejects_state: report.rejects_state.clone(),
+        rows_imported: report.counts.rows_imported,
+        rows_rejected: report.counts.rows_rejected,
+        rows_state: stopped.rows_state.clone(),
+        rejects_state: stopped.rejects_state.clone(),
         continued: false,
         template_version: entry.template_version,
         format: entry.format,
@@ -497,16 +510,16 @@ async fn continue_later(
         piece = message.piece,
         next_byte = at.position.byte,
         next_record = at.position.record,
-        rows_imported = report.rows_imported,
-        rows_rejected = report.rows_rejected,
+        rows_imported = report.counts.rows_imported,
+        rows_rejected = report.counts.rows_rejected,
         bytes = report.input_bytes,
         "piece done, file continues in a new message"
     );
     MessageResult {
         disposition: Disposition::Ack,
+        message: None,
         status: Some(FileStatus::Queued),
-        rows_imported: report.rows_imported,
-        rows_rejected: report.rows_rejected,
+        counts: report.counts,
         bytes: report.input_bytes,
         detail: format!("continues in piece {piece}"),
     }
@@ -704,11 +717,9 @@ async fn import_file(
         .open_rejects(&job)
         .await
         .map_err(sink_error)?;
-    let carried = checkpoint.as_ref().map_or(Counts::default(), |c| Counts {
-        rows_read: c.rows_imported + c.rows_rejected,
-        rows_imported: c.rows_imported,
-        rows_rejected: c.rows_rejected,
-    });
+    let carried = checkpoint
+        .as_ref()
+        .map_or_else(Counts::default, Checkpoint::counts);
     let options = ImportOptions {
         limits: settings.limits,
         batch_rows: settings.batch_rows.max(1),
@@ -731,7 +742,7 @@ async fn import_file(
     // The source failing mid-file is not the file's fault: an object deleted or overwritten meanwhile ends as
     // `gone` or `superseded`; a flaky network (after the read's own retries) interrupts the piece, which stops
     // at its last complete record (`interrupted_read`).
-    match report.failure.as_ref().and_then(|f| match f {
+    match report.failure().and_then(|f| match f {
         FileFailure::Read(e) => read_source_error(e),
         _ => None,
     }) {

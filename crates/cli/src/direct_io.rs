@@ -1,4 +1,4 @@
-//! Writing a large output file without the page cache (Linux `O_DIRECT`), for [`crate::sink::JsonlFileSink`].
+//! Writing a large output file without the page cache (Linux `O_DIRECT`), for [`crate::JsonlFileSink`].
 //!
 //! An import of a gigabyte writes two gigabytes of JSON Lines that this process never reads back. Through the
 //! page cache, each 4 KiB page of it is allocated, charged, copied into and later written back and reclaimed;
@@ -9,12 +9,12 @@
 //! `min_bytes_to_use_direct_io`, PostgreSQL's `debug_io_direct`).
 //!
 //! Direct I/O needs the file offset, the length and the memory address of every write aligned to the
-//! device's block size (4096 is a multiple of every common logical block size). A batch of rows the pipeline
-//! laid out for the file ([`RowBatch::begin_after`]: its rows start as far past a 4096-aligned address as the
-//! file's unwritten bytes are long) is written from its own memory: the unwritten bytes (less than a block)
-//! go in front of its rows, the whole blocks are written, and the bytes short of a block after them are kept
-//! in a staging buffer for the next batch. Any other bytes are copied into the staging buffer (its start
-//! 4096-aligned) and written in whole buffers. Only the last, partial block of the file is written after
+//! device's block size (4096 is a multiple of every common logical block size). Rows placed for the file
+//! ([`RowsAtFileOffset`]: they start as far past a 4096-aligned address as the file's offset is past a block
+//! boundary) are written from their own memory: their first bytes complete the block staged so far (the
+//! file's unwritten bytes, less than a block), and that block and the rows' whole blocks after it go in one
+//! vectored write; the bytes short of a block at the end are staged for the next batch. Any other bytes are
+//! copied into the staging buffer (its start 4096-aligned) and written in whole buffers. Only the last, partial block of the file is written after
 //! `O_DIRECT` is turned off again. Whenever the file system refuses (`EINVAL`: no direct I/O on
 //! this file system, or a block size larger than 4096), the writer falls back to ordinary buffered writes and
 //! stays there, without losing or repeating a byte: a refused write moves neither the file offset nor the
@@ -23,15 +23,27 @@
 //! than Linux, writes are always buffered.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::Path;
 
-use crate::sink::{RowBatch, DIRECT_ALIGN};
+use s3_importer_core::sink::RowPlacement;
 
 /// Alignment of offsets, lengths and addresses of direct writes.
-const ALIGN: usize = DIRECT_ALIGN;
+const ALIGN: usize = 4096;
 /// Size of the staging buffer: each direct write is this long (except the last).
 const STAGING: usize = 1024 * 1024;
+
+/// Places a batch's rows for a file written by [`OutputFile`]: `offset % 4096` bytes past a 4096-aligned
+/// address, so that after the bytes completing the file's last block they start a block in memory as in the
+/// file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowsAtFileOffset;
+
+impl RowPlacement for RowsAtFileOffset {
+    fn rows_start(&self, address: usize, offset: u64) -> usize {
+        address.wrapping_neg() % ALIGN + (offset % ALIGN as u64) as usize
+    }
+}
 
 /// A file being written, directly when the file system allows it. See the [module documentation](self).
 #[derive(Debug)]
@@ -180,35 +192,74 @@ impl<F: Target> OutputFile<F> {
         Ok(())
     }
 
-    /// Writes a batch of rows. With direct I/O, when the batch was laid out for this file
-    /// ([`RowBatch::begin_after`]), straight from the batch's memory: the staged bytes short of a block go in
-    /// front of the rows, the whole blocks of both are written, and the bytes short of a block after them are
-    /// staged. Otherwise the rows go through the staging buffer like any other bytes.
-    pub(crate) fn write_batch(&mut self, batch: &mut RowBatch) -> io::Result<()> {
-        self.step(|out| out.write_batch_step(batch))
+    /// Writes rows (or any bytes). With direct I/O, when they were placed for this file
+    /// ([`RowsAtFileOffset`]), straight from their memory: their first bytes complete the staged block, that
+    /// block and their whole blocks go in one write, and the bytes short of a block after them are staged.
+    /// Otherwise they go through the staging buffer like any other bytes.
+    pub(crate) fn write_rows(&mut self, rows: &[u8]) -> io::Result<()> {
+        self.step(|out| out.write_rows_step(rows))
     }
 
-    fn write_batch_step(&mut self, batch: &mut RowBatch) -> io::Result<()> {
-        // What is left staged must be less than a block to fit in front of the rows.
+    fn write_rows_step(&mut self, rows: &[u8]) -> io::Result<()> {
+        // What is left staged must be less than a block, to be completed by the rows' first bytes.
         self.write_staged_blocks()?;
         let Some(mut staging) = self.staging.take() else {
-            return self.file.write_all(batch.as_jsonl());
+            return self.file.write_all(rows);
         };
-        let Some(region) = batch.with_unwritten(staging.staged()) else {
+        let staged = staging.len;
+        let fill = (ALIGN - staged) % ALIGN;
+        let placed = rows.len() >= fill + ALIGN && (rows.as_ptr() as usize + fill) % ALIGN == 0;
+        if !placed {
             self.staging = Some(staging);
-            return self.stage_and_write(batch.as_jsonl());
-        };
-        let whole = region.len() - region.len() % ALIGN;
-        let written = self.write_direct(&region[..whole])?;
-        if written < whole {
-            self.file.clear_direct()?;
-            return self.file.write_all(&region[written..]);
+            return self.stage_and_write(rows);
         }
-        let rest = &region[whole..];
-        staging.window()[..rest.len()].copy_from_slice(rest);
-        staging.len = rest.len();
+        let (head, rest) = rows.split_at(fill);
+        staging.window()[staged..staged + fill].copy_from_slice(head);
+        let whole = rest.len() - rest.len() % ALIGN;
+        let (blocks, tail) = rest.split_at(whole);
+        let block = &staging.mem[staging.start..staging.start + staged + fill];
+        let written = self.write_direct_parts([block, blocks])?;
+        if written < block.len() + blocks.len() {
+            self.file.clear_direct()?;
+            let (first, second) = if written < block.len() {
+                (&block[written..], blocks)
+            } else {
+                (&[][..], &blocks[written - block.len()..])
+            };
+            self.file.write_all(first)?;
+            self.file.write_all(second)?;
+            return self.file.write_all(tail);
+        }
+        staging.window()[..tail.len()].copy_from_slice(tail);
+        staging.len = tail.len();
         self.staging = Some(staging);
         Ok(())
+    }
+
+    /// Writes `parts` (each whole blocks at an aligned address, the file offset aligned) directly, with as
+    /// few vectored writes as the system allows, and returns how many bytes were written: all of them, unless
+    /// the file system refused a write or a short write left an unaligned remainder (as [`Self::write_direct`]).
+    fn write_direct_parts(&mut self, parts: [&[u8]; 2]) -> io::Result<usize> {
+        let total = parts[0].len() + parts[1].len();
+        let mut written = 0;
+        while written < total {
+            let slices = if written < parts[0].len() {
+                [IoSlice::new(&parts[0][written..]), IoSlice::new(parts[1])]
+            } else {
+                [
+                    IoSlice::new(&parts[1][written - parts[0].len()..]),
+                    IoSlice::new(&[]),
+                ]
+            };
+            match self.file.write_vectored(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if refused(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
     }
 
     /// Writes the whole blocks of what is staged, keeping the rest (less than a block) staged.
@@ -341,6 +392,8 @@ fn clear_direct(_file: &File) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use s3_importer_core::sink::RowBatch;
+    use s3_importer_core::Position;
 
     /// A disk that holds a direct write to the kernel's rules: offset, length and address aligned, else
     /// `EINVAL` (or always `EINVAL` from the `refuse_from`th direct write on); a short write once when asked.
@@ -363,22 +416,39 @@ mod tests {
 
     impl Write for Disk {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let mut n = buf.len();
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        /// As `writev`: with direct I/O every part's address and length must be aligned.
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let bufs: Vec<&[u8]> = bufs
+                .iter()
+                .map(|b| &**b)
+                .filter(|b| !b.is_empty())
+                .collect();
+            let mut n: usize = bufs.iter().map(|b| b.len()).sum();
             if self.direct {
                 let aligned = self.data.len() % ALIGN == 0
-                    && buf.len() % ALIGN == 0
-                    && (buf.as_ptr() as usize) % ALIGN == 0;
+                    && bufs
+                        .iter()
+                        .all(|b| b.len() % ALIGN == 0 && (b.as_ptr() as usize) % ALIGN == 0);
                 if !aligned || self.refuse_from.is_some_and(|k| self.direct_writes >= k) {
                     return Err(einval());
                 }
                 if self.short_write_at == Some(self.direct_writes) {
-                    n = 1000;
+                    n = n.min(1000);
                 }
                 self.direct_writes += 1;
                 self.direct_bytes += n;
-                self.direct_from.push(buf.as_ptr() as usize);
+                self.direct_from
+                    .extend(bufs.iter().map(|b| b.as_ptr() as usize));
             }
-            self.data.extend_from_slice(&buf[..n]);
+            let mut left = n;
+            for b in bufs {
+                let take = left.min(b.len());
+                self.data.extend_from_slice(&b[..take]);
+                left -= take;
+            }
             Ok(n)
         }
 
@@ -428,13 +498,26 @@ mod tests {
         3 * STAGING + STAGING / 2 + 17,
     ];
 
-    /// Batches of rows of many sizes, most laid out for the file (`RowBatch::begin_after`), some not (a plain
-    /// batch, a clone, a batch laid out for the wrong byte count): every direct write aligned, the file
-    /// exactly the rows, and the laid-out batches written from their own memory, not copied into the staging
-    /// buffer. Also with a file system that refuses, or writes short, partway.
+    /// A deterministic sequence below `n` (a linear congruential step).
+    struct Steps(u64);
+
+    impl Steps {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// Batches of rows of many sizes, most placed for the file (`RowsAtFileOffset`), some not (a plain
+    /// batch, a clone, a batch placed for the wrong byte count): every direct write aligned, the file exactly
+    /// the rows, and the placed batches written from their own memory, not copied into the staging buffer.
+    /// Also with a file system that refuses, or writes short, partway.
     #[test]
-    fn batches_laid_out_for_the_file_are_written_from_their_own_memory() {
-        let position = crate::Position::default();
+    fn batches_placed_for_the_file_are_written_from_their_own_memory() {
+        let position = Position::default();
         for (refuse_from, short_write_at) in [(None, None), (Some(7), None), (None, Some(5))] {
             let mut out = OutputFile::new(
                 Disk {
@@ -446,16 +529,16 @@ mod tests {
                 true,
             );
             let (mut expected, mut sent) = (Vec::new(), 0u64);
-            let mut rng = crate::test_rng::XorShift(0x2545_F491_4F6C_DD1Du64);
-            let mut next = |n: u64| rng.below(n);
+            let mut steps = Steps(0x2545_F491_4F6C_DD1D);
+            let mut next = |n: u64| steps.below(n);
             for k in 0..60 {
                 let mut batch = RowBatch::with_capacity(64 * 1024, 16);
                 match k % 6 {
-                    // Not laid out at all.
+                    // Not placed at all.
                     4 => {}
-                    // Laid out for another file.
-                    5 => batch.begin_after(sent + 1),
-                    _ => batch.begin_after(sent),
+                    // Placed for another file.
+                    5 => batch.place(&RowsAtFileOffset, sent + 1),
+                    _ => batch.place(&RowsAtFileOffset, sent),
                 }
                 let rows = next(40);
                 for r in 0..rows {
@@ -468,10 +551,10 @@ mod tests {
                 expected.extend_from_slice(batch.as_jsonl());
                 sent += batch.byte_len() as u64;
                 if k % 6 == 3 {
-                    // A copy of a laid-out batch: its memory is elsewhere.
-                    out.write_batch(&mut batch.clone()).unwrap();
+                    // A copy of a placed batch: its memory is elsewhere.
+                    out.write_rows(batch.clone().as_jsonl()).unwrap();
                 } else {
-                    out.write_batch(&mut batch).unwrap();
+                    out.write_rows(batch.as_jsonl()).unwrap();
                 }
             }
             let staging = out.staging.as_ref().map(|s| s.mem.as_ptr_range());
@@ -498,6 +581,19 @@ mod tests {
                 );
             } else {
                 assert!(!direct_before_finish, "buffered after the refusal");
+            }
+        }
+    }
+
+    /// The placement asks for rows `offset % 4096` bytes past an aligned address, whatever the memory's own
+    /// address.
+    #[test]
+    fn rows_are_placed_at_the_file_offset_past_an_aligned_address() {
+        for address in [0usize, 1, 4095, 4096, 12_345] {
+            for offset in [0u64, 1, 4095, 4096, 1 << 40] {
+                let start = RowsAtFileOffset.rows_start(address, offset);
+                assert_eq!((address + start) % ALIGN, (offset % 4096) as usize);
+                assert!(start < 2 * ALIGN, "{address} {offset}");
             }
         }
     }
@@ -634,10 +730,14 @@ mod tests {
 
     impl Write for FullDisk {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
             if self.inner.direct && self.inner.direct_writes == self.fail_at {
                 return Err(io::Error::from_raw_os_error(28));
             }
-            self.inner.write(buf)
+            self.inner.write_vectored(bufs)
         }
 
         fn flush(&mut self) -> io::Result<()> {
