@@ -78,7 +78,7 @@ demo: ## Run the main job end to end on sample data and print what was imported 
 
 .PHONY: bench
 bench: ## Pipeline throughput and peak RSS per format (BENCH_MB=1000, BENCH_RUNS=1)
-	BENCH_MB=$(BENCH_MB) BENCH_RUNS=$(BENCH_RUNS) $(CARGO) bench -p s3-importer-cli --bench pipeline
+	BENCH_MB=$(BENCH_MB) BENCH_RUNS=$(BENCH_RUNS) $(CARGO) bench -p s3-importer-file --bench pipeline
 
 .PHONY: bench-e2e
 bench-e2e: venv ## A BENCH_E2E_MB (1000) MB file per format (BENCH_E2E_FORMATS) imported on the emulator by the release worker binary, ranged and single-stream reads (BENCH_E2E_MODES), optionally through a per-connection rate cap (BENCH_E2E_CONNECTION_MB_PER_S)

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use s3_importer_cli::JsonlFileSink;
 use s3_importer_core::pipeline::{self, ImportOptions, Outcome};
 use s3_importer_core::sink::{ErrorReportWriter, RowSink};
 use s3_importer_core::{format, Format, Limits};
+use s3_importer_file::JsonlFileSink;
 use serde_json::json;
 
 use crate::exit::{exit, Status};

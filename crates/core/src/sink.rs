@@ -1,6 +1,6 @@
 //! The ports the pipeline writes to: typed rows ([`RowSink`]) and rejected rows ([`RejectSink`]), with an
 //! error report writer for any async writer and in-memory adapters. (The JSON Lines file sink of local imports
-//! lives with the command line, `s3_importer_cli`.)
+//! lives in its own crate, `s3-importer-file`, used by the command line.)
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

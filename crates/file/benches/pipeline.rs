@@ -5,7 +5,7 @@
 //! measurement in a child process of its own pinned to one CPU, so each peak RSS is that of the process that
 //! did the work (read from the kernel's `VmHWM`, not estimated) and no measurement runs on two cores.
 //!
-//! Usage: `cargo bench -p s3-importer-cli --bench pipeline -- [--mb N] [--runs R] [--formats csv,jsonl,json]
+//! Usage: `cargo bench -p s3-importer-file --bench pipeline -- [--mb N] [--runs R] [--formats csv,jsonl,json]
 //! [--tmpfs DIR]` (`BENCH_MB`, `BENCH_RUNS` and `BENCH_TMPFS` also set them). The last lines are
 //! machine-readable, one per format: `bench format=csv input_mb=1000 rows=... mb_per_s=...
 //! raw_parse_mb_per_s=... ratio=... peak_rss_mib=... cpu_ratio=... mb_per_s_tmpfs=... ratio_tmpfs=...
@@ -26,11 +26,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use s3_importer_cli::JsonlFileSink;
 use s3_importer_core::pipeline::{self, ImportOptions};
 use s3_importer_core::sink::ErrorReportWriter;
 use s3_importer_core::template::Template;
 use s3_importer_core::{Compression, FileFormat, Format};
+use s3_importer_file::JsonlFileSink;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -525,7 +525,7 @@ fn main() -> Result<()> {
     }
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --all-targets` runs bench binaries without `--bench`: do not generate a gigabyte then.
-        eprintln!("pipeline bench: run it with `make bench` or `cargo bench -p s3-importer-cli --bench pipeline`");
+        eprintln!("pipeline bench: run it with `make bench` or `cargo bench -p s3-importer-file --bench pipeline`");
         return Ok(());
     }
     let mb: u64 = arg_value(&args, "--mb")
