@@ -179,7 +179,7 @@ fn every_fast_routine_matches_its_byte_by_byte_reference_on_random_text() {
     let mut rng = XorShift(0x243F_6A88_85A3_08D3u64);
     for len in 0..=3 * 64 + 9 {
         // More texts at the lengths around a word or a block boundary.
-        let rounds = if len % 8 <= 1 || len % 8 == 7 { 12 } else { 3 };
+        let rounds = if len % 8 <= 1 || len % 8 == 7 { 8 } else { 2 };
         for _ in 0..rounds {
             let text = random_text(&mut rng, len);
             check_all(&text);
@@ -190,11 +190,11 @@ fn every_fast_routine_matches_its_byte_by_byte_reference_on_random_text() {
 #[test]
 fn every_fast_routine_matches_its_reference_on_every_byte_value_at_every_block_position() {
     for b in 0..=255u8 {
-        for at in [0, 1, 7, 8, 15, 16, 17, 31, 32, 63, 64, 65, 70] {
+        // The first and last byte of a word, of a 16-byte step and of a 64-byte block, and a tail byte.
+        for at in [0, 7, 8, 15, 16, 63, 64, 70] {
             let mut text = vec![b'x'; 71];
             text[at] = b;
             check_all(&text);
-            check_all(&text[..=at]);
         }
     }
 }
