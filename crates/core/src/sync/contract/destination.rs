@@ -256,6 +256,13 @@ fn json(rows: &[(u64, String)]) -> Result<Vec<serde_json::Value>, String> {
         .collect()
 }
 
+/// What a piece leaves: the rows' and the report's states (suspended), or the report's location (finished).
+type PieceEnd = (
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+    Option<String>,
+);
+
 /// One piece: opens both sinks for `job`, writes `rows` and `rejects`, then suspends both (returning their
 /// states) or, for the last piece, finishes both (returning the report's location).
 async fn run_piece(
@@ -264,14 +271,7 @@ async fn run_piece(
     rows: &[(u64, String)],
     rejects: &[RejectedRow],
     last: bool,
-) -> Result<
-    (
-        Option<serde_json::Value>,
-        Option<serde_json::Value>,
-        Option<String>,
-    ),
-    String,
-> {
+) -> Result<PieceEnd, String> {
     let dest = fixture.destination();
     let mut sink = dest.open_rows(job).await.ctx("open_rows")?;
     let mut report = dest.open_rejects(job).await.ctx("open_rejects")?;

@@ -20,6 +20,6 @@ mod source;
 mod state;
 
 pub use destination::{memory_report_location, primary_key_json, MemoryDestination, StoredRow};
-pub use queue::MemoryQueue;
+pub use queue::{MemoryQueue, MAX_MESSAGE_BYTES};
 pub use source::{memory_etag, MemoryObject, MemoryObjectSource, LIST_PAGE_SIZE};
 pub use state::MemoryStateStore;

@@ -46,7 +46,7 @@ struct StateInner {
     leases: HashMap<String, Lease>,
 }
 
-/// The [`StateStore`] in memory: the same semantics as the DynamoDB adapter, conditional outcomes included
+/// The [`StateStore`](crate::sync::ports::StateStore) in memory: the same semantics as the DynamoDB adapter, conditional outcomes included
 /// (both pass the same contract suite). Every operation is atomic under one lock.
 #[derive(Debug, Default)]
 pub struct MemoryStateStore {
