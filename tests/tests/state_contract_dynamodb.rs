@@ -1,4 +1,4 @@
-//! The `StateStore` contract (`sync::contract`) against `DynamoStateStore` on the emulator: the same checks
+//! The state contract (`sync::contract::state`) against `DynamoStateStore` on the emulator: the same checks
 //! the in-memory store passes, so both agree on every conditional outcome.
 //!
 //! Each test gets its own table, because moto is not thread-safe within a table: TransactWriteItems
@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use s3_importer_aws::state::{create_state_table, DynamoStateStore};
-use s3_importer_core::sync::contract::{run_checks, CHECKS, CONCURRENCY_CHECKS};
+use s3_importer_core::sync::contract::state::{run_checks, SEQUENTIAL_CHECKS};
 use s3_importer_core::sync::ports::StateStore;
 use s3_importer_tests::{dynamodb_client, emulator, unique_name};
 
@@ -35,13 +35,8 @@ s3_importer_core::state_store_contract_tests!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_reruns_on_one_table() -> Result<(), String> {
     let store = store().await?;
-    let sequential: Vec<&str> = CHECKS
-        .iter()
-        .copied()
-        .filter(|c| !CONCURRENCY_CHECKS.contains(c))
-        .collect();
-    run_checks(store.clone(), &sequential).await?;
-    run_checks(store, &sequential).await
+    run_checks(store.clone(), SEQUENTIAL_CHECKS).await?;
+    run_checks(store, SEQUENTIAL_CHECKS).await
 }
 
 /// Creating the table twice is fine: the CLI, the demo and tests all call it on start.

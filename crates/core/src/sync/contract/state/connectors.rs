@@ -1,0 +1,351 @@
+//! The connectors' checks: round trips, names, the watermark, updates and deletion.
+
+use super::*;
+
+/// A connector reads back as written, by id, by name and in the list.
+pub async fn connectors_round_trip_exactly(store: Store) -> CheckResult {
+    let t = t0();
+    let mut conn = new_connector("rt", t);
+    conn.status = ConnectorStatus::Broken {
+        reason: "cannot assume role: AccessDenied".into(),
+    };
+    conn.destination = DestinationConfig::S3Jsonl {
+        bucket: "out".into(),
+        prefix: "".into(),
+    };
+    store
+        .create_connector(&conn)
+        .await
+        .ctx("create_connector")?;
+    expect_eq(
+        "get_connector",
+        store.get_connector(&conn.id).await.ctx("get")?,
+        Some(conn.clone()),
+    )?;
+    expect_eq(
+        "find_connector_by_name",
+        store.find_connector_by_name(&conn.name).await.ctx("find")?,
+        Some(conn.clone()),
+    )?;
+    let all = store.list_connectors().await.ctx("list_connectors")?;
+    expect_eq("listed", all.iter().find(|c| c.id == conn.id), Some(&conn))?;
+    expect_eq(
+        "get of an unknown id",
+        store.get_connector(&unique("c-none")).await.ctx("get")?,
+        None,
+    )?;
+    expect_eq(
+        "find of an unknown name",
+        store
+            .find_connector_by_name(&unique("none"))
+            .await
+            .ctx("find")?,
+        None,
+    )?;
+    is_conflict(
+        "creating the same id again",
+        store
+            .create_connector(&Connector {
+                name: unique("other"),
+                ..conn.clone()
+            })
+            .await,
+    )?;
+    store
+        .delete_connector(&conn.id)
+        .await
+        .ctx("delete_connector")?;
+    Ok(())
+}
+
+/// The watermark only moves forward; a lower value is a no-op, an unknown connector an error.
+pub async fn watermark_is_monotonic(store: Store) -> CheckResult {
+    let t = t0();
+    let conn = new_connector("wm", t);
+    store
+        .create_connector(&conn)
+        .await
+        .ctx("create_connector")?;
+    let watermark = |store: Store, id: String| async move {
+        store
+            .get_connector(&id)
+            .await
+            .ctx("get_connector")?
+            .ok_or("connector vanished".to_owned())
+            .map(|c| c.watermark)
+    };
+    let t2 = t + Duration::milliseconds(2) + Duration::nanoseconds(5);
+    store.advance_watermark(&conn.id, t2).await.ctx("advance")?;
+    expect_eq(
+        "after advancing",
+        watermark(store.clone(), conn.id.clone()).await?,
+        Some(t2),
+    )?;
+    store
+        .advance_watermark(&conn.id, t)
+        .await
+        .ctx("advance backwards")?;
+    expect_eq(
+        "after a lower value",
+        watermark(store.clone(), conn.id.clone()).await?,
+        Some(t2),
+    )?;
+    store
+        .advance_watermark(&conn.id, t2)
+        .await
+        .ctx("advance to the same")?;
+    let t3 = t2 + Duration::nanoseconds(1000);
+    store.advance_watermark(&conn.id, t3).await.ctx("advance")?;
+    expect_eq(
+        "after advancing again",
+        watermark(store.clone(), conn.id.clone()).await?,
+        Some(t3),
+    )?;
+    is_not_found(
+        "advancing an unknown connector",
+        store.advance_watermark(&unique("c-none"), t3).await,
+    )?;
+    store
+        .delete_connector(&conn.id)
+        .await
+        .ctx("delete_connector")?;
+    Ok(())
+}
+
+/// Names are unique across create and rename; a rename frees the old name.
+pub async fn names_are_unique_and_rename_frees_the_old_name(store: Store) -> CheckResult {
+    let t = t0();
+    let (n1, n2, n3) = (unique("n1"), unique("n2"), unique("n3"));
+    let a = connector(&unique("c-a"), &n1, t);
+    store.create_connector(&a).await.ctx("create a")?;
+    let b = connector(&unique("c-b"), &n1, t);
+    is_name_taken("create b with a's name", store.create_connector(&b).await)?;
+    expect_eq(
+        "b after a refused create",
+        store.get_connector(&b.id).await.ctx("get b")?,
+        None,
+    )?;
+    let b = Connector {
+        name: n2.clone(),
+        ..b
+    };
+    store.create_connector(&b).await.ctx("create b")?;
+    is_name_taken(
+        "rename a to b's name",
+        store
+            .update_connector(&Connector {
+                name: n2.clone(),
+                ..a.clone()
+            })
+            .await,
+    )?;
+    expect_eq(
+        "a after a refused rename",
+        store.get_connector(&a.id).await.ctx("get a")?,
+        Some(a.clone()),
+    )?;
+    let renamed = Connector {
+        name: n3.clone(),
+        updated_at: t + Duration::seconds(1),
+        ..a.clone()
+    };
+    store.update_connector(&renamed).await.ctx("rename a")?;
+    expect_eq(
+        "find old name",
+        store.find_connector_by_name(&n1).await.ctx("find")?,
+        None,
+    )?;
+    expect_eq(
+        "find new name",
+        store.find_connector_by_name(&n3).await.ctx("find")?,
+        Some(renamed.clone()),
+    )?;
+    let c = connector(&unique("c-c"), &n1, t);
+    store
+        .create_connector(&c)
+        .await
+        .ctx("create c with the freed name")?;
+    is_not_found(
+        "update of an unknown connector",
+        store
+            .update_connector(&connector(&unique("c-none"), &unique("n"), t))
+            .await,
+    )?;
+    for id in [&a.id, &b.id, &c.id] {
+        store.delete_connector(id).await.ctx("delete_connector")?;
+    }
+    Ok(())
+}
+
+/// Four CLIs creating connectors with one name at once: one wins.
+pub async fn concurrent_creates_with_one_name_one_wins(store: Store) -> CheckResult {
+    let t = t0();
+    let name = unique("n-race");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (store, conn) = (store.clone(), connector(&unique("c-nrace"), &name, t));
+        tasks.spawn(async move { (conn.id.clone(), store.create_connector(&conn).await) });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.ctx("join")? {
+            (id, Ok(())) => winners.push(id),
+            (_, Err(StateError::NameTaken { .. })) => {}
+            (_, Err(e)) => return Err(format!("create_connector: unexpected error: {e}")),
+        }
+    }
+    expect_eq("winners", winners.len(), 1)?;
+    let found = store
+        .find_connector_by_name(&name)
+        .await
+        .ctx("find")?
+        .map(|c| c.id);
+    expect_eq("owner of the name", found.as_ref(), winners.first())?;
+    store
+        .delete_connector(&winners[0])
+        .await
+        .ctx("delete_connector")?;
+    Ok(())
+}
+
+/// A settings change keeps the lister's watermark and last sync, and removes cleared optional settings.
+pub async fn update_keeps_watermark_and_last_sync(store: Store) -> CheckResult {
+    let t = t0();
+    let conn = new_connector("upd", t);
+    store
+        .create_connector(&conn)
+        .await
+        .ctx("create_connector")?;
+    store.advance_watermark(&conn.id, t).await.ctx("advance")?;
+    let r = run(&conn.id, t, 3);
+    store.record_sync_run(&r).await.ctx("record_sync_run")?;
+    // The caller's copy is stale (no watermark, no last sync): the update must not write those back.
+    let mut changed = conn.clone();
+    changed.status = ConnectorStatus::Paused;
+    changed.template_version = None;
+    changed.source.role_arn = None;
+    changed.source.external_id = None;
+    changed.updated_at = t + Duration::seconds(5);
+    store
+        .update_connector(&changed)
+        .await
+        .ctx("update_connector")?;
+    let want = Connector {
+        watermark: Some(t),
+        last_sync: Some(r),
+        ..changed
+    };
+    expect_eq(
+        "updated connector",
+        store.get_connector(&conn.id).await.ctx("get")?,
+        Some(want),
+    )?;
+    store
+        .delete_connector(&conn.id)
+        .await
+        .ctx("delete_connector")?;
+    Ok(())
+}
+
+/// Deleting a connector removes its ledger, sync runs, name and sync lease; the count says how many items.
+pub async fn delete_removes_everything(store: Store) -> CheckResult {
+    let t = t0();
+    let conn = new_connector("del", t);
+    store
+        .create_connector(&conn)
+        .await
+        .ctx("create_connector")?;
+    for i in 0..30 {
+        claim(&store, &entry(&conn.id, &format!("d/{i}.csv"), "\"d\"", t)).await?;
+    }
+    store
+        .record_sync_run(&run(&conn.id, t, 1))
+        .await
+        .ctx("record_sync_run")?;
+    store
+        .record_sync_run(&run(&conn.id, t + Duration::seconds(1), 2))
+        .await
+        .ctx("record_sync_run")?;
+    let lease = crate::sync::model::sync_lease_name(&conn.id);
+    expect(
+        "lease",
+        store
+            .acquire_lease(&lease, "lister-1", t, Duration::minutes(10))
+            .await
+            .ctx("acquire_lease")?,
+    )?;
+
+    expect_eq(
+        "items removed",
+        store
+            .delete_connector(&conn.id)
+            .await
+            .ctx("delete_connector")?,
+        33,
+    )?;
+    expect_eq(
+        "connector",
+        store.get_connector(&conn.id).await.ctx("get")?,
+        None,
+    )?;
+    expect_eq(
+        "by name",
+        store.find_connector_by_name(&conn.name).await.ctx("find")?,
+        None,
+    )?;
+    expect_eq(
+        "files",
+        store
+            .list_files(&conn.id, None)
+            .await
+            .ctx("list_files")?
+            .len(),
+        0,
+    )?;
+    expect_eq(
+        "sync runs",
+        store
+            .list_sync_runs(&conn.id, 10)
+            .await
+            .ctx("list_sync_runs")?
+            .len(),
+        0,
+    )?;
+    let listed = store.list_connectors().await.ctx("list_connectors")?;
+    expect(
+        "deleted connector still listed",
+        !listed.iter().any(|c| c.id == conn.id),
+    )?;
+    expect(
+        "sync lease still held",
+        store
+            .acquire_lease(&lease, "lister-2", t, Duration::minutes(10))
+            .await
+            .ctx("acquire_lease")?,
+    )?;
+    store
+        .release_lease(&lease, "lister-2")
+        .await
+        .ctx("release_lease")?;
+    let reuse = connector(&unique("c-reuse"), &conn.name, t);
+    store
+        .create_connector(&reuse)
+        .await
+        .ctx("create with the deleted connector's name")?;
+    expect_eq(
+        "second delete",
+        store
+            .delete_connector(&conn.id)
+            .await
+            .ctx("delete_connector")?,
+        0,
+    )?;
+    expect_eq(
+        "delete of the reuse",
+        store
+            .delete_connector(&reuse.id)
+            .await
+            .ctx("delete_connector")?,
+        1,
+    )
+}
