@@ -51,6 +51,11 @@ impl FaultyDestination {
         }
     }
 
+    /// `inner` with no fault: only records what is written.
+    pub fn recording(inner: Arc<dyn Destination>) -> Self {
+        Self::new(inner, Fault::Slow(std::time::Duration::ZERO))
+    }
+
     /// Resolves once a write is held ([`Fault::HoldAfter`]).
     pub async fn held(&self) {
         self.held.notified().await;
