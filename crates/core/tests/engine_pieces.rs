@@ -256,10 +256,7 @@ async fn killed_piece_still_imports_every_row_once(kill: Kill) -> Result {
             let hold =
                 FaultyDestination::new(Arc::new(w.destination.clone()), Fault::HoldAfter(15));
             let bad = w.worker_with(Arc::new(hold.clone()));
-            tokio::select! {
-                _ = w.deliver(&bad, &messages, left) => return Err(engine::fail("the piece was not killed")),
-                () = hold.held() => {}
-            }
+            w.kill_when(&bad, &messages, left, hold.held()).await?;
         }
         Kill::AfterCheckpoint | Kill::AfterSend => {
             let fault = match kill {
@@ -269,10 +266,7 @@ async fn killed_piece_still_imports_every_row_once(kill: Kill) -> Result {
             let queue = FaultyQueue::new(w.queue.clone(), fault);
             let mut bad = w.worker_with_queue(Arc::new(queue.clone()));
             bad.settings = good.settings.clone();
-            tokio::select! {
-                _ = w.deliver(&bad, &messages, left) => return Err(engine::fail("the piece was not killed")),
-                () = queue.hung() => {}
-            }
+            w.kill_when(&bad, &messages, left, queue.hung()).await?;
         }
         Kill::AckLost => {
             let retried = w.deliver(&good, &messages, left).await;
@@ -336,12 +330,8 @@ async fn a_redelivered_message_after_a_crash_resumes_from_the_checkpoint() -> Re
     let hold = FaultyDestination::new(Arc::new(w.destination.clone()), Fault::HoldAfter(15));
     let crashing = w.worker_with(Arc::new(hold.clone()));
     let messages = w.receive()?;
-    tokio::select! {
-        _ = w.deliver(&crashing, &messages, Some(piece_time())) => {
-            return Err(engine::fail("the piece was not killed"));
-        }
-        () = hold.held() => {}
-    }
+    w.kill_when(&crashing, &messages, Some(piece_time()), hold.held())
+        .await?;
 
     w.expire_visibility(&messages);
     w.clock.advance(Duration::minutes(2));

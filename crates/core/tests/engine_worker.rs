@@ -79,7 +79,7 @@ async fn worker_acks_a_duplicate_delivery_of_a_finished_file_without_reimporting
     w.sync().await?;
     let message = one(w.receive()?)?;
     assert!(w
-        .deliver(&w.worker, &[message.clone()], None)
+        .deliver(&w.worker, std::slice::from_ref(&message), None)
         .await
         .is_empty());
     let counting = FaultyDestination::recording(Arc::new(w.destination.clone()));
@@ -112,12 +112,7 @@ async fn worker_crash_mid_file_then_redelivery_imports_every_row_once() -> Resul
     let crashing = w.worker_with(Arc::new(hold.clone()));
     let first = w.receive()?;
     assert_eq!(first.len(), 1);
-    tokio::select! {
-        retried = w.deliver(&crashing, &first, None) => {
-            return Err(engine::fail(format!("the worker finished ({retried:?}) instead of being killed")));
-        }
-        () = hold.held() => {}
-    }
+    w.kill_when(&crashing, &first, None, hold.held()).await?;
     assert_eq!(w.records()?.len(), 20, "rows written before the crash stay");
     let entry = w.file("crash.csv").await?;
     assert_eq!((entry.status, entry.attempts), (FileStatus::Processing, 1));
@@ -196,7 +191,7 @@ async fn two_workers_racing_for_one_file_the_second_is_busy_and_later_acks() -> 
         "{first_result:?}"
     );
     w.settle(&[first], &[]);
-    w.settle(std::slice::from_ref(&copy), &[copy.id.clone()]);
+    w.settle(std::slice::from_ref(&copy), std::slice::from_ref(&copy.id));
 
     w.expire_visibility(std::slice::from_ref(&copy));
     let drained = w.drain().await?;

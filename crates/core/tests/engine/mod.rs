@@ -457,6 +457,24 @@ impl World {
             .retain(|m| !acked.contains(&m.id.as_str()));
     }
 
+    /// Hands `messages` to `worker` and kills it (drops its future: no ack, no ledger write after that point)
+    /// once `point` resolves, e.g. [`FaultyDestination::held`] or [`FaultyQueue::hung`]. An error if the
+    /// worker finished first.
+    pub async fn kill_when(
+        &self,
+        worker: &Worker,
+        messages: &[Received],
+        left: Option<Duration>,
+        point: impl std::future::Future<Output = ()>,
+    ) -> Result {
+        tokio::select! {
+            retried = self.deliver(worker, messages, left) => Err(fail(format!(
+                "the worker finished (retrying {retried:?}) instead of being killed"
+            ))),
+            () = point => Ok(()),
+        }
+    }
+
     /// Delivers and settles.
     pub async fn deliver_and_settle(
         &self,
