@@ -20,7 +20,7 @@ use s3_importer_aws::destination::error_report_key;
 use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
 use s3_importer_core::sync::ports::{Destination, FileJob};
 use s3_importer_core::sync::read_ahead::ReadAhead;
-use s3_importer_core::sync::{Clock, FileMessage, FileStatus, LedgerEntry};
+use s3_importer_core::sync::{Clock, FileStatus, LedgerEntry};
 use s3_importer_tests::denials::{get_objects_answered_from, nth_get_object_answered};
 use s3_importer_tests::deployment::{
     Deployment, Fault, FaultyDestination, FaultyQueue, Options, QueueFault,
@@ -609,68 +609,6 @@ async fn piece_killed_after_sending_the_continuation_does_not_import_twice() -> 
 #[tokio::test]
 async fn lost_ack_of_a_finished_piece_is_recognised_from_the_ledger() -> Result<()> {
     killed_piece_still_imports_every_row_once(Kill::AckLost).await
-}
-
-/// A message of an earlier piece delivered again after its continuation was sent is acked without taking the
-/// file: the ledger's attempt count is unchanged.
-#[tokio::test]
-async fn a_stale_duplicate_does_not_count_an_attempt() -> Result<()> {
-    let d = Deployment::new().await?;
-    d.put("s.csv", &delimited(&rows("stale", 300), ',')).await?;
-    ensure!(d.sync().await?.enqueued == 1);
-    let worker = piecewise(&d, 50);
-    let first = d.receive().await?;
-    ensure!(first.len() == 1);
-    let response = d.deliver_with_deadline(&worker, &first, left()).await?;
-    ensure!(response.batch_item_failures.is_empty());
-    // The ack of piece 0 is lost: the message comes back next to piece 1's.
-    let before = d.file("s.csv").await?;
-    ensure!(
-        before
-            .checkpoint
-            .as_ref()
-            .is_some_and(|c| c.piece == 1 && c.continued),
-        "{before:#?}"
-    );
-    d.expire_visibility(&first).await?;
-    let mut stale = Vec::new();
-    let mut rest = Vec::new();
-    for m in d.receive().await? {
-        let message: FileMessage = serde_json::from_str(&m.body)?;
-        if message.piece == 0 {
-            stale.push(m);
-        } else {
-            rest.push(m);
-        }
-    }
-    ensure!(stale.len() == 1 && rest.len() == 1);
-    let response = d.deliver_with_deadline(&worker, &stale, left()).await?;
-    ensure!(response.batch_item_failures.is_empty());
-    d.settle(&stale, &response).await?;
-    let after = d.file("s.csv").await?;
-    ensure!(
-        (
-            after.status,
-            after.attempts,
-            after.checkpoint.map(|c| c.piece)
-        ) == (before.status, before.attempts, Some(1)),
-        "the stale message changed the entry: attempts {} -> {}",
-        before.attempts,
-        after.attempts
-    );
-    d.expire_visibility(&rest).await?;
-    let drained = d.drain_in_pieces(&worker, left()).await?;
-    ensure!(drained.retried.is_empty(), "{drained:?}");
-    let done = d.file("s.csv").await?;
-    ensure!(done.status == FileStatus::Imported, "{done:#?}");
-    // One attempt per piece: the duplicate counted none.
-    ensure!(
-        u64::from(done.attempts) == 1 + drained.delivered,
-        "{} attempts for {} pieces",
-        done.attempts,
-        1 + drained.delivered
-    );
-    Ok(())
 }
 
 /// An object overwritten in the middle of a ranged read (a later range answered 412) ends `superseded`, not
