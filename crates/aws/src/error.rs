@@ -304,6 +304,9 @@ pub fn classify_s3(kind: FailureKind, code: Option<&str>, status: Option<u16>) -
 }
 
 #[cfg(test)]
+mod every_adapter;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
