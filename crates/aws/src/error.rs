@@ -54,9 +54,6 @@ pub struct AwsCallError {
     pub status: Option<u16>,
     /// `x-amz-bucket-region` from the response (S3 sends it on redirects and wrong-region errors).
     pub bucket_region: Option<String>,
-    /// The per-item reasons of a cancelled DynamoDB transaction (`ConditionalCheckFailed`, `None`, ...), in
-    /// the order of its items; empty for any other call. See [`AwsCallError::from_transaction`].
-    pub cancellation_reasons: Vec<String>,
     summary: String,
     #[source]
     source: BoxError,
@@ -106,31 +103,9 @@ impl AwsCallError {
             message,
             status,
             bucket_region,
-            cancellation_reasons: Vec::new(),
             summary,
             source: Box::new(err),
         }
-    }
-
-    /// Inspects a failed DynamoDB TransactWriteItems, keeping the cancellation reasons of its items: they
-    /// tell a failed condition (a domain outcome) from a conflict or throttling (retryable).
-    pub fn from_transaction(err: SdkError<TransactWriteItemsError, HttpResponse>) -> Self {
-        let reasons: Vec<String> = match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
-                .cancellation_reasons()
-                .iter()
-                // DynamoDB names the items that did not fail `None`; a missing code means the same.
-                .map(|r| r.code().unwrap_or("None").to_owned())
-                .collect(),
-            _ => Vec::new(),
-        };
-        let mut call = Self::from_sdk(err);
-        if !reasons.is_empty() {
-            call.summary
-                .push_str(&format!(" (cancellation reasons: {})", reasons.join(", ")));
-        }
-        call.cancellation_reasons = reasons;
-        call
     }
 
     /// A request that could not be built (never retried).
@@ -142,7 +117,6 @@ impl AwsCallError {
             message: None,
             status: None,
             bucket_region: None,
-            cancellation_reasons: Vec::new(),
             source: summary.clone().into(),
             summary,
         }
@@ -161,14 +135,48 @@ impl AwsCallError {
             .unwrap_or(&self.summary)
     }
 
-    /// True when retrying later may succeed: see [`is_retryable`] and, for a cancelled transaction,
-    /// [`is_retryable_cancellation`].
+    /// True when retrying later may succeed: see [`is_retryable`].
     pub fn is_retryable(&self) -> bool {
         is_retryable(self.kind, self.code.as_deref(), self.status)
-            || self
-                .cancellation_reasons
+    }
+}
+
+/// A failed DynamoDB TransactWriteItems: the call, and the cancellation reasons of its items, which tell a
+/// failed condition (a domain outcome) from a conflict or throttling (retryable). Kept apart from
+/// [`AwsCallError`] so that every other call's error stays small.
+#[derive(Debug)]
+pub struct TransactionFailure {
+    /// The call's failure.
+    pub call: AwsCallError,
+    /// The per-item reasons (`ConditionalCheckFailed`, `None`, ...), in the order of the transaction's
+    /// items; empty when the transaction failed for another reason than a cancellation.
+    pub reasons: Vec<String>,
+}
+
+impl TransactionFailure {
+    /// Inspects a failed TransactWriteItems.
+    pub fn from_sdk(err: SdkError<TransactWriteItemsError, HttpResponse>) -> Self {
+        let reasons: Vec<String> = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+                .cancellation_reasons()
                 .iter()
-                .any(|reason| is_retryable_cancellation(reason))
+                // DynamoDB names the items that did not fail `None`; a missing code means the same.
+                .map(|r| r.code().unwrap_or("None").to_owned())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut call = AwsCallError::from_sdk(err);
+        if !reasons.is_empty() {
+            call.summary
+                .push_str(&format!(" (cancellation reasons: {})", reasons.join(", ")));
+        }
+        Self { call, reasons }
+    }
+
+    /// True when retrying later may succeed: the call by [`is_retryable`], or a reason by
+    /// [`is_retryable_cancellation`].
+    pub fn is_retryable(&self) -> bool {
+        self.call.is_retryable() || self.reasons.iter().any(|r| is_retryable_cancellation(r))
     }
 }
 

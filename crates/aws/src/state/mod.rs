@@ -70,7 +70,7 @@ use codec::s;
 pub use codec::{millis_n, parse_millis};
 use expr::Expr;
 
-use crate::error::AwsCallError;
+use crate::error::{AwsCallError, TransactionFailure};
 
 /// Partition key attribute.
 pub const PK: &str = "pk";
@@ -120,7 +120,11 @@ impl DynamoStateStore {
 /// A failed call that is not a domain outcome: transient or not by the crate's one classification.
 fn state_error(err: AwsCallError, context: String) -> StateError {
     let transient = err.is_retryable();
-    let source: BoxError = Box::new(err);
+    classified(transient, Box::new(err), context)
+}
+
+/// [`StateError::Transient`] or [`StateError::Other`], by the policy's answer.
+fn classified(transient: bool, source: BoxError, context: String) -> StateError {
     if transient {
         StateError::Transient { context, source }
     } else {
@@ -151,9 +155,9 @@ fn transaction_error(
     context: String,
     on_condition: impl Fn(&[usize]) -> Option<StateError>,
 ) -> StateError {
-    let err = AwsCallError::from_transaction(err);
+    let err = TransactionFailure::from_sdk(err);
     let failed: Vec<usize> = err
-        .cancellation_reasons
+        .reasons
         .iter()
         .enumerate()
         .filter(|(_, reason)| *reason == "ConditionalCheckFailed")
@@ -164,7 +168,7 @@ fn transaction_error(
             return outcome;
         }
     }
-    state_error(err, context)
+    classified(err.is_retryable(), Box::new(err.call), context)
 }
 
 /// Exponential backoff with jitter between rounds of unprocessed batch items: DynamoDB returns them when a
