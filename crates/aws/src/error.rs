@@ -1,11 +1,25 @@
-//! Turning SDK errors into facts we can decide on (code, HTTP status, kind of failure), and the pure rules
-//! that classify them. Every adapter maps these onto the port's error type ([`SourceError`], [`SinkError`],
-//! [`QueueError`]) so an SDK upgrade stops at this crate.
+//! Turning SDK errors into facts we can decide on (code, HTTP status, kind of failure), and the one set of
+//! pure rules that classify them. Every adapter (state, source, queue, destination, S3 writer, STS) maps
+//! these onto the port's error type ([`SourceError`], [`SinkError`], [`QueueError`], [`StateError`]) so an
+//! SDK upgrade stops at this crate, and none keeps its own list of codes (`docs/architecture.md`, "Errors
+//! and retries").
+//!
+//! | failure | retryable |
+//! |---|---|
+//! | timeout, dispatch failure (connection, DNS, TLS, credentials), unreadable response | yes |
+//! | HTTP 429 or 5xx, whatever the code | yes |
+//! | a throttling code of S3, SQS, DynamoDB, STS or KMS (`SlowDown`, `RequestThrottled`, `Throttling`, `ProvisionedThroughputExceededException`, `LimitExceededException`, ...) | yes |
+//! | a server-side code (`InternalError`, `ServiceUnavailable`, `RequestTimeout`, ...) | yes |
+//! | a DynamoDB transaction cancelled for `TransactionConflict`, `ThrottlingError` or `ProvisionedThroughputExceeded` | yes |
+//! | a request that could not be built | no |
+//! | any other answer (`ConditionalCheckFailedException`, `ValidationException`, `AccessDenied`, ...) | no: a domain outcome or a permanent error |
 //!
 //! [`SourceError`]: s3_importer_core::sync::ports::SourceError
 //! [`SinkError`]: s3_importer_core::sink::SinkError
 //! [`QueueError`]: s3_importer_core::sync::ports::QueueError
+//! [`StateError`]: s3_importer_core::sync::ports::StateError
 
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -127,18 +141,70 @@ impl AwsCallError {
     }
 }
 
-/// Throttling and server-side codes across S3, SQS, STS and DynamoDB: retrying later may succeed.
-const RETRYABLE_CODES: &[&str] = &[
+/// A failed DynamoDB TransactWriteItems: the call, and the cancellation reasons of its items, which tell a
+/// failed condition (a domain outcome) from a conflict or throttling (retryable). Kept apart from
+/// [`AwsCallError`] so that every other call's error stays small.
+#[derive(Debug)]
+pub struct TransactionFailure {
+    /// The call's failure.
+    pub call: AwsCallError,
+    /// The per-item reasons (`ConditionalCheckFailed`, `None`, ...), in the order of the transaction's
+    /// items; empty when the transaction failed for another reason than a cancellation.
+    pub reasons: Vec<String>,
+}
+
+impl TransactionFailure {
+    /// Inspects a failed TransactWriteItems.
+    pub fn from_sdk(err: SdkError<TransactWriteItemsError, HttpResponse>) -> Self {
+        let reasons: Vec<String> = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+                .cancellation_reasons()
+                .iter()
+                // DynamoDB names the items that did not fail `None`; a missing code means the same.
+                .map(|r| r.code().unwrap_or("None").to_owned())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut call = AwsCallError::from_sdk(err);
+        if !reasons.is_empty() {
+            call.summary
+                .push_str(&format!(" (cancellation reasons: {})", reasons.join(", ")));
+        }
+        Self { call, reasons }
+    }
+
+    /// True when retrying later may succeed: the call by [`is_retryable`], or a reason by
+    /// [`is_retryable_cancellation`].
+    pub fn is_retryable(&self) -> bool {
+        self.call.is_retryable() || self.reasons.iter().any(|r| is_retryable_cancellation(r))
+    }
+}
+
+/// Throttling and request-rate limits of S3, SQS, DynamoDB and STS (and KMS behind S3): the service asks us
+/// to slow down, so a later attempt may succeed.
+const THROTTLING_CODES: &[&str] = &[
+    // S3
     "SlowDown",
+    // STS, and the generic AWS code
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
+    // SQS (JSON protocol, then query protocol)
     "RequestThrottled",
+    "AWS.SimpleQueueService.RequestThrottled",
     "RequestThrottledException",
     "TooManyRequestsException",
+    // DynamoDB
     "RequestLimitExceeded",
+    "LimitExceededException",
     "ProvisionedThroughputExceededException",
     "TransactionConflictException",
+    // KMS, for SSE-KMS objects
+    "KMS.ThrottlingException",
+];
+
+/// Server-side failures and timeouts: the request was fine, the service could not answer it this time.
+const SERVER_CODES: &[&str] = &[
     "InternalError",
     "InternalFailure",
     "InternalServerError",
@@ -148,20 +214,37 @@ const RETRYABLE_CODES: &[&str] = &[
     "RequestTimeoutException",
     "PriorRequestNotComplete",
     "IDPCommunicationError",
-    "KMS.ThrottlingException",
     "KMS.KMSInternalException",
-    "AWS.SimpleQueueService.RequestThrottled",
 ];
 
-/// Retry classification shared by every adapter: timeouts, dispatch failures, unreadable responses, HTTP
-/// 429 and 5xx, and the throttling/internal codes above. Construction failures never are.
+/// Reasons (`CancellationReason.Code`) for which DynamoDB cancels a transaction and a later attempt may
+/// succeed: a conflict with another transaction, or throttling of one of its items.
+const RETRYABLE_CANCELLATIONS: &[&str] = &[
+    "TransactionConflict",
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+];
+
+/// True for an error code that means "try again later" on any of the services we call: throttling,
+/// request-rate limits and server-side failures.
+pub fn is_retryable_code(code: &str) -> bool {
+    THROTTLING_CODES.contains(&code) || SERVER_CODES.contains(&code)
+}
+
+/// True for a DynamoDB transaction cancellation reason that means "try again later".
+pub fn is_retryable_cancellation(reason: &str) -> bool {
+    RETRYABLE_CANCELLATIONS.contains(&reason)
+}
+
+/// The retry classification every adapter uses: timeouts, dispatch failures, unreadable responses, HTTP
+/// 429 and 5xx, and the throttling and server-side codes ([`is_retryable_code`]) are retryable;
+/// construction failures never are; any other answer of the service is permanent.
 pub fn is_retryable(kind: FailureKind, code: Option<&str>, status: Option<u16>) -> bool {
     match kind {
         FailureKind::Construction => false,
         FailureKind::Timeout | FailureKind::Dispatch | FailureKind::Response => true,
         FailureKind::Service => {
-            code.is_some_and(|c| RETRYABLE_CODES.contains(&c))
-                || status.is_some_and(|s| s == 429 || s >= 500)
+            code.is_some_and(is_retryable_code) || status.is_some_and(|s| s == 429 || s >= 500)
         }
     }
 }
@@ -229,8 +312,113 @@ pub fn classify_s3(kind: FailureKind, code: Option<&str>, status: Option<u16>) -
 }
 
 #[cfg(test)]
+mod every_adapter;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_table_classifies_the_failures_of_every_service() {
+        use FailureKind::*;
+        let cases: &[(FailureKind, Option<&str>, Option<u16>, bool)] = &[
+            // Throttling, by service.
+            (Service, Some("SlowDown"), Some(503), true),
+            (Service, Some("RequestThrottled"), Some(400), true),
+            (
+                Service,
+                Some("AWS.SimpleQueueService.RequestThrottled"),
+                Some(403),
+                true,
+            ),
+            (Service, Some("Throttling"), Some(400), true),
+            (Service, Some("ThrottlingException"), Some(400), true),
+            (
+                Service,
+                Some("ProvisionedThroughputExceededException"),
+                Some(400),
+                true,
+            ),
+            (Service, Some("RequestLimitExceeded"), Some(400), true),
+            (Service, Some("LimitExceededException"), Some(400), true),
+            (
+                Service,
+                Some("TransactionConflictException"),
+                Some(400),
+                true,
+            ),
+            (Service, Some("TooManyRequestsException"), Some(400), true),
+            (Service, Some("KMS.ThrottlingException"), Some(400), true),
+            // Server-side.
+            (Service, Some("InternalError"), Some(500), true),
+            (Service, Some("InternalServerError"), Some(500), true),
+            (Service, Some("ServiceUnavailable"), Some(503), true),
+            (Service, Some("RequestTimeout"), Some(400), true),
+            (Service, Some("IDPCommunicationError"), Some(400), true),
+            // The status alone, whatever the code says.
+            (Service, None, Some(429), true),
+            (Service, Some("SomethingNew"), Some(429), true),
+            (Service, None, Some(500), true),
+            (Service, None, Some(502), true),
+            (Service, None, Some(503), true),
+            (Service, Some("SomethingNew"), Some(504), true),
+            // Before or without an answer.
+            (Timeout, None, None, true),
+            (Dispatch, None, None, true),
+            (Response, None, Some(200), true),
+            (Construction, None, None, false),
+            (Construction, Some("ThrottlingException"), Some(429), false),
+            // Answers that are outcomes or permanent.
+            (
+                Service,
+                Some("ConditionalCheckFailedException"),
+                Some(400),
+                false,
+            ),
+            (
+                Service,
+                Some("TransactionCanceledException"),
+                Some(400),
+                false,
+            ),
+            (Service, Some("ValidationException"), Some(400), false),
+            (Service, Some("ResourceNotFoundException"), Some(400), false),
+            (Service, Some("AccessDenied"), Some(403), false),
+            (Service, Some("AccessDeniedException"), Some(400), false),
+            (Service, Some("QueueDoesNotExist"), Some(400), false),
+            (Service, Some("NoSuchKey"), Some(404), false),
+            (Service, None, Some(400), false),
+            (Service, None, Some(404), false),
+            (Service, None, None, false),
+        ];
+        for &(kind, code, status, expected) in cases {
+            assert_eq!(
+                is_retryable(kind, code, status),
+                expected,
+                "kind {kind:?}, code {code:?}, status {status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn transactions_cancelled_by_conflicts_or_throttling_are_retryable() {
+        let cases = [
+            ("TransactionConflict", true),
+            ("ThrottlingError", true),
+            ("ProvisionedThroughputExceeded", true),
+            ("ConditionalCheckFailed", false),
+            ("ItemCollectionSizeLimitExceeded", false),
+            ("ValidationError", false),
+            ("None", false),
+        ];
+        for (reason, expected) in cases {
+            assert_eq!(
+                is_retryable_cancellation(reason),
+                expected,
+                "reason {reason}"
+            );
+        }
+    }
 
     #[test]
     fn s3_failures_are_classified_by_code_then_status() {
