@@ -1,8 +1,8 @@
-//! Long files in pieces (DESIGN §4.7) on the emulator: a file imported in many pieces — each invocation
-//! left almost no time, so every piece writes one batch, checkpoints and hands over to a new message — gives
-//! exactly the rows and the error report of a one-pass import, for every format; and a piece killed at each
-//! point of the hand-over (before the checkpoint, after it, after the continuation was sent) still ends with
-//! every row exactly once. And the visibility heartbeat keeps a slow import's message from a second worker.
+//! Long files in pieces (`docs/architecture.md`, "Pieces") on the emulator: a file imported in many pieces — each
+//! invocation left almost no time, so every piece writes one batch, checkpoints and hands over to a new message — gives
+//! exactly the rows and the error report of a one-pass import, for every format; and a piece killed at each point of
+//! the hand-over (before the checkpoint, after it, after the continuation was sent) still ends with every row exactly
+//! once. And the visibility heartbeat keeps a slow import's message from a second worker.
 
 use std::collections::BTreeMap;
 use std::io::Write;

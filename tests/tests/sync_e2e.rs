@@ -1,6 +1,6 @@
-//! The sync engine end to end on the emulator (DESIGN §3–§4): the lister and worker *handlers* — the code
-//! Lambda runs — against a provisioned deployment (state table, records table, work queue with its DLQ,
-//! output bucket) and a source bucket, with an injected clock.
+//! The sync engine end to end on the emulator (`docs/architecture.md`, "Data flow"): the lister and worker *handlers* —
+//! the code Lambda runs — against a provisioned deployment (state table, records table, work queue with its DLQ, output
+//! bucket) and a source bucket, with an injected clock.
 //!
 //! Each test builds its own [`Deployment`] under unique names, so tests run in parallel on the one moto
 //! server this binary starts. What moto cannot do (set LastModified, report a multipart upload's start time)
@@ -55,7 +55,7 @@ fn ids(records: &BTreeMap<String, HashMap<String, AttributeValue>>) -> Vec<Strin
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Discovery (DESIGN §3)
+// Discovery
 // ---------------------------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -170,7 +170,7 @@ async fn sync_of_a_missing_bucket_records_the_error_and_marks_the_connector_brok
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Import (DESIGN §4)
+// Import
 // ---------------------------------------------------------------------------------------------------------
 
 #[tokio::test]

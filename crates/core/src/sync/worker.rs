@@ -1,4 +1,5 @@
-//! Import (DESIGN §4): one queue message → one file version imported exactly once in effect.
+//! Import (`docs/architecture.md`, "Data flow" and "Pieces"): one queue message → one file version imported
+//! exactly once in effect.
 //!
 //! SQS, the scheduler and Lambda all deliver at least once. The ledger makes effects idempotent: a worker
 //! must win `start_file` (a conditional write with a lease) before reading, a finished entry acks duplicates,

@@ -146,8 +146,9 @@ pub async fn a_message_over_the_size_limit_is_refused_alone(fixture: Fixture) ->
 }
 
 /// A received message extended before its visibility runs out stays hidden after it would have
-/// reappeared; an extension past SQS's 12-hour cap is accepted; an extension to 0 shows it again, and a
-/// deleted message is gone.
+/// reappeared; an extension to 0 shows it again, and a deleted message is gone. (SQS refuses a total
+/// visibility of more than 12 hours from the receipt, whatever one extension asks: not a contract of the
+/// port, so not checked.)
 pub async fn a_received_message_stays_hidden_while_extended(fixture: Fixture) -> CheckResult {
     let queue = fixture.new_queue().await?;
     let sent = message(&unique("c"), "in/slow.csv".to_owned(), 1);
@@ -177,11 +178,6 @@ pub async fn a_received_message_stays_hidden_while_extended(fixture: Fixture) ->
         ),
         hidden.is_empty(),
     )?;
-    queue
-        .queue()
-        .extend_visibility(handle, 13 * 60 * 60)
-        .await
-        .ctx("extend the visibility by 13 hours")?;
     queue
         .queue()
         .extend_visibility(handle, 0)
