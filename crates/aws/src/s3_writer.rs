@@ -129,6 +129,7 @@ impl S3ObjectWriter {
                 .await;
             match result {
                 Ok(out) => {
+                    // bounded: the carry object holds only the bytes short of one part (under 5 MiB).
                     let data = out.body.collect().await.map_err(|e| {
                         SinkError::transient(format!("read s3://{}/{carry}", self.bucket), e)
                     })?;
