@@ -129,8 +129,8 @@ impl S3ObjectWriter {
                 .await;
             match result {
                 Ok(out) => {
-                    // bounded: the carry object holds only the bytes short of one part (under 5 MiB).
-                    let data = out.body.collect().await.map_err(|e| {
+                    let whole = out.body.collect(); // bounded: a carry object is under one 5 MiB part
+                    let data = whole.await.map_err(|e| {
                         SinkError::transient(format!("read s3://{}/{carry}", self.bucket), e)
                     })?;
                     self.buffer = data.into_bytes().to_vec();
