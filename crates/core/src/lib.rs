@@ -13,6 +13,7 @@ pub mod format;
 mod json_out;
 pub mod limits;
 pub mod metrics;
+pub mod pace;
 pub mod pipeline;
 pub mod policy;
 pub mod position;

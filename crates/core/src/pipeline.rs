@@ -12,7 +12,7 @@
 //! buffers are recycled so the steady state allocates nothing.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
+use crate::pace::{Pace, WritePace};
 use crate::read::{self, decode, ReadError, ReaderTask, RecordReader, StartAt};
 use crate::sink::{RejectSink, RejectedRow, RowBatch, RowPlacement, RowSink, SinkError};
 use crate::template::Template;
@@ -46,6 +47,12 @@ pub struct ImportOptions {
     /// where to continue ([`FileEnd::Stopped`]). Checked by the reader and before every batch written,
     /// so a slow destination stops the import too; batches read but not written are left for the next piece.
     pub deadline: Option<Instant>,
+    /// How long one batch write should take at most: a slower destination gets smaller batches (down to one
+    /// row), so that a piece still stops near its deadline (see [`crate::pace`]). `None`: batches keep
+    /// `batch_rows`.
+    pub write_budget: Option<Duration>,
+    /// What the earlier pieces of the file measured of the destination (from the checkpoint).
+    pub pace: Option<Pace>,
     /// Counts carried over from the earlier pieces of the file: the report's counts are totals, and the
     /// template's `on_error` limits apply to the whole file.
     pub carried: Counts,
@@ -67,6 +74,8 @@ impl Default for ImportOptions {
             channel_capacity: 4,
             start: StartAt::default(),
             deadline: None,
+            write_budget: None,
+            pace: None,
             carried: Counts::default(),
             input_bytes: Arc::new(AtomicU64::new(0)),
             interruptible: None,
@@ -208,6 +217,8 @@ pub struct Stopped {
     pub rows_state: Option<serde_json::Value>,
     /// What the reject sink needs to carry on ([`RejectSink::suspend`]).
     pub rejects_state: Option<serde_json::Value>,
+    /// What this piece measured of the destination, for the next piece.
+    pub pace: Pace,
 }
 
 impl FileReport {
@@ -356,10 +367,17 @@ async fn run(
     let mut counts = options.carried;
     let positions = rows.needs_positions();
     let placement = rows.placement();
+    let mut pace = WritePace::new(
+        options.batch_rows,
+        options.write_budget,
+        options.pace.as_ref(),
+    );
+    let batch_limit = pace.batch_limit();
     let reader_task = tokio::task::spawn_blocking(move || {
         let needs = BatchNeeds {
             positions,
             placement: placement.as_deref(),
+            batch_limit: &batch_limit,
         };
         read_and_validate(
             Box::new(counted),
@@ -377,12 +395,16 @@ async fn run(
     let mut stopped_by_sink = false;
     let mut sink_error = None;
     while let Some(message) = rx.recv().await {
-        if written_end.is_some() && deadline.is_some_and(|d| Instant::now() >= d) {
-            // Out of time: what was read but not written is left for the next piece.
+        let rows_written = message.rows.len() as u64;
+        // Out of time, or a write that would end past the stop point (the destination's measured pace): what
+        // was read but not written is left for the next piece.
+        if written_end.is_some()
+            && deadline.is_some_and(|d| pace.would_overrun(rows_written.max(1), d))
+        {
             stopped_by_sink = true;
             break;
         }
-        let rows_written = message.rows.len() as u64;
+        let write_began = Instant::now();
         let mut batch = if message.rows.is_empty() {
             message.rows
         } else {
@@ -400,6 +422,7 @@ async fn run(
                 break;
             }
         }
+        pace.record(write_began.elapsed(), rows_written);
         counts.rows_imported += rows_written;
         counts.rows_rejected += message.rejects.len() as u64;
         if first_error.is_none() {
@@ -474,8 +497,10 @@ async fn run(
         });
     }
     if let FileEnd::Stopped(stopped) = &mut report.end {
+        let suspending = Instant::now();
         stopped.rows_state = rows.suspend().await?;
         stopped.rejects_state = rejects.suspend().await?;
+        stopped.pace = pace.carry(suspending.elapsed());
     } else {
         // A sink failing to finish (the last bytes of a file sink meet a full disk, a multipart upload cannot
         // complete) is a sink error like any other: the rows output goes, unless it is staged output a
@@ -502,6 +527,7 @@ impl Stopped {
             interrupted,
             rows_state: None,
             rejects_state: None,
+            pace: Pace::default(),
         }
     }
 }
@@ -542,6 +568,9 @@ struct BatchNeeds<'a> {
     positions: bool,
     /// Where it wants each batch's rows in memory (see [`RowSink::placement`]).
     placement: Option<&'a dyn RowPlacement>,
+    /// Rows per batch for now: fewer than `batch_rows` while the destination writes slowly (see
+    /// [`crate::pace`]).
+    batch_limit: &'a AtomicUsize,
 }
 
 /// How often (in records) the deadline is checked: reading the clock for every row costs a few percent.
@@ -605,6 +634,7 @@ fn read_and_validate(
         options,
         positions: needs.positions,
         placement: needs.placement,
+        batch_limit: needs.batch_limit,
         tx,
         recycle,
         summary: &mut summary,
@@ -624,6 +654,8 @@ struct ValidateLoop<'a> {
     positions: bool,
     /// Where the rows sink wants each batch's rows in memory (see [`RowSink::placement`]).
     placement: Option<&'a dyn RowPlacement>,
+    /// Rows per batch for now (see [`BatchNeeds::batch_limit`]): read again after each batch sent.
+    batch_limit: &'a AtomicUsize,
     tx: &'a mpsc::Sender<Message>,
     recycle: &'a std::sync::mpsc::Receiver<RowBatch>,
     summary: &'a mut ReadSummary,
@@ -641,12 +673,14 @@ impl ReaderTask for ValidateLoop<'_> {
             options,
             positions,
             placement,
+            batch_limit,
             tx,
             recycle,
             summary,
             start,
             interruptible,
         } = self;
+        let mut batch_rows = batch_limit.load(Ordering::Relaxed).max(1);
         let new_batch = || {
             let batch =
                 RowBatch::with_capacity(options.batch_bytes + 64 * 1024, options.batch_rows);
@@ -720,9 +754,9 @@ impl ReaderTask for ValidateLoop<'_> {
                     break;
                 }
             }
-            if batch.len() >= options.batch_rows
+            if batch.len() >= batch_rows
                 || batch.byte_len() >= options.batch_bytes
-                || rejected_rows.len() >= options.batch_rows.min(MAX_REJECTS_PER_BATCH)
+                || rejected_rows.len() >= batch_rows.min(MAX_REJECTS_PER_BATCH)
             {
                 sent += batch.byte_len() as u64;
                 let mut next = recycle.try_recv().unwrap_or_else(|_| new_batch());
@@ -738,6 +772,7 @@ impl ReaderTask for ValidateLoop<'_> {
                     cancelled = true;
                     break;
                 }
+                batch_rows = batch_limit.load(Ordering::Relaxed).max(1);
             }
         }
         // An interrupted read ends before the record it could not finish.

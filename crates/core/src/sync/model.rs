@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ports::StateError;
+use crate::pace::Pace;
 use crate::pipeline::Counts;
 use crate::read::StartAt;
 use crate::FileFormat;
@@ -443,6 +444,10 @@ pub struct Checkpoint {
     /// The format the first piece detected (a gzip file is decoded from the top by every piece).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<FileFormat>,
+    /// What the pieces so far measured of the destination (batch write times, batch size, suspend time):
+    /// the next piece stops and sizes its batches by it (see [`crate::pace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace: Option<Pace>,
 }
 
 impl Checkpoint {

@@ -46,6 +46,7 @@ use super::ports::{
 };
 use super::read_ahead::{self, ReadAhead};
 use crate::format::detect_format;
+use crate::pace::Pace;
 use crate::pipeline::{self, Counts, FileEnd, FileFailure, FileReport, ImportOptions, Stopped};
 use crate::read::{ReadError, StartAt};
 use crate::sink::SinkError;
@@ -103,7 +104,9 @@ pub struct WorkerSettings {
     /// deadline of its own (local runs).
     pub default_lease: Duration,
     /// How long before the invocation's deadline a piece stops, checkpoints and hands over to a new message.
-    /// It must cover writing one batch, the checkpoint and the send.
+    /// It covers suspending the sinks, the checkpoint and the send; a batch write is not started when the
+    /// destination's measured pace says it would end inside the margin, and batches shrink until one write
+    /// takes at most a quarter of it (see [`crate::pace`]).
     pub checkpoint_margin: Duration,
     /// How often the message's visibility is extended while its file is imported.
     pub heartbeat_interval: std::time::Duration,
@@ -114,6 +117,20 @@ pub struct WorkerSettings {
 }
 
 impl WorkerSettings {
+    /// How long one batch write may take before batches shrink: a quarter of the checkpoint margin.
+    pub fn write_budget(&self) -> std::time::Duration {
+        (self.checkpoint_margin / 4).to_std().unwrap_or_default()
+    }
+
+    /// How long before the deadline a piece stops: the checkpoint margin, or twice what suspending the sinks
+    /// took at the end of the piece before, when that is more (a slow destination's staged output).
+    pub fn handover_reserve(&self, pace: Option<&Pace>) -> Duration {
+        let suspend = pace.map_or(0, |p| p.suspend_ms.saturating_mul(2));
+        self.checkpoint_margin.max(Duration::milliseconds(
+            i64::try_from(suspend).unwrap_or(i64::MAX),
+        ))
+    }
+
     /// Each heartbeat makes the message invisible for this long from now: three intervals, so two missed
     /// beats are survived.
     pub fn visibility_extension(&self) -> u32 {
@@ -285,8 +302,10 @@ async fn process_file_message(
     }
 
     let started = Instant::now();
+    let reserve =
+        settings.handover_reserve(entry.checkpoint.as_ref().and_then(|c| c.pace.as_ref()));
     let stop_at = deadline.map(|d| {
-        let left = (d - deps.clock.now() - settings.checkpoint_margin)
+        let left = (d - deps.clock.now() - reserve)
             .to_std()
             .unwrap_or_default();
         started + left
@@ -483,6 +502,7 @@ async fn continue_later(
         continued: false,
         template_version: entry.template_version,
         format: entry.format,
+        pace: Some(stopped.pace),
     };
     if let Err(e) = deps
         .ledger
@@ -726,6 +746,8 @@ async fn import_file(
         batch_rows: settings.batch_rows.max(1),
         start,
         deadline: stop_at,
+        write_budget: stop_at.map(|_| settings.write_budget()),
+        pace: checkpoint.as_ref().and_then(|c| c.pace),
         carried,
         interruptible: Some(interrupted_read),
         ..ImportOptions::default()

@@ -194,6 +194,7 @@ fn piece(
         continued: false,
         template_version: None,
         format: None,
+        pace: None,
     });
     job
 }

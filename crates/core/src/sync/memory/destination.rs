@@ -301,6 +301,7 @@ mod tests {
             continued: false,
             template_version: None,
             format: None,
+            pace: None,
         });
         let connector = Connector {
             id: "c".into(),

@@ -96,6 +96,13 @@ pub async fn entries_round_trip_exactly(store: Store) -> CheckResult {
         continued: true,
         template_version: Some(7),
         format: e.format,
+        pace: Some(crate::pace::Pace {
+            write_ms: 1500,
+            write_rows: 2000,
+            batch_rows: 333,
+            batch_floor: 0,
+            suspend_ms: 2500,
+        }),
     });
     claim(&store, &e).await?;
     expect_eq("get_file", get(&store, &e).await?, e.clone())?;
@@ -332,6 +339,7 @@ pub async fn renew_extends_the_lease_and_keeps_the_checkpoint(store: Store) -> C
         continued: false,
         template_version: None,
         format: None,
+        pace: None,
     };
     let until = t + Duration::minutes(20);
     store
@@ -403,6 +411,7 @@ pub async fn checkpoint_hands_the_file_back_and_marks_the_continuation(
         continued: false,
         template_version: None,
         format: None,
+        pace: None,
     };
     is_conflict(
         "checkpoint by another worker",
@@ -585,6 +594,7 @@ pub async fn retry_only_failed(store: Store) -> CheckResult {
         continued: false,
         template_version: None,
         format: None,
+        pace: None,
     });
     store.finish_file(&failed, "w").await.ctx("finish_file")?;
     expect(
