@@ -225,37 +225,20 @@ impl FileQueue for SqsQueue {
 mod tests {
     use super::*;
     use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
-    use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
+    use aws_sdk_sqs::types::BatchResultErrorEntry;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use chrono::{TimeZone, Utc};
     use s3_importer_core::sync::FileVersion;
 
-    fn message(n: usize) -> FileMessage {
-        FileMessage {
-            v: FileMessage::VERSION,
-            version: FileVersion {
-                connector_id: "c-1".to_owned(),
-                bucket: "b".to_owned(),
-                key: format!("k{n}.csv"),
-                etag: format!("\"e{n}\""),
-                version_id: None,
-            },
-            size: 1,
-            last_modified: Utc
-                .timestamp_opt(1_700_000_000, 0)
-                .single()
-                .unwrap_or_default(),
-            piece: 0,
-        }
-    }
+    use crate::test_support::accepted_entry;
 
-    fn ok(id: &str) -> SendMessageBatchResultEntry {
-        SendMessageBatchResultEntry::builder()
-            .id(id)
-            .message_id(format!("m{id}"))
-            .md5_of_message_body("x")
-            .build()
-            .unwrap()
+    fn message(n: usize) -> FileMessage {
+        crate::test_support::message(FileVersion {
+            connector_id: "c-1".to_owned(),
+            bucket: "b".to_owned(),
+            key: format!("k{n}.csv"),
+            etag: format!("\"e{n}\""),
+            version_id: None,
+        })
     }
 
     fn failed(id: &str, sender_fault: bool) -> BatchResultErrorEntry {
@@ -284,7 +267,7 @@ mod tests {
             .then_output(|| {
                 let mut out = SendMessageBatchOutput::builder();
                 for i in (0..10).filter(|i| *i != 3 && *i != 7) {
-                    out = out.successful(ok(&i.to_string()));
+                    out = out.successful(accepted_entry(&i.to_string()));
                 }
                 out.failed(failed("3", false))
                     .failed(failed("7", true))
@@ -295,7 +278,7 @@ mod tests {
             .match_requests(|r| r.entries().len() == 1 && r.entries()[0].id() == "3")
             .then_output(|| {
                 SendMessageBatchOutput::builder()
-                    .successful(ok("3"))
+                    .successful(accepted_entry("3"))
                     .set_failed(Some(vec![]))
                     .build()
                     .unwrap()
@@ -308,8 +291,8 @@ mod tests {
             })
             .then_output(|| {
                 SendMessageBatchOutput::builder()
-                    .successful(ok("0"))
-                    .successful(ok("1"))
+                    .successful(accepted_entry("0"))
+                    .successful(accepted_entry("1"))
                     .set_failed(Some(vec![]))
                     .build()
                     .unwrap()
