@@ -206,19 +206,33 @@ impl FileQueue for SqsQueue {
     ) -> Result<(), QueueError> {
         // SQS caps a message's visibility at 12 hours from its receipt.
         let seconds = i32::try_from(seconds.min(MAX_VISIBILITY_SECONDS)).unwrap_or(i32::MAX);
-        self.client
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(seconds)
-            .send()
+        change_visibility(&self.client, &self.queue_url, receipt_handle, seconds)
             .await
             .map_err(|e| QueueError {
                 context: format!("extend the visibility of a message of {}", self.queue_url),
-                source: Box::new(AwsCallError::from_sdk(e)),
-            })?;
-        Ok(())
+                source: Box::new(e),
+            })
     }
+}
+
+/// Makes the received message `receipt_handle` of `queue_url` visible again after `seconds`
+/// (`ChangeMessageVisibility`): the queue extends a message's visibility with it, the local consumer
+/// gives a message back.
+pub(crate) async fn change_visibility(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    receipt_handle: &str,
+    seconds: i32,
+) -> Result<(), AwsCallError> {
+    client
+        .change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(receipt_handle)
+        .visibility_timeout(seconds)
+        .send()
+        .await
+        .map_err(AwsCallError::from_sdk)?;
+    Ok(())
 }
 
 #[cfg(test)]
