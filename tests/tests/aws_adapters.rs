@@ -20,6 +20,7 @@ use s3_importer_core::sync::{
 };
 use s3_importer_core::template::Template;
 use s3_importer_core::{ErrorCode, Position, RowError};
+use s3_importer_tests::deployment::TEMPLATE;
 use s3_importer_tests::{
     create_bucket, dynamodb_client, emulator, s3_client, unique_name, ACCOUNT_ID, REGION,
 };
@@ -100,23 +101,10 @@ fn job(
     etag: &str,
     last_modified: DateTime<Utc>,
 ) -> Result<FileJob> {
-    let template = Template::from_toml(
-        r#"
-name = "orders"
-primary_key = ["id"]
-[[fields]]
-name = "id"
-type = "string"
-required = true
-[[fields]]
-name = "qty"
-type = "integer"
-[[fields]]
-name = "price"
-type = "decimal"
-scale = 2
-"#,
-    )?;
+    // The suites' template (`id`, `qty`) and a decimal, which the records table stores as an exact number.
+    let template = Template::from_toml(&format!(
+        "{TEMPLATE}\n[[fields]]\nname = \"price\"\ntype = \"decimal\"\nscale = 2\n"
+    ))?;
     let version = FileVersion {
         connector_id: "c-0123456789abcdef".into(),
         bucket: "source-bucket".into(),

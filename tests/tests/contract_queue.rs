@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use s3_importer_aws::consumer::SqsConsumer;
 use s3_importer_aws::SqsQueue;
 use s3_importer_core::sync::contract::queue::{QueueFixture, Received, TestQueue};
 use s3_importer_core::sync::ports::FileQueue;
@@ -22,6 +23,8 @@ struct Sqs {
 struct SqsTestQueue {
     client: aws_sdk_sqs::Client,
     url: String,
+    /// Deletes the messages a check is done with, as the local runner does.
+    consumer: SqsConsumer,
 }
 
 #[async_trait]
@@ -57,14 +60,10 @@ impl TestQueue for SqsTestQueue {
     }
 
     async fn delete(&self, receipt_handle: &str) -> Result<(), String> {
-        self.client
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(receipt_handle)
-            .send()
+        self.consumer
+            .delete(receipt_handle)
             .await
-            .map_err(|e| format!("delete from {}: {e:?}", self.url))?;
-        Ok(())
+            .map_err(|e| format!("delete from {}: {e:?}", self.url))
     }
 }
 
@@ -76,6 +75,7 @@ impl QueueFixture for Sqs {
             .map_err(|e| format!("{e:#}"))?;
         Ok(Box::new(SqsTestQueue {
             client: sqs_client(&self.cfg),
+            consumer: SqsConsumer::new(sqs_client(&self.cfg), &url),
             url,
         }))
     }

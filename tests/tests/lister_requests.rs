@@ -4,22 +4,32 @@
 
 use anyhow::Result;
 use s3_importer_aws::verify::CheckStatus;
-use s3_importer_lister::{handle, ListerError};
+use s3_importer_lister::{handle, ListerError, ListerResponse};
 use s3_importer_tests::deployment::{request_id, Deployment};
 use serde_json::json;
 
 const CSV: &[u8] = b"id,qty\na-1,1\n";
 
+/// The lister's answer to the explicit request `action` on connector `connector` (its id or name), as the
+/// CLI's Lambda Invoke sends it.
+async fn request(
+    d: &Deployment,
+    action: &str,
+    connector: &str,
+) -> Result<ListerResponse, ListerError> {
+    handle(
+        &d.lister,
+        json!({ "action": action, "connector_id": connector }),
+        &request_id(action),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn verify_runs_the_doctor_as_the_function_and_syncs_nothing() -> Result<()> {
     let d = Deployment::new().await?;
     d.put("orders.csv", CSV).await?;
-    let response = handle(
-        &d.lister,
-        json!({ "action": "verify", "connector_id": d.connector.id }),
-        &request_id("verify"),
-    )
-    .await?;
+    let response = request(&d, "verify", &d.connector.id).await?;
     let report = response.report.expect("verify returns a report");
     assert!(report.ok(), "{report:#?}");
     let status = |name: &str| {
@@ -52,12 +62,7 @@ async fn verify_reports_a_missing_bucket() -> Result<()> {
     connector.source.bucket = format!("{}-missing", d.source_bucket);
     use s3_importer_core::sync::ports::ConnectorStore;
     d.state.update_connector(&connector).await?;
-    let response = handle(
-        &d.lister,
-        json!({ "action": "verify", "connector_id": connector.name }),
-        &request_id("verify"),
-    )
-    .await?;
+    let response = request(&d, "verify", &connector.name).await?;
     let report = response.report.expect("a report");
     let failure = report.first_failure().expect("a failure");
     assert_eq!(failure.check, "bucket", "{report:#?}");
@@ -69,12 +74,7 @@ async fn verify_reports_a_missing_bucket() -> Result<()> {
 async fn sync_action_syncs_that_connector_now() -> Result<()> {
     let d = Deployment::new().await?;
     d.put("orders.csv", CSV).await?;
-    let response = handle(
-        &d.lister,
-        json!({ "action": "sync", "connector_id": d.connector.id }),
-        &request_id("sync"),
-    )
-    .await?;
+    let response = request(&d, "sync", &d.connector.id).await?;
     assert!(response.report.is_none());
     let [result] = response.connectors.as_slice() else {
         panic!("one connector: {response:#?}");
@@ -112,13 +112,9 @@ async fn the_scheduled_event_syncs_every_active_connector() -> Result<()> {
 #[tokio::test]
 async fn bad_requests_are_named() -> Result<()> {
     let d = Deployment::new().await?;
-    let unknown = handle(
-        &d.lister,
-        json!({ "action": "verify", "connector_id": "no-such-connector" }),
-        &request_id("verify"),
-    )
-    .await
-    .unwrap_err();
+    let unknown = request(&d, "verify", "no-such-connector")
+        .await
+        .unwrap_err();
     assert!(
         matches!(unknown, ListerError::UnknownConnector(_)),
         "{unknown}"
@@ -134,13 +130,7 @@ async fn bad_requests_are_named() -> Result<()> {
         matches!(missing, ListerError::MissingConnector(_)),
         "{missing}"
     );
-    let action = handle(
-        &d.lister,
-        json!({ "action": "delete", "connector_id": d.connector.id }),
-        &request_id("x"),
-    )
-    .await
-    .unwrap_err();
+    let action = request(&d, "delete", &d.connector.id).await.unwrap_err();
     assert!(matches!(action, ListerError::UnknownAction(_)), "{action}");
     assert_eq!(d.queue_depth().await?, (0, 0));
     Ok(())

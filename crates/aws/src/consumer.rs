@@ -94,14 +94,7 @@ impl SqsConsumer {
         receipt_handle: &str,
         seconds: i32,
     ) -> Result<(), AwsCallError> {
-        self.client
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(seconds)
-            .send()
+        crate::queue::change_visibility(&self.client, &self.queue_url, receipt_handle, seconds)
             .await
-            .map_err(AwsCallError::from_sdk)?;
-        Ok(())
     }
 }

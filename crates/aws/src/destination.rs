@@ -498,7 +498,10 @@ mod tests {
     };
     use s3_importer_core::Position;
 
-    fn job(destination: DestinationConfig) -> FileJob {
+    use crate::test_support::{client_without_retries, error_meta};
+
+    /// A job whose rows go to the records table `records`.
+    fn records_job() -> FileJob {
         let when = Utc
             .timestamp_opt(1_700_000_000, 0)
             .single()
@@ -537,7 +540,9 @@ mod tests {
                 },
                 template_id: "t".into(),
                 template_version: None,
-                destination,
+                destination: DestinationConfig::Dynamodb {
+                    table: "records".into(),
+                },
                 created_at: when,
                 updated_at: when,
                 watermark: None,
@@ -562,6 +567,11 @@ mod tests {
             );
         }
         batch
+    }
+
+    /// The records sink of [`records_job`], writing through `dynamodb`.
+    fn records_sink(dynamodb: aws_sdk_dynamodb::Client) -> DynamoRowSink {
+        DynamoRowSink::new(dynamodb, "records".into(), &records_job(), 4)
     }
 
     fn s3_stub() -> aws_sdk_s3::Client {
@@ -612,11 +622,7 @@ mod tests {
             .then_output(|| PutItemOutput::builder().build());
         let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]);
         let destination = AwsDestination::new(s3_stub(), dynamodb, "out");
-        let mut sink = destination
-            .open_rows(&job(DestinationConfig::Dynamodb {
-                table: "records".into(),
-            }))
-            .await?;
+        let mut sink = destination.open_rows(&records_job()).await?;
         sink.write_batch(&batch(&[
             r#"{"id":"a","n":1}"#,
             r#"{"id":"b","n":2}"#,
@@ -642,11 +648,7 @@ mod tests {
             .then_output(|| PutItemOutput::builder().build());
         let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]);
         let destination = AwsDestination::new(s3_stub(), dynamodb, "out");
-        let mut sink = destination
-            .open_rows(&job(DestinationConfig::Dynamodb {
-                table: "records".into(),
-            }))
-            .await?;
+        let mut sink = destination.open_rows(&records_job()).await?;
         sink.write_batch(&batch(&[r#"{"id":"a","n":1}"#, r#"{"id":"a","n":3}"#]))
             .await?;
         assert_eq!(put.num_calls(), 1);
@@ -663,10 +665,7 @@ mod tests {
             )
         });
         let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]);
-        let job = job(DestinationConfig::Dynamodb {
-            table: "records".into(),
-        });
-        let mut sink = DynamoRowSink::new(dynamodb, "records".into(), &job, 4);
+        let mut sink = records_sink(dynamodb);
         sink.write_batch(&batch(&[r#"{"id":"a","n":1}"#])).await?;
         assert_eq!((sink.written(), sink.superseded()), (0, 1));
         Ok(())
@@ -682,10 +681,7 @@ mod tests {
             )
         });
         let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]);
-        let job = job(DestinationConfig::Dynamodb {
-            table: "records".into(),
-        });
-        let mut sink = DynamoRowSink::new(dynamodb, "records".into(), &job, 4);
+        let mut sink = records_sink(dynamodb);
         let err = sink
             .write_batch(&batch(&[r#"{"id":"a","n":1}"#]))
             .await
@@ -704,20 +700,12 @@ mod tests {
             PutItemError::ProvisionedThroughputExceededException(
                 aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException::builder()
                     .message("slow")
-                    .meta(
-                        aws_sdk_dynamodb::error::ErrorMetadata::builder()
-                            .code("ProvisionedThroughputExceededException")
-                            .build(),
-                    )
+                    .meta(error_meta("ProvisionedThroughputExceededException", "slow"))
                     .build(),
             )
         });
-        let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put], |c| c
-            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
-        let job = job(DestinationConfig::Dynamodb {
-            table: "records".into(),
-        });
-        let mut sink = DynamoRowSink::new(dynamodb, "records".into(), &job, 4);
+        let dynamodb = client_without_retries!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]);
+        let mut sink = records_sink(dynamodb);
         let err = sink
             .write_batch(&batch(&[r#"{"id":"a","n":1}"#]))
             .await

@@ -30,4 +30,6 @@ pub mod provision;
 #[cfg(feature = "stack")]
 pub mod stack;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod verify;

@@ -206,56 +206,53 @@ impl FileQueue for SqsQueue {
     ) -> Result<(), QueueError> {
         // SQS caps a message's visibility at 12 hours from its receipt.
         let seconds = i32::try_from(seconds.min(MAX_VISIBILITY_SECONDS)).unwrap_or(i32::MAX);
-        self.client
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(seconds)
-            .send()
+        change_visibility(&self.client, &self.queue_url, receipt_handle, seconds)
             .await
             .map_err(|e| QueueError {
                 context: format!("extend the visibility of a message of {}", self.queue_url),
-                source: Box::new(AwsCallError::from_sdk(e)),
-            })?;
-        Ok(())
+                source: Box::new(e),
+            })
     }
+}
+
+/// Makes the received message `receipt_handle` of `queue_url` visible again after `seconds`
+/// (`ChangeMessageVisibility`): the queue extends a message's visibility with it, the local consumer
+/// gives a message back.
+pub(crate) async fn change_visibility(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    receipt_handle: &str,
+    seconds: i32,
+) -> Result<(), AwsCallError> {
+    client
+        .change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(receipt_handle)
+        .visibility_timeout(seconds)
+        .send()
+        .await
+        .map_err(AwsCallError::from_sdk)?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
-    use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
+    use aws_sdk_sqs::types::BatchResultErrorEntry;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use chrono::{TimeZone, Utc};
     use s3_importer_core::sync::FileVersion;
 
-    fn message(n: usize) -> FileMessage {
-        FileMessage {
-            v: FileMessage::VERSION,
-            version: FileVersion {
-                connector_id: "c-1".to_owned(),
-                bucket: "b".to_owned(),
-                key: format!("k{n}.csv"),
-                etag: format!("\"e{n}\""),
-                version_id: None,
-            },
-            size: 1,
-            last_modified: Utc
-                .timestamp_opt(1_700_000_000, 0)
-                .single()
-                .unwrap_or_default(),
-            piece: 0,
-        }
-    }
+    use crate::test_support::accepted_entry;
 
-    fn ok(id: &str) -> SendMessageBatchResultEntry {
-        SendMessageBatchResultEntry::builder()
-            .id(id)
-            .message_id(format!("m{id}"))
-            .md5_of_message_body("x")
-            .build()
-            .unwrap()
+    fn message(n: usize) -> FileMessage {
+        crate::test_support::message(FileVersion {
+            connector_id: "c-1".to_owned(),
+            bucket: "b".to_owned(),
+            key: format!("k{n}.csv"),
+            etag: format!("\"e{n}\""),
+            version_id: None,
+        })
     }
 
     fn failed(id: &str, sender_fault: bool) -> BatchResultErrorEntry {
@@ -284,7 +281,7 @@ mod tests {
             .then_output(|| {
                 let mut out = SendMessageBatchOutput::builder();
                 for i in (0..10).filter(|i| *i != 3 && *i != 7) {
-                    out = out.successful(ok(&i.to_string()));
+                    out = out.successful(accepted_entry(&i.to_string()));
                 }
                 out.failed(failed("3", false))
                     .failed(failed("7", true))
@@ -295,7 +292,7 @@ mod tests {
             .match_requests(|r| r.entries().len() == 1 && r.entries()[0].id() == "3")
             .then_output(|| {
                 SendMessageBatchOutput::builder()
-                    .successful(ok("3"))
+                    .successful(accepted_entry("3"))
                     .set_failed(Some(vec![]))
                     .build()
                     .unwrap()
@@ -308,8 +305,8 @@ mod tests {
             })
             .then_output(|| {
                 SendMessageBatchOutput::builder()
-                    .successful(ok("0"))
-                    .successful(ok("1"))
+                    .successful(accepted_entry("0"))
+                    .successful(accepted_entry("1"))
                     .set_failed(Some(vec![]))
                     .build()
                     .unwrap()

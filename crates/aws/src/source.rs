@@ -422,23 +422,7 @@ mod tests {
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use tokio::io::AsyncReadExt;
 
-    fn source() -> Source {
-        Source {
-            account_id: "111122223333".to_owned(),
-            bucket: "src".to_owned(),
-            region: "eu-west-1".to_owned(),
-            prefix: Some("in/".to_owned()),
-            role_arn: None,
-            external_id: None,
-        }
-    }
-
-    fn s3_error(code: &str) -> String {
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>mocked {code}</Message>\
-             <RequestId>r</RequestId></Error>"
-        )
-    }
+    use crate::test_support::{answering, client_without_retries, s3_error_body, source};
 
     #[tokio::test]
     async fn get_object_is_pinned_to_owner_and_etag_with_an_inclusive_range(
@@ -739,13 +723,12 @@ mod tests {
     }
 
     async fn open_error(status: u16, code: Option<&'static str>) -> SourceError {
-        let body = code.map(s3_error);
-        let rule = mock!(aws_sdk_s3::Client::get_object)
-            .sequence()
-            .http_status(status, body)
-            .build();
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule], |c| c
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+        let rule = answering(
+            mock!(aws_sdk_s3::Client::get_object),
+            status,
+            code.map(s3_error_body),
+        );
+        let client = client_without_retries!(aws_sdk_s3, RuleMode::MatchAny, [&rule]);
         match S3Source::with_client(client)
             .open(&source(), "in/a.csv", "\"e\"", None)
             .await
@@ -810,10 +793,11 @@ mod tests {
 
     /// A GetObject answering 403 and a ListObjectsV2 probe answering `listed` (keys) or an error.
     async fn denied(listed: Result<&'static [&'static str], u16>) -> (SourceError, usize) {
-        let get = mock!(aws_sdk_s3::Client::get_object)
-            .sequence()
-            .http_status(403, Some(s3_error("AccessDenied")))
-            .build();
+        let get = answering(
+            mock!(aws_sdk_s3::Client::get_object),
+            403,
+            Some(s3_error_body("AccessDenied")),
+        );
         let list = match listed {
             Ok(keys) => mock!(aws_sdk_s3::Client::list_objects_v2)
                 .match_requests(|r| {
@@ -837,13 +821,13 @@ mod tests {
                     }
                     out.build()
                 }),
-            Err(status) => mock!(aws_sdk_s3::Client::list_objects_v2)
-                .sequence()
-                .http_status(status, Some(s3_error("AccessDenied")))
-                .build(),
+            Err(status) => answering(
+                mock!(aws_sdk_s3::Client::list_objects_v2),
+                status,
+                Some(s3_error_body("AccessDenied")),
+            ),
         };
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get, &list], |c| c
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+        let client = client_without_retries!(aws_sdk_s3, RuleMode::MatchAny, [&get, &list]);
         let err = match S3Source::with_client(client)
             .open(&source(), "in/a.csv", "\"e\"", None)
             .await

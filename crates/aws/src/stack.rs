@@ -143,6 +143,8 @@ mod tests {
     use aws_sdk_cloudformation::types::{Output, Stack, StackStatus};
     use aws_smithy_mocks::{mock, mock_client};
 
+    use crate::test_support::error_meta;
+
     fn output(key: &str, value: &str) -> Output {
         Output::builder()
             .output_key(key)
@@ -188,12 +190,10 @@ mod tests {
     #[tokio::test]
     async fn a_missing_stack_says_so() {
         let rule = mock!(aws_sdk_cloudformation::Client::describe_stacks).then_error(|| {
-            DescribeStacksError::generic(
-                aws_sdk_cloudformation::error::ErrorMetadata::builder()
-                    .code("ValidationError")
-                    .message("Stack with id nope does not exist")
-                    .build(),
-            )
+            DescribeStacksError::generic(error_meta(
+                "ValidationError",
+                "Stack with id nope does not exist",
+            ))
         });
         let client = mock_client!(aws_sdk_cloudformation, [&rule]);
         let err = read_outputs(&client, "nope").await.unwrap_err();

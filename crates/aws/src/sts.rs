@@ -198,9 +198,11 @@ impl ProvideCredentials for AssumedRoleProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_sts::operation::assume_role::{AssumeRoleError, AssumeRoleOutput};
+    use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
     use aws_sdk_sts::types::Credentials as StsCredentials;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    use crate::test_support::assume_role_denied;
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/s3-importer-source";
 
@@ -269,14 +271,8 @@ mod tests {
 
     #[tokio::test]
     async fn access_denied_says_to_check_the_trust_policy_and_external_id() {
-        let rule = mock!(aws_sdk_sts::Client::assume_role).then_error(|| {
-            AssumeRoleError::generic(
-                aws_sdk_sts::error::ErrorMetadata::builder()
-                    .code("AccessDenied")
-                    .message("User is not authorized to perform: sts:AssumeRole")
-                    .build(),
-            )
-        });
+        let rule = mock!(aws_sdk_sts::Client::assume_role)
+            .then_error(|| assume_role_denied("User is not authorized to perform: sts:AssumeRole"));
         let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
         let cache = RoleCredentialsCache::new(sts);
         match cache.credentials(&key(), "s").await {

@@ -64,6 +64,17 @@ mod tests {
             .unwrap_or(Value::Null)
     }
 
+    /// The function's successful answer: HTTP 200 with `answer` as the payload.
+    fn answered(answer: &Value) -> impl Fn() -> InvokeOutput + Send + Sync + 'static {
+        let body = serde_json::to_vec(answer).unwrap();
+        move || {
+            InvokeOutput::builder()
+                .status_code(200)
+                .payload(Blob::new(body.clone()))
+                .build()
+        }
+    }
+
     #[tokio::test]
     async fn verify_is_a_request_response_invoke_of_the_lister_with_the_connector_id() {
         let answer = json!({
@@ -73,19 +84,13 @@ mod tests {
                 {"check": "read", "status": "fail", "detail": "denied", "cause": "missing_permission", "fix": "allow"}
             ]}
         });
-        let body = serde_json::to_vec(&answer).unwrap();
         let rule = mock!(aws_sdk_lambda::Client::invoke)
             .match_requests(|r| {
                 r.function_name() == Some("prod-lister")
                     && r.invocation_type() == Some(&InvocationType::RequestResponse)
                     && payload_of(r) == json!({"action": "verify", "connector_id": "c-1"})
             })
-            .then_output(move || {
-                InvokeOutput::builder()
-                    .status_code(200)
-                    .payload(Blob::new(body.clone()))
-                    .build()
-            });
+            .then_output(answered(&answer));
         let client = mock_client!(aws_sdk_lambda, [&rule]);
         let response = invoke(&client, "prod-lister", &request("verify", "c-1"))
             .await
@@ -100,18 +105,10 @@ mod tests {
 
     #[tokio::test]
     async fn sync_is_an_invoke_with_the_sync_action() {
-        let body = serde_json::to_vec(
-            &json!({"connectors": [{"connector": "orders", "outcome": "busy"}]}),
-        )
-        .unwrap();
+        let answer = json!({"connectors": [{"connector": "orders", "outcome": "busy"}]});
         let rule = mock!(aws_sdk_lambda::Client::invoke)
             .match_requests(|r| payload_of(r) == json!({"action": "sync", "connector_id": "c-2"}))
-            .then_output(move || {
-                InvokeOutput::builder()
-                    .status_code(200)
-                    .payload(Blob::new(body.clone()))
-                    .build()
-            });
+            .then_output(answered(&answer));
         let client = mock_client!(aws_sdk_lambda, [&rule]);
         let response = invoke(&client, "f", &request("sync", "c-2")).await.unwrap();
         assert_eq!(response.connectors[0].outcome, "busy");

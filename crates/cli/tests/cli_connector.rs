@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 mod common;
 #[cfg(unix)]
-use common::closed_pipe;
+use common::{closed_pipe, create_connector};
 
 use anyhow::{Context, Result};
 use s3_importer_aws::provision::{self, Names};
@@ -138,21 +138,8 @@ impl Deployment {
     }
 
     fn create(&self, name: &str, bucket: &str, extra: &[&str]) -> Value {
-        let mut args = vec![
-            "connector",
-            "create",
-            "--name",
-            name,
-            "--account-id",
-            "123456789012",
-            "--bucket",
-            bucket,
-            "--region",
-            "us-east-1",
-            "--template",
-            "demo-orders",
-            "--json",
-        ];
+        let mut args = create_connector(name, "123456789012", bucket, "us-east-1", "demo-orders");
+        args.push("--json");
         args.extend_from_slice(extra);
         self.json(&args)
     }
@@ -249,20 +236,7 @@ async fn create_validates_every_input_and_prints_the_policies() -> Result<()> {
 
     // Failure paths: each names the input and ends with its exit status.
     let base = |name: &'static str, bucket: &str, account: &str, region: &str, template: &str| {
-        d.cli(&[
-            "connector",
-            "create",
-            "--name",
-            name,
-            "--account-id",
-            account,
-            "--bucket",
-            bucket,
-            "--region",
-            region,
-            "--template",
-            template,
-        ])
+        d.cli(&create_connector(name, account, bucket, region, template))
     };
     let check = |out: Output, code: i32, needle: &str| {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -834,23 +808,16 @@ async fn stack_outputs_name_the_deployment_and_the_trust_policy_principals() -> 
             "examples/demo/orders.toml",
         ],
     );
-    let created = bare.json(&[
-        "--stack",
-        &stack,
-        "connector",
-        "create",
-        "--name",
+    let mut args = vec!["--stack", stack.as_str()];
+    args.extend(create_connector(
         "orders",
-        "--account-id",
         "111122223333",
-        "--bucket",
         "acme-exports",
-        "--region",
         "eu-west-1",
-        "--template",
         "demo-orders",
-        "--json",
-    ]);
+    ));
+    args.push("--json");
+    let created = bare.json(&args);
     assert_eq!(created["role_name"], "acme-importer-orders");
     assert_eq!(
         created["role_arn"],
@@ -1052,20 +1019,7 @@ async fn local_create_bucket_applies_the_connector_bucket_rules() -> Result<()> 
     // The same rules as `connector create --bucket`.
     let refused = d.expect(
         2,
-        &[
-            "connector",
-            "create",
-            "--name",
-            "x",
-            "--account-id",
-            "123456789012",
-            "--bucket",
-            "Bad_Name",
-            "--region",
-            "us-east-1",
-            "--template",
-            "demo-orders",
-        ],
+        &create_connector("x", "123456789012", "Bad_Name", "us-east-1", "demo-orders"),
     );
     assert!(refused.contains("Bad_Name"), "{refused}");
     let good = unique_name("good");

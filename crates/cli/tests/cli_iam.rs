@@ -7,7 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod common;
+
 use anyhow::{Context, Result};
+use common::create_connector;
 use s3_importer_aws::provision::{self, Names};
 use s3_importer_tests::{emulator, unique_name};
 use serde_json::{json, Value};
@@ -149,22 +152,15 @@ async fn verify_names_the_missing_permission_on_a_denied_read() -> Result<()> {
     assert!(admin(&["template", "add", "examples/demo/orders.toml"])
         .status
         .success());
-    let created = admin(&[
-        "connector",
-        "create",
-        "--name",
+    let mut args = create_connector(
         "orders",
-        "--account-id",
         "123456789012",
-        "--bucket",
         &bucket,
-        "--region",
         "us-east-1",
-        "--folder",
-        "in/",
-        "--template",
         "demo-orders",
-    ]);
+    );
+    args.extend(["--folder", "in/"]);
+    let created = admin(&args);
     assert!(
         created.status.success(),
         "{}",
@@ -251,21 +247,14 @@ async fn generated_policies_are_accepted_by_iam() -> Result<()> {
             ],
         ),
     ] {
-        let mut args = vec![
-            "connector",
-            "create",
-            "--name",
+        let mut args = create_connector(
             name,
-            "--account-id",
             "111122223333",
-            "--bucket",
             "acme-exports",
-            "--region",
             "eu-west-1",
-            "--template",
             "demo-orders",
-            "--json",
-        ];
+        );
+        args.push("--json");
         args.extend(extra);
         let out = cli(&args);
         assert!(

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 mod common;
 #[cfg(unix)]
 use common::closed_pipe;
+use common::create_connector;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -138,20 +139,13 @@ fn without_a_region_a_command_says_so_before_calling_aws() -> Result {
     let output = cli(
         home.path(),
         &env,
-        &[
-            "connector",
-            "create",
-            "--name",
+        &create_connector(
             "orders",
-            "--account-id",
             "123456789012",
-            "--bucket",
             "acme-exports",
-            "--region",
             "eu-west-1",
-            "--template",
             "orders",
-        ],
+        ),
         Stdio::piped(),
     )?;
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use aws_smithy_mocks::{mock, mock_client, RuleMode};
-use chrono::{TimeZone, Utc};
+use aws_smithy_mocks::{mock, RuleMode};
+use chrono::Utc;
 use s3_importer_core::sync::ports::{FileLedger, FileQueue, ObjectSource, SourceError, StateError};
-use s3_importer_core::sync::{FileMessage, FileVersion, Source};
+use s3_importer_core::sync::FileVersion;
 
 use crate::error::AwsCallError;
 use crate::queue::SqsQueue;
@@ -17,17 +17,21 @@ use crate::s3_writer::S3ObjectWriter;
 use crate::source::S3Source;
 use crate::state::DynamoStateStore;
 use crate::sts::{RoleCredentialsCache, RoleKey};
+use crate::test_support::{
+    accepted_entry, answering, client_without_retries, message, s3_error_body, source,
+};
 
 /// The answers every adapter must treat as "try again later": a bare 429, and a throttling code that only
 /// one of the two old lists knew.
 const THROTTLED: [(u16, Option<&str>); 2] = [(429, None), (400, Some("LimitExceededException"))];
 
-/// An S3 (REST-XML) error body.
-fn s3_body(code: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
-         <Message>mocked {code}</Message><RequestId>r</RequestId></Error>"
-    )
+/// A client of `$sdk` (SDK retries off) each of whose `$operation`s answers HTTP `$status` with `$body`.
+macro_rules! throttled_client {
+    ($sdk:ident, $status:expr, $body:expr, [$($operation:ident),+]) => {{
+        let body: Option<String> = $body;
+        let rules = [$(answering(mock!($sdk::Client::$operation), $status, body.clone())),+];
+        client_without_retries!($sdk, RuleMode::MatchAny, &rules)
+    }};
 }
 
 /// An STS (query protocol) error body.
@@ -43,15 +47,9 @@ fn json_body(namespace: &str, code: &str) -> String {
     format!(r#"{{"__type":"{namespace}#{code}","message":"mocked {code}"}}"#)
 }
 
-fn source() -> Source {
-    Source {
-        account_id: "111122223333".to_owned(),
-        bucket: "src".to_owned(),
-        region: "eu-west-1".to_owned(),
-        prefix: Some("in/".to_owned()),
-        role_arn: None,
-        external_id: None,
-    }
+/// A DynamoDB error body.
+fn dynamodb_body(code: &str) -> String {
+    json_body("com.amazonaws.dynamodb.v20120810", code)
 }
 
 fn version() -> FileVersion {
@@ -78,16 +76,8 @@ fn the_policy_retries_429_and_limit_exceeded() {
 #[tokio::test]
 async fn s3_source_reads_are_transient() {
     for (status, code) in THROTTLED {
-        let get = mock!(aws_sdk_s3::Client::get_object)
-            .sequence()
-            .http_status(status, code.map(s3_body))
-            .build();
-        let list = mock!(aws_sdk_s3::Client::list_objects_v2)
-            .sequence()
-            .http_status(status, code.map(s3_body))
-            .build();
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get, &list], |c| c
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+        let body = code.map(s3_error_body);
+        let client = throttled_client!(aws_sdk_s3, status, body, [get_object, list_objects_v2]);
         let source_reader = S3Source::with_client(client);
         let opened = source_reader
             .open(&source(), "in/a.csv", "\"e\"", None)
@@ -109,12 +99,7 @@ async fn s3_source_reads_are_transient() {
 #[tokio::test]
 async fn s3_object_writes_are_transient() {
     for (status, code) in THROTTLED {
-        let put = mock!(aws_sdk_s3::Client::put_object)
-            .sequence()
-            .http_status(status, code.map(s3_body))
-            .build();
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&put], |c| c
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+        let client = throttled_client!(aws_sdk_s3, status, code.map(s3_error_body), [put_object]);
         let mut writer = S3ObjectWriter::new(client, "out", "c-1/a.jsonl");
         let err = writer.finish().await.err();
         assert!(
@@ -127,12 +112,7 @@ async fn s3_object_writes_are_transient() {
 #[tokio::test]
 async fn sts_assume_role_is_transient() {
     for (status, code) in THROTTLED {
-        let assume = mock!(aws_sdk_sts::Client::assume_role)
-            .sequence()
-            .http_status(status, code.map(sts_body))
-            .build();
-        let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&assume], |c| c
-            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled()));
+        let sts = throttled_client!(aws_sdk_sts, status, code.map(sts_body), [assume_role]);
         let key = RoleKey {
             role_arn: "arn:aws:iam::111122223333:role/source".to_owned(),
             external_id: Some("ext".to_owned()),
@@ -155,34 +135,17 @@ async fn sqs_sends_are_retried() -> Result<(), Box<dyn std::error::Error>> {
             .sequence()
             .http_status(status, code.map(|c| json_body("com.amazonaws.sqs", c)))
             .output(|| {
-                let ok = aws_sdk_sqs::types::SendMessageBatchResultEntry::builder()
-                    .id("0")
-                    .message_id("m0")
-                    .md5_of_message_body("x")
-                    .build()
-                    .unwrap_or_else(|e| panic!("a complete entry: {e}"));
                 aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput::builder()
-                    .successful(ok)
+                    .successful(accepted_entry("0"))
                     .set_failed(Some(vec![]))
                     .build()
                     .unwrap_or_else(|e| panic!("a complete output: {e}"))
             })
             .build();
-        let client = mock_client!(aws_sdk_sqs, RuleMode::Sequential, [&send], |c| c
-            .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled()));
-        let message = FileMessage {
-            v: FileMessage::VERSION,
-            version: version(),
-            size: 1,
-            last_modified: Utc
-                .timestamp_opt(1_700_000_000, 0)
-                .single()
-                .unwrap_or_default(),
-            piece: 0,
-        };
+        let client = client_without_retries!(aws_sdk_sqs, RuleMode::Sequential, [&send]);
         let accepted = tokio::time::timeout(
             Duration::from_secs(10),
-            SqsQueue::new(client, "q").send(&[message]),
+            SqsQueue::new(client, "q").send(&[message(version())]),
         )
         .await??;
         assert_eq!(
@@ -196,18 +159,9 @@ async fn sqs_sends_are_retried() -> Result<(), Box<dyn std::error::Error>> {
 
 #[tokio::test]
 async fn dynamodb_state_writes_and_reads_are_transient() {
-    let namespace = "com.amazonaws.dynamodb.v20120810";
     for (status, code) in THROTTLED {
-        let put = mock!(aws_sdk_dynamodb::Client::put_item)
-            .sequence()
-            .http_status(status, code.map(|c| json_body(namespace, c)))
-            .build();
-        let get = mock!(aws_sdk_dynamodb::Client::get_item)
-            .sequence()
-            .http_status(status, code.map(|c| json_body(namespace, c)))
-            .build();
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &get], |c| c
-            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
+        let body = code.map(dynamodb_body);
+        let client = throttled_client!(aws_sdk_dynamodb, status, body, [put_item, get_item]);
         let store = DynamoStateStore::new(client, "state");
         let object = s3_importer_core::sync::model::ObjectMeta {
             key: "in/a.csv".to_owned(),
@@ -234,18 +188,9 @@ async fn dynamodb_state_writes_and_reads_are_transient() {
 
 #[tokio::test]
 async fn dynamodb_record_writes_and_table_creation_are_retryable() {
-    let namespace = "com.amazonaws.dynamodb.v20120810";
     for (status, code) in THROTTLED {
-        let put = mock!(aws_sdk_dynamodb::Client::put_item)
-            .sequence()
-            .http_status(status, code.map(|c| json_body(namespace, c)))
-            .build();
-        let create = mock!(aws_sdk_dynamodb::Client::create_table)
-            .sequence()
-            .http_status(status, code.map(|c| json_body(namespace, c)))
-            .build();
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &create], |c| c
-            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
+        let body = code.map(dynamodb_body);
+        let client = throttled_client!(aws_sdk_dynamodb, status, body, [put_item, create_table]);
         // The records sink's PutItem is mapped by exactly this (`AwsCallError::from_sdk`, then
         // `is_retryable` decides between retrying and a permanent failure).
         let put_error = client

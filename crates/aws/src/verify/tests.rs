@@ -5,8 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::primitives::SdkBody;
-use aws_sdk_sts::operation::assume_role::{AssumeRoleError, AssumeRoleOutput};
+use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+use crate::test_support::assume_role_denied;
 
 fn sts_credentials() -> aws_sdk_sts::types::Credentials {
     aws_sdk_sts::types::Credentials::builder()
@@ -16,6 +18,13 @@ fn sts_credentials() -> aws_sdk_sts::types::Credentials {
         .expiration(aws_smithy_types::DateTime::from_secs(4_000_000_000))
         .build()
         .unwrap()
+}
+
+/// STS's answer to an allowed `AssumeRole`.
+fn assumed() -> AssumeRoleOutput {
+    AssumeRoleOutput::builder()
+        .credentials(sts_credentials())
+        .build()
 }
 
 fn source() -> Source {
@@ -44,18 +53,10 @@ async fn a_role_that_ignores_the_external_id_fails_the_check() {
     // The role can be assumed with and without the External ID: the trust policy lacks the condition.
     let with_id = mock!(aws_sdk_sts::Client::assume_role)
         .match_requests(|r| r.external_id() == Some("ext-123"))
-        .then_output(|| {
-            AssumeRoleOutput::builder()
-                .credentials(sts_credentials())
-                .build()
-        });
+        .then_output(assumed);
     let without_id = mock!(aws_sdk_sts::Client::assume_role)
         .match_requests(|r| r.external_id().is_none())
-        .then_output(|| {
-            AssumeRoleOutput::builder()
-                .credentials(sts_credentials())
-                .build()
-        });
+        .then_output(assumed);
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&with_id, &without_id]);
     let report = Doctor::with_sts(&sdk(), sts).verify(&source(), None).await;
     assert_eq!(report.checks[0].status, CheckStatus::Pass, "{report:#?}");
@@ -77,21 +78,10 @@ async fn a_refused_assume_without_external_id_passes() {
             r.external_id() == Some("ext-123")
                 && r.role_session_name() == Some("s3-importer-acme-exports")
         })
-        .then_output(|| {
-            AssumeRoleOutput::builder()
-                .credentials(sts_credentials())
-                .build()
-        });
+        .then_output(assumed);
     let without_id = mock!(aws_sdk_sts::Client::assume_role)
         .match_requests(|r| r.external_id().is_none())
-        .then_error(|| {
-            AssumeRoleError::generic(
-                aws_sdk_sts::error::ErrorMetadata::builder()
-                    .code("AccessDenied")
-                    .message("not authorized")
-                    .build(),
-            )
-        });
+        .then_error(|| assume_role_denied("not authorized"));
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&with_id, &without_id]);
     let report = Doctor::with_sts(&sdk(), sts).verify(&source(), None).await;
     assert_eq!(report.checks[1].status, CheckStatus::Pass, "{report:#?}");
@@ -99,14 +89,8 @@ async fn a_refused_assume_without_external_id_passes() {
 
 #[tokio::test]
 async fn a_refused_assume_role_names_the_trust_policy() {
-    let refused = mock!(aws_sdk_sts::Client::assume_role).then_error(|| {
-        AssumeRoleError::generic(
-            aws_sdk_sts::error::ErrorMetadata::builder()
-                .code("AccessDenied")
-                .message("User is not authorized to perform: sts:AssumeRole")
-                .build(),
-        )
-    });
+    let refused = mock!(aws_sdk_sts::Client::assume_role)
+        .then_error(|| assume_role_denied("User is not authorized to perform: sts:AssumeRole"));
     let sts = mock_client!(aws_sdk_sts, [&refused]);
     let report = Doctor::with_sts(&sdk(), sts).verify(&source(), None).await;
     let failure = report.first_failure().unwrap();

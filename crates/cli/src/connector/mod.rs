@@ -204,16 +204,15 @@ pub async fn run(
 ) -> Result<ExitCode> {
     let state = crate::state(sdk, &aws.state_table()?);
     let state = state.as_ref();
+    let deployment = Deployment { aws, sdk, state };
     match command {
         ConnectorCommand::Create(args) => create::create(aws, sdk, state, args).await,
         ConnectorCommand::Policy {
             name,
             kms_key_arn,
             json,
-        } => policies::policy(aws, sdk, state, &name, kms_key_arn.as_deref(), json).await,
-        ConnectorCommand::Verify { name, json } => {
-            verify::verify(aws, sdk, state, &name, json).await
-        }
+        } => policies::policy(deployment, &name, kms_key_arn.as_deref(), json).await,
+        ConnectorCommand::Verify { name, json } => verify::verify(deployment, &name, json).await,
         ConnectorCommand::Preview(args) => preview::preview(aws, sdk, state, args).await,
         ConnectorCommand::List { json } => status::list(state, json).await,
         ConnectorCommand::Show { name, json } => status::show(state, &name, json).await,
@@ -249,21 +248,33 @@ pub async fn run(
                 no_role,
                 rotate_external_id,
             };
-            update::reauth(aws, sdk, state, &name, change, json).await
+            update::reauth(deployment, &name, change, json).await
         }
         ConnectorCommand::Pause { name } => update::pause(state, &name).await,
         ConnectorCommand::Resume { name, no_verify } => {
-            update::resume(aws, sdk, state, &name, no_verify).await
+            update::resume(deployment, &name, no_verify).await
         }
         ConnectorCommand::Delete { name, yes } => delete::delete(state, &name, yes).await,
-        ConnectorCommand::Sync { name, json } => sync::sync_now(aws, sdk, state, &name, json).await,
+        ConnectorCommand::Sync { name, json } => sync::sync_now(deployment, &name, json).await,
         ConnectorCommand::Retry { name, files, json } => {
-            retry::retry(aws, sdk, state, &name, files, json).await
+            retry::retry(deployment, &name, files, json).await
         }
     }
 }
 
 /// Finds a connector by name (or id); exit status 3 when there is none.
+/// What the verbs that reach the deployment (its lister function, its queue, the operator's identity) take
+/// along with the state store: the deployment options and the SDK configuration.
+#[derive(Clone, Copy)]
+pub(crate) struct Deployment<'a> {
+    /// The deployment options.
+    pub aws: &'a AwsArgs,
+    /// The SDK configuration.
+    pub sdk: &'a aws_config::SdkConfig,
+    /// The state store.
+    pub state: &'a dyn StateStore,
+}
+
 pub async fn find(state: &dyn StateStore, name: &str) -> Result<Connector> {
     if let Some(c) = state.find_connector_by_name(name).await? {
         return Ok(c);

@@ -5,23 +5,21 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use s3_importer_core::policy::{self, PermissionScope};
-use s3_importer_core::sync::ports::StateStore;
 use s3_importer_core::sync::Connector;
 use serde_json::{json, Value};
 
-use super::find;
+use super::{find, Deployment};
 use crate::aws_args::AwsArgs;
 use crate::exit::{exit, Status};
 
 /// Runs `connector policy`: prints the policies of connector `name` again.
 pub(super) async fn policy(
-    aws: &AwsArgs,
-    sdk: &aws_config::SdkConfig,
-    state: &dyn StateStore,
+    deployment: Deployment<'_>,
     name: &str,
     kms_key_arn: Option<&str>,
     json: bool,
 ) -> Result<ExitCode> {
+    let Deployment { aws, sdk, state } = deployment;
     let connector = find(state, name).await?;
     let p = policies(aws, sdk, &connector, kms_key_arn).await?;
     if json {

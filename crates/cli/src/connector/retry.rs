@@ -4,23 +4,21 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use chrono::Utc;
-use s3_importer_core::sync::ports::{FileQueue, StateStore};
+use s3_importer_core::sync::ports::FileQueue;
 use s3_importer_core::sync::{FileMessage, FileStatus};
 use serde_json::json;
 
-use super::find;
-use crate::aws_args::AwsArgs;
+use super::{find, Deployment};
 use crate::exit::{exit, Status};
 
 /// Runs `connector retry`: every failed file of the connector, or the failed files among `keys`.
 pub(super) async fn retry(
-    aws: &AwsArgs,
-    sdk: &aws_config::SdkConfig,
-    state: &dyn StateStore,
+    deployment: Deployment<'_>,
     name: &str,
     keys: Vec<String>,
     json: bool,
 ) -> Result<ExitCode> {
+    let Deployment { aws, sdk, state } = deployment;
     let connector = find(state, name).await?;
     let failed = state
         .list_files(&connector.id, Some(FileStatus::Failed))

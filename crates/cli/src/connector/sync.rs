@@ -4,22 +4,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use s3_importer_core::sync::ports::StateStore;
 use serde_json::json;
 
-use super::find;
-use crate::aws_args::AwsArgs;
+use super::{find, Deployment};
 use crate::exit::{exit, Status};
 use crate::remote;
 
 /// Runs `connector sync`.
 pub(super) async fn sync_now(
-    aws: &AwsArgs,
-    sdk: &aws_config::SdkConfig,
-    state: &dyn StateStore,
+    deployment: Deployment<'_>,
     name: &str,
     json: bool,
 ) -> Result<ExitCode> {
+    let Deployment { aws, sdk, state } = deployment;
     let connector = find(state, name).await?;
     let response = match &aws.lister_function {
         // The deployment's function syncs as its own role (the source role's trust policy admits it).

@@ -12,8 +12,7 @@ use s3_importer_core::sync::ConnectorStatus;
 use super::create::new_external_id;
 use super::policies::policies;
 use super::verify::{check_connection, print_report};
-use super::{find, require_template};
-use crate::aws_args::AwsArgs;
+use super::{find, require_template, Deployment};
 use crate::exit::{exit, Status};
 
 /// What `connector update` changes (each `None` keeps the stored value).
@@ -105,13 +104,12 @@ pub(super) struct Reauth {
 /// Runs `connector reauth`: stores the new role or External ID, verifies, and leaves the connector active only
 /// when the check passes (exit status 5 otherwise).
 pub(super) async fn reauth(
-    aws: &AwsArgs,
-    sdk: &aws_config::SdkConfig,
-    state: &dyn StateStore,
+    deployment: Deployment<'_>,
     name: &str,
     change: Reauth,
     json: bool,
 ) -> Result<ExitCode> {
+    let Deployment { aws, sdk, state } = deployment;
     let Reauth {
         role_arn,
         no_role,
@@ -133,7 +131,7 @@ pub(super) async fn reauth(
         // The lister function checks the connector as stored: store the new role/ID first.
         state.update_connector(&connector).await?;
     }
-    let checked = check_connection(aws, sdk, state, &connector).await?;
+    let checked = check_connection(deployment, &connector).await?;
     connector.status = checked.status_after(&connector.status);
     connector.updated_at = Utc::now();
     state.update_connector(&connector).await?;
@@ -169,18 +167,17 @@ pub(super) async fn pause(state: &dyn StateStore, name: &str) -> Result<ExitCode
 
 /// Runs `connector resume`: verifies (unless `no_verify`) and makes the connector active when the check passes.
 pub(super) async fn resume(
-    aws: &AwsArgs,
-    sdk: &aws_config::SdkConfig,
-    state: &dyn StateStore,
+    deployment: Deployment<'_>,
     name: &str,
     no_verify: bool,
 ) -> Result<ExitCode> {
+    let Deployment { state, .. } = deployment;
     let mut connector = find(state, name).await?;
     let mut code = ExitCode::SUCCESS;
     if no_verify {
         connector.status = ConnectorStatus::Active;
     } else {
-        let checked = check_connection(aws, sdk, state, &connector).await?;
+        let checked = check_connection(deployment, &connector).await?;
         print_report(&connector, &checked.report, false)?;
         connector.status = checked.status_after(&connector.status);
         code = checked.exit_code();

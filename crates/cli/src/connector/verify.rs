@@ -5,25 +5,19 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use s3_importer_aws::verify::{Check, Doctor, Report};
-use s3_importer_core::sync::ports::StateStore;
 use s3_importer_core::sync::{Connector, ConnectorStatus};
 use serde_json::json;
 
-use super::{find, template_format};
+use super::{find, template_format, Deployment};
 use crate::aws_args::AwsArgs;
 use crate::exit::Status;
 use crate::{remote, table};
 
 /// Runs `connector verify`: exit status 5 when a check fails or the check was not conclusive.
-pub(super) async fn verify(
-    aws: &AwsArgs,
-    sdk: &aws_config::SdkConfig,
-    state: &dyn StateStore,
-    name: &str,
-    json: bool,
-) -> Result<ExitCode> {
+pub(super) async fn verify(deployment: Deployment<'_>, name: &str, json: bool) -> Result<ExitCode> {
+    let Deployment { state, .. } = deployment;
     let connector = find(state, name).await?;
-    let checked = check_connection(aws, sdk, state, &connector).await?;
+    let checked = check_connection(deployment, &connector).await?;
     print_report(&connector, &checked.report, json)?;
     Ok(checked.exit_code())
 }
@@ -81,11 +75,10 @@ impl Checked {
 /// Checks `connector`'s connection: through the deployment's lister function when it is known (the check then
 /// runs as the deployment's role), else in this process.
 pub(super) async fn check_connection(
-    aws: &AwsArgs,
-    sdk: &aws_config::SdkConfig,
-    state: &dyn StateStore,
+    deployment: Deployment<'_>,
     connector: &Connector,
 ) -> Result<Checked> {
+    let Deployment { aws, sdk, state } = deployment;
     if let Some(function) = &aws.lister_function {
         let client = aws_sdk_lambda::Client::new(sdk);
         let response =

@@ -1,4 +1,6 @@
 //! Helpers shared by the CLI's integration tests.
+// Each test binary uses some of them.
+#![allow(dead_code)]
 
 use std::process::Stdio;
 
@@ -15,4 +17,29 @@ pub fn closed_pipe() -> std::io::Result<Stdio> {
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     drop(read);
     Ok(Stdio::from(write))
+}
+
+/// The arguments of `connector create` for connector `name`, reading `bucket` of account `account_id` in
+/// `region`, with template `template`; a test appends its own options.
+pub fn create_connector<'a>(
+    name: &'a str,
+    account_id: &'a str,
+    bucket: &'a str,
+    region: &'a str,
+    template: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "connector",
+        "create",
+        "--name",
+        name,
+        "--account-id",
+        account_id,
+        "--bucket",
+        bucket,
+        "--region",
+        region,
+        "--template",
+        template,
+    ]
 }
