@@ -740,18 +740,11 @@ pub async fn keys_with_unicode_and_1024_bytes(store: Store) -> CheckResult {
 
     let name = unique("Ünïcödé connector 日本 «quotes» \"and\" spaces");
     let conn = connector(&unique("c-u"), &name, t);
-    store
-        .create_connector(&conn)
-        .await
-        .ctx("create_connector")?;
+    create_connector(&store, &conn).await?;
     expect_eq(
         "found by name",
         store.find_connector_by_name(&name).await.ctx("find")?,
         Some(conn.clone()),
     )?;
-    store
-        .delete_connector(&conn.id)
-        .await
-        .ctx("delete_connector")?;
-    Ok(())
+    clean_up(&store, &conn.id).await
 }

@@ -199,6 +199,43 @@ fn run(connector_id: &str, started_at: DateTime<Utc>, listed: u64) -> SyncRun {
     }
 }
 
+/// Creates `conn`, the first step of the checks that need a connector.
+async fn create_connector(store: &Store, conn: &Connector) -> CheckResult {
+    store.create_connector(conn).await.ctx("create_connector")
+}
+
+/// Deletes connector `id` and all under it; returns how many items went. Checks clean up after themselves
+/// ([`clean_up`]), since a real table is shared by many runs.
+async fn delete_connector(store: &Store, id: &str) -> Result<u64, String> {
+    store.delete_connector(id).await.ctx("delete_connector")
+}
+
+/// Checks the connector that `get_connector(id)` reads back.
+async fn expect_connector(
+    store: &Store,
+    what: &str,
+    id: &str,
+    want: Option<Connector>,
+) -> CheckResult {
+    expect_eq(what, store.get_connector(id).await.ctx(what)?, want)
+}
+
+/// Deletes the check's connector at its end.
+async fn clean_up(store: &Store, id: &str) -> CheckResult {
+    delete_connector(store, id).await.map(drop)
+}
+
+/// A [`new_connector`], created in the store.
+async fn create_new_connector(
+    store: &Store,
+    prefix: &str,
+    at: DateTime<Utc>,
+) -> Result<Connector, String> {
+    let conn = new_connector(prefix, at);
+    create_connector(store, &conn).await?;
+    Ok(conn)
+}
+
 async fn claim(store: &Store, entry: &LedgerEntry) -> CheckResult {
     let outcome = store.claim_file(entry).await.ctx("claim_file")?;
     expect_eq(
