@@ -579,12 +579,7 @@ pub async fn retry_only_failed(store: Store) -> CheckResult {
         },
         piece: 1,
         rows_imported: 5,
-        rows_rejected: 0,
-        rows_state: None,
-        rejects_state: None,
-        continued: false,
-        template_version: None,
-        format: None,
+        ..Checkpoint::default()
     });
     store.finish_file(&failed, "w").await.ctx("finish_file")?;
     expect(

@@ -157,14 +157,7 @@ fn entry(connector_id: &str, key: &str, etag: &str, at: DateTime<Utc>) -> Ledger
         etag: etag.to_owned(),
         version_id: None,
     };
-    let object = ObjectMeta {
-        key: key.to_owned(),
-        etag: etag.to_owned(),
-        size: 1234,
-        last_modified: at - Duration::minutes(3),
-        storage_class: None,
-        restored: false,
-    };
+    let object = ObjectMeta::new(key, etag, 1234, at - Duration::minutes(3));
     let mut entry = LedgerEntry::discovered(version, &object, at);
     entry.format = Some(FileFormat {
         format: Format::Csv,
