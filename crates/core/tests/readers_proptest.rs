@@ -128,6 +128,16 @@ fn header_strings(reader: &dyn RecordReader) -> Option<Vec<String>> {
     })
 }
 
+/// What a reader resuming at `checkpoint` is given: the bytes from there on, and where it starts.
+fn resume_at(data: &[u8], checkpoint: &Position) -> Result<(Vec<u8>, StartAt), TestCaseError> {
+    let byte = usize::try_from(checkpoint.byte).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let start = StartAt {
+        position: *checkpoint,
+        header: None,
+    };
+    Ok((data[byte..].to_vec(), start))
+}
+
 /// A file whose cells a writer wrote: does the reader give the cells back?
 fn csv_round_trip(
     rows: Vec<Vec<String>>,
@@ -181,13 +191,7 @@ fn csv_round_trip(
     other_sizes.reverse();
     other_sizes.push(7);
     for (i, checkpoint) in checkpoints.iter().enumerate() {
-        let rest = data
-            [usize::try_from(checkpoint.byte).map_err(|e| TestCaseError::fail(e.to_string()))?..]
-            .to_vec();
-        let start = StartAt {
-            position: *checkpoint,
-            header: None,
-        };
+        let (rest, start) = resume_at(&data, checkpoint)?;
         let mut resumed = DelimitedReader::new(
             Chunked::boxed(rest, other_sizes.clone()),
             options,
@@ -287,13 +291,7 @@ fn json_round_trip(
         prop_assert_eq!(&data[start..start + bytes[0].len()], &bytes[0][..]);
     }
     for (i, checkpoint) in checkpoints.iter().enumerate() {
-        let rest = data
-            [usize::try_from(checkpoint.byte).map_err(|e| TestCaseError::fail(e.to_string()))?..]
-            .to_vec();
-        let start = StartAt {
-            position: *checkpoint,
-            header: None,
-        };
+        let (rest, start) = resume_at(&data, checkpoint)?;
         let mut resumed = open(rest, vec![3, 1, 11], &start).map_err(fail)?;
         let (again, _) = read_all(resumed.as_mut()).map_err(fail)?;
         prop_assert_eq!(&again[..], &records[i..]);

@@ -251,12 +251,8 @@ impl<F: Target> OutputFile<F> {
                     IoSlice::new(&[]),
                 ]
             };
-            match self.file.write_vectored(&slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if refused(&e) => break,
-                Err(e) => return Err(e),
+            if !advance(self.file.write_vectored(&slices), &mut written)? {
+                break;
             }
         }
         Ok(written)
@@ -302,15 +298,26 @@ impl<F: Target> OutputFile<F> {
     fn write_direct(&mut self, blocks: &[u8]) -> io::Result<usize> {
         let mut written = 0;
         while written < blocks.len() {
-            match self.file.write(&blocks[written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if refused(&e) => break,
-                Err(e) => return Err(e),
+            if !advance(self.file.write(&blocks[written..]), &mut written)? {
+                break;
             }
         }
         Ok(written)
+    }
+}
+
+/// Counts one direct write's result into `written`; `Ok(false)` when the file system refused the write (the
+/// caller stops and writes the rest buffered), `Ok(true)` to go on (an interrupted write is tried again).
+fn advance(result: io::Result<usize>, written: &mut usize) -> io::Result<bool> {
+    match result {
+        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => {
+            *written += n;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+        Err(e) if refused(&e) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

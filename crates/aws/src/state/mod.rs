@@ -264,6 +264,26 @@ impl DynamoStateStore {
         Ok(items)
     }
 
+    /// Before retry round `round` of a batch call with `pending` items (`what`: "keys", "deletes") left
+    /// unprocessed: gives up (`Transient`) after [`UNPROCESSED_ATTEMPTS`] rounds, else waits the backoff.
+    async fn before_retry(
+        &self,
+        round: u32,
+        pending: usize,
+        what: &str,
+        context: &str,
+    ) -> Result<(), StateError> {
+        if round >= UNPROCESSED_ATTEMPTS {
+            return Err(StateError::Transient {
+                context: context.to_owned(),
+                source: format!("{pending} {what} still unprocessed after {round} rounds").into(),
+            });
+        }
+        tracing::debug!(table = %self.table, round, pending, "unprocessed {what}; retrying");
+        backoff(round).await;
+        Ok(())
+    }
+
     /// BatchGetItem in chunks of 100 with consistent reads, retrying UnprocessedKeys with backoff.
     async fn batch_get(&self, keys: Vec<Item>, context: &str) -> Result<Vec<Item>, StateError> {
         let mut found = Vec::with_capacity(keys.len());
@@ -272,18 +292,8 @@ impl DynamoStateStore {
             let mut round = 0;
             while !pending.is_empty() {
                 if round > 0 {
-                    if round >= UNPROCESSED_ATTEMPTS {
-                        return Err(StateError::Transient {
-                            context: context.to_owned(),
-                            source: format!(
-                                "{} keys still unprocessed after {round} rounds",
-                                pending.len()
-                            )
-                            .into(),
-                        });
-                    }
-                    tracing::debug!(table = %self.table, round, keys = pending.len(), "unprocessed keys; retrying");
-                    backoff(round).await;
+                    self.before_retry(round, pending.len(), "keys", context)
+                        .await?;
                 }
                 round += 1;
                 let request = KeysAndAttributes::builder()
@@ -327,18 +337,8 @@ impl DynamoStateStore {
             let mut round = 0;
             while !pending.is_empty() {
                 if round > 0 {
-                    if round >= UNPROCESSED_ATTEMPTS {
-                        return Err(StateError::Transient {
-                            context: context.to_owned(),
-                            source: format!(
-                                "{} deletes still unprocessed after {round} rounds",
-                                pending.len()
-                            )
-                            .into(),
-                        });
-                    }
-                    tracing::debug!(table = %self.table, round, deletes = pending.len(), "unprocessed deletes; retrying");
-                    backoff(round).await;
+                    self.before_retry(round, pending.len(), "deletes", context)
+                        .await?;
                 }
                 round += 1;
                 let out = self
@@ -507,14 +507,7 @@ mod fixtures {
             etag: "\"e1\"".into(),
             version_id: None,
         };
-        let object = ObjectMeta {
-            key: version.key.clone(),
-            etag: version.etag.clone(),
-            size: 10,
-            last_modified: at,
-            storage_class: None,
-            restored: false,
-        };
+        let object = ObjectMeta::new(version.key.clone(), version.etag.clone(), 10, at);
         LedgerEntry::discovered(version, &object, at)
     }
 

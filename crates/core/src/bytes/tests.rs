@@ -154,16 +154,7 @@ fn check_all(text: &[u8]) {
         let c = Classifier::new(d, q);
         for window in text.windows(64) {
             let block = window.first_chunk::<64>().expect("64 bytes");
-            let bits = |hit: &dyn Fn(u8) -> bool| {
-                (0..64).fold(0u64, |m, k| m | (u64::from(hit(block[k])) << k))
-            };
-            let want = BlockClasses {
-                delimiters: bits(&|b| b == d),
-                line_breaks: bits(&|b| b == b'\n' || b == b'\r'),
-                quotes: bits(&|b| b == q),
-                escapes: bits(&|b| b < 0x20 || b == b'\\'),
-                non_ascii: bits(&|b| b >= 0x80),
-            };
+            let want = naive_classes(block, d, q);
             assert_eq!(c.classify(block), want, "classify {block:?} {d} {q}");
             assert_eq!(
                 c.classify_swar(block),
@@ -207,7 +198,7 @@ fn naive(hay: &[u8], from: usize, d: u8) -> Option<usize> {
 
 #[test]
 fn find_byte_finds_the_first_one_and_counts_the_line_feeds_before_it() {
-    let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15u64);
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15u64);
     for len in 0..70 {
         for _ in 0..50 {
             let hay: Vec<u8> = (0..len)
@@ -239,7 +230,7 @@ fn block_classes_match_a_byte_by_byte_classification() {
         b',', b'\n', b'\r', b'"', b'\'', b'a', 0x00, 0x01, 0x80, 0xFF, b'\t', 0x0B, 0x2D, b'\\',
         0x1F, b' ', 0x7F, 0x9F, 0xA0,
     ];
-    let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15u64);
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15u64);
     for _ in 0..2_000 {
         let mut block = [0u8; 64];
         for b in &mut block {
@@ -248,20 +239,45 @@ fn block_classes_match_a_byte_by_byte_classification() {
         }
         for (d, q) in [(b',', b'"'), (b'\t', b'\''), (0x00, 0xFF), (0xFF, 0x01)] {
             let c = Classifier::new(d, q);
-            let bits = |hit: &dyn Fn(u8) -> bool| {
-                (0..64).fold(0u64, |m, k| m | (u64::from(hit(block[k])) << k))
-            };
-            let want = BlockClasses {
-                delimiters: bits(&|b| b == d),
-                line_breaks: bits(&|b| b == b'\n' || b == b'\r'),
-                quotes: bits(&|b| b == q),
-                escapes: bits(&|b| b < 0x20 || b == b'\\'),
-                non_ascii: bits(&|b| b >= 0x80),
-            };
+            let want = naive_classes(&block, d, q);
             assert_eq!(c.classify(&block), want, "{block:?} {d} {q}");
             assert_eq!(c.classify_swar(&block), want, "{block:?} {d} {q}");
         }
     }
+}
+
+/// The classes of `block`, bit by bit: what [`Classifier::classify`] must give.
+fn naive_classes(block: &[u8; 64], d: u8, q: u8) -> BlockClasses {
+    let bits =
+        |hit: &dyn Fn(u8) -> bool| (0..64).fold(0u64, |m, k| m | (u64::from(hit(block[k])) << k));
+    BlockClasses {
+        delimiters: bits(&|b| b == d),
+        line_breaks: bits(&|b| b == b'\n' || b == b'\r'),
+        quotes: bits(&|b| b == q),
+        escapes: bits(&|b| b < 0x20 || b == b'\\'),
+        non_ascii: bits(&|b| b >= 0x80),
+    }
+}
+
+/// `len` bytes from `alphabet`: one in `one_in` drawn from all of it, the others from `alphabet[plain]`.
+fn sparse_bytes(
+    rng: &mut XorShift,
+    len: usize,
+    alphabet: &[u8],
+    one_in: u64,
+    plain: std::ops::Range<usize>,
+) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            let state = rng.step();
+            let pick = (state >> 8) as usize;
+            if state % one_in == 0 {
+                alphabet[pick % alphabet.len()]
+            } else {
+                alphabet[plain.start + pick % plain.len()]
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -270,20 +286,11 @@ fn every_implementation_finds_the_first_structural_byte() {
     let alphabet = [
         b',', b'\n', b'\r', b'a', 0x00, 0x01, 0x80, 0xFF, b'\t', b'"', 0x0B, 0x2D,
     ];
-    let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15u64);
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15u64);
     for len in 0..150 {
         for _ in 0..25 {
-            let hay: Vec<u8> = (0..len)
-                .map(|_| {
-                    let state = rng.step();
-                    // Mostly plain bytes, so structural ones are sparse.
-                    if state % 4 == 0 {
-                        alphabet[(state >> 8) as usize % alphabet.len()]
-                    } else {
-                        alphabet[3 + (state >> 8) as usize % (alphabet.len() - 3)]
-                    }
-                })
-                .collect();
+            // Mostly plain bytes, so structural ones are sparse.
+            let hay = sparse_bytes(&mut rng, len, &alphabet, 4, 3..alphabet.len());
             for d in [b',', b'\t', 0x00, 0xFF] {
                 let f = FieldEnd::new(d);
                 for from in 0..=len + 1 {
@@ -317,20 +324,11 @@ fn every_implementation_agrees_with_the_byte_by_byte_scan() {
         b'a', b' ', b'!', b'#', b'[', b']', 0x7F, 0x1F, 0x00, b'\n', b'"', b'\\', 0x80, 0xC3, 0xFF,
         0xA2,
     ];
-    let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15u64);
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15u64);
     for len in 0..70 {
         for _ in 0..300 {
-            let text: Vec<u8> = (0..len)
-                .map(|_| {
-                    let state = rng.step();
-                    // Mostly plain bytes, so most texts have none or one special byte.
-                    if state % 16 == 0 {
-                        alphabet[(state >> 8) as usize % alphabet.len()]
-                    } else {
-                        alphabet[(state >> 8) as usize % 6]
-                    }
-                })
-                .collect();
+            // Mostly plain bytes, so most texts have none or one special byte.
+            let text = sparse_bytes(&mut rng, len, &alphabet, 16, 0..6);
             let want = flags_scalar(&text);
             assert_eq!(text_flags(&text), want, "{text:?}");
             assert_eq!(flags_swar(&text), want, "{text:?}");

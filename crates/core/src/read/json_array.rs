@@ -406,6 +406,16 @@ mod tests {
         Ok(out)
     }
 
+    /// The reader's buffer stayed within one record's limit plus the decoded buffer.
+    fn assert_buffer_bounded(r: &JsonArrayReader) {
+        let bound = Limits::DEFAULT_MAX_RECORD_BYTES + DECODED_BUFFER_BYTES;
+        assert!(
+            r.buffer_capacity() <= bound,
+            "{} > {bound}",
+            r.buffer_capacity()
+        );
+    }
+
     #[test]
     fn huge_string_element_is_skipped_without_buffering() -> Result<(), ReadError> {
         let input = synthetic(b"[\"", b'a', 300_000_000, b"\", {\"ok\": 1}]");
@@ -415,12 +425,7 @@ mod tests {
             got,
             vec![Err(ErrorCode::RecordTooLarge), Ok(b"{\"ok\": 1}".to_vec())]
         );
-        let bound = Limits::DEFAULT_MAX_RECORD_BYTES + DECODED_BUFFER_BYTES;
-        assert!(
-            r.buffer_capacity() <= bound,
-            "{} > {bound}",
-            r.buffer_capacity()
-        );
+        assert_buffer_bounded(&r);
         Ok(())
     }
 
@@ -433,12 +438,7 @@ mod tests {
         let got = codes(&mut r)?;
         // Too deep is found first (at depth 65); the scan then goes on to the element's end, counting only.
         assert_eq!(got, vec![Err(ErrorCode::JsonTooDeep), Ok(b"2".to_vec())]);
-        let bound = Limits::DEFAULT_MAX_RECORD_BYTES + DECODED_BUFFER_BYTES;
-        assert!(
-            r.buffer_capacity() <= bound,
-            "{} > {bound}",
-            r.buffer_capacity()
-        );
+        assert_buffer_bounded(&r);
         Ok(())
     }
 }

@@ -129,6 +129,26 @@ pub struct ObjectMeta {
     pub restored: bool,
 }
 
+impl ObjectMeta {
+    /// An object in the default storage class, not archived: what most listings return and most tests and
+    /// fixtures need.
+    pub fn new(
+        key: impl Into<String>,
+        etag: impl Into<String>,
+        size: u64,
+        last_modified: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            etag: etag.into(),
+            size,
+            last_modified,
+            storage_class: None,
+            restored: false,
+        }
+    }
+}
+
 /// The identity of one thing to import: connector, bucket, key, ETag (and VersionId when known).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FileVersion {
@@ -417,8 +437,9 @@ pub fn sync_lease_name(connector_id: &str) -> String {
     format!("sync#{connector_id}")
 }
 
-/// Progress saved between the pieces of a long file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Progress saved between the pieces of a long file. The default is piece 0 at the start of the file,
+/// nothing counted or carried: tests and fixtures spell out only the fields they care about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Where the next piece starts.
     pub start: CheckpointStart,
@@ -457,8 +478,8 @@ impl Checkpoint {
     }
 }
 
-/// A serializable [`StartAt`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A serializable [`StartAt`]. The default is the start of the file, as [`StartAt::default`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointStart {
     /// Decoded byte offset of the next record (as in [`StartAt::position`]).
     pub byte: u64,

@@ -223,12 +223,12 @@ mod tests {
     use crate::sync::memory::MemoryObjectSource;
     use chrono::Utc;
 
-    #[tokio::test]
-    async fn ranged_reads_give_the_same_bytes_from_any_offset(
-    ) -> Result<(), Box<dyn std::error::Error>> {
-        let s3 = Arc::new(MemoryObjectSource::new());
+    /// A source holding object `k` of `len` bytes (`i % modulo`) in bucket `b`: the source, the bytes, the
+    /// ETag and the bucket's [`Source`].
+    fn object_k(len: u32, modulo: u32) -> (MemoryObjectSource, Vec<u8>, String, Source) {
+        let s3 = MemoryObjectSource::new();
         s3.create_bucket("b", "111111111111");
-        let data: Vec<u8> = (0..100_003u32).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..len).map(|i| (i % modulo) as u8).collect();
         let etag = s3.put("b", "k", data.clone(), Utc::now());
         let bucket = Source {
             account_id: "111111111111".into(),
@@ -238,6 +238,14 @@ mod tests {
             role_arn: None,
             external_id: None,
         };
+        (s3, data, etag, bucket)
+    }
+
+    #[tokio::test]
+    async fn ranged_reads_give_the_same_bytes_from_any_offset(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let (s3, data, etag, bucket) = object_k(100_003, 251);
+        let s3 = Arc::new(s3);
         let ahead = ReadAhead {
             chunk_bytes: 4096,
             in_flight: 3,
@@ -369,23 +377,12 @@ mod tests {
     }
 
     fn flaky(faults: &[(u64, &[Fault])]) -> (Arc<Flaky>, Vec<u8>, String, Source) {
-        let inner = MemoryObjectSource::new();
-        inner.create_bucket("b", "111111111111");
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
-        let etag = inner.put("b", "k", data.clone(), Utc::now());
+        let (inner, data, etag, bucket) = object_k(10_000, 241);
         let source = Arc::new(Flaky {
             inner,
             faults: std::sync::Mutex::new(faults.iter().map(|(a, f)| (*a, f.to_vec())).collect()),
             opens: std::sync::Mutex::new(Vec::new()),
         });
-        let bucket = Source {
-            account_id: "111111111111".into(),
-            bucket: "b".into(),
-            region: "us-east-1".into(),
-            prefix: None,
-            role_arn: None,
-            external_id: None,
-        };
         (source, data, etag, bucket)
     }
 

@@ -287,17 +287,24 @@ fn write_same_day(out: &mut Out<'_>, text: &[u8], (h, mi): (u32, u32), frac: &[u
         b[11] = b'T';
         stage_2(b, 12, h);
         stage_2(b, 15, mi);
-        let mut n = 20;
-        if !frac.is_empty() {
-            let frac = &frac[..frac.len().min(9)];
-            b[20] = b'.';
-            copy_small(&mut b[21..30], frac);
-            n = 21 + frac.len();
-        }
-        b[n] = b'Z';
-        b[n + 1] = b'"';
-        n + 2
+        stage_frac_z(b, frac)
     });
+}
+
+/// Stages the end of a timestamp after its seconds (at byte 20): `.frac` (up to 9 digits, none when empty),
+/// `Z` and the closing `"`; returns the staged length.
+#[inline(always)]
+fn stage_frac_z(b: &mut [u8], frac: &[u8]) -> usize {
+    let mut n = 20;
+    if !frac.is_empty() {
+        let frac = &frac[..frac.len().min(9)];
+        b[20] = b'.';
+        copy_small(&mut b[21..30], frac);
+        n = 21 + frac.len();
+    }
+    b[n] = b'Z';
+    b[n + 1] = b'"';
+    n + 2
 }
 
 /// Writes a timestamp converted to UTC through the calendar (any offset, across days, months and years).
@@ -336,16 +343,7 @@ fn push_timestamp(
         stage_2(b, 15, mi);
         b[17] = b':';
         stage_2(b, 18, s);
-        let mut n = 20;
-        if !frac.is_empty() {
-            let frac = &frac[..frac.len().min(9)];
-            b[20] = b'.';
-            copy_small(&mut b[21..30], frac);
-            n = 21 + frac.len();
-        }
-        b[n] = b'Z';
-        b[n + 1] = b'"';
-        n + 2
+        stage_frac_z(b, frac)
     });
 }
 

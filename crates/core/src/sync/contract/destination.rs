@@ -18,8 +18,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::{expect, expect_eq, unique, CheckResult, Ctx};
 use crate::sink::{ErrorReportEntry, RejectedRow, RowBatch};
 use crate::sync::model::{
-    Checkpoint, CheckpointStart, Connector, ConnectorStatus, DestinationConfig, FileVersion,
-    LedgerEntry, ObjectMeta, Source,
+    Checkpoint, Connector, ConnectorStatus, DestinationConfig, FileVersion, LedgerEntry,
+    ObjectMeta, Source,
 };
 use crate::sync::ports::{Destination, FileJob};
 use crate::template::Template;
@@ -138,14 +138,7 @@ fn job(
         etag: etag.into(),
         version_id: None,
     };
-    let object = ObjectMeta {
-        key: key.into(),
-        etag: etag.into(),
-        size: 100,
-        last_modified,
-        storage_class: None,
-        restored: false,
-    };
+    let object = ObjectMeta::new(key, etag, 100, last_modified);
     Ok(FileJob {
         connector: Connector {
             id: connector_id.to_owned(),
@@ -180,21 +173,10 @@ fn piece(
 ) -> FileJob {
     let mut job = job.clone();
     job.entry.checkpoint = Some(Checkpoint {
-        start: CheckpointStart {
-            byte: 0,
-            record: 0,
-            line: 0,
-            header: None,
-        },
         piece,
-        rows_imported: 0,
-        rows_rejected: 0,
         rows_state: states.0,
         rejects_state: states.1,
-        continued: false,
-        template_version: None,
-        format: None,
-        pace: None,
+        ..Checkpoint::default()
     });
     job
 }

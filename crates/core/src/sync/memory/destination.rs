@@ -277,31 +277,11 @@ mod tests {
             etag: etag.into(),
             version_id: None,
         };
-        let object = ObjectMeta {
-            key: key.into(),
-            etag: etag.into(),
-            size: 1,
-            last_modified,
-            storage_class: None,
-            restored: false,
-        };
+        let object = ObjectMeta::new(key, etag, 1, last_modified);
         let mut entry = LedgerEntry::discovered(version, &object, last_modified);
         entry.checkpoint = piece.map(|piece| Checkpoint {
-            start: crate::sync::model::CheckpointStart {
-                byte: 0,
-                record: 0,
-                line: 0,
-                header: None,
-            },
             piece,
-            rows_imported: 0,
-            rows_rejected: 0,
-            rows_state: None,
-            rejects_state: None,
-            continued: false,
-            template_version: None,
-            format: None,
-            pace: None,
+            ..Checkpoint::default()
         });
         let connector = Connector {
             id: "c".into(),

@@ -13,15 +13,8 @@ pub async fn connectors_round_trip_exactly(store: Store) -> CheckResult {
         bucket: "out".into(),
         prefix: "".into(),
     };
-    store
-        .create_connector(&conn)
-        .await
-        .ctx("create_connector")?;
-    expect_eq(
-        "get_connector",
-        store.get_connector(&conn.id).await.ctx("get")?,
-        Some(conn.clone()),
-    )?;
+    create_connector(&store, &conn).await?;
+    expect_connector(&store, "get_connector", &conn.id, Some(conn.clone())).await?;
     expect_eq(
         "find_connector_by_name",
         store.find_connector_by_name(&conn.name).await.ctx("find")?,
@@ -29,11 +22,7 @@ pub async fn connectors_round_trip_exactly(store: Store) -> CheckResult {
     )?;
     let all = store.list_connectors().await.ctx("list_connectors")?;
     expect_eq("listed", all.iter().find(|c| c.id == conn.id), Some(&conn))?;
-    expect_eq(
-        "get of an unknown id",
-        store.get_connector(&unique("c-none")).await.ctx("get")?,
-        None,
-    )?;
+    expect_connector(&store, "get of an unknown id", &unique("c-none"), None).await?;
     expect_eq(
         "find of an unknown name",
         store
@@ -51,65 +40,39 @@ pub async fn connectors_round_trip_exactly(store: Store) -> CheckResult {
             })
             .await,
     )?;
-    store
-        .delete_connector(&conn.id)
-        .await
-        .ctx("delete_connector")?;
-    Ok(())
+    clean_up(&store, &conn.id).await
 }
 
 /// The watermark only moves forward; a lower value is a no-op, an unknown connector an error.
 pub async fn watermark_is_monotonic(store: Store) -> CheckResult {
     let t = t0();
-    let conn = new_connector("wm", t);
-    store
-        .create_connector(&conn)
-        .await
-        .ctx("create_connector")?;
-    let watermark = |store: Store, id: String| async move {
+    let conn = create_new_connector(&store, "wm", t).await?;
+    let t2 = t + Duration::milliseconds(2) + Duration::nanoseconds(5);
+    let t3 = t2 + Duration::nanoseconds(1000);
+    // (what is offered, the value offered, the watermark after it)
+    let steps = [
+        ("advancing", t2, t2),
+        ("a lower value", t, t2),
+        ("the same value", t2, t2),
+        ("advancing again", t3, t3),
+    ];
+    for (what, offered, want) in steps {
         store
-            .get_connector(&id)
+            .advance_watermark(&conn.id, offered)
+            .await
+            .ctx(&format!("advance ({what})"))?;
+        let got = store
+            .get_connector(&conn.id)
             .await
             .ctx("get_connector")?
-            .ok_or("connector vanished".to_owned())
-            .map(|c| c.watermark)
-    };
-    let t2 = t + Duration::milliseconds(2) + Duration::nanoseconds(5);
-    store.advance_watermark(&conn.id, t2).await.ctx("advance")?;
-    expect_eq(
-        "after advancing",
-        watermark(store.clone(), conn.id.clone()).await?,
-        Some(t2),
-    )?;
-    store
-        .advance_watermark(&conn.id, t)
-        .await
-        .ctx("advance backwards")?;
-    expect_eq(
-        "after a lower value",
-        watermark(store.clone(), conn.id.clone()).await?,
-        Some(t2),
-    )?;
-    store
-        .advance_watermark(&conn.id, t2)
-        .await
-        .ctx("advance to the same")?;
-    let t3 = t2 + Duration::nanoseconds(1000);
-    store.advance_watermark(&conn.id, t3).await.ctx("advance")?;
-    expect_eq(
-        "after advancing again",
-        watermark(store.clone(), conn.id.clone()).await?,
-        Some(t3),
-    )?;
+            .ok_or("connector vanished".to_owned())?;
+        expect_eq(&format!("after {what}"), got.watermark, Some(want))?;
+    }
     is_not_found(
         "advancing an unknown connector",
         store.advance_watermark(&unique("c-none"), t3).await,
     )?;
-    store
-        .delete_connector(&conn.id)
-        .await
-        .ctx("delete_connector")?;
-    Ok(())
+    clean_up(&store, &conn.id).await
 }
 
 /// Names are unique across create and rename; a rename frees the old name.
@@ -120,11 +83,7 @@ pub async fn names_are_unique_and_rename_frees_the_old_name(store: Store) -> Che
     store.create_connector(&a).await.ctx("create a")?;
     let b = connector(&unique("c-b"), &n1, t);
     is_name_taken("create b with a's name", store.create_connector(&b).await)?;
-    expect_eq(
-        "b after a refused create",
-        store.get_connector(&b.id).await.ctx("get b")?,
-        None,
-    )?;
+    expect_connector(&store, "b after a refused create", &b.id, None).await?;
     let b = Connector {
         name: n2.clone(),
         ..b
@@ -139,11 +98,7 @@ pub async fn names_are_unique_and_rename_frees_the_old_name(store: Store) -> Che
             })
             .await,
     )?;
-    expect_eq(
-        "a after a refused rename",
-        store.get_connector(&a.id).await.ctx("get a")?,
-        Some(a.clone()),
-    )?;
+    expect_connector(&store, "a after a refused rename", &a.id, Some(a.clone())).await?;
     let renamed = Connector {
         name: n3.clone(),
         updated_at: t + Duration::seconds(1),
@@ -172,7 +127,7 @@ pub async fn names_are_unique_and_rename_frees_the_old_name(store: Store) -> Che
             .await,
     )?;
     for id in [&a.id, &b.id, &c.id] {
-        store.delete_connector(id).await.ctx("delete_connector")?;
+        delete_connector(&store, id).await?;
     }
     Ok(())
 }
@@ -201,21 +156,13 @@ pub async fn concurrent_creates_with_one_name_one_wins(store: Store) -> CheckRes
         .ctx("find")?
         .map(|c| c.id);
     expect_eq("owner of the name", found.as_ref(), winners.first())?;
-    store
-        .delete_connector(&winners[0])
-        .await
-        .ctx("delete_connector")?;
-    Ok(())
+    clean_up(&store, &winners[0]).await
 }
 
 /// A settings change keeps the lister's watermark and last sync, and removes cleared optional settings.
 pub async fn update_keeps_watermark_and_last_sync(store: Store) -> CheckResult {
     let t = t0();
-    let conn = new_connector("upd", t);
-    store
-        .create_connector(&conn)
-        .await
-        .ctx("create_connector")?;
+    let conn = create_new_connector(&store, "upd", t).await?;
     store.advance_watermark(&conn.id, t).await.ctx("advance")?;
     let r = run(&conn.id, t, 3);
     store.record_sync_run(&r).await.ctx("record_sync_run")?;
@@ -235,26 +182,14 @@ pub async fn update_keeps_watermark_and_last_sync(store: Store) -> CheckResult {
         last_sync: Some(r),
         ..changed
     };
-    expect_eq(
-        "updated connector",
-        store.get_connector(&conn.id).await.ctx("get")?,
-        Some(want),
-    )?;
-    store
-        .delete_connector(&conn.id)
-        .await
-        .ctx("delete_connector")?;
-    Ok(())
+    expect_connector(&store, "updated connector", &conn.id, Some(want)).await?;
+    clean_up(&store, &conn.id).await
 }
 
 /// Deleting a connector removes its ledger, sync runs, name and sync lease; the count says how many items.
 pub async fn delete_removes_everything(store: Store) -> CheckResult {
     let t = t0();
-    let conn = new_connector("del", t);
-    store
-        .create_connector(&conn)
-        .await
-        .ctx("create_connector")?;
+    let conn = create_new_connector(&store, "del", t).await?;
     for i in 0..30 {
         claim(&store, &entry(&conn.id, &format!("d/{i}.csv"), "\"d\"", t)).await?;
     }
@@ -267,27 +202,18 @@ pub async fn delete_removes_everything(store: Store) -> CheckResult {
         .await
         .ctx("record_sync_run")?;
     let lease = crate::sync::model::sync_lease_name(&conn.id);
+    let acquire_lease = |owner| store.acquire_lease(&lease, owner, t, Duration::minutes(10));
     expect(
         "lease",
-        store
-            .acquire_lease(&lease, "lister-1", t, Duration::minutes(10))
-            .await
-            .ctx("acquire_lease")?,
+        acquire_lease("lister-1").await.ctx("acquire_lease")?,
     )?;
 
     expect_eq(
         "items removed",
-        store
-            .delete_connector(&conn.id)
-            .await
-            .ctx("delete_connector")?,
+        delete_connector(&store, &conn.id).await?,
         33,
     )?;
-    expect_eq(
-        "connector",
-        store.get_connector(&conn.id).await.ctx("get")?,
-        None,
-    )?;
+    expect_connector(&store, "connector", &conn.id, None).await?;
     expect_eq(
         "by name",
         store.find_connector_by_name(&conn.name).await.ctx("find")?,
@@ -318,10 +244,7 @@ pub async fn delete_removes_everything(store: Store) -> CheckResult {
     )?;
     expect(
         "sync lease still held",
-        store
-            .acquire_lease(&lease, "lister-2", t, Duration::minutes(10))
-            .await
-            .ctx("acquire_lease")?,
+        acquire_lease("lister-2").await.ctx("acquire_lease")?,
     )?;
     store
         .release_lease(&lease, "lister-2")
@@ -334,18 +257,12 @@ pub async fn delete_removes_everything(store: Store) -> CheckResult {
         .ctx("create with the deleted connector's name")?;
     expect_eq(
         "second delete",
-        store
-            .delete_connector(&conn.id)
-            .await
-            .ctx("delete_connector")?,
+        delete_connector(&store, &conn.id).await?,
         0,
     )?;
     expect_eq(
         "delete of the reuse",
-        store
-            .delete_connector(&reuse.id)
-            .await
-            .ctx("delete_connector")?,
+        delete_connector(&store, &reuse.id).await?,
         1,
     )
 }

@@ -588,13 +588,7 @@ pub async fn retry_only_failed(store: Store) -> CheckResult {
         },
         piece: 1,
         rows_imported: 5,
-        rows_rejected: 0,
-        rows_state: None,
-        rejects_state: None,
-        continued: false,
-        template_version: None,
-        format: None,
-        pace: None,
+        ..Checkpoint::default()
     });
     store.finish_file(&failed, "w").await.ctx("finish_file")?;
     expect(
@@ -750,18 +744,11 @@ pub async fn keys_with_unicode_and_1024_bytes(store: Store) -> CheckResult {
 
     let name = unique("Ünïcödé connector 日本 «quotes» \"and\" spaces");
     let conn = connector(&unique("c-u"), &name, t);
-    store
-        .create_connector(&conn)
-        .await
-        .ctx("create_connector")?;
+    create_connector(&store, &conn).await?;
     expect_eq(
         "found by name",
         store.find_connector_by_name(&name).await.ctx("find")?,
         Some(conn.clone()),
     )?;
-    store
-        .delete_connector(&conn.id)
-        .await
-        .ctx("delete_connector")?;
-    Ok(())
+    clean_up(&store, &conn.id).await
 }

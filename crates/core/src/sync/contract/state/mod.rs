@@ -157,14 +157,7 @@ fn entry(connector_id: &str, key: &str, etag: &str, at: DateTime<Utc>) -> Ledger
         etag: etag.to_owned(),
         version_id: None,
     };
-    let object = ObjectMeta {
-        key: key.to_owned(),
-        etag: etag.to_owned(),
-        size: 1234,
-        last_modified: at - Duration::minutes(3),
-        storage_class: None,
-        restored: false,
-    };
+    let object = ObjectMeta::new(key, etag, 1234, at - Duration::minutes(3));
     let mut entry = LedgerEntry::discovered(version, &object, at);
     entry.format = Some(FileFormat {
         format: Format::Csv,
@@ -197,6 +190,43 @@ fn run(connector_id: &str, started_at: DateTime<Utc>, listed: u64) -> SyncRun {
         watermark_after: Some(started_at - Duration::minutes(1)),
         error: None,
     }
+}
+
+/// Creates `conn`, the first step of the checks that need a connector.
+async fn create_connector(store: &Store, conn: &Connector) -> CheckResult {
+    store.create_connector(conn).await.ctx("create_connector")
+}
+
+/// Deletes connector `id` and all under it; returns how many items went. Checks clean up after themselves
+/// ([`clean_up`]), since a real table is shared by many runs.
+async fn delete_connector(store: &Store, id: &str) -> Result<u64, String> {
+    store.delete_connector(id).await.ctx("delete_connector")
+}
+
+/// Checks the connector that `get_connector(id)` reads back.
+async fn expect_connector(
+    store: &Store,
+    what: &str,
+    id: &str,
+    want: Option<Connector>,
+) -> CheckResult {
+    expect_eq(what, store.get_connector(id).await.ctx(what)?, want)
+}
+
+/// Deletes the check's connector at its end.
+async fn clean_up(store: &Store, id: &str) -> CheckResult {
+    delete_connector(store, id).await.map(drop)
+}
+
+/// A [`new_connector`], created in the store.
+async fn create_new_connector(
+    store: &Store,
+    prefix: &str,
+    at: DateTime<Utc>,
+) -> Result<Connector, String> {
+    let conn = new_connector(prefix, at);
+    create_connector(store, &conn).await?;
+    Ok(conn)
 }
 
 async fn claim(store: &Store, entry: &LedgerEntry) -> CheckResult {

@@ -101,11 +101,7 @@ pub async fn concurrent_template_versions_are_distinct(store: Store) -> CheckRes
 /// Sync runs list newest first, and the last recorded is the connector's last sync.
 pub async fn sync_runs_newest_first(store: Store) -> CheckResult {
     let t = t0();
-    let conn = new_connector("runs", t);
-    store
-        .create_connector(&conn)
-        .await
-        .ctx("create_connector")?;
+    let conn = create_new_connector(&store, "runs", t).await?;
     let runs: Vec<SyncRun> = (0..3)
         .map(|i| run(&conn.id, t + Duration::seconds(i), i as u64))
         .collect();
@@ -162,11 +158,7 @@ pub async fn sync_runs_newest_first(store: Store) -> CheckResult {
         "recording for an unknown connector",
         store.record_sync_run(&run(&unique("c-none"), t, 0)).await,
     )?;
-    store
-        .delete_connector(&conn.id)
-        .await
-        .ctx("delete_connector")?;
-    Ok(())
+    clean_up(&store, &conn.id).await
 }
 
 /// A named lease has one holder until it expires; the holder may renew and release it.
