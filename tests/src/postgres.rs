@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,9 @@ static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
 static CHILD_PID: AtomicI32 = AtomicI32::new(0);
 /// The data directory to remove at exit.
 static DATA_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// Set when the server logs that it accepts connections (an open port alone may still refuse: "the
+/// database system is starting up").
+static READY: AtomicBool = AtomicBool::new(false);
 
 /// The PostgreSQL server of this test process, started on first use.
 ///
@@ -211,7 +214,7 @@ fn start() -> Result<PgServer, String> {
     };
     let deadline = Instant::now() + timeout;
     loop {
-        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        if READY.load(Ordering::SeqCst) && TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
             return Ok(PgServer {
                 port,
                 pid,
@@ -275,6 +278,9 @@ fn keep_postgres(
             .name("postgres-log".into())
             .spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("ready to accept connections") {
+                        READY.store(true, Ordering::SeqCst);
+                    }
                     if line.contains("FATAL") || line.contains("PANIC") {
                         eprintln!("postgres: {line}");
                     }
