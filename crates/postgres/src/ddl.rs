@@ -250,7 +250,7 @@ mod tests {
     fn every_template_type_maps_to_its_column_type() -> Result<(), String> {
         let t = template(
             "name = \"all\"\nprimary_key = [\"order\"]\n\
-             [[fields]]\nname = \"order\"\ntype = \"string\"\n\
+             [[fields]]\nname = \"order\"\ntype = \"string\"\nrequired = true\n\
              [[fields]]\nname = \"n\"\ntype = \"integer\"\n\
              [[fields]]\nname = \"price\"\ntype = \"decimal\"\nprecision = 12\nscale = 2\n\
              [[fields]]\nname = \"ok\"\ntype = \"boolean\"\n\

@@ -131,7 +131,7 @@ mod tests {
     #[test]
     fn the_merge_guards_on_last_modified_with_a_key_and_appends_without() -> Result<(), String> {
         let keyed = Template::from_toml(
-            "name = \"o\"\nprimary_key = [\"id\"]\n[[fields]]\nname = \"id\"\ntype = \"string\"\n\
+            "name = \"o\"\nprimary_key = [\"id\"]\n[[fields]]\nname = \"id\"\ntype = \"string\"\nrequired = true\n\
              [[fields]]\nname = \"qty\"\ntype = \"integer\"\n",
         )
         .map_err(|e| e.to_string())?;
