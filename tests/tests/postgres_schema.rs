@@ -406,3 +406,32 @@ async fn a_server_that_does_not_answer_is_a_transient_failure() -> TestResult {
     assert_eq!(err.kind, SinkErrorKind::Transient, "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn tls_is_never_silently_skipped_unless_the_mode_allows_plain() -> TestResult {
+    // The test server speaks no TLS: `require` and `verify-full` refuse it, `prefer` falls back to plain.
+    let port = postgres().await.port();
+    for (mode, connects) in [
+        ("require", false),
+        ("verify-full", false),
+        ("prefer", true),
+        ("disable", true),
+    ] {
+        let settings = ConnectionSettings::from_url(&format!(
+            "postgres://postgres@127.0.0.1:{port}/postgres?sslmode={mode}"
+        ))?;
+        assert_eq!(connect(&settings).await.is_ok(), connects, "sslmode={mode}");
+    }
+    let settings = ConnectionSettings::from_url(&format!(
+        "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=require&sslrootcert=/nonexistent/rds.pem"
+    ))?;
+    let err = connect(&settings)
+        .await
+        .err()
+        .ok_or("connected without its root certificates")?;
+    assert!(
+        !err.is_transient() && err.to_string().contains("/nonexistent/rds.pem"),
+        "{err}"
+    );
+    Ok(())
+}

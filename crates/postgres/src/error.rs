@@ -1,7 +1,5 @@
 //! The crate's errors, and which of them a retry can cure.
 
-use tokio_postgres::error::SqlState;
-
 /// A PostgreSQL destination failure, with what was being done and where.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -119,11 +117,6 @@ pub fn is_transient(error: &tokio_postgres::Error) -> bool {
         source = cause.source();
     }
     false
-}
-
-/// The SQLSTATE of a unique violation, for callers that turn one into a domain outcome.
-pub fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
-    error.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
 #[cfg(test)]
