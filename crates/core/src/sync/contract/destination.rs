@@ -8,7 +8,8 @@
 //! reading back what a reader sees) and call
 //! [`destination_contract_tests!`](crate::destination_contract_tests) in a test file with an expression
 //! giving the fixture (`impl Future<Output = Result<Arc<dyn DestinationFixture>, String>>`) and the kind,
-//! `upserts` or `staged`.
+//! `upserts`, `staged` or `transactional` (rows invisible until finish: a SQL table; its fixture's
+//! `open_uploads` lists the file versions with rows staged).
 
 use std::sync::Arc;
 
@@ -71,7 +72,9 @@ pub type Fixture = Arc<dyn DestinationFixture>;
 
 /// One `#[tokio::test]` per destination contract check that applies to the destination's kind:
 /// - `upserts`: rows keyed by primary key, visible as soon as written (a table);
-/// - `staged`: one output per file version, visible only when complete (an object, a file).
+/// - `staged`: one output per file version, visible only when complete (an object, a file);
+/// - `transactional`: rows keyed by primary key, visible only when the file is finished, all at once (a SQL
+///   table written in one transaction per file version); the ordering guard applies.
 ///
 /// `$fixture` is an expression evaluated afresh in each test, of type
 /// `impl Future<Output = Result<Arc<dyn DestinationFixture>, String>>`. This macro holds the suite's one
@@ -80,15 +83,20 @@ pub type Fixture = Arc<dyn DestinationFixture>;
 macro_rules! destination_contract_tests {
     ($fixture:expr, upserts) => {
         $crate::destination_contract_tests!(
-            @suite [tests [$crate::sync::contract::destination] $fixture] on off
+            @suite [tests [$crate::sync::contract::destination] $fixture] on off off
         );
     };
     ($fixture:expr, staged) => {
         $crate::destination_contract_tests!(
-            @suite [tests [$crate::sync::contract::destination] $fixture] off on
+            @suite [tests [$crate::sync::contract::destination] $fixture] off on off
         );
     };
-    (@suite [$($mode:tt)*] $upserts:ident $staged:ident) => {
+    ($fixture:expr, transactional) => {
+        $crate::destination_contract_tests!(
+            @suite [tests [$crate::sync::contract::destination] $fixture] off off on
+        );
+    };
+    (@suite [$($mode:tt)*] $upserts:ident $staged:ident $transactional:ident) => {
         $crate::__contract_suite! { $($mode)*;
             DESTINATION_CHECKS on [] {
                 rewriting_a_file_version_gives_the_same_rows_once,
@@ -104,11 +112,17 @@ macro_rules! destination_contract_tests {
                 a_retry_replaces_the_output_whole,
                 abort_leaves_nothing_and_an_empty_file_gives_an_empty_output,
             }
+            TRANSACTIONAL_CHECKS $transactional [] {
+                rows_are_invisible_until_finish_then_all_visible,
+                an_older_file_version_never_overwrites_a_newer_one_at_finish,
+                a_failed_attempt_or_a_redone_piece_leaves_no_rows,
+                abort_leaves_no_rows_and_nothing_staged,
+            }
         }
     };
 }
 
-crate::destination_contract_tests!(@suite [runner Fixture] on on);
+crate::destination_contract_tests!(@suite [runner Fixture] on on on);
 
 // ---------------------------------------------------------------------------------------------------------
 // Fixtures
@@ -704,5 +718,190 @@ pub async fn abort_leaves_nothing_and_an_empty_file_gives_an_empty_output(
         "outputs of an empty file",
         fixture.visible_outputs(&empty).await?.len(),
         1,
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Transactional rows (a SQL table: rows staged, then visible all at once when the file is finished)
+// ---------------------------------------------------------------------------------------------------------
+
+/// Visible rows, sorted by their JSON text: the checks below compare sets of rows, whatever the key order.
+async fn sorted_rows(fixture: &Fixture, connector: &str) -> Result<Vec<serde_json::Value>, String> {
+    let mut rows: Vec<serde_json::Value> = values(&fixture.visible_rows(connector).await?)
+        .into_iter()
+        .cloned()
+        .collect();
+    rows.sort_by_key(|r| r.to_string());
+    Ok(rows)
+}
+
+fn sorted_json(rows: &[(u64, String)]) -> Result<Vec<serde_json::Value>, String> {
+    let mut rows = json(rows)?;
+    rows.sort_by_key(|r| r.to_string());
+    Ok(rows)
+}
+
+/// Opens the row sink of `job`, writes `rows`, and leaves it as a crash would: neither finished nor aborted.
+async fn crash_after(fixture: &Fixture, job: &FileJob, rows: &[(u64, String)]) -> CheckResult {
+    let mut sink = fixture
+        .destination()
+        .open_rows(job)
+        .await
+        .ctx("open_rows")?;
+    sink.write_batch(&batch(rows)).await.ctx("write_batch")?;
+    drop(sink);
+    Ok(())
+}
+
+/// Rows written and suspended stay invisible through every piece; `finish` shows them all, and leaves
+/// nothing staged.
+pub async fn rows_are_invisible_until_finish_then_all_visible(fixture: Fixture) -> CheckResult {
+    let connector = unique("c-tx");
+    let first = job(&fixture, &connector, "in/a.csv", "\"a\"", at(1_700_000_000))?;
+    let dest = fixture.destination();
+    let mut sink = dest.open_rows(&first).await.ctx("open_rows")?;
+    sink.write_batch(&batch(&rows(1, 3)))
+        .await
+        .ctx("write_batch")?;
+    sink.write_batch(&batch(&rows(4, 6)))
+        .await
+        .ctx("write_batch")?;
+    expect_eq(
+        "rows before suspend",
+        fixture.visible_rows(&connector).await?.len(),
+        0,
+    )?;
+    let state = sink.suspend().await.ctx("suspend")?;
+    expect_eq(
+        "rows after suspend",
+        fixture.visible_rows(&connector).await?.len(),
+        0,
+    )?;
+    let mut sink = dest
+        .open_rows(&piece(&first, 1, (state, None)))
+        .await
+        .ctx("open_rows")?;
+    sink.write_batch(&batch(&rows(7, 8)))
+        .await
+        .ctx("write_batch")?;
+    expect_eq(
+        "rows before finish",
+        fixture.visible_rows(&connector).await?.len(),
+        0,
+    )?;
+    sink.finish().await.ctx("finish")?;
+    expect_eq(
+        "rows after finish",
+        sorted_rows(&fixture, &connector).await?,
+        sorted_json(&rows(1, 8))?,
+    )?;
+    expect_eq(
+        "staged after finish",
+        fixture.open_uploads(&connector).await?,
+        Vec::<String>::new(),
+    )
+}
+
+/// The ordering guard of [`an_older_file_version_never_overwrites_a_newer_one`], for rows merged at finish.
+pub async fn an_older_file_version_never_overwrites_a_newer_one_at_finish(
+    fixture: Fixture,
+) -> CheckResult {
+    an_older_file_version_never_overwrites_a_newer_one(fixture).await
+}
+
+/// A first attempt that crashed, and a piece that crashed before its checkpoint and was redone, leave none
+/// of their rows: only the rows of the successful attempt's pieces are visible, once.
+pub async fn a_failed_attempt_or_a_redone_piece_leaves_no_rows(fixture: Fixture) -> CheckResult {
+    let connector = unique("c-redo");
+    let first = job(&fixture, &connector, "in/r.csv", "\"r\"", at(1_700_000_000))?;
+    crash_after(
+        &fixture,
+        &first,
+        &[(1, row("stale-1", 1)), (2, row("stale-2", 2))],
+    )
+    .await?;
+    let dest = fixture.destination();
+    let mut sink = dest.open_rows(&first).await.ctx("open_rows")?;
+    sink.write_batch(&batch(&rows(1, 2)))
+        .await
+        .ctx("write_batch")?;
+    let state = sink.suspend().await.ctx("suspend")?;
+    let second = piece(&first, 1, (state, None));
+    let crashed = [(3, row("x-3", 3)), (4, row("x-4", 4)), (5, row("x-5", 5))];
+    crash_after(&fixture, &second, &crashed).await?;
+    let mut sink = dest
+        .open_rows(&second)
+        .await
+        .ctx("open_rows (redone piece)")?;
+    sink.write_batch(&batch(&rows(3, 4)))
+        .await
+        .ctx("write_batch")?;
+    sink.finish().await.ctx("finish")?;
+    expect_eq(
+        "rows after the redone piece",
+        sorted_rows(&fixture, &connector).await?,
+        sorted_json(&rows(1, 4))?,
+    )?;
+    expect_eq(
+        "staged after finish",
+        fixture.open_uploads(&connector).await?,
+        Vec::<String>::new(),
+    )
+}
+
+/// An abort (after a suspended piece) leaves no row and nothing staged, and does not count as an import:
+/// the file retried from the start is imported; an empty file finishes with no row.
+pub async fn abort_leaves_no_rows_and_nothing_staged(fixture: Fixture) -> CheckResult {
+    let connector = unique("c-tx-abort");
+    let first = job(
+        &fixture,
+        &connector,
+        "in/bad.csv",
+        "\"bad\"",
+        at(1_700_000_000),
+    )?;
+    let dest = fixture.destination();
+    let mut sink = dest.open_rows(&first).await.ctx("open_rows")?;
+    sink.write_batch(&batch(&rows(1, 3)))
+        .await
+        .ctx("write_batch")?;
+    let state = sink.suspend().await.ctx("suspend")?;
+    let mut sink = dest
+        .open_rows(&piece(&first, 1, (state, None)))
+        .await
+        .ctx("open_rows")?;
+    sink.write_batch(&batch(&rows(4, 5)))
+        .await
+        .ctx("write_batch")?;
+    expect(
+        "rows are staged before the abort",
+        !fixture.open_uploads(&connector).await?.is_empty(),
+    )?;
+    sink.abort().await.ctx("abort")?;
+    expect_eq(
+        "rows after abort",
+        fixture.visible_rows(&connector).await?.len(),
+        0,
+    )?;
+    expect_eq(
+        "staged after abort",
+        fixture.open_uploads(&connector).await?,
+        Vec::<String>::new(),
+    )?;
+    write_file(&fixture, &first, &rows(1, 2)).await?;
+    expect_eq(
+        "rows of the retry",
+        sorted_rows(&fixture, &connector).await?,
+        sorted_json(&rows(1, 2))?,
+    )?;
+
+    let empty = unique("c-tx-empty");
+    let job_empty = job(&fixture, &empty, "in/empty.csv", "\"e\"", at(1_700_000_000))?;
+    let mut sink = dest.open_rows(&job_empty).await.ctx("open_rows")?;
+    sink.finish().await.ctx("finish")?;
+    expect_eq(
+        "rows of an empty file",
+        fixture.visible_rows(&empty).await?.len(),
+        0,
     )
 }
