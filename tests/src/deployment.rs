@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
-use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -35,11 +34,9 @@ use s3_importer_aws::provision::{provision, Names, Provisioned};
 use s3_importer_aws::state::DynamoStateStore;
 use s3_importer_aws::{AwsDestination, SqsQueue};
 use s3_importer_core::config::{vars, Config};
-use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
 use s3_importer_core::sync::ports::{
-    ConnectorStore, Destination, FileJob, FileLedger, FileQueue, QueueError, TemplateStore,
+    ConnectorStore, Destination, FileLedger, FileQueue, TemplateStore,
 };
-use s3_importer_core::sync::FileMessage;
 use s3_importer_core::sync::{
     Clock, Connector, ConnectorStatus, DestinationConfig, FixedClock, LedgerEntry, Source, SyncRun,
 };
@@ -53,22 +50,10 @@ use crate::{create_bucket, dynamodb_client, emulator, s3_client, unique_name, AC
 /// The folder (key prefix) the connector reads.
 pub const PREFIX: &str = "incoming/";
 
-/// The default template: `id` (the primary key) and `qty`, from CSV, JSON Lines or JSON by extension.
-pub const TEMPLATE: &str = r#"
-name = "items"
-primary_key = ["id"]
-
-[[fields]]
-name = "id"
-type = "string"
-required = true
-
-[[fields]]
-name = "qty"
-type = "integer"
-required = true
-min = 0
-"#;
+/// The default template: `id` (the primary key) and `qty`, from CSV, JSON Lines or JSON by extension. The
+/// engine tier's template too (`sync::contract::fixtures::TEMPLATE`): one file, included here as text because
+/// this library builds without core's `contract-tests` feature.
+pub const TEMPLATE: &str = include_str!("../../crates/core/src/sync/contract/items.toml");
 
 /// How to build a [`Deployment`].
 #[derive(Debug, Clone)]
@@ -590,135 +575,4 @@ impl Deployment {
 pub fn sqs_event(messages: &[Received]) -> Result<SqsEvent> {
     let arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:work");
     s3_importer_worker::sqs_event(messages, Some(&arn)).context("build the SQS event")
-}
-
-/// A destination fault injected after some rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// After this many rows, every write fails with a transient error (throttling, 5xx).
-    TransientAfter(u64),
-    /// After this many rows, writes never return: the worker is "killed" mid-file when its caller drops it.
-    HangAfter(u64),
-}
-
-/// Wraps a real destination and injects a [`Fault`] into its row sinks (error reports pass through).
-#[derive(Clone)]
-pub struct FaultyDestination {
-    inner: Arc<dyn Destination>,
-    fault: Fault,
-}
-
-impl FaultyDestination {
-    /// `inner` with `fault`.
-    pub fn new(inner: Arc<dyn Destination>, fault: Fault) -> Self {
-        Self { inner, fault }
-    }
-}
-
-#[async_trait]
-impl Destination for FaultyDestination {
-    async fn open_rows(&self, job: &FileJob) -> Result<Box<dyn RowSink>, SinkError> {
-        let inner = self.inner.open_rows(job).await?;
-        let rows_left = match self.fault {
-            Fault::TransientAfter(n) | Fault::HangAfter(n) => n,
-        };
-        Ok(Box::new(FaultySink {
-            inner,
-            fault: self.fault,
-            rows_left,
-        }))
-    }
-
-    async fn open_rejects(&self, job: &FileJob) -> Result<Box<dyn RejectSink>, SinkError> {
-        self.inner.open_rejects(job).await
-    }
-}
-
-struct FaultySink {
-    inner: Box<dyn RowSink>,
-    fault: Fault,
-    rows_left: u64,
-}
-
-#[async_trait]
-impl RowSink for FaultySink {
-    async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
-        if batch.len() as u64 <= self.rows_left {
-            self.rows_left -= batch.len() as u64;
-            return self.inner.write_batch(batch).await;
-        }
-        // Write the rows before the fault, then fail.
-        let mut before = RowBatch::default();
-        for (position, row) in batch.iter().take(self.rows_left as usize) {
-            before.push_row(position, row);
-        }
-        if !before.is_empty() {
-            self.inner.write_batch(&before).await?;
-        }
-        self.rows_left = 0;
-        match self.fault {
-            Fault::TransientAfter(_) => Err(SinkError::transient(
-                "write to the records table (injected fault)",
-                "ProvisionedThroughputExceededException: rate of requests exceeds the allowed throughput",
-            )),
-            Fault::HangAfter(_) => std::future::pending().await,
-        }
-    }
-
-    async fn finish(&mut self) -> Result<(), SinkError> {
-        self.inner.finish().await
-    }
-
-    async fn abort(&mut self) -> Result<(), SinkError> {
-        self.inner.abort().await
-    }
-
-    async fn suspend(&mut self) -> Result<Option<serde_json::Value>, SinkError> {
-        self.inner.suspend().await
-    }
-}
-
-/// A queue fault: the worker is "killed" (its future never returns) at one point of handing a file over to
-/// its next piece.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueFault {
-    /// Sending never returns and sends nothing (killed after the checkpoint, before the send).
-    HangBeforeSend,
-    /// The message is sent, then the call never returns (killed after the send, before the ack).
-    HangAfterSend,
-}
-
-/// Wraps a real queue and injects a [`QueueFault`] into sends (the heartbeat passes through).
-#[derive(Clone)]
-pub struct FaultyQueue {
-    inner: Arc<dyn FileQueue>,
-    fault: QueueFault,
-}
-
-impl FaultyQueue {
-    /// `inner` with `fault`.
-    pub fn new(inner: Arc<dyn FileQueue>, fault: QueueFault) -> Self {
-        Self { inner, fault }
-    }
-}
-
-#[async_trait]
-impl FileQueue for FaultyQueue {
-    async fn send(&self, messages: &[FileMessage]) -> Result<Vec<bool>, QueueError> {
-        match self.fault {
-            QueueFault::HangBeforeSend => std::future::pending().await,
-            QueueFault::HangAfterSend => {
-                self.inner.send(messages).await?;
-                std::future::pending().await
-            }
-        }
-    }
-
-    async fn extend_visibility(
-        &self,
-        receipt_handle: &str,
-        seconds: u32,
-    ) -> Result<(), QueueError> {
-        self.inner.extend_visibility(receipt_handle, seconds).await
-    }
 }
