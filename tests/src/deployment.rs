@@ -29,6 +29,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::{DateTime, Utc};
 use s3_importer_aws::consumer::{Received, SqsConsumer};
 use s3_importer_aws::provision::{provision, Names, Provisioned};
 use s3_importer_aws::state::DynamoStateStore;
@@ -186,28 +187,15 @@ impl Deployment {
         let now = clock.now();
         let mut hasher = DefaultHasher::new();
         prefix.hash(&mut hasher);
-        let connector = Connector {
-            id: format!("c-{:016x}", hasher.finish()),
-            name: format!("{prefix}-connector"),
-            status: ConnectorStatus::Active,
-            source: Source {
-                account_id: ACCOUNT_ID.to_owned(),
-                bucket: source_bucket.clone(),
-                region: REGION.to_owned(),
-                prefix: Some(PREFIX.to_owned()),
-                role_arn: None,
-                external_id: None,
-            },
-            template_id: template.name.clone(),
-            template_version: None,
-            destination: DestinationConfig::Dynamodb {
-                table: names.records_table.clone(),
-            },
-            created_at: now,
-            updated_at: now,
-            watermark: None,
-            last_sync: None,
-        };
+        let connector = dynamodb_connector(
+            format!("c-{:016x}", hasher.finish()),
+            format!("{prefix}-connector"),
+            &source_bucket,
+            PREFIX,
+            &template.name,
+            &names.records_table,
+            now,
+        );
         state.create_connector(&connector).await?;
 
         let as_clock: Arc<dyn Clock> = clock.clone();
@@ -304,8 +292,19 @@ impl Deployment {
         worker: &Worker,
         messages: &[Received],
     ) -> Result<SqsBatchResponse> {
+        self.invoke(worker, messages, None).await
+    }
+
+    /// One invocation of `worker`'s handler with `messages`, with `left` until its deadline, or none.
+    async fn invoke(
+        &self,
+        worker: &Worker,
+        messages: &[Received],
+        left: Option<chrono::Duration>,
+    ) -> Result<SqsBatchResponse> {
         let event = sqs_event(messages)?;
-        Ok(s3_importer_worker::handle(worker, event, None, &request_id("worker")).await)
+        let deadline = left.map(|left| self.clock.now() + left);
+        Ok(s3_importer_worker::handle(worker, event, deadline, &request_id("worker")).await)
     }
 
     /// What Lambda does with the handler's answer: deletes every message not listed as a failure.
@@ -346,18 +345,7 @@ impl Deployment {
 
     /// [`Deployment::drain`] through another worker (e.g. one with a faulty destination).
     pub async fn drain_with(&self, worker: &Worker) -> Result<Drained> {
-        let mut drained = Drained::default();
-        loop {
-            let messages = self.consumer.receive(10, 0).await?;
-            if messages.is_empty() {
-                return Ok(drained);
-            }
-            let response = self.deliver(worker, &messages).await?;
-            let failed = self.settle(&messages, &response).await?;
-            drained.delivered += messages.len() as u64;
-            drained.acked += (messages.len() - failed.len()) as u64;
-            drained.retried.extend(failed);
-        }
+        self.drain_invocations(worker, None).await
     }
 
     /// Delivers `messages` to `worker`'s handler as an invocation with `left` until its deadline.
@@ -367,9 +355,7 @@ impl Deployment {
         messages: &[Received],
         left: chrono::Duration,
     ) -> Result<SqsBatchResponse> {
-        let event = sqs_event(messages)?;
-        let deadline = self.clock.now() + left;
-        Ok(s3_importer_worker::handle(worker, event, Some(deadline), &request_id("worker")).await)
+        self.invoke(worker, messages, Some(left)).await
     }
 
     /// [`Deployment::drain_with`], each batch an invocation with `left` until its deadline (so long files
@@ -379,13 +365,23 @@ impl Deployment {
         worker: &Worker,
         left: chrono::Duration,
     ) -> Result<Drained> {
+        self.drain_invocations(worker, Some(left)).await
+    }
+
+    /// Receives up to 10 messages at a time and hands them to `worker` as one invocation (with `left` until
+    /// its deadline, or none), settling each, until no message is visible.
+    async fn drain_invocations(
+        &self,
+        worker: &Worker,
+        left: Option<chrono::Duration>,
+    ) -> Result<Drained> {
         let mut drained = Drained::default();
         loop {
             let messages = self.consumer.receive(10, 0).await?;
             if messages.is_empty() {
                 return Ok(drained);
             }
-            let response = self.deliver_with_deadline(worker, &messages, left).await?;
+            let response = self.invoke(worker, &messages, left).await?;
             let failed = self.settle(&messages, &response).await?;
             drained.delivered += messages.len() as u64;
             drained.acked += (messages.len() - failed.len()) as u64;
@@ -538,12 +534,13 @@ impl Deployment {
 
     /// Reads an object of the output bucket from its `s3://` location.
     pub async fn read_output(&self, location: &str) -> Result<Vec<u8>> {
-        let path = location
-            .strip_prefix("s3://")
-            .with_context(|| format!("{location} is not an s3:// location"))?;
-        let (bucket, key) = path
-            .split_once('/')
-            .with_context(|| format!("{location} has no key"))?;
+        let body = self.open_output(location).await?;
+        Ok(body.collect().await?.into_bytes().to_vec())
+    }
+
+    /// Opens an object of the output bucket from its `s3://` location: its body, as a stream.
+    pub async fn open_output(&self, location: &str) -> Result<ByteStream> {
+        let (bucket, key) = bucket_and_key(location)?;
         let out = s3_client(&self.sdk)
             .get_object()
             .bucket(bucket)
@@ -551,7 +548,7 @@ impl Deployment {
             .send()
             .await
             .with_context(|| format!("get {location}"))?;
-        Ok(out.body.collect().await?.into_bytes().to_vec())
+        Ok(out.body)
     }
 
     /// The deployment's real destination (records table, S3 error reports).
@@ -568,6 +565,51 @@ impl Deployment {
         let mut worker = self.worker.clone();
         worker.deps.destination = destination;
         worker
+    }
+}
+
+/// The bucket and key of an `s3://bucket/key` location.
+pub fn bucket_and_key(location: &str) -> Result<(&str, &str)> {
+    location
+        .strip_prefix("s3://")
+        .with_context(|| format!("{location} is not an s3:// location"))?
+        .split_once('/')
+        .with_context(|| format!("{location} has no key"))
+}
+
+/// A new active connector `id`/`name` reading `prefix` of the emulator account's `bucket` with the latest
+/// version of `template_id`, writing to the DynamoDB table `records_table`, created `now`: the connector of a
+/// [`Deployment`] and of the deployed stack's test.
+pub fn dynamodb_connector(
+    id: String,
+    name: String,
+    bucket: &str,
+    prefix: &str,
+    template_id: &str,
+    records_table: &str,
+    now: DateTime<Utc>,
+) -> Connector {
+    Connector {
+        id,
+        name,
+        status: ConnectorStatus::Active,
+        source: Source {
+            account_id: ACCOUNT_ID.to_owned(),
+            bucket: bucket.to_owned(),
+            region: REGION.to_owned(),
+            prefix: Some(prefix.to_owned()),
+            role_arn: None,
+            external_id: None,
+        },
+        template_id: template_id.to_owned(),
+        template_version: None,
+        destination: DestinationConfig::Dynamodb {
+            table: records_table.to_owned(),
+        },
+        created_at: now,
+        updated_at: now,
+        watermark: None,
+        last_sync: None,
     }
 }
 
