@@ -239,7 +239,7 @@ mod tests {
     #[test]
     fn s3_shapes() {
         let bucket = "http://127.0.0.1:5000/bucket";
-        let object = &format!("{bucket}/a/b.csv");
+        let object: &str = &format!("{bucket}/a/b.csv");
         let cases = [
             ("GET", object, "", "GetObject"),
             ("HEAD", object, "", "HeadObject"),
