@@ -255,23 +255,7 @@ impl Deployment {
 
     /// One lister invocation with the given request id.
     pub async fn sync_as(&self, request_id: &str) -> Result<SyncRun> {
-        let response = s3_importer_lister::handle(
-            &self.lister,
-            json!({ "connector": self.connector.name }),
-            request_id,
-        )
-        .await?;
-        let [result] = response.connectors.as_slice() else {
-            bail!(
-                "the lister answered for {} connectors, not 1",
-                response.connectors.len()
-            );
-        };
-        let run = result
-            .run
-            .clone()
-            .with_context(|| format!("the lister did not run: {}", result.outcome))?;
-        Ok(run)
+        sync_connector(&self.lister, &self.connector.name, request_id).await
     }
 
     /// Receives every visible message (they become invisible for the queue's visibility timeout).
@@ -566,6 +550,25 @@ impl Deployment {
         worker.deps.destination = destination;
         worker
     }
+}
+
+/// One invocation of `lister`'s handler for the connector `name` (as `connector sync` sends it) with
+/// `request_id`; the pass's sync run (an error when the lister answered for another number of connectors, or
+/// did not run this one).
+pub async fn sync_connector(lister: &Lister, name: &str, request_id: &str) -> Result<SyncRun> {
+    let response =
+        s3_importer_lister::handle(lister, json!({ "connector": name }), request_id).await?;
+    let [result] = response.connectors.as_slice() else {
+        bail!(
+            "the lister answered for {} connectors, not 1",
+            response.connectors.len()
+        );
+    };
+    let run = result
+        .run
+        .clone()
+        .with_context(|| format!("the lister did not run {name}: {}", result.outcome))?;
+    Ok(run)
 }
 
 /// The bucket and key of an `s3://bucket/key` location.

@@ -19,7 +19,7 @@ use s3_importer_core::config::Config;
 use s3_importer_core::sync::ports::{ConnectorStore, FileLedger, TemplateStore};
 use s3_importer_core::sync::{Clock, DestinationConfig};
 use s3_importer_lister::Lister;
-use s3_importer_tests::deployment::Deployment;
+use s3_importer_tests::deployment::{sync_connector, Deployment};
 use s3_importer_tests::recording::{Call, Recorder};
 use s3_importer_tests::{dynamodb_client, emulator, repo_root, stdout_of, unique_name, ACCOUNT_ID};
 use s3_importer_worker::Worker;
@@ -606,16 +606,7 @@ async fn record_a_real_run() -> Result<(Vec<Call>, Vec<Call>, Resources)> {
         "first connector enqueued {}",
         run.enqueued
     );
-    let response = s3_importer_lister::handle(
-        &d.lister,
-        json!({ "connector": other.name }),
-        "lister-cross-account",
-    )
-    .await?;
-    let other_run = response.connectors[0]
-        .run
-        .clone()
-        .context("the cross-account connector did not run")?;
+    let other_run = sync_connector(&d.lister, &other.name, "lister-cross-account").await?;
     // `connector verify` with --stack invokes the lister: the connection doctor runs as the lister's role, for
     // a same-account connector and for a cross-account one.
     for connector in [&d.connector.id, &other.id] {
@@ -1125,16 +1116,7 @@ async fn the_stack_storage_deploys_on_the_emulator_and_one_sync_runs_through_it(
     let as_clock: Arc<dyn Clock> = clock.clone();
     let lister = Lister::from_config(&config, &sdk, as_clock.clone());
     let worker = Worker::from_config(&config, &sdk, as_clock);
-    let response = s3_importer_lister::handle(
-        &lister,
-        json!({ "connector": connector.name }),
-        "stack-lister",
-    )
-    .await?;
-    let run = response.connectors[0]
-        .run
-        .clone()
-        .context("the lister did not run")?;
+    let run = sync_connector(&lister, &connector.name, "stack-lister").await?;
     ensure!(run.enqueued == 1, "enqueued {}", run.enqueued);
     let consumer = s3_importer_aws::consumer::SqsConsumer::new(
         s3_importer_tests::sqs_client(&sdk),
