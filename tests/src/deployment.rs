@@ -24,22 +24,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
-use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::{DateTime, Utc};
 use s3_importer_aws::consumer::{Received, SqsConsumer};
 use s3_importer_aws::provision::{provision, Names, Provisioned};
 use s3_importer_aws::state::DynamoStateStore;
 use s3_importer_aws::{AwsDestination, SqsQueue};
 use s3_importer_core::config::{vars, Config};
-use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
 use s3_importer_core::sync::ports::{
-    ConnectorStore, Destination, FileJob, FileLedger, FileQueue, QueueError, TemplateStore,
+    ConnectorStore, Destination, FileLedger, FileQueue, TemplateStore,
 };
-use s3_importer_core::sync::FileMessage;
 use s3_importer_core::sync::{
     Clock, Connector, ConnectorStatus, DestinationConfig, FixedClock, LedgerEntry, Source, SyncRun,
 };
@@ -53,22 +51,10 @@ use crate::{create_bucket, dynamodb_client, emulator, s3_client, unique_name, AC
 /// The folder (key prefix) the connector reads.
 pub const PREFIX: &str = "incoming/";
 
-/// The default template: `id` (the primary key) and `qty`, from CSV, JSON Lines or JSON by extension.
-pub const TEMPLATE: &str = r#"
-name = "items"
-primary_key = ["id"]
-
-[[fields]]
-name = "id"
-type = "string"
-required = true
-
-[[fields]]
-name = "qty"
-type = "integer"
-required = true
-min = 0
-"#;
+/// The default template: `id` (the primary key) and `qty`, from CSV, JSON Lines or JSON by extension. The
+/// engine tier's template too (`sync::contract::fixtures::TEMPLATE`): one file, included here as text because
+/// this library builds without core's `contract-tests` feature.
+pub const TEMPLATE: &str = include_str!("../../crates/core/src/sync/contract/items.toml");
 
 /// How to build a [`Deployment`].
 #[derive(Debug, Clone)]
@@ -201,28 +187,15 @@ impl Deployment {
         let now = clock.now();
         let mut hasher = DefaultHasher::new();
         prefix.hash(&mut hasher);
-        let connector = Connector {
-            id: format!("c-{:016x}", hasher.finish()),
-            name: format!("{prefix}-connector"),
-            status: ConnectorStatus::Active,
-            source: Source {
-                account_id: ACCOUNT_ID.to_owned(),
-                bucket: source_bucket.clone(),
-                region: REGION.to_owned(),
-                prefix: Some(PREFIX.to_owned()),
-                role_arn: None,
-                external_id: None,
-            },
-            template_id: template.name.clone(),
-            template_version: None,
-            destination: DestinationConfig::Dynamodb {
-                table: names.records_table.clone(),
-            },
-            created_at: now,
-            updated_at: now,
-            watermark: None,
-            last_sync: None,
-        };
+        let connector = dynamodb_connector(
+            format!("c-{:016x}", hasher.finish()),
+            format!("{prefix}-connector"),
+            &source_bucket,
+            PREFIX,
+            &template.name,
+            &names.records_table,
+            now,
+        );
         state.create_connector(&connector).await?;
 
         let as_clock: Arc<dyn Clock> = clock.clone();
@@ -282,23 +255,7 @@ impl Deployment {
 
     /// One lister invocation with the given request id.
     pub async fn sync_as(&self, request_id: &str) -> Result<SyncRun> {
-        let response = s3_importer_lister::handle(
-            &self.lister,
-            json!({ "connector": self.connector.name }),
-            request_id,
-        )
-        .await?;
-        let [result] = response.connectors.as_slice() else {
-            bail!(
-                "the lister answered for {} connectors, not 1",
-                response.connectors.len()
-            );
-        };
-        let run = result
-            .run
-            .clone()
-            .with_context(|| format!("the lister did not run: {}", result.outcome))?;
-        Ok(run)
+        sync_connector(&self.lister, &self.connector.name, request_id).await
     }
 
     /// Receives every visible message (they become invisible for the queue's visibility timeout).
@@ -319,8 +276,19 @@ impl Deployment {
         worker: &Worker,
         messages: &[Received],
     ) -> Result<SqsBatchResponse> {
+        self.invoke(worker, messages, None).await
+    }
+
+    /// One invocation of `worker`'s handler with `messages`, with `left` until its deadline, or none.
+    async fn invoke(
+        &self,
+        worker: &Worker,
+        messages: &[Received],
+        left: Option<chrono::Duration>,
+    ) -> Result<SqsBatchResponse> {
         let event = sqs_event(messages)?;
-        Ok(s3_importer_worker::handle(worker, event, None, &request_id("worker")).await)
+        let deadline = left.map(|left| self.clock.now() + left);
+        Ok(s3_importer_worker::handle(worker, event, deadline, &request_id("worker")).await)
     }
 
     /// What Lambda does with the handler's answer: deletes every message not listed as a failure.
@@ -361,18 +329,7 @@ impl Deployment {
 
     /// [`Deployment::drain`] through another worker (e.g. one with a faulty destination).
     pub async fn drain_with(&self, worker: &Worker) -> Result<Drained> {
-        let mut drained = Drained::default();
-        loop {
-            let messages = self.consumer.receive(10, 0).await?;
-            if messages.is_empty() {
-                return Ok(drained);
-            }
-            let response = self.deliver(worker, &messages).await?;
-            let failed = self.settle(&messages, &response).await?;
-            drained.delivered += messages.len() as u64;
-            drained.acked += (messages.len() - failed.len()) as u64;
-            drained.retried.extend(failed);
-        }
+        self.drain_invocations(worker, None).await
     }
 
     /// Delivers `messages` to `worker`'s handler as an invocation with `left` until its deadline.
@@ -382,9 +339,7 @@ impl Deployment {
         messages: &[Received],
         left: chrono::Duration,
     ) -> Result<SqsBatchResponse> {
-        let event = sqs_event(messages)?;
-        let deadline = self.clock.now() + left;
-        Ok(s3_importer_worker::handle(worker, event, Some(deadline), &request_id("worker")).await)
+        self.invoke(worker, messages, Some(left)).await
     }
 
     /// [`Deployment::drain_with`], each batch an invocation with `left` until its deadline (so long files
@@ -394,13 +349,23 @@ impl Deployment {
         worker: &Worker,
         left: chrono::Duration,
     ) -> Result<Drained> {
+        self.drain_invocations(worker, Some(left)).await
+    }
+
+    /// Receives up to 10 messages at a time and hands them to `worker` as one invocation (with `left` until
+    /// its deadline, or none), settling each, until no message is visible.
+    async fn drain_invocations(
+        &self,
+        worker: &Worker,
+        left: Option<chrono::Duration>,
+    ) -> Result<Drained> {
         let mut drained = Drained::default();
         loop {
             let messages = self.consumer.receive(10, 0).await?;
             if messages.is_empty() {
                 return Ok(drained);
             }
-            let response = self.deliver_with_deadline(worker, &messages, left).await?;
+            let response = self.invoke(worker, &messages, left).await?;
             let failed = self.settle(&messages, &response).await?;
             drained.delivered += messages.len() as u64;
             drained.acked += (messages.len() - failed.len()) as u64;
@@ -553,12 +518,13 @@ impl Deployment {
 
     /// Reads an object of the output bucket from its `s3://` location.
     pub async fn read_output(&self, location: &str) -> Result<Vec<u8>> {
-        let path = location
-            .strip_prefix("s3://")
-            .with_context(|| format!("{location} is not an s3:// location"))?;
-        let (bucket, key) = path
-            .split_once('/')
-            .with_context(|| format!("{location} has no key"))?;
+        let body = self.open_output(location).await?;
+        Ok(body.collect().await?.into_bytes().to_vec())
+    }
+
+    /// Opens an object of the output bucket from its `s3://` location: its body, as a stream.
+    pub async fn open_output(&self, location: &str) -> Result<ByteStream> {
+        let (bucket, key) = bucket_and_key(location)?;
         let out = s3_client(&self.sdk)
             .get_object()
             .bucket(bucket)
@@ -566,7 +532,7 @@ impl Deployment {
             .send()
             .await
             .with_context(|| format!("get {location}"))?;
-        Ok(out.body.collect().await?.into_bytes().to_vec())
+        Ok(out.body)
     }
 
     /// The deployment's real destination (records table, S3 error reports).
@@ -586,139 +552,72 @@ impl Deployment {
     }
 }
 
+/// One invocation of `lister`'s handler for the connector `name` (as `connector sync` sends it) with
+/// `request_id`; the pass's sync run (an error when the lister answered for another number of connectors, or
+/// did not run this one).
+pub async fn sync_connector(lister: &Lister, name: &str, request_id: &str) -> Result<SyncRun> {
+    let response =
+        s3_importer_lister::handle(lister, json!({ "connector": name }), request_id).await?;
+    let [result] = response.connectors.as_slice() else {
+        bail!(
+            "the lister answered for {} connectors, not 1",
+            response.connectors.len()
+        );
+    };
+    let run = result
+        .run
+        .clone()
+        .with_context(|| format!("the lister did not run {name}: {}", result.outcome))?;
+    Ok(run)
+}
+
+/// The bucket and key of an `s3://bucket/key` location.
+pub fn bucket_and_key(location: &str) -> Result<(&str, &str)> {
+    location
+        .strip_prefix("s3://")
+        .with_context(|| format!("{location} is not an s3:// location"))?
+        .split_once('/')
+        .with_context(|| format!("{location} has no key"))
+}
+
+/// A new active connector `id`/`name` reading `prefix` of the emulator account's `bucket` with the latest
+/// version of `template_id`, writing to the DynamoDB table `records_table`, created `now`: the connector of a
+/// [`Deployment`] and of the deployed stack's test.
+pub fn dynamodb_connector(
+    id: String,
+    name: String,
+    bucket: &str,
+    prefix: &str,
+    template_id: &str,
+    records_table: &str,
+    now: DateTime<Utc>,
+) -> Connector {
+    Connector {
+        id,
+        name,
+        status: ConnectorStatus::Active,
+        source: Source {
+            account_id: ACCOUNT_ID.to_owned(),
+            bucket: bucket.to_owned(),
+            region: REGION.to_owned(),
+            prefix: Some(prefix.to_owned()),
+            role_arn: None,
+            external_id: None,
+        },
+        template_id: template_id.to_owned(),
+        template_version: None,
+        destination: DestinationConfig::Dynamodb {
+            table: records_table.to_owned(),
+        },
+        created_at: now,
+        updated_at: now,
+        watermark: None,
+        last_sync: None,
+    }
+}
+
 /// The event Lambda's SQS event source mapping delivers for these messages (the same JSON shape).
 pub fn sqs_event(messages: &[Received]) -> Result<SqsEvent> {
     let arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:work");
     s3_importer_worker::sqs_event(messages, Some(&arn)).context("build the SQS event")
-}
-
-/// A destination fault injected after some rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// After this many rows, every write fails with a transient error (throttling, 5xx).
-    TransientAfter(u64),
-    /// After this many rows, writes never return: the worker is "killed" mid-file when its caller drops it.
-    HangAfter(u64),
-}
-
-/// Wraps a real destination and injects a [`Fault`] into its row sinks (error reports pass through).
-#[derive(Clone)]
-pub struct FaultyDestination {
-    inner: Arc<dyn Destination>,
-    fault: Fault,
-}
-
-impl FaultyDestination {
-    /// `inner` with `fault`.
-    pub fn new(inner: Arc<dyn Destination>, fault: Fault) -> Self {
-        Self { inner, fault }
-    }
-}
-
-#[async_trait]
-impl Destination for FaultyDestination {
-    async fn open_rows(&self, job: &FileJob) -> Result<Box<dyn RowSink>, SinkError> {
-        let inner = self.inner.open_rows(job).await?;
-        let rows_left = match self.fault {
-            Fault::TransientAfter(n) | Fault::HangAfter(n) => n,
-        };
-        Ok(Box::new(FaultySink {
-            inner,
-            fault: self.fault,
-            rows_left,
-        }))
-    }
-
-    async fn open_rejects(&self, job: &FileJob) -> Result<Box<dyn RejectSink>, SinkError> {
-        self.inner.open_rejects(job).await
-    }
-}
-
-struct FaultySink {
-    inner: Box<dyn RowSink>,
-    fault: Fault,
-    rows_left: u64,
-}
-
-#[async_trait]
-impl RowSink for FaultySink {
-    async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
-        if batch.len() as u64 <= self.rows_left {
-            self.rows_left -= batch.len() as u64;
-            return self.inner.write_batch(batch).await;
-        }
-        // Write the rows before the fault, then fail.
-        let mut before = RowBatch::default();
-        for (position, row) in batch.iter().take(self.rows_left as usize) {
-            before.push_row(position, row);
-        }
-        if !before.is_empty() {
-            self.inner.write_batch(&before).await?;
-        }
-        self.rows_left = 0;
-        match self.fault {
-            Fault::TransientAfter(_) => Err(SinkError::transient(
-                "write to the records table (injected fault)",
-                "ProvisionedThroughputExceededException: rate of requests exceeds the allowed throughput",
-            )),
-            Fault::HangAfter(_) => std::future::pending().await,
-        }
-    }
-
-    async fn finish(&mut self) -> Result<(), SinkError> {
-        self.inner.finish().await
-    }
-
-    async fn abort(&mut self) -> Result<(), SinkError> {
-        self.inner.abort().await
-    }
-
-    async fn suspend(&mut self) -> Result<Option<serde_json::Value>, SinkError> {
-        self.inner.suspend().await
-    }
-}
-
-/// A queue fault: the worker is "killed" (its future never returns) at one point of handing a file over to
-/// its next piece.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueFault {
-    /// Sending never returns and sends nothing (killed after the checkpoint, before the send).
-    HangBeforeSend,
-    /// The message is sent, then the call never returns (killed after the send, before the ack).
-    HangAfterSend,
-}
-
-/// Wraps a real queue and injects a [`QueueFault`] into sends (the heartbeat passes through).
-#[derive(Clone)]
-pub struct FaultyQueue {
-    inner: Arc<dyn FileQueue>,
-    fault: QueueFault,
-}
-
-impl FaultyQueue {
-    /// `inner` with `fault`.
-    pub fn new(inner: Arc<dyn FileQueue>, fault: QueueFault) -> Self {
-        Self { inner, fault }
-    }
-}
-
-#[async_trait]
-impl FileQueue for FaultyQueue {
-    async fn send(&self, messages: &[FileMessage]) -> Result<Vec<bool>, QueueError> {
-        match self.fault {
-            QueueFault::HangBeforeSend => std::future::pending().await,
-            QueueFault::HangAfterSend => {
-                self.inner.send(messages).await?;
-                std::future::pending().await
-            }
-        }
-    }
-
-    async fn extend_visibility(
-        &self,
-        receipt_handle: &str,
-        seconds: u32,
-    ) -> Result<(), QueueError> {
-        self.inner.extend_visibility(receipt_handle, seconds).await
-    }
 }

@@ -33,3 +33,17 @@ pub use resources::{
     create_bucket, create_queue, create_queue_with_dlq, dynamodb_client, s3_client, sqs_client,
     QueueWithDlq,
 };
+
+/// Runs `command` to completion and returns its standard output; an error naming `what`, with the command's
+/// standard error, when it cannot start or exits unsuccessfully (the build and deployment tools the tests
+/// call: `cargo tree`, the SAM translator).
+pub fn stdout_of(command: &mut std::process::Command, what: &str) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    let out = command.output().with_context(|| format!("run {what}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out.stdout)
+}

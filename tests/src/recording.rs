@@ -238,38 +238,23 @@ mod tests {
 
     #[test]
     fn s3_shapes() {
-        let u = "http://127.0.0.1:5000/bucket/a/b.csv";
-        assert_eq!(s3_operation("GET", u, ""), "GetObject");
-        assert_eq!(s3_operation("HEAD", u, ""), "HeadObject");
-        assert_eq!(s3_operation("PUT", u, ""), "PutObject");
-        assert_eq!(
-            s3_operation("PUT", &format!("{u}?partNumber=1&uploadId=x"), ""),
-            "UploadPart"
-        );
-        assert_eq!(
-            s3_operation("POST", &format!("{u}?uploads"), ""),
-            "CreateMultipartUpload"
-        );
-        assert_eq!(
-            s3_operation("POST", &format!("{u}?uploadId=x"), ""),
-            "CompleteMultipartUpload"
-        );
-        assert_eq!(
-            s3_operation("DELETE", &format!("{u}?uploadId=x"), ""),
-            "AbortMultipartUpload"
-        );
-        assert_eq!(
-            s3_operation(
-                "GET",
-                "http://127.0.0.1:5000/bucket?list-type=2&prefix=in%2F",
-                ""
-            ),
-            "ListObjectsV2"
-        );
-        assert_eq!(
-            s3_operation("POST", "http://127.0.0.1:5000/bucket?delete", ""),
-            "Unknown"
-        );
+        let bucket = "http://127.0.0.1:5000/bucket";
+        let object: &str = &format!("{bucket}/a/b.csv");
+        let cases = [
+            ("GET", object, "", "GetObject"),
+            ("HEAD", object, "", "HeadObject"),
+            ("PUT", object, "", "PutObject"),
+            ("PUT", object, "?partNumber=1&uploadId=x", "UploadPart"),
+            ("POST", object, "?uploads", "CreateMultipartUpload"),
+            ("POST", object, "?uploadId=x", "CompleteMultipartUpload"),
+            ("DELETE", object, "?uploadId=x", "AbortMultipartUpload"),
+            ("GET", bucket, "?list-type=2&prefix=in%2F", "ListObjectsV2"),
+            ("POST", bucket, "?delete", "Unknown"),
+        ];
+        for (method, path, query, operation) in cases {
+            let url = format!("{path}{query}");
+            assert_eq!(s3_operation(method, &url, ""), operation, "{method} {url}");
+        }
     }
 
     #[test]

@@ -19,9 +19,9 @@ use s3_importer_core::config::Config;
 use s3_importer_core::sync::ports::{ConnectorStore, FileLedger, TemplateStore};
 use s3_importer_core::sync::{Clock, DestinationConfig};
 use s3_importer_lister::Lister;
-use s3_importer_tests::deployment::Deployment;
+use s3_importer_tests::deployment::{sync_connector, Deployment};
 use s3_importer_tests::recording::{Call, Recorder};
-use s3_importer_tests::{dynamodb_client, emulator, repo_root, unique_name, ACCOUNT_ID};
+use s3_importer_tests::{dynamodb_client, emulator, repo_root, stdout_of, unique_name, ACCOUNT_ID};
 use s3_importer_worker::Worker;
 use serde_json::{json, Value};
 
@@ -81,18 +81,15 @@ fn translated() -> &'static Value {
             "{} not found: run `make deploy-venv` (infra/deploy/venv.sh) first",
             python.display()
         );
-        let out = Command::new(&python)
-            .arg(root.join("infra/deploy/translate.py"))
-            .arg(root.join("template.yaml"))
-            .current_dir(&root)
-            .output()
-            .expect("run infra/deploy/translate.py");
-        assert!(
-            out.status.success(),
-            "the SAM translator rejected template.yaml:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("the translator printed JSON")
+        let stdout = stdout_of(
+            Command::new(&python)
+                .arg(root.join("infra/deploy/translate.py"))
+                .arg(root.join("template.yaml"))
+                .current_dir(&root),
+            "infra/deploy/translate.py template.yaml",
+        )
+        .expect("the SAM translator accepts template.yaml");
+        serde_json::from_slice(&stdout).expect("the translator printed JSON")
     })
 }
 
@@ -205,6 +202,29 @@ fn environment_variables_agree_with_the_code() {
     }
 }
 
+/// The `(name, value)` pairs of `items` (a table's key schema or attribute definitions as DynamoDB describes it).
+fn pairs<T>(items: &[T], pair: impl Fn(&T) -> (&str, &str)) -> BTreeSet<(String, String)> {
+    items
+        .iter()
+        .map(|item| {
+            let (name, value) = pair(item);
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// The `(item[name], item[value])` pairs of `list` (a key schema or attribute definitions in template.yaml),
+/// `None` when it is not a list.
+fn template_pairs(list: &Value, name: &str, value: &str) -> Option<BTreeSet<(String, String)>> {
+    let items = list.as_array()?;
+    Some(
+        items
+            .iter()
+            .map(|item| (resolve(&item[name]), resolve(&item[value])))
+            .collect(),
+    )
+}
+
 #[tokio::test]
 async fn key_schemas_and_ttl_are_those_the_code_uses() -> Result<()> {
     let sdk = emulator().await.sdk_config().await;
@@ -222,39 +242,18 @@ async fn key_schemas_and_ttl_are_those_the_code_uses() -> Result<()> {
             .await?
             .table
             .context("no table description")?;
-        let code_keys: BTreeSet<(String, String)> = described
-            .key_schema()
-            .iter()
-            .map(|k| {
-                (
-                    k.attribute_name().to_owned(),
-                    k.key_type().as_str().to_owned(),
-                )
-            })
-            .collect();
-        let code_attributes: BTreeSet<(String, String)> = described
-            .attribute_definitions()
-            .iter()
-            .map(|a| {
-                (
-                    a.attribute_name().to_owned(),
-                    a.attribute_type().as_str().to_owned(),
-                )
-            })
-            .collect();
+        let code_keys = pairs(described.key_schema(), |k| {
+            (k.attribute_name(), k.key_type().as_str())
+        });
+        let code_attributes = pairs(described.attribute_definitions(), |a| {
+            (a.attribute_name(), a.attribute_type().as_str())
+        });
         let p = props(logical);
-        let template_keys: BTreeSet<(String, String)> = p["KeySchema"]
-            .as_array()
-            .context("KeySchema")?
-            .iter()
-            .map(|k| (resolve(&k["AttributeName"]), resolve(&k["KeyType"])))
-            .collect();
-        let template_attributes: BTreeSet<(String, String)> = p["AttributeDefinitions"]
-            .as_array()
-            .context("AttributeDefinitions")?
-            .iter()
-            .map(|a| (resolve(&a["AttributeName"]), resolve(&a["AttributeType"])))
-            .collect();
+        let template_keys =
+            template_pairs(&p["KeySchema"], "AttributeName", "KeyType").context("KeySchema")?;
+        let template_attributes =
+            template_pairs(&p["AttributeDefinitions"], "AttributeName", "AttributeType")
+                .context("AttributeDefinitions")?;
         ensure!(
             code_keys == template_keys,
             "{logical}: key schema {template_keys:?} in template.yaml, {code_keys:?} in the code"
@@ -607,16 +606,7 @@ async fn record_a_real_run() -> Result<(Vec<Call>, Vec<Call>, Resources)> {
         "first connector enqueued {}",
         run.enqueued
     );
-    let response = s3_importer_lister::handle(
-        &d.lister,
-        json!({ "connector": other.name }),
-        "lister-cross-account",
-    )
-    .await?;
-    let other_run = response.connectors[0]
-        .run
-        .clone()
-        .context("the cross-account connector did not run")?;
+    let other_run = sync_connector(&d.lister, &other.name, "lister-cross-account").await?;
     // `connector verify` with --stack invokes the lister: the connection doctor runs as the lister's role, for
     // a same-account connector and for a cross-account one.
     for connector in [&d.connector.id, &other.id] {
@@ -1002,8 +992,9 @@ fn dashboard_rows_are_resolved_as_cloudwatch_does() {
 #[tokio::test]
 async fn the_stack_storage_deploys_on_the_emulator_and_one_sync_runs_through_it() -> Result<()> {
     use s3_importer_core::config::vars;
-    use s3_importer_core::sync::{Connector, ConnectorStatus, FixedClock, Source};
+    use s3_importer_core::sync::FixedClock;
     use s3_importer_core::template::Template;
+    use s3_importer_tests::deployment::dynamodb_connector;
 
     const STORAGE: &[&str] = &[
         "StateTable",
@@ -1112,42 +1103,20 @@ async fn the_stack_storage_deploys_on_the_emulator_and_one_sync_runs_through_it(
     state
         .put_template(&template.name, toml, &template, clock.now())
         .await?;
-    let connector = Connector {
-        id: format!("c-{:016x}", 0x5eed_u64),
-        name: format!("{stack}-c"),
-        status: ConnectorStatus::Active,
-        source: Source {
-            account_id: ACCOUNT_ID.to_owned(),
-            bucket: source_bucket.clone(),
-            region: s3_importer_tests::REGION.to_owned(),
-            prefix: Some("in/".to_owned()),
-            role_arn: None,
-            external_id: None,
-        },
-        template_id: template.name.clone(),
-        template_version: None,
-        destination: DestinationConfig::Dynamodb {
-            table: config.records_table.clone(),
-        },
-        created_at: clock.now(),
-        updated_at: clock.now(),
-        watermark: None,
-        last_sync: None,
-    };
+    let connector = dynamodb_connector(
+        format!("c-{:016x}", 0x5eed_u64),
+        format!("{stack}-c"),
+        &source_bucket,
+        "in/",
+        &template.name,
+        &config.records_table,
+        clock.now(),
+    );
     state.create_connector(&connector).await?;
     let as_clock: Arc<dyn Clock> = clock.clone();
     let lister = Lister::from_config(&config, &sdk, as_clock.clone());
     let worker = Worker::from_config(&config, &sdk, as_clock);
-    let response = s3_importer_lister::handle(
-        &lister,
-        json!({ "connector": connector.name }),
-        "stack-lister",
-    )
-    .await?;
-    let run = response.connectors[0]
-        .run
-        .clone()
-        .context("the lister did not run")?;
+    let run = sync_connector(&lister, &connector.name, "stack-lister").await?;
     ensure!(run.enqueued == 1, "enqueued {}", run.enqueued);
     let consumer = s3_importer_aws::consumer::SqsConsumer::new(
         s3_importer_tests::sqs_client(&sdk),

@@ -3,32 +3,29 @@
 
 use std::process::Command;
 
-use s3_importer_tests::repo_root;
+use s3_importer_tests::{repo_root, stdout_of};
 
 /// The normal (non-dev) dependency graph of one workspace package, as `cargo tree` prints it.
 fn normal_dependencies(package: &str) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let out = Command::new(cargo)
-        .args([
-            "tree",
-            "--offline",
-            "--locked",
-            "-p",
-            package,
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-        ])
-        .current_dir(repo_root())
-        .output()
-        .expect("run cargo tree");
-    assert!(
-        out.status.success(),
-        "cargo tree -p {package} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let stdout = stdout_of(
+        Command::new(cargo)
+            .args([
+                "tree",
+                "--offline",
+                "--locked",
+                "-p",
+                package,
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+            ])
+            .current_dir(repo_root()),
+        &format!("cargo tree -p {package}"),
+    )
+    .expect("cargo tree prints the dependency graph");
+    String::from_utf8_lossy(&stdout).into_owned()
 }
 
 #[test]

@@ -5,88 +5,31 @@
 //! once. And the visibility heartbeat keeps a slow import's message from a second worker.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use anyhow::{ensure, Context, Result};
-use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Duration;
-use flate2::write::GzEncoder;
 use s3_importer_aws::consumer::Received;
 use s3_importer_aws::destination::error_report_key;
-use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
-use s3_importer_core::sync::ports::{Destination, FileJob};
-use s3_importer_core::sync::read_ahead::ReadAhead;
+use s3_importer_core::sync::contract::fixtures::{
+    self, check_interrupted_before_any_record, check_progressed_and_handed_over,
+    check_superseded_while_read, delimited, gzip, json_array, jsonl, piece_time, ranged_reads,
+    rows, Fault, FaultyDestination, FaultyQueue, Kill, PieceFault,
+};
 use s3_importer_core::sync::{Clock, FileStatus, LedgerEntry};
 use s3_importer_tests::denials::{get_objects_answered_from, nth_get_object_answered};
-use s3_importer_tests::deployment::{
-    Deployment, Fault, FaultyDestination, FaultyQueue, Options, QueueFault,
-};
+use s3_importer_tests::deployment::{Deployment, Options};
 use s3_importer_tests::recording::Recorder;
 use s3_importer_worker::Worker;
 
-/// Time left in each invocation of a piece-by-piece drain (the handler starts no message with < 20 s).
-fn left() -> Duration {
-    Duration::seconds(30)
-}
-
-/// A worker whose every piece writes one batch of `batch_rows` and stops: its checkpoint margin is the
-/// whole invocation.
+/// A worker whose every piece writes one batch of `batch_rows` and stops ([`fixtures::piecewise`]).
 fn piecewise(d: &Deployment, batch_rows: usize) -> Worker {
     let mut worker = d.worker.clone();
-    worker.settings.checkpoint_margin = left();
-    worker.settings.batch_rows = batch_rows;
-    // Files are read as ranged GETs of 1000 bytes, 3 in flight (the one-pass imports they are compared with
-    // read one stream).
-    worker.settings.read_ahead = ReadAhead {
-        chunk_bytes: 1000,
-        in_flight: 3,
-        min_object_bytes: 1,
-    };
+    worker.settings = fixtures::piecewise(&worker.settings, batch_rows);
     worker
-}
-
-/// `n` rows of the default template; every 7th has a negative `qty` (rejected: `min = 0`).
-fn rows(prefix: &str, n: usize) -> Vec<(String, i64)> {
-    (1..=n)
-        .map(|i| {
-            let qty = if i % 7 == 0 { -(i as i64) } else { i as i64 };
-            (format!("{prefix}-{i:05}"), qty)
-        })
-        .collect()
-}
-
-fn delimited(rows: &[(String, i64)], sep: char) -> Vec<u8> {
-    let mut out = format!("id{sep}qty\n").into_bytes();
-    for (id, qty) in rows {
-        out.extend_from_slice(format!("{id}{sep}{qty}\n").as_bytes());
-    }
-    out
-}
-
-fn jsonl(rows: &[(String, i64)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (id, qty) in rows {
-        out.extend_from_slice(format!("{{\"id\":\"{id}\",\"qty\":{qty}}}\n").as_bytes());
-    }
-    out
-}
-
-fn json_array(rows: &[(String, i64)]) -> Vec<u8> {
-    let items: Vec<String> = rows
-        .iter()
-        .map(|(id, qty)| format!("  {{\"id\": \"{id}\", \"qty\": {qty}}}"))
-        .collect();
-    format!("[\n{}\n]\n", items.join(",\n")).into_bytes()
-}
-
-fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
-    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(bytes)?;
-    Ok(encoder.finish()?)
 }
 
 /// The files of the format comparison: name → body. Row ids are distinct across files.
@@ -166,7 +109,9 @@ async fn every_format_in_many_pieces_gives_exactly_the_one_pass_result() -> Resu
     ensure!(single.delivered == files.len() as u64, "{single:?}");
 
     // 300 rows in batches of 50: every file takes at least 6 pieces.
-    let drained = many.drain_in_pieces(&piecewise(&many, 50), left()).await?;
+    let drained = many
+        .drain_in_pieces(&piecewise(&many, 50), piece_time())
+        .await?;
     ensure!(drained.retried.is_empty(), "{drained:?}");
     let pieces = drained.delivered / files.len() as u64;
     ensure!(
@@ -234,11 +179,7 @@ async fn ranged_read_sends_one_get_object_per_range() -> Result<()> {
     let recorder = Recorder::new();
     let clock: Arc<dyn Clock> = d.clock.clone();
     let mut worker = Worker::from_config(&d.config, &recorder.sdk_config(&d.sdk), clock);
-    worker.settings.read_ahead = ReadAhead {
-        chunk_bytes: 1000,
-        in_flight: 3,
-        min_object_bytes: 1,
-    };
+    worker.settings.read_ahead = ranged_reads(1000);
     let drained = d.drain_with(&worker).await?;
     ensure!(
         drained.acked == 2 && drained.retried.is_empty(),
@@ -269,60 +210,52 @@ async fn ranged_read_sends_one_get_object_per_range() -> Result<()> {
     Ok(())
 }
 
-/// Where a piece is killed.
-#[derive(Debug, Clone, Copy)]
-enum Kill {
-    /// Mid-piece, after some rows were written, before the checkpoint.
-    BeforeCheckpoint,
-    /// After the checkpoint, before the continuation was sent.
-    AfterCheckpoint,
-    /// After the continuation was sent, before the message was acked.
-    AfterSend,
-    /// The whole hand-over done, but the ack lost (the message comes back).
-    AckLost,
+/// Two deployments writing S3 JSONL under `rows`, with `name` holding `body`, synced; the first (the reference)
+/// imported in one pass. Returns them and the etags of `name` in each.
+async fn one_pass_and_another(
+    name: &str,
+    body: &[u8],
+) -> Result<(Deployment, Deployment, Vec<String>)> {
+    let (one, d) = tokio::try_join!(Deployment::new(), Deployment::new())?;
+    let mut etags = Vec::new();
+    for d in [&one, &d] {
+        d.use_s3_jsonl("rows").await?;
+        etags.push(d.put(name, body).await?);
+        ensure!(d.sync().await?.enqueued == 1);
+    }
+    one.drain().await?;
+    Ok((one, d, etags))
 }
 
 /// Imports a CSV file into S3 JSONL in pieces, kills the third piece at `kill`, lets the messages come back,
 /// and compares the output object and error report with a one-pass import.
 async fn killed_piece_still_imports_every_row_once(kill: Kill) -> Result<()> {
-    let body = delimited(&rows("k", 400), ',');
-    let (one, d) = tokio::try_join!(Deployment::new(), Deployment::new())?;
-    let mut etags = Vec::new();
-    for d in [&one, &d] {
-        d.use_s3_jsonl("rows").await?;
-        etags.push(d.put("k.csv", &body).await?);
-        ensure!(d.sync().await?.enqueued == 1);
-    }
-    one.drain().await?;
+    let (one, d, etags) = one_pass_and_another("k.csv", &delimited(&rows("k", 400), ',')).await?;
     let good = piecewise(&d, 40);
 
     // Two pieces go well.
     for _ in 0..2 {
         let messages = d.receive().await?;
         ensure!(messages.len() == 1);
-        let response = d.deliver_with_deadline(&good, &messages, left()).await?;
+        let response = d
+            .deliver_with_deadline(&good, &messages, piece_time())
+            .await?;
         ensure!(d.settle(&messages, &response).await?.is_empty());
     }
     // The third is killed.
     let messages = d.receive().await?;
     ensure!(messages.len() == 1);
     let mut bad = good.clone();
-    match kill {
-        Kill::BeforeCheckpoint => {
-            bad.deps.destination = Arc::new(FaultyDestination::new(
-                d.real_destination(),
-                Fault::HangAfter(15),
-            ))
-        }
-        Kill::AfterCheckpoint => {
-            bad.deps.queue = Arc::new(FaultyQueue::new(d.real_queue(), QueueFault::HangBeforeSend))
-        }
-        Kill::AfterSend => {
-            bad.deps.queue = Arc::new(FaultyQueue::new(d.real_queue(), QueueFault::HangAfterSend))
-        }
-        Kill::AckLost => {}
+    if kill == Kill::BeforeCheckpoint {
+        bad.deps.destination = Arc::new(FaultyDestination::new(
+            d.real_destination(),
+            Fault::HoldAfter(15),
+        ));
     }
-    let run = d.deliver_with_deadline(&bad, &messages, left());
+    if let Some(fault) = kill.queue_fault() {
+        bad.deps.queue = Arc::new(FaultyQueue::new(d.real_queue(), fault));
+    }
+    let run = d.deliver_with_deadline(&bad, &messages, piece_time());
     match kill {
         Kill::AckLost => {
             let response = run.await?;
@@ -337,17 +270,13 @@ async fn killed_piece_still_imports_every_row_once(kill: Kill) -> Result<()> {
         }
     }
     let entry = d.file("k.csv").await?;
-    let expected_status = match kill {
-        Kill::BeforeCheckpoint => FileStatus::Processing,
-        _ => FileStatus::Queued,
-    };
-    ensure!(entry.status == expected_status, "{entry:#?}");
+    ensure!(entry.status == kill.status_after(), "{entry:#?}");
 
     // The message comes back after its visibility timeout; a dead worker's lease runs out with its
     // invocation (deadline + 1 minute).
     d.expire_visibility(&messages).await?;
     d.clock.advance(Duration::minutes(2));
-    let drained = d.drain_in_pieces(&good, left()).await?;
+    let drained = d.drain_in_pieces(&good, piece_time()).await?;
     ensure!(drained.retried.is_empty(), "{drained:?}");
 
     same_as_one_pass(&one, &d, "k.csv", &etags).await
@@ -390,18 +319,6 @@ async fn same_as_one_pass(
     Ok(())
 }
 
-/// How the third piece of a file fails while its worker lives on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PieceFault {
-    /// The source keeps failing (503 SlowDown, past the SDK's and the read's retries) once the piece has read
-    /// a few ranges.
-    SourceFailsMidPiece,
-    /// The source keeps failing before the piece has read one whole record.
-    SourceFailsBeforeARecord,
-    /// The destination keeps failing transiently (throttling) after a few rows.
-    DestinationFails,
-}
-
 /// Imports a CSV file into S3 JSONL in pieces; a later piece (the third; in the destination's case the first
 /// after a part of output was staged) meets `fault` and has all the time it wants. Returns the two deployments
 /// (one-pass and piecewise), the etags, the ledger entry before that piece, its messages and the batch
@@ -422,15 +339,7 @@ async fn third_piece_meets(
         PieceFault::DestinationFails => 400_000,
         _ => 3000,
     };
-    let body = delimited(&rows("f", n), ',');
-    let (one, d) = tokio::try_join!(Deployment::new(), Deployment::new())?;
-    let mut etags = Vec::new();
-    for d in [&one, &d] {
-        d.use_s3_jsonl("rows").await?;
-        etags.push(d.put("f.csv", &body).await?);
-        ensure!(d.sync().await?.enqueued == 1);
-    }
-    one.drain().await?;
+    let (one, d, etags) = one_pass_and_another("f.csv", &delimited(&rows("f", n), ',')).await?;
     let good = piecewise(&d, 40);
     let parts_staged = |entry: &LedgerEntry| {
         entry
@@ -446,8 +355,8 @@ async fn third_piece_meets(
         ensure!(messages.len() == 1);
         // Pieces of one batch; in the destination's case, pieces of about two seconds.
         let left = match fault {
-            PieceFault::DestinationFails => left() + Duration::seconds(2),
-            _ => left(),
+            PieceFault::DestinationFails => piece_time() + Duration::seconds(2),
+            _ => piece_time(),
         };
         let response = d.deliver_with_deadline(&good, &messages, left).await?;
         ensure!(d.settle(&messages, &response).await?.is_empty());
@@ -466,28 +375,20 @@ async fn third_piece_meets(
         }
     }
     let before = d.file("f.csv").await?;
-    let failing_source = |from: usize, chunk_bytes: u64| {
-        let clock: Arc<dyn Clock> = d.clock.clone();
-        let mut worker = Worker::from_config(
-            &d.config,
-            &get_objects_answered_from(&d.sdk, &d.source_bucket, from, 503, "SlowDown"),
-            clock,
-        );
-        worker.settings.batch_rows = 40;
-        worker.settings.read_ahead = ReadAhead {
-            chunk_bytes,
-            in_flight: 3,
-            min_object_bytes: 1,
-        };
-        worker
-    };
-    let bad = match fault {
-        // Ranges of 1000 bytes (about 90 rows): four are read, the fifth keeps failing (the output's reads are
-        // not affected).
-        PieceFault::SourceFailsMidPiece => failing_source(5, 1000),
-        // Ranges of 4 bytes: the first holds no whole record, the second keeps failing.
-        PieceFault::SourceFailsBeforeARecord => failing_source(2, 4),
-        PieceFault::DestinationFails => {
+    let bad = match fault.failing_reads() {
+        // The output's reads are not affected.
+        Some((from, chunk_bytes)) => {
+            let clock: Arc<dyn Clock> = d.clock.clone();
+            let mut worker = Worker::from_config(
+                &d.config,
+                &get_objects_answered_from(&d.sdk, &d.source_bucket, from, 503, "SlowDown"),
+                clock,
+            );
+            worker.settings.batch_rows = 40;
+            worker.settings.read_ahead = ranged_reads(chunk_bytes);
+            worker
+        }
+        None => {
             let mut worker = d.worker.clone();
             worker.settings.batch_rows = 40;
             worker.deps.destination = Arc::new(FaultyDestination::new(
@@ -515,26 +416,13 @@ async fn source_failing_mid_piece_checkpoints_the_last_complete_record_and_conti
     let (one, d, etags, before, _, response) =
         third_piece_meets(PieceFault::SourceFailsMidPiece).await?;
     ensure!(response.batch_item_failures.is_empty(), "{response:?}");
-    let after = d.file("f.csv").await?;
-    let rows_at = |e: &LedgerEntry| {
-        e.checkpoint
-            .as_ref()
-            .map_or(0, |c| c.rows_imported + c.rows_rejected)
-    };
-    ensure!(
-        after.status == FileStatus::Queued
-            && after
-                .checkpoint
-                .as_ref()
-                .is_some_and(|c| c.piece == 3 && c.continued)
-            && rows_at(&after) > rows_at(&before) + 40,
-        "the piece made progress and handed over: {after:#?}"
-    );
+    check_progressed_and_handed_over(&before, &d.file("f.csv").await?)
+        .map_err(anyhow::Error::msg)?;
     ensure!(
         d.queue_depth().await? == (1, 0),
         "the continuation is queued"
     );
-    let drained = d.drain_in_pieces(&piecewise(&d, 40), left()).await?;
+    let drained = d.drain_in_pieces(&piecewise(&d, 40), piece_time()).await?;
     ensure!(drained.retried.is_empty(), "{drained:?}");
     same_as_one_pass(&one, &d, "f.csv", &etags).await
 }
@@ -551,22 +439,14 @@ async fn source_failing_before_a_whole_record_retries_the_message_from_the_same_
         response.batch_item_failures.len() == 1,
         "the message is retried: {response:?}"
     );
-    let after = d.file("f.csv").await?;
-    ensure!(
-        after.status == FileStatus::Queued
-            && after.checkpoint == before.checkpoint
-            && after
-                .error
-                .as_deref()
-                .is_some_and(|e| e.contains("interrupted before any record")),
-        "{after:#?}"
-    );
+    check_interrupted_before_any_record(&before, &d.file("f.csv").await?)
+        .map_err(anyhow::Error::msg)?;
     ensure!(
         d.queue_depth().await? == (0, 1),
         "only the invisible message"
     );
     d.expire_visibility(&messages).await?;
-    let drained = d.drain_in_pieces(&piecewise(&d, 40), left()).await?;
+    let drained = d.drain_in_pieces(&piecewise(&d, 40), piece_time()).await?;
     ensure!(drained.retried.is_empty(), "{drained:?}");
     same_as_one_pass(&one, &d, "f.csv", &etags).await
 }
@@ -591,25 +471,7 @@ async fn destination_failing_in_a_later_piece_keeps_the_staged_output() -> Resul
     same_as_one_pass(&one, &d, "f.csv", &etags).await
 }
 
-#[tokio::test]
-async fn piece_killed_before_its_checkpoint_is_redone() -> Result<()> {
-    killed_piece_still_imports_every_row_once(Kill::BeforeCheckpoint).await
-}
-
-#[tokio::test]
-async fn piece_killed_after_its_checkpoint_sends_the_continuation_on_redelivery() -> Result<()> {
-    killed_piece_still_imports_every_row_once(Kill::AfterCheckpoint).await
-}
-
-#[tokio::test]
-async fn piece_killed_after_sending_the_continuation_does_not_import_twice() -> Result<()> {
-    killed_piece_still_imports_every_row_once(Kill::AfterSend).await
-}
-
-#[tokio::test]
-async fn lost_ack_of_a_finished_piece_is_recognised_from_the_ledger() -> Result<()> {
-    killed_piece_still_imports_every_row_once(Kill::AckLost).await
-}
+s3_importer_core::piece_kill_tests!(killed_piece_still_imports_every_row_once -> Result<()>);
 
 /// An object overwritten in the middle of a ranged read (a later range answered 412) ends `superseded`, not
 /// `failed`, and the message is acked.
@@ -624,61 +486,13 @@ async fn object_overwritten_during_a_ranged_read_is_superseded() -> Result<()> {
         &nth_get_object_answered(&d.sdk, 5, 412, "PreconditionFailed"),
         clock,
     );
-    worker.settings.read_ahead = ReadAhead {
-        chunk_bytes: 1000,
-        in_flight: 3,
-        min_object_bytes: 1,
-    };
+    worker.settings.read_ahead = ranged_reads(1000);
     let drained = d.drain_with(&worker).await?;
     ensure!(
         drained.acked == 1 && drained.retried.is_empty(),
         "{drained:?}"
     );
-    let entry = d.file("o.csv").await?;
-    ensure!(
-        entry.status == FileStatus::Superseded
-            && entry
-                .error
-                .as_deref()
-                .is_some_and(|e| e.contains("while it was read")),
-        "{entry:#?}"
-    );
-    Ok(())
-}
-
-/// Rows go through `inner` after `delay` per batch.
-struct SlowDestination {
-    inner: Arc<dyn Destination>,
-    delay: StdDuration,
-}
-
-struct SlowRows {
-    inner: Box<dyn RowSink>,
-    delay: StdDuration,
-}
-
-#[async_trait]
-impl Destination for SlowDestination {
-    async fn open_rows(&self, job: &FileJob) -> Result<Box<dyn RowSink>, SinkError> {
-        Ok(Box::new(SlowRows {
-            inner: self.inner.open_rows(job).await?,
-            delay: self.delay,
-        }))
-    }
-    async fn open_rejects(&self, job: &FileJob) -> Result<Box<dyn RejectSink>, SinkError> {
-        self.inner.open_rejects(job).await
-    }
-}
-
-#[async_trait]
-impl RowSink for SlowRows {
-    async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.write_batch(batch).await
-    }
-    async fn finish(&mut self) -> Result<(), SinkError> {
-        self.inner.finish().await
-    }
+    check_superseded_while_read(&d.file("o.csv").await?).map_err(anyhow::Error::msg)
 }
 
 #[tokio::test]
@@ -691,10 +505,10 @@ async fn heartbeat_keeps_a_slow_import_invisible_and_stops_when_the_file_is_done
     .await?;
     d.put("slow.csv", &delimited(&rows("s", 120), ',')).await?;
     ensure!(d.sync().await?.enqueued == 1);
-    let mut worker = d.worker_with(Arc::new(SlowDestination {
-        inner: d.real_destination(),
-        delay: StdDuration::from_millis(1500),
-    }));
+    let mut worker = d.worker_with(Arc::new(FaultyDestination::new(
+        d.real_destination(),
+        Fault::Slow(StdDuration::from_millis(1500)),
+    )));
     worker.settings.batch_rows = 30;
     worker.settings.heartbeat_interval = StdDuration::from_secs(1);
 

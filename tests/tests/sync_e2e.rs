@@ -10,34 +10,25 @@
 //! adapters in `crates/core/tests/engine_*.rs`; this suite keeps what needs S3, SQS and DynamoDB themselves.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Duration;
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use s3_importer_aws::destination::{error_report_key, output_key};
 use s3_importer_core::sink::ErrorReportEntry;
+use s3_importer_core::sync::contract::fixtures::{
+    check_all_imported, check_dead_lettered, check_missing_bucket, check_rejects_imported,
+    check_rejects_report, csv, gzip, Fault, FaultyDestination, REJECTS_CSV,
+};
 use s3_importer_core::sync::ports::ConnectorStore;
-use s3_importer_core::sync::{Clock, ConnectorStatus, DestinationConfig, FileMessage, FileStatus};
-use s3_importer_core::ErrorCode;
+use s3_importer_core::sync::{Clock, DestinationConfig, FileMessage, FileStatus};
 use s3_importer_tests::denials::{missing_keys_denied, Listing};
-use s3_importer_tests::deployment::{request_id, Deployment, Fault, FaultyDestination, Options};
+use s3_importer_tests::deployment::{request_id, Deployment, Options};
 use s3_importer_tests::s3_client;
 use serde_json::json;
-
-/// A CSV file of the default template: `id,qty` and one line per row.
-fn csv(rows: &[(&str, i64)]) -> Vec<u8> {
-    let mut out = String::from("id,qty\n");
-    for (id, qty) in rows {
-        out.push_str(&format!("{id},{qty}\n"));
-    }
-    out.into_bytes()
-}
 
 fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
     match item.get(name) {
@@ -141,21 +132,8 @@ async fn sync_of_a_missing_bucket_records_the_error_and_marks_the_connector_brok
         .send()
         .await?;
     let run = d.sync().await?;
-    let error = run.error.clone().unwrap_or_default();
-    assert!(
-        error.contains(&d.source_bucket),
-        "the run names the bucket: {run:#?}"
-    );
-    assert_eq!(
-        (run.listed, run.enqueued, run.watermark_after),
-        (0, 0, None)
-    );
-    match d.connector_now().await?.status {
-        ConnectorStatus::Broken { reason } => {
-            assert!(reason.contains("does not exist"), "{reason}")
-        }
-        other => panic!("the connector should be broken, is {other:?}"),
-    }
+    let status = d.connector_now().await?.status;
+    check_missing_bucket(&run, &status, &d.source_bucket).map_err(anyhow::Error::msg)?;
     let again = s3_importer_lister::handle(
         &d.lister,
         json!({ "connector": d.connector.name }),
@@ -177,21 +155,12 @@ async fn sync_of_a_missing_bucket_records_the_error_and_marks_the_connector_brok
 async fn file_with_bad_rows_is_imported_with_an_error_report_naming_line_and_column() -> Result<()>
 {
     let d = Deployment::new().await?;
-    let etag = d
-        .put(
-            "rows.csv",
-            b"id,qty\nr-1,1\nr-2,not-a-number\nr-3,\nr-4,-5\nr-5,5\n",
-        )
-        .await?;
+    let etag = d.put("rows.csv", REJECTS_CSV).await?;
     assert_eq!(d.sync().await?.enqueued, 1);
     assert_eq!(d.drain().await?.acked, 1);
 
     let entry = d.file("rows.csv").await?;
-    assert_eq!(
-        (entry.status, entry.rows_imported, entry.rows_rejected),
-        (FileStatus::Imported, 2, 3),
-        "{entry:#?}"
-    );
+    check_rejects_imported(&entry).map_err(anyhow::Error::msg)?;
     let location = entry.error_report.clone().context("no error report")?;
     assert_eq!(
         location,
@@ -206,22 +175,7 @@ async fn file_with_bad_rows_is_imported_with_an_error_report_naming_line_and_col
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    let summary: Vec<(u64, u64, Option<&str>, ErrorCode)> = entries
-        .iter()
-        .map(|e| (e.record, e.line, e.column.as_deref(), e.code))
-        .collect();
-    assert_eq!(
-        summary,
-        [
-            (2, 3, Some("qty"), ErrorCode::InvalidInteger),
-            (3, 4, Some("qty"), ErrorCode::NullValue),
-            (4, 5, Some("qty"), ErrorCode::ConstraintViolated),
-        ]
-    );
-    assert!(
-        entries.iter().all(|e| !e.message.contains("not-a-number")),
-        "the report never holds values: {entries:#?}"
-    );
+    check_rejects_report(&entries).map_err(anyhow::Error::msg)?;
     assert_eq!(ids(&d.records().await?), ["r-1", "r-5"]);
     Ok(())
 }
@@ -282,11 +236,6 @@ async fn keys_with_spaces_plus_percent_unicode_and_1000_bytes_are_imported_and_r
 #[tokio::test]
 async fn gzip_files_are_imported_by_extension_and_by_content_encoding() -> Result<()> {
     let d = Deployment::new().await?;
-    let gzip = |bytes: &[u8]| -> Result<Vec<u8>> {
-        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-        encoder.write_all(bytes)?;
-        Ok(encoder.finish()?)
-    };
     d.put("by-name.csv.gz", &gzip(&csv(&[("gz-1", 1), ("gz-2", 2)]))?)
         .await?;
     d.put("by-name.jsonl.gz", &gzip(b"{\"id\":\"gz-3\",\"qty\":3}\n")?)
@@ -301,14 +250,7 @@ async fn gzip_files_are_imported_by_extension_and_by_content_encoding() -> Resul
         .await?;
     assert_eq!(d.sync().await?.enqueued, 3);
     assert_eq!(d.drain().await?.acked, 3);
-    let files = d.files().await?;
-    assert!(
-        files
-            .values()
-            .flatten()
-            .all(|e| e.status == FileStatus::Imported),
-        "{files:#?}"
-    );
+    check_all_imported(&d.files().await?).map_err(anyhow::Error::msg)?;
     assert_eq!(ids(&d.records().await?), ["gz-1", "gz-2", "gz-3", "gz-4"]);
     Ok(())
 }
@@ -440,16 +382,7 @@ async fn message_that_keeps_failing_moves_to_the_dead_letter_queue() -> Result<(
     assert_eq!(d.queue_depth().await?, (0, 0));
     assert_eq!(d.dead_letter_depth().await?, (1, 0));
     let entry = d.file("a.csv").await?;
-    assert_eq!((entry.status, entry.attempts), (FileStatus::Queued, 2));
-    assert!(
-        entry.error.is_some(),
-        "the last transient error is kept: {entry:#?}"
-    );
-    assert_eq!(
-        d.sync().await?.enqueued,
-        0,
-        "a queued file is never re-sent by the lister"
-    );
+    check_dead_lettered(&entry, d.sync().await?.enqueued).map_err(anyhow::Error::msg)?;
     assert!(d.records().await?.is_empty());
     Ok(())
 }

@@ -6,72 +6,20 @@
 
 mod engine;
 
-use std::io::Write;
 use std::sync::Arc;
 
 use chrono::Duration;
 use engine::{
-    comparable, piece_time, piecewise, Fault, FaultyDestination, FaultyQueue, FaultySource,
-    QueueFault, Received, Result, SourceFault, World,
+    comparable, one, piece_time, piecewise, Fault, FaultyDestination, FaultyQueue, FaultySource,
+    Received, Result, SourceFault, World,
 };
-use s3_importer_core::sync::read_ahead::ReadAhead;
+use s3_importer_core::sync::contract::fixtures::{
+    check_interrupted_before_any_record, check_progressed_and_handed_over, delimited, gzip,
+    json_array, jsonl, ranged_reads, rows, Kill, PieceFault,
+};
 use s3_importer_core::sync::{Checkpoint, FileStatus, LedgerEntry};
 
-/// `n` rows of the default template; every 7th has a negative `qty` (rejected: `min = 0`).
-fn rows(prefix: &str, n: usize) -> Vec<(String, i64)> {
-    (1..=n)
-        .map(|i| {
-            let qty = if i % 7 == 0 { -(i as i64) } else { i as i64 };
-            (format!("{prefix}-{i:05}"), qty)
-        })
-        .collect()
-}
-
-fn delimited(rows: &[(String, i64)], sep: char) -> Vec<u8> {
-    let mut out = format!("id{sep}qty\n").into_bytes();
-    for (id, qty) in rows {
-        out.extend_from_slice(format!("{id}{sep}{qty}\n").as_bytes());
-    }
-    out
-}
-
-fn jsonl(rows: &[(String, i64)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (id, qty) in rows {
-        out.extend_from_slice(format!("{{\"id\":\"{id}\",\"qty\":{qty}}}\n").as_bytes());
-    }
-    out
-}
-
-fn json_array(rows: &[(String, i64)]) -> Vec<u8> {
-    let items: Vec<String> = rows
-        .iter()
-        .map(|(id, qty)| format!("  {{\"id\": \"{id}\", \"qty\": {qty}}}"))
-        .collect();
-    format!("[\n{}\n]\n", items.join(",\n")).into_bytes()
-}
-
-fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(bytes)?;
-    Ok(encoder.finish()?)
-}
-
-fn one(messages: Vec<Received>) -> Result<Received> {
-    match <[Received; 1]>::try_from(messages) {
-        Ok([m]) => Ok(m),
-        Err(all) => Err(engine::fail(format!(
-            "{} messages, not 1: {all:#?}",
-            all.len()
-        ))),
-    }
-}
-
-/// Rows imported or rejected before the entry's checkpoint.
-fn rows_at(entry: &LedgerEntry) -> u64 {
-    entry.checkpoint.as_ref().map_or(0, rows_at_checkpoint)
-}
-
+/// Rows imported or rejected before `checkpoint`.
 fn rows_at_checkpoint(checkpoint: &Checkpoint) -> u64 {
     checkpoint.rows_imported + checkpoint.rows_rejected
 }
@@ -219,17 +167,19 @@ async fn every_format_in_many_pieces_gives_exactly_the_one_pass_result() -> Resu
     Ok(())
 }
 
-/// Where a piece is killed.
-#[derive(Debug, Clone, Copy)]
-enum Kill {
-    /// Mid-piece, after some rows were written, before the checkpoint.
-    BeforeCheckpoint,
-    /// After the checkpoint, before the continuation was sent.
-    AfterCheckpoint,
-    /// After the continuation was sent, before the message was acked.
-    AfterSend,
-    /// The whole hand-over done, but the ack lost (the message comes back).
-    AckLost,
+/// The first two pieces of `name` through `good`: each acked, the file handed over (`queued`) after each.
+async fn two_pieces_go_well(w: &World, good: &engine::Worker, name: &str) -> Result {
+    for _ in 0..2 {
+        let messages = w.receive()?;
+        assert_eq!(messages.len(), 1);
+        let retried = w
+            .deliver_and_settle(good, &messages, Some(piece_time()))
+            .await;
+        assert!(retried.is_empty(), "{retried:?}");
+        let entry = w.file(name).await?;
+        assert_eq!(entry.status, FileStatus::Queued, "{entry:#?}");
+    }
+    Ok(())
 }
 
 /// Imports a CSV file in pieces, kills the third piece at `kill`, lets the messages come back, and compares
@@ -237,16 +187,7 @@ enum Kill {
 async fn killed_piece_still_imports_every_row_once(kill: Kill) -> Result {
     let (one, w) = one_pass_and_another("k.csv", &delimited(&rows("k", 400), ',')).await?;
     let good = piecewise(&w, 40);
-
-    // Two pieces go well.
-    for _ in 0..2 {
-        let messages = w.receive()?;
-        assert_eq!(messages.len(), 1);
-        let retried = w
-            .deliver_and_settle(&good, &messages, Some(piece_time()))
-            .await;
-        assert!(retried.is_empty(), "{retried:?}");
-    }
+    two_pieces_go_well(&w, &good, "k.csv").await?;
     // The third is killed.
     let messages = w.receive()?;
     assert_eq!(messages.len(), 1);
@@ -259,10 +200,7 @@ async fn killed_piece_still_imports_every_row_once(kill: Kill) -> Result {
             w.kill_when(&bad, &messages, left, hold.held()).await?;
         }
         Kill::AfterCheckpoint | Kill::AfterSend => {
-            let fault = match kill {
-                Kill::AfterCheckpoint => QueueFault::HangBeforeSend,
-                _ => QueueFault::HangAfterSend,
-            };
+            let fault = kill.queue_fault().ok_or("a queue fault kills this piece")?;
             let queue = FaultyQueue::new(w.queue.clone(), fault);
             let mut bad = w.worker_with_queue(Arc::new(queue.clone()));
             bad.settings = good.settings.clone();
@@ -274,11 +212,7 @@ async fn killed_piece_still_imports_every_row_once(kill: Kill) -> Result {
         }
     }
     let entry = w.file("k.csv").await?;
-    let expected_status = match kill {
-        Kill::BeforeCheckpoint => FileStatus::Processing,
-        _ => FileStatus::Queued,
-    };
-    assert_eq!(entry.status, expected_status, "{kill:?}: {entry:#?}");
+    assert_eq!(entry.status, kill.status_after(), "{kill:?}: {entry:#?}");
 
     // The message comes back after its visibility timeout; a dead worker's lease runs out with its
     // invocation (deadline + 1 minute).
@@ -289,25 +223,7 @@ async fn killed_piece_still_imports_every_row_once(kill: Kill) -> Result {
     same_as_one_pass(&one, &w, "k.csv").await
 }
 
-#[tokio::test]
-async fn piece_killed_before_its_checkpoint_is_redone() -> Result {
-    killed_piece_still_imports_every_row_once(Kill::BeforeCheckpoint).await
-}
-
-#[tokio::test]
-async fn piece_killed_after_its_checkpoint_sends_the_continuation_on_redelivery() -> Result {
-    killed_piece_still_imports_every_row_once(Kill::AfterCheckpoint).await
-}
-
-#[tokio::test]
-async fn piece_killed_after_sending_the_continuation_does_not_import_twice() -> Result {
-    killed_piece_still_imports_every_row_once(Kill::AfterSend).await
-}
-
-#[tokio::test]
-async fn lost_ack_of_a_finished_piece_is_recognised_from_the_ledger() -> Result {
-    killed_piece_still_imports_every_row_once(Kill::AckLost).await
-}
+s3_importer_core::piece_kill_tests!(killed_piece_still_imports_every_row_once -> Result);
 
 /// After a crash mid-piece, the redelivered message starts from the last checkpoint, not from the top: the
 /// rows of earlier pieces are not written again.
@@ -417,17 +333,6 @@ async fn a_stale_duplicate_does_not_count_an_attempt() -> Result {
     Ok(())
 }
 
-/// How the third piece of a file fails while its worker lives on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PieceFault {
-    /// The source keeps failing (past the read's retries) once the piece has read a few ranges.
-    SourceFailsMidPiece,
-    /// The source keeps failing before the piece has read one whole record.
-    SourceFailsBeforeARecord,
-    /// The destination keeps failing transiently (throttling) after a few rows.
-    DestinationFails,
-}
-
 /// Imports a CSV file in pieces; the third piece meets `fault` and has all the time it wants. Returns the two
 /// worlds (one-pass and piecewise), the entry before that piece, its messages and the ids retried.
 async fn third_piece_meets(
@@ -435,36 +340,19 @@ async fn third_piece_meets(
 ) -> Result<(World, World, LedgerEntry, Vec<Received>, Vec<String>)> {
     let (one, w) = one_pass_and_another("f.csv", &delimited(&rows("f", 3000), ',')).await?;
     let good = piecewise(&w, 40);
-    for _ in 0..2 {
-        let messages = w.receive()?;
-        assert_eq!(messages.len(), 1);
-        let retried = w
-            .deliver_and_settle(&good, &messages, Some(piece_time()))
-            .await;
-        assert!(retried.is_empty(), "{retried:?}");
-        let entry = w.file("f.csv").await?;
-        assert_eq!(entry.status, FileStatus::Queued, "{entry:#?}");
-    }
+    two_pieces_go_well(&w, &good, "f.csv").await?;
     let before = w.file("f.csv").await?;
-    let failing_source = |from: usize, chunk_bytes: u64| {
-        let mut worker = w.worker_with_source(Arc::new(FaultySource::new(
-            w.s3.clone(),
-            SourceFault::TransientFrom(from),
-        )));
-        worker.settings.batch_rows = 40;
-        worker.settings.read_ahead = ReadAhead {
-            chunk_bytes,
-            in_flight: 3,
-            min_object_bytes: 1,
-        };
-        worker
-    };
-    let bad = match fault {
-        // Ranges of 1000 bytes (about 90 rows): four are read, the fifth keeps failing.
-        PieceFault::SourceFailsMidPiece => failing_source(5, 1000),
-        // Ranges of 4 bytes: the first holds no whole record, the second keeps failing.
-        PieceFault::SourceFailsBeforeARecord => failing_source(2, 4),
-        PieceFault::DestinationFails => {
+    let bad = match fault.failing_reads() {
+        Some((from, chunk_bytes)) => {
+            let mut worker = w.worker_with_source(Arc::new(FaultySource::new(
+                w.s3.clone(),
+                SourceFault::TransientFrom(from),
+            )));
+            worker.settings.batch_rows = 40;
+            worker.settings.read_ahead = ranged_reads(chunk_bytes);
+            worker
+        }
+        None => {
             let mut worker = w.worker_with(Arc::new(FaultyDestination::new(
                 Arc::new(w.destination.clone()),
                 Fault::TransientAfter(100),
@@ -488,16 +376,7 @@ async fn third_piece_meets(
 async fn source_failing_mid_piece_checkpoints_the_last_complete_record_and_continues() -> Result {
     let (one, w, before, _, retried) = third_piece_meets(PieceFault::SourceFailsMidPiece).await?;
     assert!(retried.is_empty(), "{retried:?}");
-    let after = w.file("f.csv").await?;
-    assert!(
-        after.status == FileStatus::Queued
-            && after
-                .checkpoint
-                .as_ref()
-                .is_some_and(|c| c.piece == 3 && c.continued)
-            && rows_at(&after) > rows_at(&before) + 40,
-        "the piece made progress and handed over: {after:#?}"
-    );
+    check_progressed_and_handed_over(&before, &w.file("f.csv").await?)?;
     assert_eq!(w.queue_depth()?, (1, 0), "the continuation is queued");
     let drained = w.drain_with(&piecewise(&w, 40), Some(piece_time())).await?;
     assert!(drained.retried.is_empty(), "{drained:?}");
@@ -513,16 +392,7 @@ async fn source_failing_before_a_whole_record_retries_the_message_from_the_same_
     let (one, w, before, messages, retried) =
         third_piece_meets(PieceFault::SourceFailsBeforeARecord).await?;
     assert_eq!(retried.len(), 1, "the message is retried: {retried:?}");
-    let after = w.file("f.csv").await?;
-    assert!(
-        after.status == FileStatus::Queued
-            && after.checkpoint == before.checkpoint
-            && after
-                .error
-                .as_deref()
-                .is_some_and(|e| e.contains("interrupted before any record")),
-        "{after:#?}"
-    );
+    check_interrupted_before_any_record(&before, &w.file("f.csv").await?)?;
     assert_eq!(w.queue_depth()?, (0, 1), "only the invisible message");
     w.expire_visibility(&messages);
     let drained = w.drain_with(&piecewise(&w, 40), Some(piece_time())).await?;

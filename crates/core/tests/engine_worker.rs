@@ -10,25 +10,17 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use engine::{
-    csv, csv_owned, numbered, Fault, FaultyDestination, FaultySource, Received, Result,
-    SourceFault, World,
+    csv, csv_owned, numbered, one, Fault, FaultyDestination, FaultySource, Result, SourceFault,
+    World,
+};
+use s3_importer_core::sync::contract::fixtures::{
+    check_all_imported, check_dead_lettered, check_rejects_imported, check_rejects_report,
+    check_superseded_while_read, gzip, ranged_reads, REJECTS_CSV,
 };
 use s3_importer_core::sync::memory::MemoryObject;
 use s3_importer_core::sync::ports::ConnectorStore;
-use s3_importer_core::sync::read_ahead::ReadAhead;
 use s3_importer_core::sync::worker::Disposition;
 use s3_importer_core::sync::{Clock, FileStatus, FileVersion};
-use s3_importer_core::ErrorCode;
-
-fn one(messages: Vec<Received>) -> Result<Received> {
-    match <[Received; 1]>::try_from(messages) {
-        Ok([m]) => Ok(m),
-        Err(all) => Err(engine::fail(format!(
-            "{} messages, not 1: {all:#?}",
-            all.len()
-        ))),
-    }
-}
 
 #[tokio::test]
 async fn duplicate_delivery_imports_once() -> Result {
@@ -264,19 +256,12 @@ async fn malformed_file_fails_with_positioned_reason_and_is_not_retried() -> Res
 #[tokio::test]
 async fn file_with_bad_rows_is_imported_with_an_error_report_naming_line_and_column() -> Result {
     let w = World::new().await?;
-    w.put(
-        "rows.csv",
-        b"id,qty\nr-1,1\nr-2,not-a-number\nr-3,\nr-4,-5\nr-5,5\n",
-    );
+    w.put("rows.csv", REJECTS_CSV);
     assert_eq!(w.sync().await?.enqueued, 1);
     assert_eq!(w.drain().await?.acked, 1);
 
     let entry = w.file("rows.csv").await?;
-    assert_eq!(
-        (entry.status, entry.rows_imported, entry.rows_rejected),
-        (FileStatus::Imported, 2, 3),
-        "{entry:#?}"
-    );
+    check_rejects_imported(&entry)?;
     let location = entry.error_report.clone().ok_or("no error report")?;
     assert!(
         location.starts_with("memory://error-reports/"),
@@ -286,22 +271,7 @@ async fn file_with_bad_rows_is_imported_with_an_error_report_naming_line_and_col
         .report("rows.csv")
         .await?
         .ok_or("the report is not stored")?;
-    let summary: Vec<(u64, u64, Option<&str>, ErrorCode)> = entries
-        .iter()
-        .map(|e| (e.record, e.line, e.column.as_deref(), e.code))
-        .collect();
-    assert_eq!(
-        summary,
-        [
-            (2, 3, Some("qty"), ErrorCode::InvalidInteger),
-            (3, 4, Some("qty"), ErrorCode::NullValue),
-            (4, 5, Some("qty"), ErrorCode::ConstraintViolated),
-        ]
-    );
-    assert!(
-        entries.iter().all(|e| !e.message.contains("not-a-number")),
-        "the report never holds values: {entries:#?}"
-    );
+    check_rejects_report(&entries)?;
     assert_eq!(w.ids()?, ["r-1", "r-5"]);
     Ok(())
 }
@@ -409,16 +379,7 @@ async fn message_that_keeps_failing_moves_to_the_dead_letter_queue() -> Result {
     assert_eq!(w.queue_depth()?, (0, 0));
     assert_eq!(w.dead_letter_depth(), 1);
     let entry = w.file("a.csv").await?;
-    assert_eq!((entry.status, entry.attempts), (FileStatus::Queued, 2));
-    assert!(
-        entry.error.is_some(),
-        "the last transient error is kept: {entry:#?}"
-    );
-    assert_eq!(
-        w.sync().await?.enqueued,
-        0,
-        "a queued file is never re-sent by the lister"
-    );
+    check_dead_lettered(&entry, w.sync().await?.enqueued)?;
     assert!(w.records()?.is_empty());
     Ok(())
 }
@@ -443,13 +404,8 @@ async fn key_overwritten_before_it_is_read_is_superseded_and_the_new_version_imp
         "the new version is its own entry"
     );
     assert_eq!(w.drain().await?.acked, 1);
-    let files = w.files().await?;
-    let versions: BTreeSet<(String, FileStatus)> = files["a.csv"]
-        .iter()
-        .map(|e| (e.version.etag.clone(), e.status))
-        .collect();
     assert_eq!(
-        versions,
+        w.versions("a.csv").await?,
         BTreeSet::from([
             (v1, FileStatus::Superseded),
             (v2.clone(), FileStatus::Imported)
@@ -486,26 +442,14 @@ async fn object_overwritten_during_a_ranged_read_is_superseded() -> Result {
         SourceFault::OverwrittenAt(5),
     ));
     let mut worker = w.worker_with_source(source.clone());
-    worker.settings.read_ahead = ReadAhead {
-        chunk_bytes: 1000,
-        in_flight: 3,
-        min_object_bytes: 1,
-    };
+    worker.settings.read_ahead = ranged_reads(1000);
     let drained = w.drain_with(&worker, None).await?;
     assert!(
         drained.acked == 1 && drained.retried.is_empty(),
         "{drained:?}"
     );
     assert!(source.opens() >= 5, "{} ranged reads", source.opens());
-    let entry = w.file("o.csv").await?;
-    assert!(
-        entry.status == FileStatus::Superseded
-            && entry
-                .error
-                .as_deref()
-                .is_some_and(|e| e.contains("while it was read")),
-        "{entry:#?}"
-    );
+    check_superseded_while_read(&w.file("o.csv").await?)?;
     Ok(())
 }
 
@@ -553,13 +497,7 @@ async fn worker_acks_messages_it_cannot_use() -> Result {
 /// same over HTTP.)
 #[tokio::test]
 async fn gzip_files_are_imported_by_extension_and_by_content_encoding() -> Result {
-    use std::io::Write;
     let w = World::new().await?;
-    let gzip = |bytes: &[u8]| -> Result<Vec<u8>> {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        encoder.write_all(bytes)?;
-        Ok(encoder.finish()?)
-    };
     w.put("by-name.csv.gz", &gzip(&csv(&[("gz-1", 1), ("gz-2", 2)]))?);
     w.put("by-name.jsonl.gz", &gzip(b"{\"id\":\"gz-3\",\"qty\":3}\n")?);
     let mut by_header = MemoryObject::new(gzip(&csv(&[("gz-4", 4)]))?, w.clock.now());
@@ -567,14 +505,7 @@ async fn gzip_files_are_imported_by_extension_and_by_content_encoding() -> Resul
     w.put_object(&World::key("by-header.csv"), by_header);
     assert_eq!(w.sync().await?.enqueued, 3);
     assert_eq!(w.drain().await?.acked, 3);
-    let files = w.files().await?;
-    assert!(
-        files
-            .values()
-            .flatten()
-            .all(|e| e.status == FileStatus::Imported),
-        "{files:#?}"
-    );
+    check_all_imported(&w.files().await?)?;
     assert_eq!(w.ids()?, ["gz-1", "gz-2", "gz-3", "gz-4"]);
     let location = w.file("by-name.csv.gz").await?.error_report;
     assert_eq!(location, None, "no rejects, no report");

@@ -42,7 +42,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use s3_importer_core::config::vars;
 use s3_importer_core::sync::ports::ConnectorStore;
 use s3_importer_core::sync::{FileMessage, FileStatus};
-use s3_importer_tests::deployment::{sqs_event, Deployment, Options};
+use s3_importer_tests::deployment::{bucket_and_key, sqs_event, Deployment, Options};
 use s3_importer_tests::{emulator, s3_client};
 use tokio::sync::mpsc as tokio_mpsc;
 
@@ -885,23 +885,13 @@ async fn run_mode(
 /// objects in memory or temporary files).
 async fn count_output_lines(d: &Deployment, file_name: &str, etag: &str) -> Result<u64> {
     let location = d.output_location(OUTPUT_PREFIX, file_name, etag);
-    let (bucket, key) = location
-        .strip_prefix("s3://")
-        .and_then(|p| p.split_once('/'))
-        .with_context(|| format!("bad output location {location}"))?;
-    let s3 = s3_client(&d.sdk);
-    let out = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .with_context(|| format!("get {location}"))?;
-    let mut body = out.body;
+    let mut body = d.open_output(&location).await?;
     let mut lines = 0u64;
     while let Some(chunk) = body.try_next().await? {
         lines += count_newlines(&chunk);
     }
+    let (bucket, key) = bucket_and_key(&location)?;
+    let s3 = s3_client(&d.sdk);
     s3.delete_object().bucket(bucket).key(key).send().await?;
     Ok(lines)
 }

@@ -7,14 +7,15 @@
 //! deleted; a retried one stays invisible until [`World::expire_visibility`]; a message received
 //! `max_receive_count` times goes to the dead-letter queue on the next receive), and it delivers them to the
 //! worker as the handler does (one owner per attempt). Faults are wrappers around the port traits
-//! ([`FaultyDestination`], [`FaultyQueue`], [`FaultySource`]), so the adapters themselves stay untouched.
+//! ([`FaultyDestination`], [`FaultyQueue`], shared with the emulator suites in `sync::contract::fixtures`,
+//! and [`FaultySource`]), so the adapters themselves stay untouched.
 
 // Each test binary (engine_lister, engine_worker, engine_pieces) uses a part of the harness.
 #![allow(dead_code)]
 
 mod faults;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -27,18 +28,21 @@ use s3_importer_core::sync::memory::{
 use s3_importer_core::sync::ports::{
     ConnectorStore, Destination, FileLedger, FileQueue, ObjectSource, TemplateStore,
 };
-use s3_importer_core::sync::read_ahead::ReadAhead;
 use s3_importer_core::sync::worker::{
     self, Delivery, Disposition, MessageResult, WorkerDeps, WorkerSettings,
 };
 use s3_importer_core::sync::{
-    Clock, Connector, ConnectorStatus, DestinationConfig, FileMessage, FixedClock, LedgerEntry,
-    Source, SyncRun,
+    Clock, Connector, ConnectorStatus, DestinationConfig, FileMessage, FileStatus, FixedClock,
+    LedgerEntry, Source, SyncRun,
 };
 use s3_importer_core::template::Template;
 
 #[allow(unused_imports)] // not every test binary injects faults
-pub use faults::{Fault, FaultyDestination, FaultyQueue, FaultySource, QueueFault, SourceFault};
+pub use faults::{FaultySource, SourceFault};
+#[allow(unused_imports)] // not every test binary uses every fixture
+pub use s3_importer_core::sync::contract::fixtures::{
+    self, csv, piece_time, Fault, FaultyDestination, FaultyQueue, QueueFault, TEMPLATE,
+};
 
 /// What every scenario returns.
 pub type Result<T = (), E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
@@ -54,24 +58,6 @@ pub const ACCOUNT_ID: &str = "111111111111";
 pub const BUCKET: &str = "engine-source";
 /// The folder (key prefix) the connector reads.
 pub const PREFIX: &str = "incoming/";
-
-/// The default template: `id` (the primary key) and `qty`, from CSV, JSON Lines or JSON by extension (the
-/// emulator suites' template).
-pub const TEMPLATE: &str = r#"
-name = "items"
-primary_key = ["id"]
-
-[[fields]]
-name = "id"
-type = "string"
-required = true
-
-[[fields]]
-name = "qty"
-type = "integer"
-required = true
-min = 0
-"#;
 
 /// A worker: the dependencies and settings `process_message` is called with.
 #[derive(Clone)]
@@ -527,6 +513,17 @@ impl World {
         Ok(files)
     }
 
+    /// The `(etag, status)` of every version of `name` in the ledger.
+    pub async fn versions(&self, name: &str) -> Result<BTreeSet<(String, FileStatus)>> {
+        let files = self.files().await?;
+        Ok(files
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|e| (e.version.etag.clone(), e.status))
+            .collect())
+    }
+
     /// The one ledger entry of `name`.
     pub async fn file(&self, name: &str) -> Result<LedgerEntry> {
         let mut entries = self.files().await?.remove(name).unwrap_or_default();
@@ -578,15 +575,6 @@ pub fn comparable(
         .collect()
 }
 
-/// A CSV file of the default template: `id,qty` and one line per row.
-pub fn csv(rows: &[(&str, i64)]) -> Vec<u8> {
-    let mut out = String::from("id,qty\n");
-    for (id, qty) in rows {
-        out.push_str(&format!("{id},{qty}\n"));
-    }
-    out.into_bytes()
-}
-
 /// `n` rows `<prefix>-001,1` ...
 pub fn numbered(prefix: &str, n: usize) -> Vec<(String, i64)> {
     (1..=n)
@@ -600,21 +588,18 @@ pub fn csv_owned(rows: &[(String, i64)]) -> Vec<u8> {
     csv(&borrowed)
 }
 
-/// A worker whose every piece writes about one batch of `batch_rows` and stops (its checkpoint margin is the
-/// whole invocation of [`piece_time`]), reading ranges of 1000 bytes, 3 in flight.
+/// A worker whose every piece writes about one batch of `batch_rows` and stops
+/// ([`fixtures::piecewise`]).
 pub fn piecewise(world: &World, batch_rows: usize) -> Worker {
     let mut worker = world.worker.clone();
-    worker.settings.checkpoint_margin = piece_time();
-    worker.settings.batch_rows = batch_rows;
-    worker.settings.read_ahead = ReadAhead {
-        chunk_bytes: 1000,
-        in_flight: 3,
-        min_object_bytes: 1,
-    };
+    worker.settings = fixtures::piecewise(&worker.settings, batch_rows);
     worker
 }
 
-/// Time left in each invocation of a piece-by-piece drain.
-pub fn piece_time() -> Duration {
-    Duration::seconds(30)
+/// The one message of `messages` (an error if there are more or none).
+pub fn one(messages: Vec<Received>) -> Result<Received> {
+    match <[Received; 1]>::try_from(messages) {
+        Ok([m]) => Ok(m),
+        Err(all) => Err(fail(format!("{} messages, not 1: {all:#?}", all.len()))),
+    }
 }

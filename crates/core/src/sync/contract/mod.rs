@@ -24,6 +24,7 @@
 //! one backend; they never assume it is empty.
 
 pub mod destination;
+pub mod fixtures;
 pub mod queue;
 pub mod source;
 pub mod state;
