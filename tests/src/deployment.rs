@@ -35,6 +35,7 @@ use s3_importer_aws::provision::{provision, Names, Provisioned};
 use s3_importer_aws::state::DynamoStateStore;
 use s3_importer_aws::{AwsDestination, SqsQueue};
 use s3_importer_core::config::{vars, Config};
+use s3_importer_core::sync::contract::fixtures;
 use s3_importer_core::sync::ports::{
     ConnectorStore, Destination, FileLedger, FileQueue, TemplateStore,
 };
@@ -51,10 +52,9 @@ use crate::{create_bucket, dynamodb_client, emulator, s3_client, unique_name, AC
 /// The folder (key prefix) the connector reads.
 pub const PREFIX: &str = "incoming/";
 
-/// The default template: `id` (the primary key) and `qty`, from CSV, JSON Lines or JSON by extension. The
-/// engine tier's template too (`sync::contract::fixtures::TEMPLATE`): one file, included here as text because
-/// this library builds without core's `contract-tests` feature.
-pub const TEMPLATE: &str = include_str!("../../crates/core/src/sync/contract/items.toml");
+/// The default template: `id` (the primary key) and `qty`, from CSV, JSON Lines or JSON by extension; the
+/// engine tier's template too.
+pub const TEMPLATE: &str = fixtures::TEMPLATE;
 
 /// How to build a [`Deployment`].
 #[derive(Debug, Clone)]
@@ -455,17 +455,8 @@ impl Deployment {
 
     /// Every ledger entry, by name in the folder (`incoming/` stripped); a key has one entry per version.
     pub async fn files(&self) -> Result<BTreeMap<String, Vec<LedgerEntry>>> {
-        let mut files: BTreeMap<String, Vec<LedgerEntry>> = BTreeMap::new();
-        for entry in self.state.list_files(&self.connector.id, None).await? {
-            let name = entry
-                .version
-                .key
-                .strip_prefix(PREFIX)
-                .unwrap_or(&entry.version.key)
-                .to_owned();
-            files.entry(name).or_default().push(entry);
-        }
-        Ok(files)
+        let entries = self.state.list_files(&self.connector.id, None).await?;
+        Ok(fixtures::by_name(entries, PREFIX))
     }
 
     /// The one ledger entry of `name` (an error when it has none or several versions).

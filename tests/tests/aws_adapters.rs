@@ -4,8 +4,6 @@
 //! object's bytes and metadata, and where the error report lives. What moto does not enforce
 //! (`ExpectedBucketOwner`, STS `ExternalId`) is asserted on the requests by the unit tests in `crates/aws`.
 
-use std::sync::Arc;
-
 use anyhow::{ensure, Context, Result};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -13,11 +11,10 @@ use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, TimeZone, Utc};
 use s3_importer_aws::destination::{error_report_key, output_key};
 use s3_importer_aws::{create_records_table, AwsDestination, S3Source};
-use s3_importer_core::sink::{ErrorReportEntry, RejectedRow, RowBatch};
+use s3_importer_core::sink::{ErrorReportEntry, RejectedRow};
+use s3_importer_core::sync::contract::fixtures;
 use s3_importer_core::sync::ports::{ByteRange, Destination, FileJob, ObjectSource};
-use s3_importer_core::sync::{
-    Connector, ConnectorStatus, DestinationConfig, FileVersion, LedgerEntry, ObjectMeta, Source,
-};
+use s3_importer_core::sync::{DestinationConfig, ObjectMeta, Source};
 use s3_importer_core::template::Template;
 use s3_importer_core::{ErrorCode, Position, RowError};
 use s3_importer_tests::deployment::TEMPLATE;
@@ -105,54 +102,14 @@ fn job(
     let template = Template::from_toml(&format!(
         "{TEMPLATE}\n[[fields]]\nname = \"price\"\ntype = \"decimal\"\nscale = 2\n"
     ))?;
-    let version = FileVersion {
-        connector_id: "c-0123456789abcdef".into(),
-        bucket: "source-bucket".into(),
-        key: key.into(),
-        etag: etag.into(),
-        version_id: None,
-    };
-    let object = ObjectMeta {
-        key: key.into(),
-        etag: etag.into(),
-        size: 100,
-        last_modified,
-        storage_class: None,
-        restored: false,
-    };
-    Ok(FileJob {
-        connector: Connector {
-            id: "c-0123456789abcdef".into(),
-            name: "orders".into(),
-            status: ConnectorStatus::Active,
-            source: source("source-bucket", None),
-            template_id: "orders".into(),
-            template_version: None,
-            destination,
-            created_at: last_modified,
-            updated_at: last_modified,
-            watermark: None,
-            last_sync: None,
-        },
-        entry: LedgerEntry::discovered(version, &object, last_modified),
-        template: Arc::new(template),
-    })
-}
-
-fn batch(rows: &[&str]) -> RowBatch {
-    let mut batch = RowBatch::default();
-    for (i, row) in rows.iter().enumerate() {
-        let record = i as u64 + 1;
-        batch.push_row(
-            Position {
-                record,
-                line: record + 1,
-                byte: 0,
-            },
-            row.as_bytes(),
-        );
-    }
-    batch
+    let object = ObjectMeta::new(key, etag, 100, last_modified);
+    Ok(fixtures::file_job(
+        "c-0123456789abcdef",
+        source("source-bucket", None),
+        destination,
+        template,
+        &object,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -240,7 +197,7 @@ async fn s3_jsonl_output_is_the_rows_as_lines_and_names_its_source() -> Result<(
     let job = job(config, "in/orders 1.csv", "\"etag-1\"", at(1_700_000_000))?;
     let key = output_key("normalized", &job.connector.id, "in/orders 1.csv", "etag-1");
     let mut sink = destination.open_rows(&job).await?;
-    sink.write_batch(&batch(&[
+    sink.write_batch(&fixtures::batch_of(&[
         r#"{"id":"1","qty":2,"price":"2.00"}"#,
         r#"{"id":"2","qty":3,"price":"3.00"}"#,
     ]))
@@ -306,7 +263,7 @@ async fn dynamodb_records_item_layout() -> Result<()> {
     };
     let newer = job(config, "in/orders.csv", "\"new\"", at(1_700_000_100))?;
     let mut sink = destination.open_rows(&newer).await?;
-    sink.write_batch(&batch(&[
+    sink.write_batch(&fixtures::batch_of(&[
         r#"{"id":"1","qty":10,"price":"10.50"}"#,
         r#"{"id":"a#b","qty":20,"price":"0.01"}"#,
         r#"{"id":"1","qty":11,"price":"11.50"}"#,

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use s3_importer_core::sink::{RowBatch, SinkErrorKind};
+use s3_importer_core::sync::contract::fixtures;
 use s3_importer_core::sync::memory::MemoryDestination;
-use s3_importer_core::sync::model::{
-    Connector, ConnectorStatus, DestinationConfig, FileVersion, LedgerEntry, ObjectMeta, Source,
-};
+use s3_importer_core::sync::model::{DestinationConfig, ObjectMeta, Source};
 use s3_importer_core::sync::ports::{Destination, FileJob};
 use s3_importer_core::template::Template;
 use s3_importer_core::Position;
@@ -70,47 +69,20 @@ fn at(secs: i64) -> DateTime<Utc> {
 }
 
 fn job(template: &Template, key: &str, etag: &str, last_modified: DateTime<Utc>) -> FileJob {
-    let version = FileVersion {
-        connector_id: "c-schema".into(),
+    let source = Source {
+        account_id: "123456789012".into(),
         bucket: "source".into(),
-        key: key.into(),
-        etag: etag.into(),
-        version_id: None,
+        region: "us-east-1".into(),
+        prefix: None,
+        role_arn: None,
+        external_id: None,
     };
-    let object = ObjectMeta {
-        key: key.into(),
-        etag: etag.into(),
-        size: 1,
-        last_modified,
-        storage_class: None,
-        restored: false,
+    // The destination is this test's PostgreSQL table; the connector's setting is not read.
+    let unused = DestinationConfig::Dynamodb {
+        table: "unused".into(),
     };
-    FileJob {
-        connector: Connector {
-            id: "c-schema".into(),
-            name: "schema".into(),
-            status: ConnectorStatus::Active,
-            source: Source {
-                account_id: "123456789012".into(),
-                bucket: "source".into(),
-                region: "us-east-1".into(),
-                prefix: None,
-                role_arn: None,
-                external_id: None,
-            },
-            template_id: "t".into(),
-            template_version: None,
-            destination: DestinationConfig::Dynamodb {
-                table: "unused".into(),
-            },
-            created_at: last_modified,
-            updated_at: last_modified,
-            watermark: None,
-            last_sync: None,
-        },
-        entry: LedgerEntry::discovered(version, &object, last_modified),
-        template: Arc::new(template.clone()),
-    }
+    let object = ObjectMeta::new(key, etag, 1, last_modified);
+    fixtures::file_job("c-schema", source, unused, template.clone(), &object)
 }
 
 /// Imports `rows` (JSON objects, records 1, 2, …) as one file version, in one piece.

@@ -493,10 +493,10 @@ mod tests {
     use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use chrono::{TimeZone, Utc};
+    use s3_importer_core::sync::contract::fixtures;
     use s3_importer_core::sync::{
         Connector, ConnectorStatus, FileVersion, LedgerEntry, ObjectMeta, Source,
     };
-    use s3_importer_core::Position;
 
     use crate::test_support::{client_without_retries, error_meta};
 
@@ -553,22 +553,6 @@ mod tests {
         }
     }
 
-    fn batch(rows: &[&str]) -> RowBatch {
-        let mut batch = RowBatch::default();
-        for (i, row) in rows.iter().enumerate() {
-            let record = i as u64 + 1;
-            batch.push_row(
-                Position {
-                    record,
-                    line: record + 1,
-                    byte: 0,
-                },
-                row.as_bytes(),
-            );
-        }
-        batch
-    }
-
     /// The records sink of [`records_job`], writing through `dynamodb`.
     fn records_sink(dynamodb: aws_sdk_dynamodb::Client) -> DynamoRowSink {
         DynamoRowSink::new(dynamodb, "records".into(), &records_job(), 4)
@@ -623,7 +607,7 @@ mod tests {
         let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]);
         let destination = AwsDestination::new(s3_stub(), dynamodb, "out");
         let mut sink = destination.open_rows(&records_job()).await?;
-        sink.write_batch(&batch(&[
+        sink.write_batch(&fixtures::batch_of(&[
             r#"{"id":"a","n":1}"#,
             r#"{"id":"b","n":2}"#,
             r#"{"id":"a","n":3}"#,
@@ -649,8 +633,11 @@ mod tests {
         let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]);
         let destination = AwsDestination::new(s3_stub(), dynamodb, "out");
         let mut sink = destination.open_rows(&records_job()).await?;
-        sink.write_batch(&batch(&[r#"{"id":"a","n":1}"#, r#"{"id":"a","n":3}"#]))
-            .await?;
+        sink.write_batch(&fixtures::batch_of(&[
+            r#"{"id":"a","n":1}"#,
+            r#"{"id":"a","n":3}"#,
+        ]))
+        .await?;
         assert_eq!(put.num_calls(), 1);
         Ok(())
     }
@@ -666,7 +653,8 @@ mod tests {
         });
         let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]);
         let mut sink = records_sink(dynamodb);
-        sink.write_batch(&batch(&[r#"{"id":"a","n":1}"#])).await?;
+        sink.write_batch(&fixtures::batch_of(&[r#"{"id":"a","n":1}"#]))
+            .await?;
         assert_eq!((sink.written(), sink.superseded()), (0, 1));
         Ok(())
     }
@@ -683,7 +671,7 @@ mod tests {
         let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]);
         let mut sink = records_sink(dynamodb);
         let err = sink
-            .write_batch(&batch(&[r#"{"id":"a","n":1}"#]))
+            .write_batch(&fixtures::batch_of(&[r#"{"id":"a","n":1}"#]))
             .await
             .expect_err("table missing");
         assert!(!err.is_transient());
@@ -707,7 +695,7 @@ mod tests {
         let dynamodb = client_without_retries!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]);
         let mut sink = records_sink(dynamodb);
         let err = sink
-            .write_batch(&batch(&[r#"{"id":"a","n":1}"#]))
+            .write_batch(&fixtures::batch_of(&[r#"{"id":"a","n":1}"#]))
             .await
             .expect_err("throttled");
         assert!(err.is_transient(), "{err}");

@@ -199,8 +199,9 @@ pub struct FileReport {
 pub enum FileEnd {
     /// The whole file was read and the rows sink finished (some rows may have been rejected).
     Complete,
-    /// Stopped at a record boundary before the end of the file: both sinks were suspended.
-    Stopped(Stopped),
+    /// Stopped at a record boundary before the end of the file: both sinks were suspended. Boxed: it is the
+    /// large variant, and the rare one (the last moments of a long piece).
+    Stopped(Box<Stopped>),
     /// The file failed: the rows sink was aborted.
     Failed(FileFailure),
 }
@@ -464,10 +465,13 @@ async fn run(
             position,
             header: summary.header,
         };
-        (FileEnd::Stopped(Stopped::at(at, None)), position.byte)
+        (
+            FileEnd::Stopped(Box::new(Stopped::at(at, None))),
+            position.byte,
+        )
     } else {
         let end = match (summary.stopped_at, summary.failure) {
-            (Some(at), _) => FileEnd::Stopped(Stopped::at(at, summary.interrupted)),
+            (Some(at), _) => FileEnd::Stopped(Box::new(Stopped::at(at, summary.interrupted))),
             (None, Some(failure)) => FileEnd::Failed(failure),
             (None, None) => FileEnd::Complete,
         };

@@ -4,105 +4,20 @@
 
 mod engine;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use async_trait::async_trait;
 use chrono::Duration;
-use engine::{fail, Result, World};
+use engine::{fail, Fault, FaultyDestination, Result, World};
 use s3_importer_core::pace::Pace;
-use s3_importer_core::sink::{RejectSink, RowBatch, RowSink, SinkError};
-use s3_importer_core::sync::ports::{Destination, FileJob};
 use s3_importer_core::sync::FileStatus;
-
-/// How a write's time grows with its batch.
-#[derive(Debug, Clone, Copy)]
-enum Cost {
-    /// The same for every batch (a request's latency).
-    PerBatch(StdDuration),
-    /// In proportion to the rows (a database applying each one).
-    PerRow(StdDuration),
-}
-
-/// The memory destination behind a sink that takes time to write, recording each batch's size.
-#[derive(Clone)]
-struct SlowDestination {
-    inner: Arc<dyn Destination>,
-    cost: Cost,
-    batches: Arc<Mutex<Vec<usize>>>,
-}
-
-impl SlowDestination {
-    fn new(world: &World, cost: Cost) -> Self {
-        Self {
-            inner: Arc::new(world.destination.clone()),
-            cost,
-            batches: Arc::default(),
-        }
-    }
-
-    fn batches(&self) -> Vec<usize> {
-        self.batches
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-}
-
-#[async_trait]
-impl Destination for SlowDestination {
-    async fn open_rows(&self, job: &FileJob) -> Result<Box<dyn RowSink>, SinkError> {
-        Ok(Box::new(SlowSink {
-            inner: self.inner.open_rows(job).await?,
-            destination: self.clone(),
-        }))
-    }
-
-    async fn open_rejects(&self, job: &FileJob) -> Result<Box<dyn RejectSink>, SinkError> {
-        self.inner.open_rejects(job).await
-    }
-}
-
-struct SlowSink {
-    inner: Box<dyn RowSink>,
-    destination: SlowDestination,
-}
-
-#[async_trait]
-impl RowSink for SlowSink {
-    async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
-        let delay = match self.destination.cost {
-            Cost::PerBatch(d) => d,
-            Cost::PerRow(d) => d * u32::try_from(batch.len()).unwrap_or(u32::MAX),
-        };
-        tokio::time::sleep(delay).await;
-        self.destination
-            .batches
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(batch.len());
-        self.inner.write_batch(batch).await
-    }
-
-    async fn finish(&mut self) -> Result<(), SinkError> {
-        self.inner.finish().await
-    }
-
-    async fn abort(&mut self) -> Result<(), SinkError> {
-        self.inner.abort().await
-    }
-
-    async fn suspend(&mut self) -> Result<Option<serde_json::Value>, SinkError> {
-        self.inner.suspend().await
-    }
-}
 
 /// Imports `rows` rows through `destination`, each invocation with `left` until its deadline and a checkpoint
 /// margin of one second: fails if an invocation answers after its deadline or the file is not imported whole.
 /// Returns how many invocations it took, and the pace the first piece carried in its checkpoint.
 async fn import_timed(
     w: &World,
-    destination: &SlowDestination,
+    destination: &FaultyDestination,
     rows: usize,
     left: StdDuration,
 ) -> Result<(usize, Option<Pace>)> {
@@ -132,7 +47,7 @@ async fn import_timed(
             return Err(fail(format!(
                 "invocation {invocations} answered after {took:?}, past its deadline {left:?} away: Lambda \
                  would have killed it (batches so far: {:?})",
-                destination.batches()
+                destination.batch_sizes()
             )));
         }
         assert!(retried.is_empty(), "retried {retried:?}");
@@ -155,12 +70,15 @@ async fn import_timed(
 async fn writes_slower_than_the_margin_finish_the_file_in_pieces_without_an_invocation_overrunning(
 ) -> Result {
     let w = World::new().await?;
-    let slow = SlowDestination::new(&w, Cost::PerBatch(StdDuration::from_millis(1400)));
+    let slow = FaultyDestination::new(
+        Arc::new(w.destination.clone()),
+        Fault::Slow(StdDuration::from_millis(1400)),
+    );
     let (invocations, _) = import_timed(&w, &slow, 8000, StdDuration::from_secs(4)).await?;
     assert!(invocations >= 2, "in pieces: {invocations} invocation(s)");
     // The cost is per batch: after one smaller batch shows it, the batches are back at their size for the
     // rest of the file (the last one takes what is left).
-    let batches = slow.batches();
+    let batches = slow.batch_sizes();
     let smaller = batches[..batches.len() - 1]
         .iter()
         .filter(|&&n| n < 2000)
@@ -175,11 +93,14 @@ async fn writes_slower_than_the_margin_finish_the_file_in_pieces_without_an_invo
 async fn writes_that_cost_by_the_row_shrink_the_batches_and_the_next_piece_keeps_them_small(
 ) -> Result {
     let w = World::new().await?;
-    let slow = SlowDestination::new(&w, Cost::PerRow(StdDuration::from_micros(600)));
+    let slow = FaultyDestination::new(
+        Arc::new(w.destination.clone()),
+        Fault::SlowPerRow(StdDuration::from_micros(600)),
+    );
     let (invocations, first_pace) =
         import_timed(&w, &slow, 6000, StdDuration::from_secs(3)).await?;
     assert!(invocations >= 2, "in pieces: {invocations} invocation(s)");
-    let batches = slow.batches();
+    let batches = slow.batch_sizes();
     assert_eq!(
         batches.first(),
         Some(&2000),

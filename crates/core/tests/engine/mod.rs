@@ -500,17 +500,8 @@ impl World {
 
     /// Every ledger entry, by name in the folder; a key has one entry per version.
     pub async fn files(&self) -> Result<BTreeMap<String, Vec<LedgerEntry>>> {
-        let mut files: BTreeMap<String, Vec<LedgerEntry>> = BTreeMap::new();
-        for entry in self.state.list_files(&self.connector.id, None).await? {
-            let name = entry
-                .version
-                .key
-                .strip_prefix(PREFIX)
-                .unwrap_or(&entry.version.key)
-                .to_owned();
-            files.entry(name).or_default().push(entry);
-        }
-        Ok(files)
+        let entries = self.state.list_files(&self.connector.id, None).await?;
+        Ok(fixtures::by_name(entries, PREFIX))
     }
 
     /// The `(etag, status)` of every version of `name` in the ledger.

@@ -18,10 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::{expect, expect_eq, unique, CheckResult, Ctx};
 use crate::sink::{ErrorReportEntry, RejectedRow, RowBatch};
-use crate::sync::model::{
-    Checkpoint, Connector, ConnectorStatus, DestinationConfig, FileVersion, LedgerEntry,
-    ObjectMeta, Source,
-};
+use crate::sync::model::{Checkpoint, DestinationConfig, ObjectMeta, Source};
 use crate::sync::ports::{Destination, FileJob};
 use crate::template::Template;
 use crate::{ErrorCode, Position, RowError};
@@ -145,38 +142,22 @@ fn job(
          [[fields]]\nname = \"qty\"\ntype = \"integer\"\n",
     )
     .map_err(|e| format!("fixture template: {e}"))?;
-    let version = FileVersion {
-        connector_id: connector_id.to_owned(),
+    let source = Source {
+        account_id: "123456789012".into(),
         bucket: "source-bucket".into(),
-        key: key.into(),
-        etag: etag.into(),
-        version_id: None,
+        region: "us-east-1".into(),
+        prefix: None,
+        role_arn: None,
+        external_id: None,
     };
     let object = ObjectMeta::new(key, etag, 100, last_modified);
-    Ok(FileJob {
-        connector: Connector {
-            id: connector_id.to_owned(),
-            name: format!("n-{connector_id}"),
-            status: ConnectorStatus::Active,
-            source: Source {
-                account_id: "123456789012".into(),
-                bucket: "source-bucket".into(),
-                region: "us-east-1".into(),
-                prefix: None,
-                role_arn: None,
-                external_id: None,
-            },
-            template_id: "orders".into(),
-            template_version: None,
-            destination: fixture.config(),
-            created_at: last_modified,
-            updated_at: last_modified,
-            watermark: None,
-            last_sync: None,
-        },
-        entry: LedgerEntry::discovered(version, &object, last_modified),
-        template: Arc::new(template),
-    })
+    Ok(super::fixtures::file_job(
+        connector_id,
+        source,
+        fixture.config(),
+        template,
+        &object,
+    ))
 }
 
 /// The same job, as piece `piece` carrying the sinks' states the piece before left.

@@ -15,16 +15,86 @@ use tokio::sync::Notify;
 
 use super::{expect, expect_eq, CheckResult};
 use crate::sink::{ErrorReportEntry, RejectSink, RowBatch, RowSink, SinkError};
-use crate::sync::model::{ConnectorStatus, FileMessage, FileStatus, LedgerEntry, SyncRun};
+use crate::sync::model::{
+    Connector, ConnectorStatus, DestinationConfig, FileMessage, FileStatus, FileVersion,
+    LedgerEntry, ObjectMeta, Source, SyncRun,
+};
 use crate::sync::ports::{Destination, FileJob, FileQueue, QueueError};
 use crate::sync::read_ahead::ReadAhead;
 use crate::sync::worker::WorkerSettings;
+use crate::template::Template;
 use crate::ErrorCode;
 
 /// The default template of both tiers: `id` (the primary key, a string) and `qty` (an integer, at least 0),
 /// from CSV, JSON Lines or JSON by extension. A TOML file, so that the emulator suites' library
 /// (`tests/src/deployment.rs`), which builds without the `contract-tests` feature, includes the same text.
 pub const TEMPLATE: &str = include_str!("items.toml");
+
+// ---------------------------------------------------------------------------------------------------------
+// Jobs handed to a destination directly
+// ---------------------------------------------------------------------------------------------------------
+
+/// The job a destination receives for `object`, a file version of the connector `connector_id` reading
+/// `source` and writing to `destination` with `template`: what the destination suites and the adapters' own
+/// tests hand a [`Destination`] without a worker. The connector was created when the object was last modified.
+pub fn file_job(
+    connector_id: &str,
+    source: Source,
+    destination: DestinationConfig,
+    template: Template,
+    object: &ObjectMeta,
+) -> FileJob {
+    let at = object.last_modified;
+    let version = FileVersion {
+        connector_id: connector_id.to_owned(),
+        bucket: source.bucket.clone(),
+        key: object.key.clone(),
+        etag: object.etag.clone(),
+        version_id: None,
+    };
+    FileJob {
+        connector: Connector {
+            id: connector_id.to_owned(),
+            name: format!("n-{connector_id}"),
+            status: ConnectorStatus::Active,
+            source,
+            template_id: template.name.clone(),
+            template_version: None,
+            destination,
+            created_at: at,
+            updated_at: at,
+            watermark: None,
+            last_sync: None,
+        },
+        entry: LedgerEntry::discovered(version, object, at),
+        template: Arc::new(template),
+    }
+}
+
+/// Ledger entries by name in the folder (`prefix` stripped from the key); a key has one entry per version.
+pub fn by_name(entries: Vec<LedgerEntry>, prefix: &str) -> BTreeMap<String, Vec<LedgerEntry>> {
+    let mut files: BTreeMap<String, Vec<LedgerEntry>> = BTreeMap::new();
+    for entry in entries {
+        let key = &entry.version.key;
+        let name = key.strip_prefix(prefix).unwrap_or(key).to_owned();
+        files.entry(name).or_default().push(entry);
+    }
+    files
+}
+
+/// A batch of `rows` (JSON objects) as records 1, 2, … on lines 2, 3, … (the lines after a CSV header).
+pub fn batch_of(rows: &[&str]) -> RowBatch {
+    let mut batch = RowBatch::default();
+    for (record, row) in (1u64..).zip(rows) {
+        let position = crate::Position {
+            record,
+            line: record + 1,
+            byte: 0,
+        };
+        batch.push_row(position, row.as_bytes());
+    }
+    batch
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Files of the default template
@@ -342,8 +412,10 @@ pub enum Fault {
     /// After this many rows, writes wait until [`FaultyDestination::release`] (forever when never released:
     /// the worker is "killed" when its caller drops it).
     HoldAfter(u64),
-    /// Every batch waits this long, then goes through.
+    /// Every batch waits this long, then goes through (a destination that costs by the request).
     Slow(std::time::Duration),
+    /// Every batch waits this long for each of its rows, then goes through (one that costs by the row).
+    SlowPerRow(std::time::Duration),
 }
 
 /// Wraps a destination and injects a [`Fault`] into its row sinks (error reports pass through), recording
@@ -355,6 +427,7 @@ pub struct FaultyDestination {
     held: Arc<Notify>,
     release: Arc<Notify>,
     written: Arc<Mutex<Vec<u64>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
 }
 
 impl FaultyDestination {
@@ -366,6 +439,7 @@ impl FaultyDestination {
             held: Arc::new(Notify::new()),
             release: Arc::new(Notify::new()),
             written: Arc::new(Mutex::new(Vec::new())),
+            batches: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -392,6 +466,14 @@ impl FaultyDestination {
             .clone()
     }
 
+    /// The number of rows of each batch let through, in the order written.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.batches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// How many times each record was written.
     pub fn writes_per_record(&self) -> BTreeMap<u64, u32> {
         let mut out = BTreeMap::new();
@@ -408,7 +490,7 @@ impl Destination for FaultyDestination {
         let inner = self.inner.open_rows(job).await?;
         let rows_left = match self.fault {
             Fault::TransientAfter(n) | Fault::HoldAfter(n) => n,
-            Fault::Slow(_) => u64::MAX,
+            Fault::Slow(_) | Fault::SlowPerRow(_) => u64::MAX,
         };
         Ok(Box::new(FaultySink {
             inner,
@@ -436,6 +518,11 @@ impl FaultySink {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(batch.iter().map(|(position, _)| position.record));
+        self.destination
+            .batches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(batch.len());
         Ok(())
     }
 }
@@ -443,8 +530,13 @@ impl FaultySink {
 #[async_trait]
 impl RowSink for FaultySink {
     async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
-        if let Fault::Slow(delay) = self.destination.fault {
-            tokio::time::sleep(delay).await;
+        match self.destination.fault {
+            Fault::Slow(delay) => tokio::time::sleep(delay).await,
+            Fault::SlowPerRow(delay) => {
+                let rows = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+                tokio::time::sleep(delay.saturating_mul(rows)).await;
+            }
+            Fault::TransientAfter(_) | Fault::HoldAfter(_) => {}
         }
         if batch.len() as u64 <= self.rows_left {
             self.rows_left -= batch.len() as u64;
