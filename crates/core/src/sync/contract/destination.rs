@@ -125,6 +125,20 @@ crate::destination_contract_tests!(@suite [runner Fixture] on on on);
 // Fixtures
 // ---------------------------------------------------------------------------------------------------------
 
+/// No upload or staged row of `connector` is left after `step`.
+async fn expect_nothing_staged(fixture: &Fixture, connector: &str, step: &str) -> CheckResult {
+    expect_eq(
+        &format!("staged after {step}"),
+        fixture.open_uploads(connector).await?,
+        Vec::<String>::new(),
+    )
+}
+
+/// No row of `connector` is visible (`what`: when, for the failure message).
+async fn expect_no_rows(fixture: &Fixture, connector: &str, what: &str) -> CheckResult {
+    expect_eq(what, fixture.visible_rows(connector).await?.len(), 0)
+}
+
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
 }
@@ -588,11 +602,7 @@ pub async fn output_is_invisible_until_finish(fixture: Fixture) -> CheckResult {
         sink.write_batch(&batch(&rows)).await.ctx("write_batch")?;
         all.extend(rows);
     }
-    expect_eq(
-        "rows before finish",
-        fixture.visible_rows(&connector).await?.len(),
-        0,
-    )?;
+    expect_no_rows(&fixture, &connector, "rows before finish").await?;
     expect_eq(
         "outputs before finish",
         fixture.visible_outputs(&connector).await?,
@@ -660,21 +670,13 @@ pub async fn abort_leaves_nothing_and_an_empty_file_gives_an_empty_output(
         .await
         .ctx("write_batch")?;
     sink.abort().await.ctx("abort")?;
-    expect_eq(
-        "rows after abort",
-        fixture.visible_rows(&failed).await?.len(),
-        0,
-    )?;
+    expect_no_rows(&fixture, &failed, "rows after abort").await?;
     expect_eq(
         "outputs after abort",
         fixture.visible_outputs(&failed).await?,
         Vec::<String>::new(),
     )?;
-    expect_eq(
-        "open uploads after abort",
-        fixture.open_uploads(&failed).await?,
-        Vec::<String>::new(),
-    )?;
+    expect_nothing_staged(&fixture, &failed, "abort").await?;
 
     let empty = unique("c-empty");
     let job_empty = job(
@@ -690,11 +692,7 @@ pub async fn abort_leaves_nothing_and_an_empty_file_gives_an_empty_output(
         .await
         .ctx("open_rows")?;
     sink.finish().await.ctx("finish")?;
-    expect_eq(
-        "rows of an empty file",
-        fixture.visible_rows(&empty).await?.len(),
-        0,
-    )?;
+    expect_no_rows(&fixture, &empty, "rows of an empty file").await?;
     expect_eq(
         "outputs of an empty file",
         fixture.visible_outputs(&empty).await?.len(),
@@ -747,17 +745,9 @@ pub async fn rows_are_invisible_until_finish_then_all_visible(fixture: Fixture) 
     sink.write_batch(&batch(&rows(4, 6)))
         .await
         .ctx("write_batch")?;
-    expect_eq(
-        "rows before suspend",
-        fixture.visible_rows(&connector).await?.len(),
-        0,
-    )?;
+    expect_no_rows(&fixture, &connector, "rows before suspend").await?;
     let state = sink.suspend().await.ctx("suspend")?;
-    expect_eq(
-        "rows after suspend",
-        fixture.visible_rows(&connector).await?.len(),
-        0,
-    )?;
+    expect_no_rows(&fixture, &connector, "rows after suspend").await?;
     let mut sink = dest
         .open_rows(&piece(&first, 1, (state, None)))
         .await
@@ -765,22 +755,14 @@ pub async fn rows_are_invisible_until_finish_then_all_visible(fixture: Fixture) 
     sink.write_batch(&batch(&rows(7, 8)))
         .await
         .ctx("write_batch")?;
-    expect_eq(
-        "rows before finish",
-        fixture.visible_rows(&connector).await?.len(),
-        0,
-    )?;
+    expect_no_rows(&fixture, &connector, "rows before finish").await?;
     sink.finish().await.ctx("finish")?;
     expect_eq(
         "rows after finish",
         sorted_rows(&fixture, &connector).await?,
         sorted_json(&rows(1, 8))?,
     )?;
-    expect_eq(
-        "staged after finish",
-        fixture.open_uploads(&connector).await?,
-        Vec::<String>::new(),
-    )
+    expect_nothing_staged(&fixture, &connector, "finish").await
 }
 
 /// The ordering guard of [`an_older_file_version_never_overwrites_a_newer_one`], for rows merged at finish.
@@ -823,11 +805,7 @@ pub async fn a_failed_attempt_or_a_redone_piece_leaves_no_rows(fixture: Fixture)
         sorted_rows(&fixture, &connector).await?,
         sorted_json(&rows(1, 4))?,
     )?;
-    expect_eq(
-        "staged after finish",
-        fixture.open_uploads(&connector).await?,
-        Vec::<String>::new(),
-    )
+    expect_nothing_staged(&fixture, &connector, "finish").await
 }
 
 /// An abort (after a suspended piece) leaves no row and nothing staged, and does not count as an import:
@@ -859,16 +837,8 @@ pub async fn abort_leaves_no_rows_and_nothing_staged(fixture: Fixture) -> CheckR
         !fixture.open_uploads(&connector).await?.is_empty(),
     )?;
     sink.abort().await.ctx("abort")?;
-    expect_eq(
-        "rows after abort",
-        fixture.visible_rows(&connector).await?.len(),
-        0,
-    )?;
-    expect_eq(
-        "staged after abort",
-        fixture.open_uploads(&connector).await?,
-        Vec::<String>::new(),
-    )?;
+    expect_no_rows(&fixture, &connector, "rows after abort").await?;
+    expect_nothing_staged(&fixture, &connector, "abort").await?;
     write_file(&fixture, &first, &rows(1, 2)).await?;
     expect_eq(
         "rows of the retry",
@@ -880,9 +850,5 @@ pub async fn abort_leaves_no_rows_and_nothing_staged(fixture: Fixture) -> CheckR
     let job_empty = job(&fixture, &empty, "in/empty.csv", "\"e\"", at(1_700_000_000))?;
     let mut sink = dest.open_rows(&job_empty).await.ctx("open_rows")?;
     sink.finish().await.ctx("finish")?;
-    expect_eq(
-        "rows of an empty file",
-        fixture.visible_rows(&empty).await?.len(),
-        0,
-    )
+    expect_no_rows(&fixture, &empty, "rows of an empty file").await
 }
