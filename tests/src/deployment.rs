@@ -528,11 +528,19 @@ impl Deployment {
 
     /// The deployment's real destination (records table, S3 error reports).
     pub fn real_destination(&self) -> Arc<dyn Destination> {
-        Arc::new(AwsDestination::new(
-            s3_importer_aws::s3_client(&self.sdk),
-            dynamodb_client(&self.sdk),
-            self.provisioned.names.output_bucket.clone(),
-        ))
+        self.real_destination_in_parts(s3_importer_aws::s3_writer::PART_SIZE)
+    }
+
+    /// The real destination staging its S3 outputs in multipart parts of `part_bytes`.
+    pub fn real_destination_in_parts(&self, part_bytes: usize) -> Arc<dyn Destination> {
+        Arc::new(
+            AwsDestination::new(
+                s3_importer_aws::s3_client(&self.sdk),
+                dynamodb_client(&self.sdk),
+                self.provisioned.names.output_bucket.clone(),
+            )
+            .with_part_size(part_bytes),
+        )
     }
 
     /// The deployment's worker writing through `destination` instead.

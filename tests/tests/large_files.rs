@@ -25,6 +25,9 @@ use s3_importer_tests::deployment::{Deployment, Options};
 use s3_importer_tests::recording::Recorder;
 use s3_importer_worker::Worker;
 
+/// S3's smallest multipart part (but the last).
+const SMALLEST_PART: usize = 5 << 20;
+
 /// A worker whose every piece writes one batch of `batch_rows` and stops ([`fixtures::piecewise`]).
 fn piecewise(d: &Deployment, batch_rows: usize) -> Worker {
     let mut worker = d.worker.clone();
@@ -333,14 +336,24 @@ async fn third_piece_meets(
     Vec<Received>,
     SqsBatchResponse,
 )> {
-    // In the destination's case the earlier pieces stage more than one part (8 MiB) of output, so an open
+    // In the destination's case the earlier pieces stage at least one part (5 MiB) of output, so an open
     // multipart upload is what the failing piece must leave alone.
     let n = match fault {
         PieceFault::DestinationFails => 400_000,
         _ => 3000,
     };
     let (one, d, etags) = one_pass_and_another("f.csv", &delimited(&rows("f", n), ',')).await?;
-    let good = piecewise(&d, 40);
+    let good = match fault {
+        // Pieces of a second reading large ranges into the smallest parts S3 takes, so that a part is staged
+        // after a few pieces on any machine, and well before the end of the file.
+        PieceFault::DestinationFails => {
+            let mut worker = d.worker_with(d.real_destination_in_parts(SMALLEST_PART));
+            worker.settings = fixtures::piecewise(&worker.settings, 40);
+            worker.settings.read_ahead = ranged_reads(256 * 1024);
+            worker
+        }
+        _ => piecewise(&d, 40),
+    };
     let parts_staged = |entry: &LedgerEntry| {
         entry
             .checkpoint
@@ -353,9 +366,9 @@ async fn third_piece_meets(
     loop {
         let messages = d.receive().await?;
         ensure!(messages.len() == 1);
-        // Pieces of one batch; in the destination's case, pieces of about two seconds.
+        // Pieces of one batch; in the destination's case, pieces of about a second.
         let left = match fault {
-            PieceFault::DestinationFails => piece_time() + Duration::seconds(2),
+            PieceFault::DestinationFails => piece_time() + Duration::seconds(1),
             _ => piece_time(),
         };
         let response = d.deliver_with_deadline(&good, &messages, left).await?;
@@ -392,7 +405,7 @@ async fn third_piece_meets(
             let mut worker = d.worker.clone();
             worker.settings.batch_rows = 40;
             worker.deps.destination = Arc::new(FaultyDestination::new(
-                d.real_destination(),
+                d.real_destination_in_parts(SMALLEST_PART),
                 Fault::TransientAfter(100),
             ));
             worker
