@@ -43,6 +43,11 @@ pub fn dynamodb_client(sdk_config: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(sdk_config)
 }
 
+/// A Secrets Manager client for `sdk_config`.
+pub fn secretsmanager_client(sdk_config: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(sdk_config)
+}
+
 /// An STS client for `sdk_config`.
 pub fn sts_client(sdk_config: &SdkConfig) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::new(sdk_config)

@@ -160,6 +160,10 @@ impl Destination for AwsDestination {
                     carry_key: carry_key(&key, checkpoint.map_or(0, |c| c.piece)),
                 }))
             }
+            DestinationConfig::Postgres { table, .. } => Err(SinkError::permanent(
+                format!("write to PostgreSQL table {table}"),
+                "this worker has no PostgreSQL destination (the worker Lambda routes PostgreSQL connectors)",
+            )),
         }
     }
 

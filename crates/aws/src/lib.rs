@@ -16,6 +16,7 @@ pub mod error;
 pub mod queue;
 pub mod records;
 pub mod s3_writer;
+pub mod secrets;
 pub mod source;
 pub mod state;
 pub mod sts;

@@ -80,10 +80,14 @@ fn status_text(status: &ConnectorStatus) -> String {
     }
 }
 
-fn destination_text(d: &DestinationConfig) -> String {
+/// A destination as `connector show` prints it.
+pub fn destination_text(d: &DestinationConfig) -> String {
     match d {
         DestinationConfig::Dynamodb { table } => format!("dynamodb:{table}"),
         DestinationConfig::S3Jsonl { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        DestinationConfig::Postgres { table, connection } => {
+            format!("postgres:{table} ({connection})")
+        }
     }
 }
 

@@ -66,6 +66,24 @@ impl TableRef {
         }
     }
 
+    /// A table as the CLI and the connector name it: `schema.table`, or `table` in `public`. Names are taken
+    /// as written (case kept, no quotes): a dot separates the schema, so a table name cannot contain one.
+    pub fn parse(spec: &str) -> Result<Self, PgError> {
+        let (schema, name) = spec.split_once('.').unwrap_or(("public", spec));
+        let bad = |part: &str| {
+            part.is_empty()
+                || part.contains(['.', '\0', '"'])
+                || part.len() > MAX_IDENTIFIER_BYTES
+        };
+        if bad(schema) || bad(name) {
+            return Err(PgError::Settings(format!(
+                "{spec:?} is not a table: expected TABLE or SCHEMA.TABLE, each at most \
+                 {MAX_IDENTIFIER_BYTES} bytes, without dots or double quotes"
+            )));
+        }
+        Ok(Self::new(schema, name))
+    }
+
     /// `"schema"."name"`, quoted for SQL.
     pub fn quoted(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
@@ -241,6 +259,16 @@ pub async fn create(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_is_parsed_with_its_schema_or_public() -> Result<(), PgError> {
+        assert_eq!(TableRef::parse("sales.Orders")?, TableRef::new("sales", "Orders"));
+        assert_eq!(TableRef::parse("orders")?, TableRef::new("public", "orders"));
+        for bad in ["", ".t", "s.", "a.b.c", "x\"y", &"t".repeat(64)] {
+            assert!(TableRef::parse(bad).is_err(), "{bad:?}");
+        }
+        Ok(())
+    }
 
     fn template(toml: &str) -> Result<Template, String> {
         Template::from_toml(toml).map_err(|e| e.to_string())

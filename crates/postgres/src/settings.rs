@@ -85,7 +85,8 @@ pub struct ConnectionSettings {
     pub connect_timeout: Duration,
 }
 
-/// The RDS secret format (`host`, `port`, `username`, `password`, `dbname`; other keys ignored).
+/// The RDS secret format (`host`, `port`, `username`, `password`, `dbname`), plus two optional keys of our
+/// own, `sslmode` and `sslrootcert` (a path, e.g. Amazon's RDS bundle in a Lambda layer); other keys ignored.
 #[derive(Deserialize)]
 struct RdsSecret {
     host: String,
@@ -95,6 +96,10 @@ struct RdsSecret {
     password: String,
     #[serde(default)]
     dbname: Option<String>,
+    #[serde(default)]
+    sslmode: Option<String>,
+    #[serde(default)]
+    sslrootcert: Option<PathBuf>,
 }
 
 /// RDS writes the port as a number; hand-written secrets often as a string.
@@ -109,7 +114,8 @@ const DEFAULT_PORT: u16 = 5432;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ConnectionSettings {
-    /// From the JSON of an RDS-format secret; TLS is `verify-full`. Errors never quote the secret.
+    /// From the JSON of an RDS-format secret; TLS is `verify-full` unless the secret's `sslmode` says
+    /// otherwise. Errors never quote the secret.
     pub fn from_rds_secret(json: &str) -> Result<Self, PgError> {
         let secret: RdsSecret = serde_json::from_str(json).map_err(|e| {
             PgError::Settings(format!(
@@ -134,8 +140,11 @@ impl ConnectionSettings {
             user: secret.username,
             password: Some(Password(secret.password)),
             dbname: secret.dbname.unwrap_or_else(|| "postgres".into()),
-            sslmode: SslMode::VerifyFull,
-            root_cert: None,
+            sslmode: secret
+                .sslmode
+                .as_deref()
+                .map_or(Ok(SslMode::VerifyFull), str::parse)?,
+            root_cert: secret.sslrootcert,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         })
     }
@@ -298,6 +307,13 @@ mod tests {
             r#"{"host":"h","port":"6000","username":"u","password":"p"}"#,
         )?;
         assert_eq!((s.port, s.dbname.as_str()), (6000, "postgres"));
+        let s = ConnectionSettings::from_rds_secret(
+            r#"{"host":"h","username":"u","password":"p","sslmode":"disable","sslrootcert":"/opt/rds.pem"}"#,
+        )?;
+        assert_eq!(
+            (s.sslmode, s.root_cert),
+            (SslMode::Disable, Some(PathBuf::from("/opt/rds.pem")))
+        );
         Ok(())
     }
 

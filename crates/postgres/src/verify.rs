@@ -51,7 +51,13 @@ pub struct Mismatch {
 
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.problem {
+        write!(f, "{}; fix: {};", self.problem, self.fix)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Problem::MissingTable => write!(f, "the table does not exist"),
             Problem::MissingColumn { column, want } => {
                 write!(f, "column {} is missing (want {want})", quote_ident(column))
@@ -74,8 +80,7 @@ impl fmt::Display for Mismatch {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        }?;
-        write!(f, "; fix: {};", self.fix)
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Duration, Utc};
+use s3_importer_aws::secrets::Secrets;
 use s3_importer_aws::state::DynamoStateStore;
 use s3_importer_aws::{AwsDestination, S3Source, SqsQueue};
 use s3_importer_core::config::{Config, ConfigError};
@@ -13,6 +14,9 @@ use s3_importer_core::sync::worker::{self, Delivery, Disposition, WorkerDeps, Wo
 use s3_importer_core::sync::{Clock, SystemClock};
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::destinations::Destinations;
+
+pub mod destinations;
 pub mod metrics;
 
 /// Why the worker could not start.
@@ -54,10 +58,13 @@ impl Worker {
                 config.state_table.clone(),
             )),
             Arc::new(S3Source::new(sdk)),
-            Arc::new(AwsDestination::new(
-                s3_importer_aws::s3_client(sdk),
-                s3_importer_aws::config::dynamodb_client(sdk),
-                config.output_bucket.clone(),
+            Arc::new(Destinations::new(
+                Arc::new(AwsDestination::new(
+                    s3_importer_aws::s3_client(sdk),
+                    s3_importer_aws::config::dynamodb_client(sdk),
+                    config.output_bucket.clone(),
+                )),
+                Secrets::new(s3_importer_aws::config::secretsmanager_client(sdk)),
             )),
             Arc::new(SqsQueue::new(
                 s3_importer_aws::config::sqs_client(sdk),

@@ -4,12 +4,14 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use chrono::Utc;
+use s3_importer_aws::verify::CheckStatus;
 use s3_importer_core::policy;
 use s3_importer_core::sync::ports::StateStore;
 use s3_importer_core::sync::{Connector, ConnectorStatus, DestinationConfig, Source};
 use serde_json::json;
 
 use super::policies::{policies, policies_json, print_policies};
+use super::postgres::{self, PostgresArgs};
 use super::require_template;
 use crate::aws_args::AwsArgs;
 use crate::exit::{exit, Status};
@@ -45,9 +47,13 @@ pub struct CreateArgs {
     /// The KMS key the files are encrypted with (adds kms:Decrypt to the printed policy).
     #[arg(long)]
     kms_key_arn: Option<String>,
-    /// `dynamodb` (the deployment's records table, default), `dynamodb:TABLE`, or `s3` / `s3:BUCKET/PREFIX`.
+    /// `dynamodb` (the deployment's records table, default), `dynamodb:TABLE`, `s3` / `s3:BUCKET/PREFIX`, or
+    /// `postgres:[SCHEMA.]TABLE` (with --postgres-secret or --postgres-url-env).
     #[arg(long, default_value = "dynamodb")]
     destination: String,
+    /// A PostgreSQL destination's connection and table.
+    #[command(flatten)]
+    postgres: PostgresArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -60,13 +66,24 @@ impl CreateArgs {
     }
 }
 
-fn parse_destination(
+/// The destination `--destination` names; `postgres` takes its connection from `pg`.
+pub(super) fn parse_destination(
     spec: &str,
     records_table: Option<&str>,
     output_bucket: Option<&str>,
+    pg: &PostgresArgs,
 ) -> Result<DestinationConfig> {
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    if kind != "postgres"
+        && (pg.postgres_secret.is_some() || pg.postgres_url_env.is_some() || pg.create_table)
+    {
+        return Err(exit(
+            Status::Usage,
+            "--postgres-secret, --postgres-url-env and --create-table go with --destination postgres:TABLE",
+        ));
+    }
     match kind {
+        "postgres" => postgres::destination(rest, pg),
         "dynamodb" => {
             let table = if rest.is_empty() {
                 records_table.map(str::to_owned)
@@ -99,7 +116,7 @@ fn parse_destination(
         }
         other => Err(exit(
             Status::Usage,
-            format!("unknown destination {other:?}: use dynamodb, dynamodb:TABLE, s3 or s3:BUCKET/PREFIX"),
+            format!("unknown destination {other:?}: use dynamodb, dynamodb:TABLE, s3, s3:BUCKET/PREFIX or postgres:[SCHEMA.]TABLE"),
         )),
     }
 }
@@ -133,6 +150,7 @@ pub(super) async fn create(
         &args.destination,
         aws.records_table.as_deref(),
         aws.output_bucket.as_deref(),
+        &args.postgres,
     )?;
     if state.find_connector_by_name(&args.name).await?.is_some() {
         return Err(exit(
@@ -140,7 +158,7 @@ pub(super) async fn create(
             format!("a connector named {:?} already exists: choose another name (`s3-importer connector list`)", args.name),
         ));
     }
-    require_template(state, &args.template, args.template_version).await?;
+    let stored = require_template(state, &args.template, args.template_version).await?;
     let now = Utc::now();
     let id = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
     let connector = Connector {
@@ -165,14 +183,26 @@ pub(super) async fn create(
     };
     let p = policies(aws, sdk, &connector, args.kms_key_arn.as_deref()).await?;
     state.create_connector(&connector).await?;
+    let table = postgres::prepare_table(sdk, &connector, &stored.template, args.postgres.create_table)
+        .await;
+    let code = match &table {
+        Some(check) if check.status == CheckStatus::Fail => ExitCode::from(Status::CheckFailed as u8),
+        _ => ExitCode::SUCCESS,
+    };
     if args.json {
         let mut out = policies_json(&connector, &p);
         out["id"] = json!(connector.id);
         out["connector"] = serde_json::to_value(&connector)?;
+        if let Some(check) = &table {
+            out["table"] = serde_json::to_value(check)?;
+        }
         outln!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     outln!("created connector {} ({id})", connector.name);
+    if let Some(check) = &table {
+        postgres::print_check(check);
+    }
     outln!();
     print_policies(&connector, &p, aws.role_name_prefix())?;
     outln!(
@@ -190,5 +220,5 @@ pub(super) async fn create(
     }
     outln!("  s3-importer connector verify {}", connector.name);
     outln!("  s3-importer connector preview {}", connector.name);
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }

@@ -19,6 +19,7 @@ use crate::{preview, status};
 mod create;
 mod delete;
 mod policies;
+pub mod postgres;
 mod retry;
 mod sync;
 mod update;
@@ -99,9 +100,11 @@ Exit status 5 when a check fails.")]
         #[arg(long)]
         json: bool,
     },
-    /// Rename a connector or change its template.
+    /// Rename a connector, or change its template or destination.
     #[command(
-        after_help = "Example:\n  s3-importer connector update orders --name orders-eu --template orders-v2"
+        after_help = "Example:\n  s3-importer connector update orders --name orders-eu --template orders-v2\n  \
+s3-importer connector update orders --destination postgres:sales.orders --postgres-secret prod/orders-db \
+--create-table"
     )]
     Update {
         /// Connector name.
@@ -119,6 +122,13 @@ Exit status 5 when a check fails.")]
         /// the bucket in another one. The bucket itself cannot change: its ledger belongs to it.
         #[arg(long)]
         bucket_region: Option<String>,
+        /// A new destination, as `create --destination` takes it. Files already imported are not imported
+        /// again: only files imported from now on go to the new destination.
+        #[arg(long)]
+        destination: Option<String>,
+        /// A PostgreSQL destination's connection and table.
+        #[command(flatten)]
+        postgres: postgres::PostgresArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -226,6 +236,8 @@ pub async fn run(
             template,
             template_version,
             bucket_region,
+            destination,
+            postgres,
             json,
         } => {
             let change = update::Change {
@@ -233,8 +245,10 @@ pub async fn run(
                 template,
                 template_version,
                 bucket_region,
+                destination,
+                postgres,
             };
-            update::update(state, &name, change, json).await
+            update::update(deployment, &name, change, json).await
         }
         ConnectorCommand::Reauth {
             name,
@@ -262,7 +276,6 @@ pub async fn run(
     }
 }
 
-/// Finds a connector by name (or id); exit status 3 when there is none.
 /// What the verbs that reach the deployment (its lister function, its queue, the operator's identity) take
 /// along with the state store: the deployment options and the SDK configuration.
 #[derive(Clone, Copy)]
@@ -275,6 +288,7 @@ pub(crate) struct Deployment<'a> {
     pub state: &'a dyn StateStore,
 }
 
+/// Finds a connector by name (or id); exit status 3 when there is none.
 pub async fn find(state: &dyn StateStore, name: &str) -> Result<Connector> {
     if let Some(c) = state.find_connector_by_name(name).await? {
         return Ok(c);

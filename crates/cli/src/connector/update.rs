@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use chrono::Utc;
+use s3_importer_aws::verify::CheckStatus;
 use s3_importer_core::policy;
 use s3_importer_core::sync::ports::StateStore;
 use s3_importer_core::sync::ConnectorStatus;
 
-use super::create::new_external_id;
+use super::create::{new_external_id, parse_destination};
+use super::postgres::{self, PostgresArgs};
 use super::policies::policies;
 use super::verify::{check_connection, print_report};
 use super::{find, require_template, Deployment};
@@ -26,30 +28,55 @@ pub(super) struct Change {
     pub template_version: Option<u32>,
     /// The source bucket's corrected region.
     pub bucket_region: Option<String>,
+    /// The new destination (`create --destination`'s syntax).
+    pub destination: Option<String>,
+    /// A PostgreSQL destination's connection, and whether to create its table.
+    pub postgres: PostgresArgs,
 }
 
 /// Runs `connector update`.
 pub(super) async fn update(
-    state: &dyn StateStore,
+    deployment: Deployment<'_>,
     name: &str,
     change: Change,
     json: bool,
 ) -> Result<ExitCode> {
+    let Deployment { aws, sdk, state } = deployment;
     let Change {
         new_name,
         template,
         template_version,
         bucket_region,
+        destination,
+        postgres,
     } = change;
     let mut connector = find(state, name).await?;
     if new_name.is_none()
         && template.is_none()
         && template_version.is_none()
         && bucket_region.is_none()
+        && destination.is_none()
     {
         return Err(exit(
             Status::Usage,
-            "nothing to change: pass --name, --template, --template-version or --bucket-region",
+            "nothing to change: pass --name, --template, --template-version, --bucket-region or --destination",
+        ));
+    }
+    let table_may_change = destination.is_some() || template.is_some() || template_version.is_some();
+    if let Some(spec) = &destination {
+        connector.destination = parse_destination(
+            spec,
+            aws.records_table.as_deref(),
+            aws.output_bucket.as_deref(),
+            &postgres,
+        )?;
+    } else if postgres.postgres_secret.is_some()
+        || postgres.postgres_url_env.is_some()
+        || postgres.create_table
+    {
+        return Err(exit(
+            Status::Usage,
+            "--postgres-secret, --postgres-url-env and --create-table go with --destination postgres:TABLE",
         ));
     }
     if let Some(region) = bucket_region {
@@ -71,8 +98,24 @@ pub(super) async fn update(
         require_template(state, &connector.template_id, connector.template_version).await?;
     connector.updated_at = Utc::now();
     state.update_connector(&connector).await?;
+    // The table of a PostgreSQL destination: created or checked when the destination or template changed.
+    let table = if table_may_change {
+        postgres::prepare_table(sdk, &connector, &stored.template, postgres.create_table).await
+    } else {
+        None
+    };
+    let code = match &table {
+        Some(check) if check.status == CheckStatus::Fail => {
+            ExitCode::from(Status::CheckFailed as u8)
+        }
+        _ => ExitCode::SUCCESS,
+    };
     if json {
-        outln!("{}", serde_json::to_string_pretty(&connector)?);
+        let mut out = serde_json::to_value(&connector)?;
+        if let Some(check) = &table {
+            out["table"] = serde_json::to_value(check)?;
+        }
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         outln!(
             "updated connector {} ({}): bucket s3://{} in {}, template {} (version {})",
@@ -86,8 +129,17 @@ pub(super) async fn update(
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| format!("latest, now {}", stored.version))
         );
+        if destination.is_some() {
+            outln!(
+                "destination: {} (files imported from now on)",
+                crate::status::destination_text(&connector.destination)
+            );
+        }
+        if let Some(check) = &table {
+            postgres::print_check(check);
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// What `connector reauth` changes before it verifies.

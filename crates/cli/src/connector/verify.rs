@@ -5,19 +5,28 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use s3_importer_aws::verify::{Check, Doctor, Report};
-use s3_importer_core::sync::{Connector, ConnectorStatus};
+use s3_importer_core::sync::{Connector, ConnectorStatus, DestinationConfig};
 use serde_json::json;
 
-use super::{find, template_format, Deployment};
+use super::{find, postgres, require_template, template_format, Deployment};
 use crate::aws_args::AwsArgs;
 use crate::exit::Status;
 use crate::{remote, table};
 
-/// Runs `connector verify`: exit status 5 when a check fails or the check was not conclusive.
+/// Runs `connector verify`: exit status 5 when a check fails or the check was not conclusive. A PostgreSQL
+/// connector's table is checked too (a `table` check with the `ALTER TABLE`s that fix it).
 pub(super) async fn verify(deployment: Deployment<'_>, name: &str, json: bool) -> Result<ExitCode> {
-    let Deployment { state, .. } = deployment;
+    let Deployment { state, sdk, .. } = deployment;
     let connector = find(state, name).await?;
-    let checked = check_connection(deployment, &connector).await?;
+    let mut checked = check_connection(deployment, &connector).await?;
+    if matches!(connector.destination, DestinationConfig::Postgres { .. }) {
+        // The destination's table, checked from here (see `postgres`): not part of the connector's status.
+        let stored =
+            require_template(state, &connector.template_id, connector.template_version).await?;
+        if let Some(check) = postgres::check_table(sdk, &connector, &stored.template).await {
+            checked.report.checks.push(check);
+        }
+    }
     print_report(&connector, &checked.report, json)?;
     Ok(checked.exit_code())
 }

@@ -78,6 +78,40 @@ pub enum DestinationConfig {
         #[serde(default)]
         prefix: String,
     },
+    /// Rows into a PostgreSQL table, visible one file version at a time (one transaction each).
+    Postgres {
+        /// The table: `schema.table`, or `table` in `public`.
+        table: String,
+        /// Where the worker finds the server and its credentials.
+        connection: PostgresConnection,
+    },
+}
+
+/// Where a PostgreSQL destination's connection settings come from. The settings themselves (a password)
+/// are never stored: only where to read them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum PostgresConnection {
+    /// An AWS Secrets Manager secret (name or ARN) in the RDS format: host, port, username, password,
+    /// dbname, and optionally `sslmode`.
+    Secret {
+        /// Secret name or ARN.
+        secret_id: String,
+    },
+    /// A `postgres://` URL in an environment variable of the worker and the CLI (local use).
+    Env {
+        /// The variable's name.
+        var: String,
+    },
+}
+
+impl std::fmt::Display for PostgresConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Secret { secret_id } => write!(f, "secret {secret_id}"),
+            Self::Env { var } => write!(f, "${var}"),
+        }
+    }
 }
 
 /// A connector: one folder of one bucket, imported with one template into one destination.
