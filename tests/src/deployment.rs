@@ -32,6 +32,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::{DateTime, Utc};
 use s3_importer_aws::consumer::{Received, SqsConsumer};
 use s3_importer_aws::provision::{provision, Names, Provisioned};
+use s3_importer_aws::secrets::Secrets;
 use s3_importer_aws::state::DynamoStateStore;
 use s3_importer_aws::{AwsDestination, SqsQueue};
 use s3_importer_core::config::{vars, Config};
@@ -40,10 +41,12 @@ use s3_importer_core::sync::ports::{
     ConnectorStore, Destination, FileLedger, FileQueue, TemplateStore,
 };
 use s3_importer_core::sync::{
-    Clock, Connector, ConnectorStatus, DestinationConfig, FixedClock, LedgerEntry, Source, SyncRun,
+    Clock, Connector, ConnectorStatus, DestinationConfig, FixedClock, LedgerEntry,
+    PostgresConnection, Source, SyncRun,
 };
 use s3_importer_core::template::Template;
 use s3_importer_lister::Lister;
+use s3_importer_worker::destinations::Destinations;
 use s3_importer_worker::Worker;
 use serde_json::json;
 
@@ -531,16 +534,53 @@ impl Deployment {
         self.real_destination_in_parts(s3_importer_aws::s3_writer::PART_SIZE)
     }
 
-    /// The real destination staging its S3 outputs in multipart parts of `part_bytes`.
+    /// The real destination staging its S3 outputs in multipart parts of `part_bytes`; PostgreSQL
+    /// connectors are routed as in the worker.
     pub fn real_destination_in_parts(&self, part_bytes: usize) -> Arc<dyn Destination> {
-        Arc::new(
-            AwsDestination::new(
-                s3_importer_aws::s3_client(&self.sdk),
-                dynamodb_client(&self.sdk),
-                self.provisioned.names.output_bucket.clone(),
-            )
-            .with_part_size(part_bytes),
-        )
+        Arc::new(Destinations::new(
+            Arc::new(
+                AwsDestination::new(
+                    s3_importer_aws::s3_client(&self.sdk),
+                    dynamodb_client(&self.sdk),
+                    self.provisioned.names.output_bucket.clone(),
+                )
+                .with_part_size(part_bytes),
+            ),
+            Secrets::new(s3_importer_aws::config::secretsmanager_client(&self.sdk)),
+        ))
+    }
+
+    /// Sends the connector's rows to the PostgreSQL table `table` of the server at `url` (a
+    /// `postgres://…?sslmode=disable` URL), through a Secrets Manager secret in the RDS format on the
+    /// emulator, as a deployment reaches RDS. Returns the secret's name.
+    pub async fn use_postgres(&self, url: &str, table: &str) -> Result<String> {
+        let settings = s3_importer_postgres::ConnectionSettings::from_url(url)?;
+        let secret_id = format!("s3-importer/{}/db", self.connector.id);
+        let secret = serde_json::json!({
+            "engine": "postgres",
+            "host": settings.host,
+            "port": settings.port,
+            "username": settings.user,
+            "password": settings.password.as_ref().map_or("", |p| p.expose()),
+            "dbname": settings.dbname,
+            "sslmode": "disable",
+        });
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .create_secret()
+            .name(&secret_id)
+            .secret_string(secret.to_string())
+            .send()
+            .await
+            .with_context(|| format!("create secret {secret_id}"))?;
+        let mut connector = self.connector_now().await?;
+        connector.destination = DestinationConfig::Postgres {
+            table: table.to_owned(),
+            connection: PostgresConnection::Secret {
+                secret_id: secret_id.clone(),
+            },
+        };
+        self.state.update_connector(&connector).await?;
+        Ok(secret_id)
     }
 
     /// The deployment's worker writing through `destination` instead.

@@ -71,6 +71,62 @@ const FAILURE_PATH_ACTIONS: &[(&str, &str, &str, S3Level, &str)] = &[
     ),
 ];
 
+/// Statements present only when a template condition holds (their parameters set): the function, the
+/// condition, the action, the resource (a parameter, or `*` for actions without resource-level
+/// permissions), and the SDK method of `crates/aws/src` that calls it (`None`: the Lambda service performs it
+/// with the function's role, here the network interfaces of a function in a VPC).
+const CONDITIONAL_ACTIONS: &[(&str, &str, &str, &str, Option<&str>)] = &[
+    (
+        "WorkerFunction",
+        "HasPostgresSecrets",
+        "secretsmanager:GetSecretValue",
+        "PostgresSecretArns",
+        Some(".get_secret_value()"),
+    ),
+    (
+        "WorkerFunction",
+        "WorkerInVpc",
+        "ec2:CreateNetworkInterface",
+        "*",
+        None,
+    ),
+    (
+        "WorkerFunction",
+        "WorkerInVpc",
+        "ec2:DescribeNetworkInterfaces",
+        "*",
+        None,
+    ),
+    (
+        "WorkerFunction",
+        "WorkerInVpc",
+        "ec2:DescribeSubnets",
+        "*",
+        None,
+    ),
+    (
+        "WorkerFunction",
+        "WorkerInVpc",
+        "ec2:DeleteNetworkInterface",
+        "*",
+        None,
+    ),
+    (
+        "WorkerFunction",
+        "WorkerInVpc",
+        "ec2:AssignPrivateIpAddresses",
+        "*",
+        None,
+    ),
+    (
+        "WorkerFunction",
+        "WorkerInVpc",
+        "ec2:UnassignPrivateIpAddresses",
+        "*",
+        None,
+    ),
+];
+
 fn translated() -> &'static Value {
     static TRANSLATED: OnceLock<Value> = OnceLock::new();
     TRANSLATED.get_or_init(|| {
@@ -364,9 +420,12 @@ fn queue_wiring_and_timeouts() {
 struct Statement {
     actions: Vec<String>,
     resources: Vec<Value>,
+    /// The template condition the statement is granted under (`Fn::If [COND, STATEMENT, AWS::NoValue]`).
+    condition: Option<String>,
 }
 
-/// The statements of the role a function runs as; fails on anything but plain Allow statements.
+/// The statements of the role a function runs as; fails on anything but plain Allow statements, each
+/// granted always or under a condition.
 fn role_statements(function: &str) -> Vec<Statement> {
     let role_ref = &props(function)["Role"];
     let role_id = role_ref["Fn::GetAtt"][0]
@@ -383,6 +442,17 @@ fn role_statements(function: &str) -> Vec<Statement> {
             .as_array()
             .expect("statements")
         {
+            let (condition, s) = match s.get("Fn::If") {
+                Some(branches) => {
+                    assert_eq!(
+                        branches[2],
+                        json!({ "Ref": "AWS::NoValue" }),
+                        "{role_id}: a conditional statement is granted or absent: {s}"
+                    );
+                    (branches[0].as_str().map(str::to_owned), &branches[1])
+                }
+                None => (None, s),
+            };
             assert_eq!(s["Effect"], "Allow", "{role_id}: {s}");
             assert!(
                 s.get("NotAction").is_none() && s.get("NotResource").is_none(),
@@ -406,9 +476,16 @@ fn role_statements(function: &str) -> Vec<Statement> {
                 );
             }
             for r in &resources {
-                assert!(r != "*", "{role_id} grants {actions:?} on every resource");
+                assert!(
+                    r != "*" || condition.is_some(),
+                    "{role_id} grants {actions:?} on every resource"
+                );
             }
-            statements.push(Statement { actions, resources });
+            statements.push(Statement {
+                actions,
+                resources,
+                condition,
+            });
         }
     }
     statements
@@ -668,7 +745,10 @@ async fn every_call_the_functions_make_is_granted_and_nothing_more() -> Result<(
         ("WorkerFunction", &worker_calls),
     ] {
         ensure!(!calls.is_empty(), "{function}: no call recorded");
-        let statements = role_statements(function);
+        let (conditional, statements): (Vec<_>, Vec<_>) = role_statements(function)
+            .into_iter()
+            .partition(|s| s.condition.is_some());
+        check_conditional_grants(function, &conditional)?;
         let mut needed: BTreeSet<(String, Target)> = BTreeSet::new();
         for call in calls.iter() {
             for need in required(call, &resources)
@@ -733,6 +813,46 @@ async fn every_call_the_functions_make_is_granted_and_nothing_more() -> Result<(
         }
     }
     ensure!(report.len() == 2);
+    Ok(())
+}
+
+/// The conditional statements of `function`'s role grant exactly its [`CONDITIONAL_ACTIONS`], each under its
+/// condition on its resource, and the code still calls each one it says the code calls.
+fn check_conditional_grants(function: &str, conditional: &[Statement]) -> Result<()> {
+    let resource_of = |r: &Value| match r {
+        Value::String(s) => s.clone(),
+        other => other["Ref"].as_str().unwrap_or_default().to_owned(),
+    };
+    let mut granted = BTreeSet::new();
+    for s in conditional {
+        for action in &s.actions {
+            for resource in &s.resources {
+                granted.insert((
+                    s.condition.clone().unwrap_or_default(),
+                    action.clone(),
+                    resource_of(resource),
+                ));
+            }
+        }
+    }
+    let expected: BTreeSet<_> = CONDITIONAL_ACTIONS
+        .iter()
+        .filter(|c| c.0 == function)
+        .map(|c| (c.1.to_owned(), c.2.to_owned(), c.3.to_owned()))
+        .collect();
+    ensure!(
+        granted == expected,
+        "{function}'s conditional grants {granted:?} differ from {expected:?}"
+    );
+    let aws_source = read_aws_sources();
+    for (_, _, action, _, method) in CONDITIONAL_ACTIONS.iter().filter(|c| c.0 == function) {
+        if let Some(method) = method {
+            ensure!(
+                aws_source.contains(method),
+                "{action} is granted for {method}, which crates/aws/src no longer calls"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -71,9 +71,7 @@ impl TableRef {
     pub fn parse(spec: &str) -> Result<Self, PgError> {
         let (schema, name) = spec.split_once('.').unwrap_or(("public", spec));
         let bad = |part: &str| {
-            part.is_empty()
-                || part.contains(['.', '\0', '"'])
-                || part.len() > MAX_IDENTIFIER_BYTES
+            part.is_empty() || part.contains(['.', '\0', '"']) || part.len() > MAX_IDENTIFIER_BYTES
         };
         if bad(schema) || bad(name) {
             return Err(PgError::Settings(format!(
@@ -262,8 +260,14 @@ mod tests {
 
     #[test]
     fn a_table_is_parsed_with_its_schema_or_public() -> Result<(), PgError> {
-        assert_eq!(TableRef::parse("sales.Orders")?, TableRef::new("sales", "Orders"));
-        assert_eq!(TableRef::parse("orders")?, TableRef::new("public", "orders"));
+        assert_eq!(
+            TableRef::parse("sales.Orders")?,
+            TableRef::new("sales", "Orders")
+        );
+        assert_eq!(
+            TableRef::parse("orders")?,
+            TableRef::new("public", "orders")
+        );
         for bad in ["", ".t", "s.", "a.b.c", "x\"y", &"t".repeat(64)] {
             assert!(TableRef::parse(bad).is_err(), "{bad:?}");
         }

@@ -65,7 +65,8 @@ pub async fn connection_settings(
             ConnectionSettings::from_rds_secret(value.expose()).map_err(unusable)
         }
         PostgresConnection::Env { var } => {
-            let url = std::env::var(var).map_err(|_| ConnectionError::MissingVar { var: var.clone() })?;
+            let url =
+                std::env::var(var).map_err(|_| ConnectionError::MissingVar { var: var.clone() })?;
             ConnectionSettings::from_url(&url).map_err(unusable)
         }
     }
@@ -119,7 +120,9 @@ impl Destinations {
         Ok(destination)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Arc<PostgresDestination>, Instant)>> {
+    fn cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Key, (Arc<PostgresDestination>, Instant)>> {
         // The map holds no invariant a panic could break.
         self.postgres.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -183,10 +183,17 @@ pub(super) async fn create(
     };
     let p = policies(aws, sdk, &connector, args.kms_key_arn.as_deref()).await?;
     state.create_connector(&connector).await?;
-    let table = postgres::prepare_table(sdk, &connector, &stored.template, args.postgres.create_table)
-        .await;
+    let table = postgres::prepare_table(
+        sdk,
+        &connector,
+        &stored.template,
+        args.postgres.create_table,
+    )
+    .await;
     let code = match &table {
-        Some(check) if check.status == CheckStatus::Fail => ExitCode::from(Status::CheckFailed as u8),
+        Some(check) if check.status == CheckStatus::Fail => {
+            ExitCode::from(Status::CheckFailed as u8)
+        }
         _ => ExitCode::SUCCESS,
     };
     if args.json {

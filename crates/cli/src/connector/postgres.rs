@@ -62,10 +62,12 @@ pub async fn prepare_table(
     let DestinationConfig::Postgres { table, connection } = &connector.destination else {
         return None;
     };
-    Some(match table_step(sdk, connection, table, template, create).await {
-        Ok(check) => check,
-        Err(e) => unreachable_check(&e),
-    })
+    Some(
+        match table_step(sdk, connection, table, template, create).await {
+            Ok(check) => check,
+            Err(e) => unreachable_check(&e),
+        },
+    )
 }
 
 /// The `table` check of `connector verify`; `None` for other destinations.

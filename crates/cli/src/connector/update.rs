@@ -11,8 +11,8 @@ use s3_importer_core::sync::ports::StateStore;
 use s3_importer_core::sync::ConnectorStatus;
 
 use super::create::{new_external_id, parse_destination};
-use super::postgres::{self, PostgresArgs};
 use super::policies::policies;
+use super::postgres::{self, PostgresArgs};
 use super::verify::{check_connection, print_report};
 use super::{find, require_template, Deployment};
 use crate::exit::{exit, Status};
@@ -62,7 +62,8 @@ pub(super) async fn update(
             "nothing to change: pass --name, --template, --template-version, --bucket-region or --destination",
         ));
     }
-    let table_may_change = destination.is_some() || template.is_some() || template_version.is_some();
+    let table_may_change =
+        destination.is_some() || template.is_some() || template_version.is_some();
     if let Some(spec) = &destination {
         connector.destination = parse_destination(
             spec,
