@@ -554,24 +554,8 @@ impl Deployment {
     /// `postgres://…?sslmode=disable` URL), through a Secrets Manager secret in the RDS format on the
     /// emulator, as a deployment reaches RDS. Returns the secret's name.
     pub async fn use_postgres(&self, url: &str, table: &str) -> Result<String> {
-        let settings = s3_importer_postgres::ConnectionSettings::from_url(url)?;
         let secret_id = format!("s3-importer/{}/db", self.connector.id);
-        let secret = serde_json::json!({
-            "engine": "postgres",
-            "host": settings.host,
-            "port": settings.port,
-            "username": settings.user,
-            "password": settings.password.as_ref().map_or("", |p| p.expose()),
-            "dbname": settings.dbname,
-            "sslmode": "disable",
-        });
-        aws_sdk_secretsmanager::Client::new(&self.sdk)
-            .create_secret()
-            .name(&secret_id)
-            .secret_string(secret.to_string())
-            .send()
-            .await
-            .with_context(|| format!("create secret {secret_id}"))?;
+        crate::postgres::create_rds_secret(&self.sdk, &secret_id, url).await?;
         let mut connector = self.connector_now().await?;
         connector.destination = DestinationConfig::Postgres {
             table: table.to_owned(),

@@ -64,6 +64,41 @@ impl PgServer {
     }
 }
 
+/// Stores the settings of the server at `url` (a `postgres://…` URL) as the Secrets Manager secret `name`
+/// in the RDS format, with `sslmode` from the URL (`disable` for the test server), as an RDS secret holds
+/// them.
+pub async fn create_rds_secret(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+    url: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let settings = s3_importer_postgres::ConnectionSettings::from_url(url)?;
+    let sslmode = match settings.sslmode {
+        s3_importer_postgres::SslMode::Disable => "disable",
+        s3_importer_postgres::SslMode::Prefer => "prefer",
+        s3_importer_postgres::SslMode::Require => "require",
+        s3_importer_postgres::SslMode::VerifyFull => "verify-full",
+    };
+    let secret = serde_json::json!({
+        "engine": "postgres",
+        "host": settings.host,
+        "port": settings.port,
+        "username": settings.user,
+        "password": settings.password.as_ref().map_or("", |p| p.expose()),
+        "dbname": settings.dbname,
+        "sslmode": sslmode,
+    });
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(name)
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .with_context(|| format!("create secret {name}"))?;
+    Ok(())
+}
+
 static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
 /// Pid of the postmaster we spawned, for the `atexit` hook (0 = none).
 static CHILD_PID: AtomicI32 = AtomicI32::new(0);

@@ -4,6 +4,8 @@
 
 use std::process::Stdio;
 
+pub mod deployment;
+
 /// The write end of a pipe whose read end is already closed: every write to it fails with EPIPE.
 #[cfg(unix)]
 pub fn closed_pipe() -> std::io::Result<Stdio> {
