@@ -21,6 +21,7 @@ pub mod deployment;
 mod emulator;
 mod names;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod recording;
 mod resources;
 

