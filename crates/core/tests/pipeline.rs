@@ -261,7 +261,11 @@ async fn bad_rows_at_the_top_are_judged_at_the_end_unless_ratio_min_rows_were_re
         ImportOptions::default(),
     )
     .await?;
-    assert_eq!(report.outcome(), Outcome::ImportedWithRejections, "5% of the file");
+    assert_eq!(
+        report.outcome(),
+        Outcome::ImportedWithRejections,
+        "5% of the file"
+    );
     assert_eq!(report.counts, Counts::of(950, 50));
 
     let early = "[on_error]\nmax_rejected_ratio = 0.1\nratio_min_rows = 10\n";

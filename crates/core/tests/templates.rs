@@ -218,9 +218,9 @@ fn the_ratio_is_judged_early_only_after_the_minimum_rows() {
     };
     // (rejected, read, exceeded early)
     let cases = [
-        (99, 99, false),   // all bad, but fewer than 100 rows read: left to the end of the file
-        (11, 100, true),   // 11% of the first 100
-        (10, 100, false),  // exactly 10% is not more than 10%
+        (99, 99, false), // all bad, but fewer than 100 rows read: left to the end of the file
+        (11, 100, true), // 11% of the first 100
+        (10, 100, false), // exactly 10% is not more than 10%
         (11, 1000, false), // 1.1%
         (101, 1000, true),
     ];
@@ -237,9 +237,14 @@ fn the_ratio_is_judged_early_only_after_the_minimum_rows() {
     };
     assert!(!default_rows.exceeded_ratio_early(999, 999));
     assert!(default_rows.exceeded_ratio_early(1000, 1000));
-    assert!(!OnError::default().exceeded_ratio_early(1000, 1000), "no ratio, no limit");
     assert!(
-        default_rows.ratio_limit(false).contains("once 1000 were read"),
+        !OnError::default().exceeded_ratio_early(1000, 1000),
+        "no ratio, no limit"
+    );
+    assert!(
+        default_rows
+            .ratio_limit(false)
+            .contains("once 1000 were read"),
         "{}",
         default_rows.ratio_limit(false)
     );
