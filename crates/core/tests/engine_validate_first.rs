@@ -59,7 +59,10 @@ async fn validate_first_writes_no_row_of_a_file_over_its_threshold_and_reports_i
 
 #[tokio::test]
 async fn validate_first_writes_every_row_of_a_passing_file_once_with_one_error_report() -> Result {
-    let w = World::with_template(&items_with("max_rejected_rows = 10\nvalidate_first = true\n")).await?;
+    let w = World::with_template(&items_with(
+        "max_rejected_rows = 10\nvalidate_first = true\n",
+    ))
+    .await?;
     let recording = FaultyDestination::recording(Arc::new(w.destination.clone()));
     let worker = w.worker_with(Arc::new(recording.clone()));
     w.put("pass.csv", &file(50, |i| i % 7 == 0));
@@ -74,7 +77,10 @@ async fn validate_first_writes_every_row_of_a_passing_file_once_with_one_error_r
     );
     let writes = recording.writes_per_record();
     assert_eq!(writes.len(), 43, "{writes:?}");
-    assert!(writes.values().all(|&n| n == 1), "each row once: {writes:?}");
+    assert!(
+        writes.values().all(|&n| n == 1),
+        "each row once: {writes:?}"
+    );
     assert_eq!(w.ids()?.len(), 43);
     let report = w
         .report("pass.csv")
@@ -112,8 +118,10 @@ async fn validate_first_fails_a_file_whose_validation_pass_runs_out_of_time() ->
 #[tokio::test]
 async fn validate_first_writing_pass_in_pieces_writes_every_row_once_and_keeps_the_report() -> Result
 {
-    let w = World::with_template(&items_with("max_rejected_rows = 500\nvalidate_first = true\n"))
-        .await?;
+    let w = World::with_template(&items_with(
+        "max_rejected_rows = 500\nvalidate_first = true\n",
+    ))
+    .await?;
     // 300 ms a batch of 100 rows, about 2.6 s of writes; each invocation stops 1 s before its deadline,
     // 2.5 s away: the writing pass takes several pieces, the validation pass (no writes) a few milliseconds.
     let slow = FaultyDestination::new(
@@ -139,12 +147,19 @@ async fn validate_first_writing_pass_in_pieces_writes_every_row_once_and_keeps_t
     );
     let writes = slow.writes_per_record();
     assert_eq!(writes.len(), 858);
-    assert!(writes.values().all(|&n| n == 1), "each row once: {writes:?}");
+    assert!(
+        writes.values().all(|&n| n == 1),
+        "each row once: {writes:?}"
+    );
     let report = w
         .report("big.csv")
         .await?
         .ok_or_else(|| fail("no error report"))?;
-    assert_eq!(report.len(), 142, "one entry per rejected row, written once");
+    assert_eq!(
+        report.len(),
+        142,
+        "one entry per rejected row, written once"
+    );
     Ok(())
 }
 

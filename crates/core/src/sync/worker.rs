@@ -754,7 +754,9 @@ async fn import_file(
                 return Err(ImportError::Final(
                     FileStatus::Failed,
                     format!(
-                        "on_error.validate_first: the validation pass ran out of time after {byte} of the                          file's bytes; it must read the whole file within one invocation (import this file                          without validate_first, or split it)"
+                        "on_error.validate_first: the validation pass ran out of time after {byte} bytes of the file; \
+                         it must read the whole file within one invocation (import this file without \
+                         validate_first, or split it)"
                     ),
                 ))
             }
