@@ -239,6 +239,11 @@ impl RowSink for S3JsonlSink {
         false
     }
 
+    /// The object is completed by `finish` (a multipart upload): nothing is visible before.
+    fn stages(&self) -> bool {
+        true
+    }
+
     async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
         self.writer.write(batch.as_jsonl()).await
     }

@@ -486,18 +486,15 @@ async fn run(
         duration: Duration::ZERO,
         end,
     };
-    // The ratio needs the whole file, so it is checked after the last row; the row-count limit is checked
-    // while reading, so a hopeless file stops early.
+    // Both limits are checked while reading (the ratio once `ratio_min_rows` rows were read), so a hopeless
+    // file stops early; the exact ratio over the whole file is decided here, after the last row.
     if matches!(report.end, FileEnd::Complete)
         && on_error.exceeded_ratio(counts.rows_rejected, counts.rows_read)
     {
         report.end = FileEnd::Failed(FileFailure::TooManyRejected {
             rejected: counts.rows_rejected,
             read: counts.rows_read,
-            limit: format!(
-                "max_rejected_ratio = {}",
-                on_error.max_rejected_ratio.unwrap_or_default()
-            ),
+            limit: on_error.ratio_limit(true),
         });
     }
     if let FileEnd::Stopped(stopped) = &mut report.end {
@@ -746,14 +743,24 @@ impl ReaderTask for ValidateLoop<'_> {
                     position,
                     errors: std::mem::take(&mut errors),
                 });
-                if template.on_error.exceeded_rows(summary.rows_rejected) {
+                // Only a rejected row can push either limit over, so both are checked here, off the path of
+                // good rows. The counts include the earlier pieces.
+                let on_error = &template.on_error;
+                let limit = if on_error.exceeded_rows(summary.rows_rejected) {
+                    Some(format!(
+                        "max_rejected_rows = {}",
+                        on_error.max_rejected_rows.unwrap_or_default()
+                    ))
+                } else if on_error.exceeded_ratio_early(summary.rows_rejected, summary.rows_read) {
+                    Some(on_error.ratio_limit(false))
+                } else {
+                    None
+                };
+                if let Some(limit) = limit {
                     summary.failure = Some(FileFailure::TooManyRejected {
                         rejected: summary.rows_rejected,
                         read: summary.rows_read,
-                        limit: format!(
-                            "max_rejected_rows = {}",
-                            template.on_error.max_rejected_rows.unwrap_or_default()
-                        ),
+                        limit,
                     });
                     break;
                 }

@@ -275,6 +275,14 @@ pub trait RowSink: Send {
         None
     }
 
+    /// Whether what the sink writes stays invisible until [`RowSink::finish`], so that [`RowSink::abort`]
+    /// leaves nothing (an S3 object completed at the end, a database transaction): such a sink is already
+    /// all-or-nothing. The default is no (writes visible at once, as DynamoDB upserts): the worker then
+    /// honours the template's `on_error.validate_first` by validating the whole file before writing.
+    fn stages(&self) -> bool {
+        false
+    }
+
     /// Writes a batch the sink may keep while writing, and gives it back (its buffers are reused for later
     /// batches). The pipeline calls this one; sinks that hand the bytes to another thread (a file written by
     /// the blocking pool) override it to avoid copying the batch. The default calls

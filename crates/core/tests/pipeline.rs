@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use s3_importer_core::pipeline::{self, FileFailure, ImportOptions, Outcome};
+use s3_importer_core::pipeline::{self, Counts, FileFailure, ImportOptions, Outcome};
 use s3_importer_core::read::ReadError;
 use s3_importer_core::sink::{
     MemoryRejects, MemorySink, RejectSink, RejectedRow, RowBatch, RowSink, SinkError,
@@ -200,6 +200,94 @@ async fn max_rejected_ratio_is_checked_at_the_end() -> Result {
     let lenient = "[on_error]\nmax_rejected_ratio = 0.25\n";
     let (report, _, _) = run(input, csv(), template(lenient)?, ImportOptions::default()).await?;
     assert_eq!(report.outcome(), Outcome::ImportedWithRejections);
+    Ok(())
+}
+
+/// `n` rows, `bad(i)` of them (1-based) with a name missing (a required field: rejected).
+fn rows_where(n: u64, bad: impl Fn(u64) -> bool) -> Result<Vec<u8>> {
+    let mut input = b"id,name\n".to_vec();
+    for i in 1..=n {
+        if bad(i) {
+            writeln!(input, "{i},")?;
+        } else {
+            writeln!(input, "{i},n{i}")?;
+        }
+    }
+    Ok(input)
+}
+
+fn too_many_rejected(report: &pipeline::FileReport) -> Option<(u64, u64, String)> {
+    match report.failure() {
+        Some(FileFailure::TooManyRejected {
+            rejected,
+            read,
+            limit,
+        }) => Some((*rejected, *read, limit.clone())),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn max_rejected_ratio_fails_the_file_as_rows_are_read_once_ratio_min_rows_were_read() -> Result
+{
+    // Every second row is bad: 50%, over 10% from the start, judged from the 100th row on.
+    let input = rows_where(10_000, |i| i % 2 == 0)?;
+    let len = input.len() as u64;
+    let on_error = "[on_error]\nmax_rejected_ratio = 0.1\nratio_min_rows = 100\n";
+    let (report, rows, _) =
+        run(input, csv(), template(on_error)?, ImportOptions::default()).await?;
+    let (rejected, read, limit) = too_many_rejected(&report).ok_or("not failed by the ratio")?;
+    assert_eq!((rejected, read), (50, 100), "{limit}");
+    assert!(limit.contains("once 100 were read"), "{limit}");
+    assert!(
+        report.decoded_bytes < len / 10,
+        "stopped reading early: {} of {len} bytes",
+        report.decoded_bytes
+    );
+    assert!(rows.aborted);
+    Ok(())
+}
+
+/// The documented cost of judging early: bad rows at the top of a file fail it once `ratio_min_rows` rows
+/// were read, though the whole file would be under the ratio; fewer than that are left to the end.
+#[tokio::test]
+async fn bad_rows_at_the_top_are_judged_at_the_end_unless_ratio_min_rows_were_read() -> Result {
+    let input = rows_where(1_000, |i| i <= 50)?;
+    let at_the_end = "[on_error]\nmax_rejected_ratio = 0.1\nratio_min_rows = 100\n";
+    let (report, _, _) = run(
+        input.clone(),
+        csv(),
+        template(at_the_end)?,
+        ImportOptions::default(),
+    )
+    .await?;
+    assert_eq!(
+        report.outcome(),
+        Outcome::ImportedWithRejections,
+        "5% of the file"
+    );
+    assert_eq!(report.counts, Counts::of(950, 50));
+
+    let early = "[on_error]\nmax_rejected_ratio = 0.1\nratio_min_rows = 10\n";
+    let (report, _, _) = run(input, csv(), template(early)?, ImportOptions::default()).await?;
+    let failed = too_many_rejected(&report).map(|(rejected, read, _)| (rejected, read));
+    assert_eq!(failed, Some((10, 10)), "all of the first 10 rows");
+    Ok(())
+}
+
+/// A later piece judges the ratio over the whole file so far: the counts carried from the earlier pieces.
+#[tokio::test]
+async fn the_early_ratio_counts_the_rows_of_the_earlier_pieces() -> Result {
+    // Earlier pieces: 100 of 1,000 rejected, exactly the 10% allowed. This piece's first row is bad.
+    let input = rows_where(500, |i| i == 1)?;
+    let on_error = "[on_error]\nmax_rejected_ratio = 0.1\nratio_min_rows = 100\n";
+    let options = ImportOptions {
+        carried: Counts::of(900, 100),
+        ..ImportOptions::default()
+    };
+    let (report, _, _) = run(input, csv(), template(on_error)?, options).await?;
+    let failed = too_many_rejected(&report).map(|(rejected, read, _)| (rejected, read));
+    assert_eq!(failed, Some((101, 1001)));
     Ok(())
 }
 

@@ -35,7 +35,8 @@ fn orders_example_parses_with_every_type() -> TestResult {
         t.on_error,
         OnError {
             max_rejected_rows: Some(1000),
-            max_rejected_ratio: Some(0.05)
+            max_rejected_ratio: Some(0.05),
+            ..OnError::default()
         }
     );
     let names: Vec<&str> = t.output_field_names().collect();
@@ -100,6 +101,8 @@ fn minimal_template_gets_the_documented_defaults() -> TestResult {
     assert_eq!(t.on_error, OnError::default());
     assert!(!t.on_error.exceeded_rows(u64::MAX));
     assert!(!t.on_error.exceeded_ratio(100, 100));
+    assert!(!t.on_error.validate_first);
+    assert_eq!(t.on_error.ratio_min_rows(), 1000);
     assert_eq!(
         t.csv,
         CsvOptions {
@@ -183,6 +186,7 @@ fn on_error_thresholds_are_strictly_greater_than() {
     let e = OnError {
         max_rejected_rows: Some(2),
         max_rejected_ratio: Some(0.5),
+        ..OnError::default()
     };
     let rows = [(0, false), (2, false), (3, true)];
     for (rejected, want) in rows {
@@ -198,9 +202,83 @@ fn on_error_thresholds_are_strictly_greater_than() {
     }
     assert!(OnError {
         max_rejected_rows: Some(0),
-        max_rejected_ratio: None
+        ..OnError::default()
     }
     .exceeded_rows(1));
+}
+
+/// The ratio judged as rows are read: only once `ratio_min_rows` rows were read, then by the same strict rule
+/// as at the end of the file.
+#[test]
+fn the_ratio_is_judged_early_only_after_the_minimum_rows() {
+    let e = OnError {
+        max_rejected_ratio: Some(0.1),
+        ratio_min_rows: Some(100),
+        ..OnError::default()
+    };
+    // (rejected, read, exceeded early)
+    let cases = [
+        (99, 99, false), // all bad, but fewer than 100 rows read: left to the end of the file
+        (11, 100, true), // 11% of the first 100
+        (10, 100, false), // exactly 10% is not more than 10%
+        (11, 1000, false), // 1.1%
+        (101, 1000, true),
+    ];
+    for (rejected, read, want) in cases {
+        assert_eq!(
+            e.exceeded_ratio_early(rejected, read),
+            want,
+            "rejected={rejected} read={read}"
+        );
+    }
+    let default_rows = OnError {
+        max_rejected_ratio: Some(0.1),
+        ..OnError::default()
+    };
+    assert!(!default_rows.exceeded_ratio_early(999, 999));
+    assert!(default_rows.exceeded_ratio_early(1000, 1000));
+    assert!(
+        !OnError::default().exceeded_ratio_early(1000, 1000),
+        "no ratio, no limit"
+    );
+    assert!(
+        default_rows
+            .ratio_limit(false)
+            .contains("once 1000 were read"),
+        "{}",
+        default_rows.ratio_limit(false)
+    );
+}
+
+#[test]
+fn validate_first_and_ratio_min_rows_parse_and_round_trip() -> TestResult {
+    let source = format!(
+        "{HEAD}[on_error]\nmax_rejected_ratio = 0.2\nratio_min_rows = 50\nvalidate_first = true\n\
+         [[fields]]\nname = \"a\"\ntype = \"string\"\n"
+    );
+    let t = Template::from_toml(&source)?;
+    assert_eq!(
+        t.on_error,
+        OnError {
+            max_rejected_rows: None,
+            max_rejected_ratio: Some(0.2),
+            ratio_min_rows: Some(50),
+            validate_first: true,
+        }
+    );
+    let json = serde_json::to_value(&t)?;
+    assert_eq!(json["on_error"]["validate_first"], true);
+    assert_eq!(json["on_error"]["ratio_min_rows"], 50);
+    assert_eq!(serde_json::from_value::<Template>(json)?, t);
+    // Off by default, and then not stored: templates stored before the option read back the same.
+    let plain = Template::from_toml(&format!(
+        "{HEAD}[on_error]\nvalidate_first = false\n[[fields]]\nname = \"a\"\ntype = \"string\"\n"
+    ))?;
+    assert!(!plain.on_error.validate_first);
+    assert!(serde_json::to_value(&plain)?["on_error"]
+        .get("validate_first")
+        .is_none());
+    Ok(())
 }
 
 const HEAD: &str = "name = \"t\"\n";
@@ -313,6 +391,16 @@ fn template_errors_name_line_column_and_path() {
             format!("{HEAD}[on_error]\nmax_rejected_ratio = 5.0\n[[fields]]\nname = \"a\"\ntype = \"string\"\n"),
             (3, 22, "on_error.max_rejected_ratio"),
             "between 0.0 and 1.0",
+        ),
+        (
+            format!("{HEAD}[on_error]\nvalidate_first = \"yes\"\n[[fields]]\nname = \"a\"\ntype = \"string\"\n"),
+            (3, 18, "on_error.validate_first"),
+            "invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            format!("{HEAD}[on_error]\nratio_min_rows = -1\n[[fields]]\nname = \"a\"\ntype = \"string\"\n"),
+            (3, 18, "on_error.ratio_min_rows"),
+            "invalid value",
         ),
         (format!("{HEAD}colour = 1\n[[fields]]\nname = \"a\"\ntype = \"string\"\n"), (2, 1, "colour"), "unknown field"),
         (format!("{HEAD}fields = []\n"), (2, 10, "fields"), "at least one field"),

@@ -109,6 +109,11 @@ impl RowSink for JsonlFileSink {
         false
     }
 
+    /// Written to `NAME.partial`, renamed by `finish`, removed by `abort`.
+    fn stages(&self) -> bool {
+        true
+    }
+
     fn placement(&self) -> Option<Box<dyn RowPlacement>> {
         // Only a file written directly reads the rows from the batch's memory; buffered writes copy anyway.
         self.is_direct_io()

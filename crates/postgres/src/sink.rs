@@ -207,6 +207,11 @@ fn sink_error(file: &FileTarget, records: Option<(u64, u64)>, error: PgError) ->
 
 #[async_trait]
 impl RowSink for PgRowSink {
+    /// Rows are staged and merged into the table in one transaction by `finish`; `abort` deletes them.
+    fn stages(&self) -> bool {
+        true
+    }
+
     async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
         if self.already_imported || batch.is_empty() {
             return Ok(());

@@ -13,6 +13,7 @@ pub mod model;
 pub mod ports;
 pub mod read_ahead;
 pub mod rules;
+mod validate_first;
 pub mod worker;
 
 pub use clock::{Clock, FixedClock, SystemClock};

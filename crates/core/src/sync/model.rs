@@ -503,6 +503,18 @@ pub struct Checkpoint {
     /// the next piece stops and sizes its batches by it (see [`crate::pace`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pace: Option<Pace>,
+    /// Set when the template's `on_error.validate_first` had the whole file validated before the first row
+    /// was written: the pieces are those of the writing pass, which writes no error report of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validated: Option<Validated>,
+}
+
+/// What a file's validation pass (`on_error.validate_first`) found, carried by the writing pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validated {
+    /// Where the validation pass wrote the file's error report, when any row was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_report: Option<String>,
 }
 
 impl Checkpoint {

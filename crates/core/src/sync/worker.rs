@@ -45,11 +45,12 @@ use super::ports::{
     SourceError, StartOutcome, StateError, TemplateStore,
 };
 use super::read_ahead::{self, ReadAhead};
+use super::validate_first::{self, DiscardRejects, Validation};
 use crate::format::detect_format;
 use crate::pace::Pace;
 use crate::pipeline::{self, Counts, FileEnd, FileFailure, FileReport, ImportOptions, Stopped};
 use crate::read::{ReadError, StartAt};
-use crate::sink::SinkError;
+use crate::sink::{RejectSink, SinkError};
 use crate::{Compression, Limits};
 
 /// What the worker talks to.
@@ -503,6 +504,7 @@ async fn continue_later(
         template_version: entry.template_version,
         format: entry.format,
         pace: Some(stopped.pace),
+        validated: entry.checkpoint.as_ref().and_then(|c| c.validated.clone()),
     };
     if let Err(e) = deps
         .ledger
@@ -672,8 +674,136 @@ async fn import_file(
         } else {
             0
         };
-    // A large object is read as ranged GETs ahead of the parser; the first of them is the request that tells
-    // the encoding and finds a missing or changed object. Other objects are one stream.
+    let (reader, content_encoding) =
+        open_reader(deps, settings, connector, &entry, read_from).await?;
+    let format = known_format
+        .or_else(|| {
+            detect_format(
+                &version.key,
+                stored.template.format,
+                content_encoding.as_deref(),
+            )
+        })
+        .or(entry.format)
+        .ok_or_else(|| ImportError::Final(FileStatus::Failed, "unsupported format".into()))?;
+    if !start.is_start() && known_format.is_none() {
+        return Err(ImportError::Final(
+            FileStatus::Failed,
+            "the checkpoint does not say the file's format; retry the file".into(),
+        ));
+    }
+    let mut entry = entry;
+    entry.format = Some(format);
+    entry.template_version = Some(stored.version);
+    out.template_version = Some(stored.version);
+    out.format = Some(format);
+    let template = Arc::new(stored.template);
+    let job = FileJob {
+        connector: connector.clone(),
+        entry,
+        template: template.clone(),
+    };
+    let mut rows = deps.destination.open_rows(&job).await.map_err(sink_error)?;
+    let mut validated = checkpoint.as_ref().and_then(|c| c.validated.clone());
+    // A continuation of a validated file writes no report: the validation pass wrote the file's.
+    let mut rejects: Box<dyn RejectSink> = if validated.is_some() {
+        Box::new(DiscardRejects)
+    } else {
+        deps.destination
+            .open_rejects(&job)
+            .await
+            .map_err(sink_error)?
+    };
+    let carried = checkpoint
+        .as_ref()
+        .map_or_else(Counts::default, Checkpoint::counts);
+    let options = ImportOptions {
+        limits: settings.limits,
+        batch_rows: settings.batch_rows.max(1),
+        start,
+        deadline: stop_at,
+        write_budget: stop_at.map(|_| settings.write_budget()),
+        pace: checkpoint.as_ref().and_then(|c| c.pace),
+        carried,
+        interruptible: Some(interrupted_read),
+        ..ImportOptions::default()
+    };
+    let mut reader = reader;
+    // All-or-nothing where the destination cannot stage (`validate_first`): validate the whole file first.
+    if template.on_error.validate_first && !rows.stages() && checkpoint.is_none() {
+        let validation = validate_first::validation_pass(
+            reader,
+            format,
+            template.clone(),
+            options.clone(),
+            rejects.as_mut(),
+        )
+        .await
+        .map_err(sink_error)?;
+        match validation {
+            Validation::Passed(v) => {
+                info!(connector = %connector.id, key = %job.entry.version.key, error_report = ?v.error_report, "validation pass passed; writing the rows");
+                validated = Some(v);
+            }
+            Validation::Failed(report) => {
+                // Nothing was written; the sink is aborted for the sake of any setup it did.
+                rows.abort().await.map_err(sink_error)?;
+                return source_checked(report);
+            }
+            Validation::OutOfTime { byte } => {
+                return Err(ImportError::Final(
+                    FileStatus::Failed,
+                    format!(
+                        "on_error.validate_first: the validation pass ran out of time after {byte} bytes of the file; \
+                         it must read the whole file within one invocation (import this file without \
+                         validate_first, or split it)"
+                    ),
+                ))
+            }
+            Validation::Interrupted(error) => {
+                return Err(ImportError::Transient(format!(
+                    "validation pass interrupted, retried from the top: {error}"
+                )))
+            }
+        }
+        rejects = Box::new(DiscardRejects);
+        reader = open_reader(deps, settings, connector, &job.entry, 0)
+            .await?
+            .0;
+    }
+    if validated.is_some() {
+        // The writing pass's pieces carry the validation's outcome (see `continue_later`).
+        out.checkpoint
+            .get_or_insert_with(Checkpoint::default)
+            .validated = validated.clone();
+    }
+    let mut report = pipeline::import(
+        reader,
+        format,
+        template,
+        options,
+        rows.as_mut(),
+        rejects.as_mut(),
+    )
+    .await
+    .map_err(sink_error)?;
+    if let Some(v) = validated {
+        report.error_report = v.error_report;
+    }
+    source_checked(report)
+}
+
+/// Opens the object from decoded byte `read_from` (0, or an uncompressed file's checkpoint): a large object as
+/// ranged GETs ahead of the parser, the first of them being the request that tells the encoding and finds a
+/// missing or changed object; other objects as one stream. Returns the reader and the `Content-Encoding`.
+async fn open_reader(
+    deps: &WorkerDeps,
+    settings: &WorkerSettings,
+    connector: &super::model::Connector,
+    entry: &LedgerEntry,
+    read_from: u64,
+) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, Option<String>), ImportError> {
+    let version = &entry.version;
     let size = entry.size;
     let ranged = settings.read_ahead.applies(read_from, size);
     let range = if ranged {
@@ -692,22 +822,7 @@ async fn import_file(
         Ok(body) => body,
         Err(e) => return Err(source_failure(e)),
     };
-    let format = known_format
-        .or_else(|| {
-            detect_format(
-                &version.key,
-                stored.template.format,
-                body.content_encoding.as_deref(),
-            )
-        })
-        .or(entry.format)
-        .ok_or_else(|| ImportError::Final(FileStatus::Failed, "unsupported format".into()))?;
-    if !start.is_start() && known_format.is_none() {
-        return Err(ImportError::Final(
-            FileStatus::Failed,
-            "the checkpoint does not say the file's format; retry the file".into(),
-        ));
-    }
+    let content_encoding = body.content_encoding.clone();
     let reader = if ranged {
         settings.read_ahead.reader(
             deps.source.clone(),
@@ -721,50 +836,13 @@ async fn import_file(
     } else {
         read_ahead::single_stream(body.reader, &connector.source, &version.key, read_from)
     };
-    let mut entry = entry;
-    entry.format = Some(format);
-    entry.template_version = Some(stored.version);
-    out.template_version = Some(stored.version);
-    out.format = Some(format);
-    let template = Arc::new(stored.template);
-    let job = FileJob {
-        connector: connector.clone(),
-        entry,
-        template: template.clone(),
-    };
-    let mut rows = deps.destination.open_rows(&job).await.map_err(sink_error)?;
-    let mut rejects = deps
-        .destination
-        .open_rejects(&job)
-        .await
-        .map_err(sink_error)?;
-    let carried = checkpoint
-        .as_ref()
-        .map_or_else(Counts::default, Checkpoint::counts);
-    let options = ImportOptions {
-        limits: settings.limits,
-        batch_rows: settings.batch_rows.max(1),
-        start,
-        deadline: stop_at,
-        write_budget: stop_at.map(|_| settings.write_budget()),
-        pace: checkpoint.as_ref().and_then(|c| c.pace),
-        carried,
-        interruptible: Some(interrupted_read),
-        ..ImportOptions::default()
-    };
-    let report = pipeline::import(
-        reader,
-        format,
-        template,
-        options,
-        rows.as_mut(),
-        rejects.as_mut(),
-    )
-    .await
-    .map_err(sink_error)?;
-    // The source failing mid-file is not the file's fault: an object deleted or overwritten meanwhile ends as
-    // `gone` or `superseded`; a flaky network (after the read's own retries) interrupts the piece, which stops
-    // at its last complete record (`interrupted_read`).
+    Ok((reader, content_encoding))
+}
+
+/// The report of a file, unless the source failing mid-file is what ended it: that is not the file's fault.
+/// An object deleted or overwritten meanwhile ends as `gone` or `superseded`; a flaky network (after the
+/// read's own retries) interrupts the piece, which stops at its last complete record (`interrupted_read`).
+fn source_checked(report: FileReport) -> Result<FileReport, ImportError> {
     match report.failure().and_then(|f| match f {
         FileFailure::Read(e) => read_source_error(e),
         _ => None,

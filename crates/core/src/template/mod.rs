@@ -216,10 +216,21 @@ pub struct OnError {
     /// The file fails as soon as more than this many rows are rejected (`0`: at the first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rejected_rows: Option<u64>,
-    /// The file fails when, at its end, more than this fraction (0.0 to 1.0) of its rows were rejected.
+    /// The file fails when more than this fraction (0.0 to 1.0) of its rows were rejected: at its end, or
+    /// earlier once [`OnError::ratio_min_rows`] rows were read (see [`OnError::exceeded_ratio_early`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rejected_ratio: Option<f64>,
+    /// Rows read before the ratio is checked as rows are read; `None`: [`DEFAULT_RATIO_MIN_ROWS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_min_rows: Option<u64>,
+    /// Validate the whole file before writing any row, so a file that fails its thresholds writes nothing,
+    /// even to a destination whose writes are visible at once (DynamoDB). Costs one more read of the file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub validate_first: bool,
 }
+
+/// Rows read before `max_rejected_ratio` is checked as rows are read, unless the template says otherwise.
+pub const DEFAULT_RATIO_MIN_ROWS: u64 = 1_000;
 
 impl OnError {
     /// True when `rejected` rows are more than `max_rejected_rows` allows. Checked after every rejected row.
@@ -227,12 +238,39 @@ impl OnError {
         self.max_rejected_rows.is_some_and(|max| rejected > max)
     }
 
-    /// True when `rejected` of `read` rows is a larger fraction than `max_rejected_ratio`. Checked at the end of
-    /// the file (early rows say little about the whole). A file with no rows never exceeds it.
+    /// True when `rejected` of `read` rows is a larger fraction than `max_rejected_ratio`: the exact rule,
+    /// applied to the whole file at its end. A file with no rows never exceeds it.
     pub fn exceeded_ratio(&self, rejected: u64, read: u64) -> bool {
         match self.max_rejected_ratio {
             Some(max) if read > 0 => rejected as f64 / read as f64 > max,
             _ => false,
+        }
+    }
+
+    /// The ratio rule applied while the file is read (after each rejected row, counting the earlier pieces):
+    /// [`OnError::exceeded_ratio`] over the rows read so far, once at least [`OnError::ratio_min_rows`] were
+    /// read. Earlier rows are too few to judge by; a file with fewer rows is judged at its end only. This can
+    /// fail a file whose bad rows come first and that would pass at its end: the price of not writing (or
+    /// reading) the rest of a file that is mostly bad.
+    pub fn exceeded_ratio_early(&self, rejected: u64, read: u64) -> bool {
+        read >= self.ratio_min_rows() && self.exceeded_ratio(rejected, read)
+    }
+
+    /// Rows read before the ratio is checked as rows are read.
+    pub fn ratio_min_rows(&self) -> u64 {
+        self.ratio_min_rows.unwrap_or(DEFAULT_RATIO_MIN_ROWS)
+    }
+
+    /// What to name when the ratio fails a file: the limit, and whether it was judged early.
+    pub fn ratio_limit(&self, at_end: bool) -> String {
+        let ratio = self.max_rejected_ratio.unwrap_or_default();
+        if at_end {
+            format!("max_rejected_ratio = {ratio}")
+        } else {
+            format!(
+                "max_rejected_ratio = {ratio}, checked as rows are read once {} were read",
+                self.ratio_min_rows()
+            )
         }
     }
 }

@@ -106,6 +106,10 @@ struct RawOnError {
     max_rejected_rows: Option<u64>,
     #[serde(default)]
     max_rejected_ratio: Option<Spanned<f64>>,
+    #[serde(default)]
+    ratio_min_rows: Option<u64>,
+    #[serde(default)]
+    validate_first: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -445,6 +449,8 @@ impl Checker<'_> {
         Ok(OnError {
             max_rejected_rows: raw.max_rejected_rows,
             max_rejected_ratio: raw.max_rejected_ratio.map(Spanned::into_inner),
+            ratio_min_rows: raw.ratio_min_rows,
+            validate_first: raw.validate_first.unwrap_or(false),
         })
     }
 

@@ -569,6 +569,10 @@ impl RowSink for FaultySink {
         }
     }
 
+    fn stages(&self) -> bool {
+        self.inner.stages()
+    }
+
     async fn finish(&mut self) -> Result<(), SinkError> {
         self.inner.finish().await
     }

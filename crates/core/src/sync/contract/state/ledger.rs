@@ -103,6 +103,9 @@ pub async fn entries_round_trip_exactly(store: Store) -> CheckResult {
             batch_floor: 0,
             suspend_ms: 2500,
         }),
+        validated: Some(crate::sync::model::Validated {
+            error_report: Some("s3://reports/c/abc.jsonl".into()),
+        }),
     });
     claim(&store, &e).await?;
     expect_eq("get_file", get(&store, &e).await?, e.clone())?;
@@ -340,6 +343,7 @@ pub async fn renew_extends_the_lease_and_keeps_the_checkpoint(store: Store) -> C
         template_version: None,
         format: None,
         pace: None,
+        validated: None,
     };
     let until = t + Duration::minutes(20);
     store
@@ -412,6 +416,7 @@ pub async fn checkpoint_hands_the_file_back_and_marks_the_continuation(
         template_version: None,
         format: None,
         pace: None,
+        validated: None,
     };
     is_conflict(
         "checkpoint by another worker",
