@@ -78,6 +78,14 @@ pub enum DestinationConfig {
         #[serde(default)]
         prefix: String,
     },
+    /// Parquet objects in S3, one per source file version, partitioned by connector and date.
+    S3Parquet {
+        /// Bucket.
+        bucket: String,
+        /// Key prefix.
+        #[serde(default)]
+        prefix: String,
+    },
 }
 
 /// A connector: one folder of one bucket, imported with one template into one destination.
