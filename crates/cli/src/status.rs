@@ -84,6 +84,9 @@ fn destination_text(d: &DestinationConfig) -> String {
     match d {
         DestinationConfig::Dynamodb { table } => format!("dynamodb:{table}"),
         DestinationConfig::S3Jsonl { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        DestinationConfig::S3Parquet { bucket, prefix } => {
+            format!("s3://{bucket}/{prefix} (parquet)")
+        }
     }
 }
 

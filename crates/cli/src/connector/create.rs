@@ -48,6 +48,9 @@ pub struct CreateArgs {
     /// `dynamodb` (the deployment's records table, default), `dynamodb:TABLE`, or `s3` / `s3:BUCKET/PREFIX`.
     #[arg(long, default_value = "dynamodb")]
     destination: String,
+    /// The format of an `s3` destination's objects: JSON Lines, or Parquet typed from the template.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
+    output_format: OutputFormat,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -60,12 +63,38 @@ impl CreateArgs {
     }
 }
 
+/// The format of an S3 destination's objects (`--output-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// JSON Lines, the rows as validated.
+    Jsonl,
+    /// Parquet, typed from the template.
+    Parquet,
+}
+
+impl OutputFormat {
+    /// An S3 destination of this format.
+    pub fn s3(self, bucket: String, prefix: String) -> DestinationConfig {
+        match self {
+            Self::Jsonl => DestinationConfig::S3Jsonl { bucket, prefix },
+            Self::Parquet => DestinationConfig::S3Parquet { bucket, prefix },
+        }
+    }
+}
+
 fn parse_destination(
     spec: &str,
+    format: OutputFormat,
     records_table: Option<&str>,
     output_bucket: Option<&str>,
 ) -> Result<DestinationConfig> {
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    if kind != "s3" && format != OutputFormat::Jsonl {
+        return Err(exit(
+            Status::Usage,
+            "--output-format applies to an s3 destination: pass --destination s3:BUCKET/PREFIX",
+        ));
+    }
     match kind {
         "dynamodb" => {
             let table = if rest.is_empty() {
@@ -95,7 +124,7 @@ fn parse_destination(
                 )
             })?;
             policy::validate_bucket_name(&bucket)?;
-            Ok(DestinationConfig::S3Jsonl { bucket, prefix })
+            Ok(format.s3(bucket, prefix))
         }
         other => Err(exit(
             Status::Usage,
@@ -131,6 +160,7 @@ pub(super) async fn create(
     }
     let destination = parse_destination(
         &args.destination,
+        args.output_format,
         aws.records_table.as_deref(),
         aws.output_bucket.as_deref(),
     )?;

@@ -20,6 +20,7 @@ mod create;
 mod delete;
 mod policies;
 mod retry;
+mod schema;
 mod sync;
 mod update;
 mod verify;
@@ -119,9 +120,21 @@ Exit status 5 when a check fails.")]
         /// the bucket in another one. The bucket itself cannot change: its ledger belongs to it.
         #[arg(long)]
         bucket_region: Option<String>,
+        /// Write the files imported from now on to an s3 destination as `jsonl` or `parquet`.
+        #[arg(long, value_enum)]
+        output_format: Option<create::OutputFormat>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// The Parquet schema of a connector's output, or with --athena the `CREATE EXTERNAL TABLE` to query it.
+    #[command(after_help = "Example:\n  s3-importer connector schema orders --athena")]
+    Schema {
+        /// Connector name.
+        name: String,
+        /// Print Athena's `CREATE EXTERNAL TABLE` (partition projection included).
+        #[arg(long)]
+        athena: bool,
     },
     /// Re-authenticate: change the role or rotate the External ID, verify, and activate only if it passes.
     #[command(
@@ -226,6 +239,7 @@ pub async fn run(
             template,
             template_version,
             bucket_region,
+            output_format,
             json,
         } => {
             let change = update::Change {
@@ -233,6 +247,7 @@ pub async fn run(
                 template,
                 template_version,
                 bucket_region,
+                output_format,
             };
             update::update(state, &name, change, json).await
         }
@@ -250,6 +265,7 @@ pub async fn run(
             };
             update::reauth(deployment, &name, change, json).await
         }
+        ConnectorCommand::Schema { name, athena } => schema::schema(state, &name, athena).await,
         ConnectorCommand::Pause { name } => update::pause(state, &name).await,
         ConnectorCommand::Resume { name, no_verify } => {
             update::resume(deployment, &name, no_verify).await

@@ -7,9 +7,9 @@ use anyhow::Result;
 use chrono::Utc;
 use s3_importer_core::policy;
 use s3_importer_core::sync::ports::StateStore;
-use s3_importer_core::sync::ConnectorStatus;
+use s3_importer_core::sync::{ConnectorStatus, DestinationConfig};
 
-use super::create::new_external_id;
+use super::create::{new_external_id, OutputFormat};
 use super::policies::policies;
 use super::verify::{check_connection, print_report};
 use super::{find, require_template, Deployment};
@@ -26,6 +26,8 @@ pub(super) struct Change {
     pub template_version: Option<u32>,
     /// The source bucket's corrected region.
     pub bucket_region: Option<String>,
+    /// The new format of an S3 destination's objects (new files only).
+    pub output_format: Option<OutputFormat>,
 }
 
 /// Runs `connector update`.
@@ -40,17 +42,31 @@ pub(super) async fn update(
         template,
         template_version,
         bucket_region,
+        output_format,
     } = change;
     let mut connector = find(state, name).await?;
     if new_name.is_none()
         && template.is_none()
         && template_version.is_none()
         && bucket_region.is_none()
+        && output_format.is_none()
     {
         return Err(exit(
             Status::Usage,
-            "nothing to change: pass --name, --template, --template-version or --bucket-region",
+            "nothing to change: pass --name, --template, --template-version, --bucket-region or --output-format",
         ));
+    }
+    if let Some(format) = output_format {
+        connector.destination = match connector.destination {
+            DestinationConfig::S3Jsonl { bucket, prefix }
+            | DestinationConfig::S3Parquet { bucket, prefix } => format.s3(bucket, prefix),
+            _ => {
+                return Err(exit(
+                    Status::Usage,
+                    "--output-format applies to a connector with an s3 destination",
+                ))
+            }
+        };
     }
     if let Some(region) = bucket_region {
         policy::validate_region(&region)?;
