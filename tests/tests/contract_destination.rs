@@ -64,7 +64,7 @@ impl Aws {
                 bucket.clone(),
                 format!("{}/{connector_id}/", prefix.trim_matches('/')),
             )),
-            DestinationConfig::Dynamodb { .. } => None,
+            _ => None,
         }
     }
 

@@ -151,8 +151,14 @@ fn expected(rows: &[Source]) -> Vec<Value> {
         .collect()
 }
 
-/// The files of every format: name → (rows, body).
-fn files() -> Result<Vec<(&'static str, Vec<Source>, Vec<u8>)>> {
+/// A source file: its name, its rows and its body.
+type File = (&'static str, Vec<Source>, Vec<u8>);
+
+/// What DuckDB reads: `DESCRIBE` (column, type) and the rows.
+type Read = (Vec<(String, String)>, Vec<Value>);
+
+/// The files of every format.
+fn files() -> Result<Vec<File>> {
     let csv = sources("csv", 120)?;
     let tsv = sources("tsv", 90)?;
     let jsonl = sources("jsonl", 75)?;
@@ -174,7 +180,7 @@ fn files() -> Result<Vec<(&'static str, Vec<Source>, Vec<u8>)>> {
 
 /// What DuckDB reads from the Parquet objects downloaded under `dir`: `DESCRIBE` and the rows of `key`'s
 /// file (by `_source_key`), ordered by id.
-fn duckdb(dir: &Path, source_key: &str) -> Result<(Vec<(String, String)>, Vec<Value>)> {
+fn duckdb(dir: &Path, source_key: &str) -> Result<Read> {
     let python = std::env::var_os(PYTHON_ENV)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
