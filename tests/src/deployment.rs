@@ -387,6 +387,62 @@ impl Deployment {
         Ok(())
     }
 
+    /// Sends the connector's rows to Parquet objects in the output bucket under `prefix`.
+    pub async fn use_s3_parquet(&self, prefix: &str) -> Result<()> {
+        let mut connector = self.connector_now().await?;
+        connector.destination = DestinationConfig::S3Parquet {
+            bucket: self.provisioned.names.output_bucket.clone(),
+            prefix: prefix.to_owned(),
+        };
+        self.state.update_connector(&connector).await?;
+        Ok(())
+    }
+
+    /// The keys of the output bucket under `prefix`, sorted.
+    pub async fn output_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let bucket = &self.provisioned.names.output_bucket;
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = s3_client(&self.sdk)
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .with_context(|| format!("list s3://{bucket}/{prefix}"))?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            match out.next_continuation_token() {
+                Some(next) => token = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The keys of the multipart uploads of the output bucket still open under `prefix`.
+    pub async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>> {
+        let bucket = &self.provisioned.names.output_bucket;
+        let out = s3_client(&self.sdk)
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .with_context(|| format!("list the uploads of s3://{bucket}/{prefix}"))?;
+        Ok(out
+            .uploads()
+            .iter()
+            .filter_map(|u| u.key().map(str::to_owned))
+            .collect())
+    }
+
     /// The `s3://` location of the JSONL output of `incoming/<name>` at `etag` under `prefix`.
     pub fn output_location(&self, prefix: &str, name: &str, etag: &str) -> String {
         format!(

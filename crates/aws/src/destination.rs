@@ -4,8 +4,8 @@
 //! Writes are idempotent per file version, because the pipe delivers at least once:
 //! - DynamoDB: one item per primary key, written with a conditional PutItem that lets a row from an older
 //!   file version never overwrite one from a newer version (the ordering guard, see [`DynamoRowSink`]).
-//! - S3 JSONL and error reports: a deterministic key per (connector, source key, ETag), written as one
-//!   object that is visible only when complete, so a retry replaces it whole.
+//! - S3 JSONL, Parquet ([`crate::parquet`]) and error reports: a deterministic key per (connector, source key,
+//!   ETag), written as one object that is visible only when complete, so a retry replaces it whole.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use s3_importer_core::template::Template;
 use sha2::{Digest, Sha256};
 
 use crate::error::AwsCallError;
+use crate::parquet::ParquetSink;
 use crate::records::{check_template, row_to_item, Lineage, RecordItem, PK, SOURCE_LAST_MODIFIED};
 use crate::s3_writer::{S3ObjectWriter, WriterState, PART_SIZE};
 
@@ -41,6 +42,7 @@ pub struct AwsDestination {
     output_bucket: String,
     concurrency: usize,
     part_size: usize,
+    row_group_bytes: usize,
 }
 
 impl AwsDestination {
@@ -56,7 +58,15 @@ impl AwsDestination {
             output_bucket: output_bucket.into(),
             concurrency: DEFAULT_CONCURRENCY,
             part_size: PART_SIZE,
+            row_group_bytes: crate::parquet::DEFAULT_ROW_GROUP_BYTES,
         }
+    }
+
+    /// Uncompressed bytes of values per Parquet row group (default
+    /// [`crate::parquet::DEFAULT_ROW_GROUP_BYTES`]): what a Parquet output holds in memory.
+    pub fn with_row_group_bytes(mut self, bytes: usize) -> Self {
+        self.row_group_bytes = bytes.max(1);
+        self
     }
 
     /// Concurrent PutItem calls per batch (default [`DEFAULT_CONCURRENCY`]).
@@ -164,6 +174,29 @@ impl Destination for AwsDestination {
                 format!("write to PostgreSQL table {table}"),
                 "this worker has no PostgreSQL destination (the worker Lambda routes PostgreSQL connectors)",
             )),
+            DestinationConfig::S3Parquet { bucket, prefix } => {
+                let version = &job.entry.version;
+                let key = crate::parquet::layout::object_key(
+                    prefix,
+                    &job.connector.id,
+                    job.entry.last_modified,
+                    &version.key,
+                    &version.etag,
+                );
+                let writer = self
+                    .writer(bucket, key, job)
+                    .content_type("application/vnd.apache.parquet");
+                let sink = ParquetSink::open(
+                    self.s3.clone(),
+                    writer,
+                    bucket,
+                    prefix,
+                    job,
+                    self.row_group_bytes,
+                )
+                .await?;
+                Ok(Box::new(sink))
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `ObjectSource` | [`S3Source`] | S3 ListObjectsV2 / GetObject, in the source bucket's region, via `sts:AssumeRole` for cross-account sources |
 //! | `FileQueue` | [`SqsQueue`] | SQS SendMessageBatch |
-//! | `Destination` | [`AwsDestination`] | DynamoDB PutItem (records table) or S3 multipart upload (JSONL), and the S3 error report |
+//! | `Destination` | [`AwsDestination`] | DynamoDB PutItem (records table) or S3 multipart upload (JSONL, Parquet), and the S3 error report |
 //!
 //! Clients come from [`config::load_sdk_config`] (the standard AWS environment). SDK types stop here: the
 //! ports speak the core crate's types, and SDK errors are classified in [`error`].
@@ -13,6 +13,7 @@
 pub mod config;
 pub mod destination;
 pub mod error;
+pub mod parquet;
 pub mod queue;
 pub mod records;
 pub mod s3_writer;

@@ -152,7 +152,7 @@ impl S3ObjectWriter {
     }
 
     /// Whether the object exists (HeadObject).
-    async fn exists(&self) -> Result<bool, SinkError> {
+    pub async fn exists(&self) -> Result<bool, SinkError> {
         match self
             .client
             .head_object()

@@ -88,6 +88,9 @@ pub fn destination_text(d: &DestinationConfig) -> String {
         DestinationConfig::Postgres { table, connection } => {
             format!("postgres:{table} ({connection})")
         }
+        DestinationConfig::S3Parquet { bucket, prefix } => {
+            format!("s3://{bucket}/{prefix} (parquet)")
+        }
     }
 }
 

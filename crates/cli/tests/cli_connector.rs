@@ -913,3 +913,86 @@ async fn template_show_names_the_missing_version() -> Result<()> {
     d.expect(0, &["template", "show", "demo-orders", "--version", "1"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_s3_destination_writes_parquet_and_prints_its_athena_table() -> Result<()> {
+    let d = Deployment::new().await?;
+    d.add_template();
+    let bucket = unique_name("src");
+    provision::create_bucket(&d.sdk, &bucket).await?;
+    let out = d.expect(
+        2,
+        &[
+            "connector",
+            "create",
+            "--name",
+            "dyn",
+            "--account-id",
+            "123456789012",
+            "--bucket",
+            &bucket,
+            "--region",
+            "us-east-1",
+            "--template",
+            "demo-orders",
+            "--output-format",
+            "parquet",
+        ],
+    );
+    assert!(
+        out.contains("--output-format applies to an s3 destination"),
+        "{out}"
+    );
+
+    let created = d.create(
+        "lake",
+        &bucket,
+        &[
+            "--destination",
+            "s3:my-lake/parquet/orders/",
+            "--output-format",
+            "parquet",
+        ],
+    );
+    assert_eq!(
+        created["connector"]["destination"],
+        json!({ "kind": "s3_parquet", "bucket": "my-lake", "prefix": "parquet/orders" })
+    );
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let shown = d.expect(0, &["connector", "show", "lake"]);
+    assert!(
+        shown.contains("s3://my-lake/parquet/orders (parquet)"),
+        "{shown}"
+    );
+
+    let schema = d.expect(0, &["connector", "schema", "lake"]);
+    assert!(
+        schema.contains("REQUIRED INT64 amount (DECIMAL(12,2));"),
+        "{schema}"
+    );
+    let ddl = d.expect(0, &["connector", "schema", "lake", "--athena"]);
+    for part in [
+        "CREATE EXTERNAL TABLE IF NOT EXISTS `lake` (",
+        "`amount` decimal(12,2),",
+        "`created_at` timestamp,",
+        "PARTITIONED BY (`connector` string, `date` string)",
+        "LOCATION 's3://my-lake/parquet/orders/'",
+        &format!("'projection.connector.values' = '{id}'"),
+    ] {
+        assert!(ddl.contains(part), "{part} not in\n{ddl}");
+    }
+
+    // Back to JSON Lines: same bucket and prefix; the schema command then says what to do.
+    let updated = d.json(&[
+        "connector",
+        "update",
+        "lake",
+        "--output-format",
+        "jsonl",
+        "--json",
+    ]);
+    assert_eq!(updated["destination"]["kind"], "s3_jsonl", "{updated:#}");
+    let out = d.expect(2, &["connector", "schema", "lake", "--athena"]);
+    assert!(out.contains("--output-format parquet"), "{out}");
+    Ok(())
+}

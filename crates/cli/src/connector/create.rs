@@ -54,6 +54,9 @@ pub struct CreateArgs {
     /// A PostgreSQL destination's connection and table.
     #[command(flatten)]
     postgres: PostgresArgs,
+    /// The format of an `s3` destination's objects: JSON Lines, or Parquet typed from the template.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
+    output_format: OutputFormat,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -66,9 +69,29 @@ impl CreateArgs {
     }
 }
 
+/// The format of an S3 destination's objects (`--output-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// JSON Lines, the rows as validated.
+    Jsonl,
+    /// Parquet, typed from the template.
+    Parquet,
+}
+
+impl OutputFormat {
+    /// An S3 destination of this format.
+    pub fn s3(self, bucket: String, prefix: String) -> DestinationConfig {
+        match self {
+            Self::Jsonl => DestinationConfig::S3Jsonl { bucket, prefix },
+            Self::Parquet => DestinationConfig::S3Parquet { bucket, prefix },
+        }
+    }
+}
+
 /// The destination `--destination` names; `postgres` takes its connection from `pg`.
 pub(super) fn parse_destination(
     spec: &str,
+    format: OutputFormat,
     records_table: Option<&str>,
     output_bucket: Option<&str>,
     pg: &PostgresArgs,
@@ -80,6 +103,12 @@ pub(super) fn parse_destination(
         return Err(exit(
             Status::Usage,
             "--postgres-secret, --postgres-url-env and --create-table go with --destination postgres:TABLE",
+        ));
+    }
+    if kind != "s3" && format != OutputFormat::Jsonl {
+        return Err(exit(
+            Status::Usage,
+            "--output-format applies to an s3 destination: pass --destination s3:BUCKET/PREFIX",
         ));
     }
     match kind {
@@ -112,7 +141,7 @@ pub(super) fn parse_destination(
                 )
             })?;
             policy::validate_bucket_name(&bucket)?;
-            Ok(DestinationConfig::S3Jsonl { bucket, prefix })
+            Ok(format.s3(bucket, prefix))
         }
         other => Err(exit(
             Status::Usage,
@@ -148,6 +177,7 @@ pub(super) async fn create(
     }
     let destination = parse_destination(
         &args.destination,
+        args.output_format,
         aws.records_table.as_deref(),
         aws.output_bucket.as_deref(),
         &args.postgres,

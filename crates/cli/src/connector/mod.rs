@@ -21,6 +21,7 @@ mod delete;
 mod policies;
 pub mod postgres;
 mod retry;
+mod schema;
 mod sync;
 mod update;
 mod verify;
@@ -126,12 +127,25 @@ s3-importer connector update orders --destination postgres:sales.orders --postgr
         /// again: only files imported from now on go to the new destination.
         #[arg(long)]
         destination: Option<String>,
+        /// With --destination s3…, or alone for a connector writing to S3: the objects' format from now on,
+        /// `jsonl` or `parquet`.
+        #[arg(long, value_enum)]
+        output_format: Option<create::OutputFormat>,
         /// A PostgreSQL destination's connection and table.
         #[command(flatten)]
         postgres: postgres::PostgresArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// The Parquet schema of a connector's output, or with --athena the `CREATE EXTERNAL TABLE` to query it.
+    #[command(after_help = "Example:\n  s3-importer connector schema orders --athena")]
+    Schema {
+        /// Connector name.
+        name: String,
+        /// Print Athena's `CREATE EXTERNAL TABLE` (partition projection included).
+        #[arg(long)]
+        athena: bool,
     },
     /// Re-authenticate: change the role or rotate the External ID, verify, and activate only if it passes.
     #[command(
@@ -238,6 +252,7 @@ pub async fn run(
             bucket_region,
             destination,
             postgres,
+            output_format,
             json,
         } => {
             let change = update::Change {
@@ -247,6 +262,7 @@ pub async fn run(
                 bucket_region,
                 destination,
                 postgres,
+                output_format,
             };
             update::update(deployment, &name, change, json).await
         }
@@ -264,6 +280,7 @@ pub async fn run(
             };
             update::reauth(deployment, &name, change, json).await
         }
+        ConnectorCommand::Schema { name, athena } => schema::schema(state, &name, athena).await,
         ConnectorCommand::Pause { name } => update::pause(state, &name).await,
         ConnectorCommand::Resume { name, no_verify } => {
             update::resume(deployment, &name, no_verify).await

@@ -8,9 +8,9 @@ use chrono::Utc;
 use s3_importer_aws::verify::CheckStatus;
 use s3_importer_core::policy;
 use s3_importer_core::sync::ports::StateStore;
-use s3_importer_core::sync::ConnectorStatus;
+use s3_importer_core::sync::{ConnectorStatus, DestinationConfig};
 
-use super::create::{new_external_id, parse_destination};
+use super::create::{new_external_id, parse_destination, OutputFormat};
 use super::policies::policies;
 use super::postgres::{self, PostgresArgs};
 use super::verify::{check_connection, print_report};
@@ -32,6 +32,8 @@ pub(super) struct Change {
     pub destination: Option<String>,
     /// A PostgreSQL destination's connection, and whether to create its table.
     pub postgres: PostgresArgs,
+    /// The new format of an S3 destination's objects (new files only).
+    pub output_format: Option<OutputFormat>,
 }
 
 /// Runs `connector update`.
@@ -49,6 +51,7 @@ pub(super) async fn update(
         bucket_region,
         destination,
         postgres,
+        output_format,
     } = change;
     let mut connector = find(state, name).await?;
     if new_name.is_none()
@@ -56,10 +59,12 @@ pub(super) async fn update(
         && template_version.is_none()
         && bucket_region.is_none()
         && destination.is_none()
+        && output_format.is_none()
     {
         return Err(exit(
             Status::Usage,
-            "nothing to change: pass --name, --template, --template-version, --bucket-region or --destination",
+            "nothing to change: pass --name, --template, --template-version, --bucket-region, --destination or \
+             --output-format",
         ));
     }
     let table_may_change =
@@ -67,6 +72,7 @@ pub(super) async fn update(
     if let Some(spec) = &destination {
         connector.destination = parse_destination(
             spec,
+            output_format.unwrap_or(OutputFormat::Jsonl),
             aws.records_table.as_deref(),
             aws.output_bucket.as_deref(),
             &postgres,
@@ -79,6 +85,18 @@ pub(super) async fn update(
             Status::Usage,
             "--postgres-secret, --postgres-url-env and --create-table go with --destination postgres:TABLE",
         ));
+    }
+    if let (Some(format), None) = (output_format, &destination) {
+        connector.destination = match connector.destination {
+            DestinationConfig::S3Jsonl { bucket, prefix }
+            | DestinationConfig::S3Parquet { bucket, prefix } => format.s3(bucket, prefix),
+            _ => {
+                return Err(exit(
+                    Status::Usage,
+                    "--output-format applies to a connector with an s3 destination",
+                ))
+            }
+        };
     }
     if let Some(region) = bucket_region {
         policy::validate_region(&region)?;
@@ -130,7 +148,7 @@ pub(super) async fn update(
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| format!("latest, now {}", stored.version))
         );
-        if destination.is_some() {
+        if destination.is_some() || output_format.is_some() {
             outln!(
                 "destination: {} (files imported from now on)",
                 crate::status::destination_text(&connector.destination)

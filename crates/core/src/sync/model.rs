@@ -85,6 +85,14 @@ pub enum DestinationConfig {
         /// Where the worker finds the server and its credentials.
         connection: PostgresConnection,
     },
+    /// Parquet objects in S3, one per source file version, partitioned by connector and date.
+    S3Parquet {
+        /// Bucket.
+        bucket: String,
+        /// Key prefix.
+        #[serde(default)]
+        prefix: String,
+    },
 }
 
 /// Where a PostgreSQL destination's connection settings come from. The settings themselves (a password)
