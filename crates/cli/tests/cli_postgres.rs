@@ -6,6 +6,7 @@
 mod common;
 
 use anyhow::Result;
+use common::create_connector;
 use common::deployment::Deployment;
 use s3_importer_postgres::{connect, ConnectionSettings};
 use s3_importer_tests::postgres::{create_rds_secret, postgres};
@@ -33,47 +34,13 @@ async fn create_table_show_and_verify_a_postgres_destination() -> Result<()> {
     let destination = format!("postgres:public.{table}");
 
     // Usage errors: a connection is required, and the PostgreSQL options go with a PostgreSQL destination.
-    let out = d.expect(
-        2,
-        &[
-            "connector",
-            "create",
-            "--name",
-            "x",
-            "--account-id",
-            "123456789012",
-            "--bucket",
-            &bucket,
-            "--region",
-            "us-east-1",
-            "--template",
-            "demo-orders",
-            "--destination",
-            &destination,
-        ],
-    );
+    let mut args = create_connector("x", "123456789012", &bucket, "us-east-1", "demo-orders");
+    args.extend(["--destination", destination.as_str()]);
+    let out = d.expect(2, &args);
     assert!(out.contains("--postgres-secret"), "{out}");
-    let out = d.expect(
-        2,
-        &[
-            "connector",
-            "create",
-            "--name",
-            "x",
-            "--account-id",
-            "123456789012",
-            "--bucket",
-            &bucket,
-            "--region",
-            "us-east-1",
-            "--template",
-            "demo-orders",
-            "--destination",
-            "s3",
-            "--postgres-secret",
-            &secret,
-        ],
-    );
+    let mut args = create_connector("x", "123456789012", &bucket, "us-east-1", "demo-orders");
+    args.extend(["--destination", "s3", "--postgres-secret", secret.as_str()]);
+    let out = d.expect(2, &args);
     assert!(out.contains("go with --destination postgres"), "{out}");
 
     let created = d.create(
