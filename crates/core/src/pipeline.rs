@@ -426,13 +426,10 @@ async fn run(
         pace.record(write_began.elapsed(), rows_written);
         counts.rows_imported += rows_written;
         counts.rows_rejected += message.rejects.len() as u64;
-        if first_error.is_none() {
-            first_error = message.rejects.first().and_then(|r| {
-                r.errors.first().map(|error| FirstError {
-                    position: r.position,
-                    error: error.clone(),
-                })
-            });
+        note_first_error(&mut first_error, &message.rejects);
+        if let Err(e) = report_refused(rows, rejects, &mut counts, &mut first_error).await {
+            sink_error = Some(e);
+            break;
         }
         written_end = Some(message.end);
         batch.clear();
@@ -456,6 +453,15 @@ async fn run(
         return Err(discard_unless_staged(rows, e, start_is_top).await);
     }
 
+    // A sink that batches by its own rules sends what it holds now, so its refused rows are counted and
+    // reported before the file's outcome is decided.
+    let flushed = match rows.flush().await {
+        Ok(()) => report_refused(rows, rejects, &mut counts, &mut first_error).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = flushed {
+        return Err(discard_unless_staged(rows, e, start_is_top).await);
+    }
     counts.rows_read = counts.rows_imported + counts.rows_rejected;
     let (end, decoded_bytes) = if stopped_by_sink {
         // Whatever the reader found after the last batch written (even a failure) is met again by the next
@@ -488,7 +494,17 @@ async fn run(
     };
     // Both limits are checked while reading (the ratio once `ratio_min_rows` rows were read), so a hopeless
     // file stops early; the exact ratio over the whole file is decided here, after the last row.
-    if matches!(report.end, FileEnd::Complete)
+    if matches!(report.end, FileEnd::Complete) && on_error.exceeded_rows(counts.rows_rejected) {
+        // Rows the destination refused count too (the reader only knows the rows it rejected).
+        report.end = FileEnd::Failed(FileFailure::TooManyRejected {
+            rejected: counts.rows_rejected,
+            read: counts.rows_read,
+            limit: format!(
+                "max_rejected_rows = {}",
+                on_error.max_rejected_rows.unwrap_or_default()
+            ),
+        });
+    } else if matches!(report.end, FileEnd::Complete)
         && on_error.exceeded_ratio(counts.rows_rejected, counts.rows_read)
     {
         report.end = FileEnd::Failed(FileFailure::TooManyRejected {
@@ -518,6 +534,38 @@ async fn run(
     }
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// Keeps the first error of `rejected` when none was kept yet.
+fn note_first_error(first_error: &mut Option<FirstError>, rejected: &[RejectedRow]) {
+    if first_error.is_none() {
+        *first_error = rejected.first().and_then(|r| {
+            r.errors.first().map(|error| FirstError {
+                position: r.position,
+                error: error.clone(),
+            })
+        });
+    }
+}
+
+/// Moves the rows the destination refused ([`RowSink::take_refused`]) from imported to rejected, into the
+/// error report.
+async fn report_refused(
+    rows: &mut dyn RowSink,
+    rejects: &mut dyn RejectSink,
+    counts: &mut Counts,
+    first_error: &mut Option<FirstError>,
+) -> Result<(), SinkError> {
+    let refused = rows.take_refused();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    rejects.write_rejects(&refused).await?;
+    let n = refused.len() as u64;
+    counts.rows_imported = counts.rows_imported.saturating_sub(n);
+    counts.rows_rejected += n;
+    note_first_error(first_error, &refused);
+    Ok(())
 }
 
 impl Stopped {

@@ -52,6 +52,9 @@ pub enum ErrorCode {
     UnknownColumn,
     /// The same column appears twice in one JSON record after header normalisation.
     DuplicateColumn,
+    /// The destination refused the row (a webhook receiver answered a 4xx); the message gives the status and
+    /// an excerpt of the answer.
+    DestinationRejected,
 }
 
 impl ErrorCode {
@@ -80,6 +83,7 @@ impl ErrorCode {
             Self::ConstraintViolated => "constraint_violated",
             Self::UnknownColumn => "unknown_column",
             Self::DuplicateColumn => "duplicate_column",
+            Self::DestinationRejected => "destination_rejected",
         }
     }
 }

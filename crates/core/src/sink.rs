@@ -210,6 +210,9 @@ pub enum SinkErrorKind {
     Transient,
     /// Access denied, a missing table, an item too large: retrying will not help.
     Permanent,
+    /// The destination itself is gone for good (a webhook answering 410 Gone): retrying will not help, and
+    /// the worker marks the connector broken until a user fixes it.
+    ConnectorBroken,
 }
 
 /// A destination write that failed.
@@ -250,9 +253,26 @@ impl SinkError {
         }
     }
 
+    /// A failure that breaks the connector (see [`SinkErrorKind::ConnectorBroken`]).
+    pub fn connector_broken(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            kind: SinkErrorKind::ConnectorBroken,
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
     /// True when a retry may succeed.
     pub fn is_transient(&self) -> bool {
         self.kind == SinkErrorKind::Transient
+    }
+
+    /// True when the destination is gone and the connector must be marked broken.
+    pub fn breaks_connector(&self) -> bool {
+        self.kind == SinkErrorKind::ConnectorBroken
     }
 }
 
@@ -290,6 +310,20 @@ pub trait RowSink: Send {
     async fn write_owned(&mut self, batch: RowBatch) -> Result<RowBatch, SinkError> {
         self.write_batch(&batch).await?;
         Ok(batch)
+    }
+
+    /// Sends what the sink holds back (a sink that batches by its own rules, a webhook) before the pipeline
+    /// suspends or finishes it, so that [`RowSink::take_refused`] gives every refused row. The default does
+    /// nothing.
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Rows the destination refused since the last call (a webhook receiver answering 4xx), with why: the
+    /// pipeline writes them to the error report and counts them rejected instead of imported. The default
+    /// refuses nothing.
+    fn take_refused(&mut self) -> Vec<RejectedRow> {
+        Vec::new()
     }
 
     /// The file is complete: make what was written visible.

@@ -362,6 +362,12 @@ async fn process_file_message(
             finished.error = Some(reason.clone());
             Err(reason)
         }
+        Err(ImportError::ConnectorBroken(reason)) => {
+            mark_broken(deps, &connector, &reason).await;
+            finished.status = FileStatus::Failed;
+            finished.error = Some(reason.clone());
+            Err(reason)
+        }
         Err(ImportError::Transient(reason)) => {
             return release_for_retry(deps, &finished, owner, reason).await;
         }
@@ -612,6 +618,22 @@ impl Drop for Heartbeat {
     }
 }
 
+/// The destination said it is gone for good (a webhook's 410): the connector shows as broken, with the reason,
+/// until `connector resume` verifies it again; the lister stops queueing its files.
+async fn mark_broken(deps: &WorkerDeps, connector: &super::model::Connector, reason: &str) {
+    let mut broken = connector.clone();
+    broken.status = super::model::ConnectorStatus::Broken {
+        reason: format!("destination: {reason}"),
+    };
+    broken.updated_at = deps.clock.now();
+    match deps.connectors.update_connector(&broken).await {
+        Ok(()) => {
+            warn!(connector = %connector.id, reason, "connector marked broken by its destination")
+        }
+        Err(e) => warn!(connector = %connector.id, error = %e, "cannot mark connector broken"),
+    }
+}
+
 fn state_retry(what: &str, e: StateError) -> MessageResult {
     warn!(error = %e, step = what, "state store failure, will retry");
     MessageResult::retry(format!("{what}: {e}"))
@@ -620,12 +642,16 @@ fn state_retry(what: &str, e: StateError) -> MessageResult {
 enum ImportError {
     /// The file ends in this final status with this reason.
     Final(FileStatus, String),
+    /// The destination is gone for good: the file fails with this reason and the connector is marked broken.
+    ConnectorBroken(String),
     /// Try again later.
     Transient(String),
 }
 
 fn sink_error(e: SinkError) -> ImportError {
-    if e.is_transient() {
+    if e.breaks_connector() {
+        ImportError::ConnectorBroken(e.to_string())
+    } else if e.is_transient() {
         ImportError::Transient(e.to_string())
     } else {
         ImportError::Final(FileStatus::Failed, e.to_string())

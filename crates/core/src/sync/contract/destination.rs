@@ -460,7 +460,8 @@ pub async fn an_error_report_is_the_same_in_one_piece_or_several(fixture: Fixtur
 // Upserts
 // ---------------------------------------------------------------------------------------------------------
 
-/// Upserted rows are visible before `finish`, and an abort does not take them back.
+/// Upserted rows are visible before `finish` (once flushed: a sink that batches by its own rules, a webhook,
+/// sends what it holds when the pipeline flushes it), and an abort does not take them back.
 pub async fn rows_are_visible_once_written_and_kept_on_abort(fixture: Fixture) -> CheckResult {
     let connector = unique("c-upsert");
     let job = job(&fixture, &connector, "in/a.csv", "\"a\"", at(1_700_000_000))?;
@@ -473,6 +474,7 @@ pub async fn rows_are_visible_once_written_and_kept_on_abort(fixture: Fixture) -
     sink.write_batch(&batch(&written))
         .await
         .ctx("write_batch")?;
+    sink.flush().await.ctx("flush")?;
     let want = json(&written)?;
     expect_eq(
         "rows before finish",

@@ -573,6 +573,14 @@ impl RowSink for FaultySink {
         self.inner.stages()
     }
 
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush().await
+    }
+
+    fn take_refused(&mut self) -> Vec<crate::sink::RejectedRow> {
+        self.inner.take_refused()
+    }
+
     async fn finish(&mut self) -> Result<(), SinkError> {
         self.inner.finish().await
     }
