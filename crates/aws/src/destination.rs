@@ -174,6 +174,10 @@ impl Destination for AwsDestination {
                 format!("write to PostgreSQL table {table}"),
                 "this worker has no PostgreSQL destination (the worker Lambda routes PostgreSQL connectors)",
             )),
+            DestinationConfig::Webhook(config) => Err(SinkError::permanent(
+                format!("write to webhook {}", config.url),
+                "this worker has no webhook destination (the worker Lambda routes webhook connectors)",
+            )),
             DestinationConfig::S3Parquet { bucket, prefix } => {
                 let version = &job.entry.version;
                 let key = crate::parquet::layout::object_key(

@@ -91,6 +91,16 @@ pub fn destination_text(d: &DestinationConfig) -> String {
         DestinationConfig::S3Parquet { bucket, prefix } => {
             format!("s3://{bucket}/{prefix} (parquet)")
         }
+        DestinationConfig::Webhook(w) => {
+            // The query is left out: it may hold a token.
+            let url = w.url.split('?').next().unwrap_or_default();
+            let private = if w.allow_private {
+                ", private targets allowed"
+            } else {
+                ""
+            };
+            format!("webhook {url} (signed with {}{private})", w.secret)
+        }
     }
 }
 

@@ -93,6 +93,76 @@ pub enum DestinationConfig {
         #[serde(default)]
         prefix: String,
     },
+    /// Rows POSTed in signed batches to an HTTPS endpoint (see the README's "Webhook").
+    Webhook(WebhookConfig),
+}
+
+/// Where a webhook destination's signing secret comes from. The secret itself is never stored: only where to
+/// read it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum WebhookSecret {
+    /// An AWS Secrets Manager secret (name or ARN) whose string value is the signing secret.
+    Secret {
+        /// Secret name or ARN.
+        secret_id: String,
+    },
+    /// An environment variable of the worker and the CLI holding the signing secret (local use).
+    Env {
+        /// The variable's name.
+        var: String,
+    },
+}
+
+impl std::fmt::Display for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Secret { secret_id } => write!(f, "secret {secret_id}"),
+            Self::Env { var } => write!(f, "${var}"),
+        }
+    }
+}
+
+/// What a webhook receiver's 4xx answer (other than 408, 410 and 429) does to the batch's rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookOnReject {
+    /// The rows go to the error report with the status and an excerpt of the answer; the file goes on.
+    #[default]
+    Report,
+    /// The file fails.
+    Fail,
+}
+
+/// A webhook destination: the URL, the signing secret's source, and the limits of the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WebhookConfig {
+    /// The endpoint (`https://…`; `http://` only with `allow_private`).
+    pub url: String,
+    /// Where the HMAC signing secret is read.
+    pub secret: WebhookSecret,
+    /// Allow targets resolving to private, loopback or link-local addresses, and plain http (local
+    /// development and tests). Off by default: such targets are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private: bool,
+    /// Requests per second at most, per worker process (`None`: 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<u32>,
+    /// Requests in flight at most, per worker process (`None`: 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Rows per request at most (`None`: 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_rows: Option<u32>,
+    /// Body bytes per request at most (`None`: 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_bytes: Option<u32>,
+    /// Seconds one request may take (`None`: 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    /// What a 4xx answer does to the batch's rows.
+    #[serde(default)]
+    pub on_reject: WebhookOnReject,
 }
 
 /// Where a PostgreSQL destination's connection settings come from. The settings themselves (a password)
