@@ -1,10 +1,12 @@
 //! The worker's destination: each connector's rows go where its configuration says — DynamoDB or S3 (the
-//! AWS destination) or a PostgreSQL table — and every error report goes to the output bucket.
+//! AWS destination), a PostgreSQL table or a webhook — and every error report goes to the output bucket.
 //!
 //! A PostgreSQL connector's connection settings are read when a file of it is first opened (from Secrets
 //! Manager, or from an environment variable for local use), never stored, and kept for [`SETTINGS_TTL`]: a
 //! rotated secret is picked up after at most that long, and at once after a file fails to open, because a
-//! failure drops the cached settings.
+//! failure drops the cached settings. A webhook connector's signing secret is read the same way (see
+//! [`crate::webhooks`]), and its webhook (with the per-process concurrency and rate limits) is shared by the
+//! files that go to it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +18,8 @@ use s3_importer_core::sink::{RejectSink, RowSink, SinkError};
 use s3_importer_core::sync::ports::{Destination, FileJob};
 use s3_importer_core::sync::{DestinationConfig, PostgresConnection};
 use s3_importer_postgres::{ConnectionSettings, PgError, PostgresDestination, TableRef};
+
+use crate::webhooks::Webhooks;
 
 /// How long connection settings read from a secret are reused.
 pub const SETTINGS_TTL: Duration = Duration::from_secs(300);
@@ -79,6 +83,7 @@ pub struct Destinations {
     aws: Arc<dyn Destination>,
     secrets: Secrets,
     postgres: Mutex<HashMap<Key, (Arc<PostgresDestination>, Instant)>>,
+    webhooks: Webhooks,
 }
 
 impl Destinations {
@@ -86,6 +91,7 @@ impl Destinations {
     /// settings read through `secrets`.
     pub fn new(aws: Arc<dyn Destination>, secrets: Secrets) -> Self {
         Self {
+            webhooks: Webhooks::new(aws.clone(), secrets.clone()),
             aws,
             secrets,
             postgres: Mutex::new(HashMap::new()),
@@ -131,6 +137,9 @@ impl Destinations {
 #[async_trait]
 impl Destination for Destinations {
     async fn open_rows(&self, job: &FileJob) -> Result<Box<dyn RowSink>, SinkError> {
+        if let DestinationConfig::Webhook(config) = &job.connector.destination {
+            return self.webhooks.open_rows(config, job).await;
+        }
         let DestinationConfig::Postgres { table, connection } = &job.connector.destination else {
             return self.aws.open_rows(job).await;
         };

@@ -18,6 +18,7 @@ use crate::destinations::Destinations;
 
 pub mod destinations;
 pub mod metrics;
+pub mod webhooks;
 
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]

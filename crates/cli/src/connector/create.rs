@@ -13,6 +13,7 @@ use serde_json::json;
 use super::policies::{policies, policies_json, print_policies};
 use super::postgres::{self, PostgresArgs};
 use super::require_template;
+use super::webhook::{self, WebhookArgs};
 use crate::aws_args::AwsArgs;
 use crate::exit::{exit, Status};
 
@@ -47,13 +48,17 @@ pub struct CreateArgs {
     /// The KMS key the files are encrypted with (adds kms:Decrypt to the printed policy).
     #[arg(long)]
     kms_key_arn: Option<String>,
-    /// `dynamodb` (the deployment's records table, default), `dynamodb:TABLE`, `s3` / `s3:BUCKET/PREFIX`, or
-    /// `postgres:[SCHEMA.]TABLE` (with --postgres-secret or --postgres-url-env).
+    /// `dynamodb` (the deployment's records table, default), `dynamodb:TABLE`, `s3` / `s3:BUCKET/PREFIX`,
+    /// `postgres:[SCHEMA.]TABLE` (with --postgres-secret or --postgres-url-env), or a webhook `https://…`
+    /// (with --webhook-secret or --webhook-secret-env).
     #[arg(long, default_value = "dynamodb")]
     destination: String,
     /// A PostgreSQL destination's connection and table.
     #[command(flatten)]
     postgres: PostgresArgs,
+    /// A webhook destination's secret and limits.
+    #[command(flatten)]
+    webhook: WebhookArgs,
     /// The format of an `s3` destination's objects: JSON Lines, or Parquet typed from the template.
     #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
     output_format: OutputFormat,
@@ -95,8 +100,15 @@ pub(super) fn parse_destination(
     records_table: Option<&str>,
     output_bucket: Option<&str>,
     pg: &PostgresArgs,
+    wh: &WebhookArgs,
 ) -> Result<DestinationConfig> {
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    if !matches!(kind, "https" | "http") && wh.any() {
+        return Err(exit(
+            Status::Usage,
+            "--webhook-* options go with --destination https://…",
+        ));
+    }
     if kind != "postgres"
         && (pg.postgres_secret.is_some() || pg.postgres_url_env.is_some() || pg.create_table)
     {
@@ -113,6 +125,7 @@ pub(super) fn parse_destination(
     }
     match kind {
         "postgres" => postgres::destination(rest, pg),
+        "https" | "http" => webhook::destination(spec, wh),
         "dynamodb" => {
             let table = if rest.is_empty() {
                 records_table.map(str::to_owned)
@@ -145,7 +158,7 @@ pub(super) fn parse_destination(
         }
         other => Err(exit(
             Status::Usage,
-            format!("unknown destination {other:?}: use dynamodb, dynamodb:TABLE, s3, s3:BUCKET/PREFIX or postgres:[SCHEMA.]TABLE"),
+            format!("unknown destination {other:?}: use dynamodb, dynamodb:TABLE, s3, s3:BUCKET/PREFIX, postgres:[SCHEMA.]TABLE or https://…"),
         )),
     }
 }
@@ -181,7 +194,9 @@ pub(super) async fn create(
         aws.records_table.as_deref(),
         aws.output_bucket.as_deref(),
         &args.postgres,
+        &args.webhook,
     )?;
+    webhook::check_target(&destination).await?;
     if state.find_connector_by_name(&args.name).await?.is_some() {
         return Err(exit(
             Status::Conflict,

@@ -25,6 +25,7 @@ mod schema;
 mod sync;
 mod update;
 mod verify;
+pub mod webhook;
 
 pub use create::CreateArgs;
 
@@ -134,6 +135,9 @@ s3-importer connector update orders --destination postgres:sales.orders --postgr
         /// A PostgreSQL destination's connection and table.
         #[command(flatten)]
         postgres: postgres::PostgresArgs,
+        /// A webhook destination's secret and limits.
+        #[command(flatten)]
+        webhook: webhook::WebhookArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -252,6 +256,7 @@ pub async fn run(
             bucket_region,
             destination,
             postgres,
+            webhook,
             output_format,
             json,
         } => {
@@ -262,6 +267,7 @@ pub async fn run(
                 bucket_region,
                 destination,
                 postgres,
+                webhook,
                 output_format,
             };
             update::update(deployment, &name, change, json).await

@@ -14,6 +14,7 @@ use super::create::{new_external_id, parse_destination, OutputFormat};
 use super::policies::policies;
 use super::postgres::{self, PostgresArgs};
 use super::verify::{check_connection, print_report};
+use super::webhook::{self, WebhookArgs};
 use super::{find, require_template, Deployment};
 use crate::exit::{exit, Status};
 
@@ -32,6 +33,8 @@ pub(super) struct Change {
     pub destination: Option<String>,
     /// A PostgreSQL destination's connection, and whether to create its table.
     pub postgres: PostgresArgs,
+    /// A webhook destination's secret and limits.
+    pub webhook: WebhookArgs,
     /// The new format of an S3 destination's objects (new files only).
     pub output_format: Option<OutputFormat>,
 }
@@ -51,6 +54,7 @@ pub(super) async fn update(
         bucket_region,
         destination,
         postgres,
+        webhook,
         output_format,
     } = change;
     let mut connector = find(state, name).await?;
@@ -76,7 +80,14 @@ pub(super) async fn update(
             aws.records_table.as_deref(),
             aws.output_bucket.as_deref(),
             &postgres,
+            &webhook,
         )?;
+        webhook::check_target(&connector.destination).await?;
+    } else if webhook.any() {
+        return Err(exit(
+            Status::Usage,
+            "--webhook-* options go with --destination https://…",
+        ));
     } else if postgres.postgres_secret.is_some()
         || postgres.postgres_url_env.is_some()
         || postgres.create_table
