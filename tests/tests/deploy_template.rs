@@ -85,6 +85,13 @@ const CONDITIONAL_ACTIONS: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ),
     (
         "WorkerFunction",
+        "HasWebhookSecrets",
+        "secretsmanager:GetSecretValue",
+        "WebhookSecretArns",
+        Some(".get_secret_value()"),
+    ),
+    (
+        "WorkerFunction",
         "WorkerInVpc",
         "ec2:CreateNetworkInterface",
         "*",
