@@ -42,7 +42,7 @@ use s3_importer_core::sync::ports::{
 };
 use s3_importer_core::sync::{
     Clock, Connector, ConnectorStatus, DestinationConfig, FixedClock, LedgerEntry,
-    PostgresConnection, Source, SyncRun,
+    PostgresConnection, Source, SyncRun, WebhookConfig, WebhookOnReject, WebhookSecret,
 };
 use s3_importer_core::template::Template;
 use s3_importer_lister::Lister;
@@ -619,6 +619,41 @@ impl Deployment {
                 secret_id: secret_id.clone(),
             },
         };
+        self.state.update_connector(&connector).await?;
+        Ok(secret_id)
+    }
+
+    /// Sends the connector's rows to the webhook at `url` (private targets allowed: the tests' receiver is on
+    /// loopback), signed with `signing_secret` stored in a Secrets Manager secret on the emulator, with
+    /// batches of `batch_rows` and a 1-second request timeout. Returns the secret's name.
+    pub async fn use_webhook(
+        &self,
+        url: &str,
+        signing_secret: &str,
+        batch_rows: u32,
+    ) -> Result<String> {
+        let secret_id = format!("s3-importer/{}/webhook", self.connector.id);
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .create_secret()
+            .name(&secret_id)
+            .secret_string(signing_secret)
+            .send()
+            .await
+            .with_context(|| format!("create secret {secret_id}"))?;
+        let mut connector = self.connector_now().await?;
+        connector.destination = DestinationConfig::Webhook(WebhookConfig {
+            url: url.to_owned(),
+            secret: WebhookSecret::Secret {
+                secret_id: secret_id.clone(),
+            },
+            allow_private: true,
+            rate_per_second: Some(1000),
+            concurrency: Some(4),
+            batch_rows: Some(batch_rows),
+            batch_bytes: None,
+            timeout_seconds: Some(1),
+            on_reject: WebhookOnReject::Report,
+        });
         self.state.update_connector(&connector).await?;
         Ok(secret_id)
     }

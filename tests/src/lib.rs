@@ -25,6 +25,7 @@ pub mod postgres;
 pub mod postgres_tls;
 pub mod recording;
 mod resources;
+pub mod webhook_receiver;
 
 pub use emulator::{
     emulator, emulator_blocking, repo_root, Emulator, ACCESS_KEY_ID, ACCOUNT_ID, PYTHON_ENV,

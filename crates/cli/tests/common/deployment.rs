@@ -95,6 +95,18 @@ impl Deployment {
         }
     }
 
+    /// Runs the CLI and parses its stdout as JSON, whatever its exit status (a report with failed checks).
+    pub fn json_any(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: not JSON:\n{stdout}\n--- stderr\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
     pub fn json(&self, args: &[&str]) -> Value {
         let out = self.expect(0, args);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: not JSON:\n{out}"))
