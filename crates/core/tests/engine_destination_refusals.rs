@@ -96,7 +96,7 @@ impl RowSink for RefusingSink {
 #[tokio::test]
 async fn refused_rows_are_reported_and_counted_rejected() -> Result {
     let w = World::new().await?;
-    // 30 rows: the template rejects records 7, 14, 21, 28; the destination refuses 5, 10, 15, 20, 25, 30.
+    // 30 valid rows: the destination refuses records 5, 10, 15, 20, 25 and 30.
     w.put("r.csv", &engine::csv_owned(&engine::numbered("r", 30)));
     w.sync().await?;
     let worker = w.worker_with(Arc::new(Refusing {
@@ -107,8 +107,8 @@ async fn refused_rows_are_reported_and_counted_rejected() -> Result {
     w.drain_with(&worker, None).await?;
     let entry = w.file("r.csv").await?;
     assert_eq!(entry.status, FileStatus::Imported, "{entry:#?}");
-    assert_eq!((entry.rows_imported, entry.rows_rejected), (20, 10));
-    assert_eq!(w.ids()?.len(), 20);
+    assert_eq!((entry.rows_imported, entry.rows_rejected), (24, 6));
+    assert_eq!(w.ids()?.len(), 24);
     let report = w.report("r.csv").await?.ok_or_else(|| fail("no report"))?;
     let refused: Vec<u64> = report
         .iter()
@@ -126,7 +126,7 @@ async fn refused_rows_count_for_max_rejected_rows() -> Result {
         engine::TEMPLATE
     ))
     .await?;
-    // The template rejects 4 rows (under the limit); the destination refuses 6 more: 10 > 5.
+    // The template rejects none; the destination refuses 6: 6 > 5.
     w.put("m.csv", &engine::csv_owned(&engine::numbered("m", 30)));
     w.sync().await?;
     let worker = w.worker_with(Arc::new(Refusing {
