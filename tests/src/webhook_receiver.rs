@@ -47,6 +47,21 @@ pub struct Taken {
     pub body: Value,
 }
 
+/// A row of the receiver's upsert table, with where it came from.
+#[derive(Debug, Clone)]
+pub struct TableRow {
+    /// The row (`data`).
+    pub data: Value,
+    /// The file's key.
+    pub key: String,
+    /// The file's ETag.
+    pub etag: String,
+    /// The file's LastModified, epoch milliseconds.
+    pub last_modified_ms: i64,
+    /// The row's record number.
+    pub record: u64,
+}
+
 /// What the receiver saw.
 #[derive(Debug, Default)]
 pub struct Seen {
@@ -64,8 +79,8 @@ pub struct Seen {
     pub batches: Vec<Taken>,
     /// Rows applied per (file key, ETag, record): 1 each when every row was delivered exactly once.
     pub rows: BTreeMap<(String, String, u64), u64>,
-    /// Per connector, the rows by `id` with their lineage: (data, file key, ETag, last modified ms, record).
-    pub tables: HashMap<String, BTreeMap<String, (Value, String, String, i64, u64)>>,
+    /// Per connector, the rows by `id` with their lineage.
+    pub tables: HashMap<String, BTreeMap<String, TableRow>>,
     /// Every idempotency key seen with its rows' records, to check that a key always covers the same rows.
     pub key_records: HashMap<String, Vec<u64>>,
     /// Keys delivered with different records than the first time (must stay empty).
@@ -307,12 +322,21 @@ fn take(s: &mut Shared, key: &str, body: Value) {
         };
         let table = s.seen.tables.entry(connector.clone()).or_default();
         // An upsert that keeps the newer file version's row (the README's advice to receivers).
-        if table.get(&id).is_some_and(|old| old.3 > last_modified) {
+        if table
+            .get(&id)
+            .is_some_and(|old| old.last_modified_ms > last_modified)
+        {
             continue;
         }
         table.insert(
             id,
-            (data, file_key.clone(), etag.clone(), last_modified, record),
+            TableRow {
+                data,
+                key: file_key.clone(),
+                etag: etag.clone(),
+                last_modified_ms: last_modified,
+                record,
+            },
         );
     }
     s.seen.batches.push(Taken {

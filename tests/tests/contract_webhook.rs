@@ -51,13 +51,13 @@ impl DestinationFixture for Fixture {
                 .map(|table| {
                     table
                         .values()
-                        .map(|(data, key, etag, last_modified, record)| VisibleRow {
-                            row: data.clone(),
+                        .map(|r| VisibleRow {
+                            row: r.data.clone(),
                             lineage: Some(RowLineage {
-                                source_key: key.clone(),
-                                source_etag: etag.clone(),
-                                source_last_modified_ms: *last_modified,
-                                record: *record,
+                                source_key: r.key.clone(),
+                                source_etag: r.etag.clone(),
+                                source_last_modified_ms: r.last_modified_ms,
+                                record: r.record,
                             }),
                         })
                         .collect()
