@@ -3,7 +3,7 @@
 //! the core crate; it is a crate of its own, next to the CLI, so that the pipeline benchmark
 //! (`benches/pipeline.rs`, `make bench`) writes its output as the command does without building the AWS SDK.
 //!
-//! It also holds what the benchmarks share ([`bench`]): the deterministic data they import and how a child
+//! It also holds what the benchmarks share ([`mod@bench`]): the deterministic data they import and how a child
 //! process measures itself.
 #![warn(missing_docs)]
 
