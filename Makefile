@@ -86,6 +86,11 @@ bench-e2e: venv ## A BENCH_E2E_MB (1000) MB file per format (BENCH_E2E_FORMATS) 
 	$(CARGO) build -p s3-importer-tests --bin bench-e2e
 	BENCH_E2E_MB=$(BENCH_E2E_MB) BENCH_E2E_FORMATS=$(BENCH_E2E_FORMATS) BENCH_E2E_MODES=$(BENCH_E2E_MODES) BENCH_E2E_CONNECTION_MB_PER_S=$(BENCH_E2E_CONNECTION_MB_PER_S) BENCH_E2E_WORKER=$(CURDIR)/target/release/worker target/debug/bench-e2e
 
+.PHONY: bench-destinations
+bench-destinations: venv ## Rows/s into PostgreSQL, Parquet and DynamoDB (emulator) against psql \copy, pyarrow and boto3 on the `make bench` CSV (BENCH_MB, BENCH_RUNS, BENCH_DESTINATIONS, BENCH_DYNAMODB_ROWS)
+	$(CARGO) build --release -p s3-importer-tests --bin bench-destinations
+	BENCH_MB=$(BENCH_MB) BENCH_RUNS=$(BENCH_RUNS) target/release/bench-destinations
+
 .PHONY: clean
 clean: ## Remove build output and local state (not the virtualenv)
 	$(CARGO) clean

@@ -27,7 +27,7 @@ mod update;
 mod verify;
 pub mod webhook;
 
-pub use create::CreateArgs;
+pub use create::{CreateArgs, OutputFormat};
 
 /// `connector` subcommands.
 #[derive(Debug, clap::Subcommand)]
