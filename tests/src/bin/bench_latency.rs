@@ -3,18 +3,21 @@
 //!
 //! The bench provisions a deployment (the harness of `bench-e2e` and the end-to-end suites: state and records
 //! tables, work queue, notification queue, connector), switches the connector to `events` and routes its bucket's
-//! S3 events to the notification queue (S3 → SQS, as `connector events` prints it). A host task plays both event
-//! source mappings as `s3-importer run` does: it drains the notification queue through the notification
-//! handler and the work queue through the worker handler (the same handlers Lambda runs), polling each every
-//! `BENCH_LATENCY_POLL_MS` (default 200) when they are empty. Meanwhile `BENCH_LATENCY_FILES` (default 20) CSV
-//! files are written one every `BENCH_LATENCY_GAP_MS` (default 250), and the ledger is read every 100 ms until
-//! each is `imported`. It ends with:
+//! S3 events to the notification queue (S3 → SQS, as `connector events` prints it). Host tasks play both event
+//! source mappings with the handlers Lambda runs: one drains the notification queue through the notification
+//! handler, `BENCH_LATENCY_WORKERS` (default 4) take the work queue's messages one at a time through the worker
+//! handler (the template's batch size 1, with concurrency), each polling every `BENCH_LATENCY_POLL_MS` (default
+//! 200) when its queue is empty. Meanwhile `BENCH_LATENCY_FILES` (default 20) CSV files of `BENCH_LATENCY_ROWS`
+//! (default 50) rows are written one every `BENCH_LATENCY_GAP_MS` (default 250), and the ledger is read every
+//! 100 ms until each is `imported`. It ends with:
 //!
 //! ```text
+//! bench-latency-claimed files=20 p50_s=... max_s=...
 //! bench-latency files=20 p50_s=... max_s=...
 //! ```
 //!
-//! and exits non-zero when a file is not imported within 120 s, or any file is not imported exactly once.
+//! preceded by the same figures up to the ledger entry's creation (`bench-latency-claimed`: the event claimed
+//! the file; the rest is the import), and exits non-zero when a file is not imported within 120 s, or any file is not imported exactly once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,18 +50,31 @@ fn csv(rows: u64, file: u64) -> Vec<u8> {
     out
 }
 
-/// The host: both queues drained until `stop`, each polled every `poll` when it is empty.
-async fn host(d: Arc<Deployment>, stop: Arc<AtomicBool>, poll: Duration) -> Result<()> {
+/// The notification queue's event source mapping: drained until `stop`, polled every `poll` when empty.
+async fn events_host(d: Arc<Deployment>, stop: Arc<AtomicBool>, poll: Duration) -> Result<()> {
     while !stop.load(Ordering::Relaxed) {
-        let events = d.drain_notifications().await?;
-        let drained = d.drain().await?;
-        ensure!(
-            drained.retried.is_empty(),
-            "the worker handed messages back: {drained:?}"
-        );
-        if events.messages == 0 && drained.delivered == 0 {
+        if d.drain_notifications().await?.messages == 0 {
             tokio::time::sleep(poll).await;
         }
+    }
+    Ok(())
+}
+
+/// One concurrent worker invocation slot of the work queue's event source mapping (batch size 1, the
+/// template's default), polling every `poll` when the queue is empty.
+async fn worker_host(d: Arc<Deployment>, stop: Arc<AtomicBool>, poll: Duration) -> Result<()> {
+    while !stop.load(Ordering::Relaxed) {
+        let messages = d.consumer.receive(1, 0).await?;
+        if messages.is_empty() {
+            tokio::time::sleep(poll).await;
+            continue;
+        }
+        let response = d.deliver(&d.worker, &messages).await?;
+        let failed = d.settle(&messages, &response).await?;
+        ensure!(
+            failed.is_empty(),
+            "the worker handed messages back: {failed:?}"
+        );
     }
     Ok(())
 }
@@ -76,7 +92,8 @@ async fn main() -> Result<()> {
     let files = env_number("BENCH_LATENCY_FILES", 20)?.max(1);
     let gap = Duration::from_millis(env_number("BENCH_LATENCY_GAP_MS", 250)?);
     let poll = Duration::from_millis(env_number("BENCH_LATENCY_POLL_MS", 200)?.max(1));
-    let rows = env_number("BENCH_LATENCY_ROWS", 200)?;
+    let rows = env_number("BENCH_LATENCY_ROWS", 50)?;
+    let workers = env_number("BENCH_LATENCY_WORKERS", 4)?.max(1);
 
     let mut d = Deployment::new().await?;
     d.use_events(Route::Direct, Some(s3_importer_tests::deployment::PREFIX))
@@ -85,10 +102,15 @@ async fn main() -> Result<()> {
     d.drain_notifications().await?;
     let d = Arc::new(d);
     let stop = Arc::new(AtomicBool::new(false));
-    let host_task = tokio::spawn(host(d.clone(), stop.clone(), poll));
+    let mut hosts = vec![tokio::spawn(events_host(d.clone(), stop.clone(), poll))];
+    for _ in 0..workers {
+        hosts.push(tokio::spawn(worker_host(d.clone(), stop.clone(), poll)));
+    }
 
     let mut put_at: HashMap<String, Instant> = HashMap::new();
     let mut latencies: HashMap<String, f64> = HashMap::new();
+    // PutObject to the ledger entry's existence (the event claimed it): discovery's share of the latency.
+    let mut claimed: HashMap<String, f64> = HashMap::new();
     let started = Instant::now();
     let mut next_put = 0u64;
     let mut next_put_at = Instant::now();
@@ -102,6 +124,9 @@ async fn main() -> Result<()> {
         }
         let entries = d.files().await?;
         for (name, versions) in &entries {
+            if let (false, Some(at)) = (claimed.contains_key(name), put_at.get(name)) {
+                claimed.insert(name.clone(), at.elapsed().as_secs_f64());
+            }
             if latencies.contains_key(name) {
                 continue;
             }
@@ -119,13 +144,15 @@ async fn main() -> Result<()> {
                 started.elapsed()
             );
         }
-        if host_task.is_finished() {
+        if hosts.iter().any(|h| h.is_finished()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.store(true, Ordering::Relaxed);
-    host_task.await.context("the host task panicked")??;
+    for host in hosts {
+        host.await.context("a host task panicked")??;
+    }
 
     let entries = d.files().await?;
     for name in put_at.keys() {
@@ -134,6 +161,14 @@ async fn main() -> Result<()> {
     }
     let mut sorted: Vec<f64> = latencies.values().copied().collect();
     sorted.sort_by(f64::total_cmp);
+    let mut discovery: Vec<f64> = claimed.values().copied().collect();
+    discovery.sort_by(f64::total_cmp);
+    println!(
+        "bench-latency-claimed files={} p50_s={:.2} max_s={:.2}",
+        discovery.len(),
+        percentile(&discovery, 50.0),
+        discovery.last().copied().unwrap_or(0.0)
+    );
     println!(
         "bench-latency files={} p50_s={:.2} max_s={:.2}",
         sorted.len(),

@@ -131,81 +131,18 @@ pub async fn handle_batch(
             return outcome;
         }
     };
-    let mut formats: HashMap<String, Option<Format>> = HashMap::new();
-    for message in messages {
-        let notices = match parse_body(message.body) {
-            Ok(notices) => notices,
-            Err(e) => {
-                warn!(message_id = message.id, error = %e, "malformed notification acknowledged");
-                outcome.report.malformed += 1;
-                continue;
-            }
-        };
-        let mut retry = false;
-        for notice in notices {
-            let event = match notice {
-                Notice::Test { bucket } => {
-                    info!(message_id = message.id, bucket = %bucket, "s3:TestEvent acknowledged");
-                    outcome.report.test_events += 1;
-                    continue;
-                }
-                Notice::Ignored { what } => {
-                    debug!(message_id = message.id, what = %what, "notification ignored");
-                    outcome.report.ignored += 1;
-                    continue;
-                }
-                Notice::Object(event) => event,
-            };
-            if event.kind == EventKind::Removed {
-                info!(bucket = %event.bucket, key = %event.key, event = %event.name, "object removed (recorded, not acted on)");
-                outcome.report.removed += 1;
-                continue;
-            }
-            *outcome
-                .report
-                .created
-                .entry(event.envelope.as_str().to_owned())
-                .or_default() += 1;
-            let in_bucket: Vec<&Connector> = connectors
-                .iter()
-                .filter(|c| c.source.bucket == event.bucket)
-                .collect();
-            if in_bucket.is_empty() {
-                debug!(bucket = %event.bucket, key = %event.key, "no connector in events mode reads this bucket");
-                outcome.report.unrouted += 1;
-                continue;
-            }
-            let targets: Vec<&Connector> = in_bucket
-                .into_iter()
-                .filter(|c| in_folder(c, &event))
-                .collect();
-            if targets.is_empty() {
-                debug!(bucket = %event.bucket, key = %event.key, "event outside every connector's folder");
-                outcome.report.outside_folder += 1;
-                continue;
-            }
-            for connector in targets {
-                if let Err(e) = take(
-                    deps,
-                    settings,
-                    connector,
-                    &event,
-                    &mut formats,
-                    &mut outcome.report,
-                )
-                .await
-                {
-                    warn!(
-                        connector = %connector.id, bucket = %event.bucket, key = %event.key,
-                        message_id = message.id, error = %e, "event handed back"
-                    );
-                    retry = true;
-                }
-            }
-        }
+    // The messages of a batch are taken at once: each is one object (the ledger's conditional claim orders
+    // duplicates), and the batch is at most 10.
+    let pending: Vec<_> = messages
+        .iter()
+        .map(|message| handle_message(deps, settings, &connectors, *message))
+        .collect();
+    let results = futures::future::join_all(pending).await;
+    for (id, report, retry) in results {
+        outcome.report.absorb(&report);
         if retry {
             outcome.report.retried += 1;
-            outcome.retry.push(message.id.to_owned());
+            outcome.retry.push(id);
         }
     }
     info!(
@@ -223,6 +160,79 @@ pub async fn handle_batch(
         "event batch finished"
     );
     outcome
+}
+
+/// One message: its notifications routed and taken. Returns its id, its counts and whether to retry it.
+async fn handle_message(
+    deps: &ListerDeps,
+    settings: &EventSettings,
+    connectors: &[Connector],
+    message: InboundMessage<'_>,
+) -> (String, EventReport, bool) {
+    let mut report = EventReport::default();
+    let mut formats: HashMap<String, Option<Format>> = HashMap::new();
+    let notices = match parse_body(message.body) {
+        Ok(notices) => notices,
+        Err(e) => {
+            warn!(message_id = message.id, error = %e, "malformed notification acknowledged");
+            report.malformed += 1;
+            return (message.id.to_owned(), report, false);
+        }
+    };
+    let mut retry = false;
+    for notice in notices {
+        let event = match notice {
+            Notice::Test { bucket } => {
+                info!(message_id = message.id, bucket = %bucket, "s3:TestEvent acknowledged");
+                report.test_events += 1;
+                continue;
+            }
+            Notice::Ignored { what } => {
+                debug!(message_id = message.id, what = %what, "notification ignored");
+                report.ignored += 1;
+                continue;
+            }
+            Notice::Object(event) => event,
+        };
+        if event.kind == EventKind::Removed {
+            info!(bucket = %event.bucket, key = %event.key, event = %event.name, "object removed (recorded, not acted on)");
+            report.removed += 1;
+            continue;
+        }
+        *report
+            .created
+            .entry(event.envelope.as_str().to_owned())
+            .or_default() += 1;
+        let in_bucket: Vec<&Connector> = connectors
+            .iter()
+            .filter(|c| c.source.bucket == event.bucket)
+            .collect();
+        if in_bucket.is_empty() {
+            debug!(bucket = %event.bucket, key = %event.key, "no connector in events mode reads this bucket");
+            report.unrouted += 1;
+            continue;
+        }
+        let targets: Vec<&Connector> = in_bucket
+            .into_iter()
+            .filter(|c| in_folder(c, &event))
+            .collect();
+        if targets.is_empty() {
+            debug!(bucket = %event.bucket, key = %event.key, "event outside every connector's folder");
+            report.outside_folder += 1;
+            continue;
+        }
+        for connector in targets {
+            if let Err(e) = take(deps, settings, connector, &event, &mut formats, &mut report).await
+            {
+                warn!(
+                    connector = %connector.id, bucket = %event.bucket, key = %event.key,
+                    message_id = message.id, error = %e, "event handed back"
+                );
+                retry = true;
+            }
+        }
+    }
+    (message.id.to_owned(), report, retry)
 }
 
 /// The folder scoping of a listing: the key starts with the connector's prefix.
