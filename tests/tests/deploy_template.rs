@@ -255,6 +255,10 @@ fn environment_variables_agree_with_the_code() {
             .and_then(|d| d.parse().ok())
             .expect("MaxFileBytes default");
         assert_eq!(config.sync.max_file_size, bytes, "{function}");
+        let concurrency: usize = parameter_default("DynamoDbWriteConcurrency")
+            .and_then(|d| d.parse().ok())
+            .expect("DynamoDbWriteConcurrency default");
+        assert_eq!(config.dynamodb_write_concurrency, concurrency, "{function}");
         // The metrics go to the namespace the alarms read.
         let namespace = &env["S3I_METRICS_NAMESPACE"];
         assert_eq!(

@@ -26,7 +26,7 @@ use crate::records::{check_template, row_to_item, Lineage, RecordItem, PK, SOURC
 use crate::s3_writer::{S3ObjectWriter, WriterState, PART_SIZE};
 
 /// Concurrent PutItem calls per batch by default.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+pub const DEFAULT_CONCURRENCY: usize = s3_importer_core::config::DEFAULT_DYNAMODB_WRITE_CONCURRENCY;
 /// Attempts per throttled PutItem (on top of the SDK's own retries).
 const PUT_ATTEMPTS: u32 = 4;
 /// First retry delay after throttling; doubled each time.

@@ -7,12 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use s3_importer_aws::parquet::encode::FileLineage;
+use s3_importer_aws::parquet::{ParquetFileSink, DEFAULT_ROW_GROUP_BYTES};
 use s3_importer_core::pipeline::{self, ImportOptions, Outcome};
 use s3_importer_core::sink::{ErrorReportWriter, RowSink};
+use s3_importer_core::template::Template;
 use s3_importer_core::{format, Format, Limits};
 use s3_importer_file::JsonlFileSink;
 use serde_json::json;
 
+use crate::connector::OutputFormat;
 use crate::exit::{exit, Status};
 
 /// Arguments of `import-file`.
@@ -24,9 +28,13 @@ pub struct Args {
     /// Read the file as this format instead of the template's or the extension's (csv, tsv, json, jsonl).
     #[arg(long)]
     format: Option<Format>,
-    /// Where typed rows go (JSON Lines). Default: `<FILE name>.rows.jsonl` in --out-dir.
+    /// Where typed rows go. Default: `<FILE name>.rows.jsonl` (or `.rows.parquet`) in --out-dir.
     #[arg(long, short = 'o')]
     output: Option<PathBuf>,
+    /// The rows file's format: JSON Lines as validated, or Parquet typed from the template (as the S3
+    /// destination writes it, with its lineage columns).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
+    output_format: OutputFormat,
     /// Where the error report goes (JSON Lines). Default: `<FILE name>.errors.jsonl` in --out-dir.
     #[arg(long)]
     errors: Option<PathBuf>,
@@ -109,10 +117,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let input = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
     let total = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let suffix = match args.output_format {
+        OutputFormat::Jsonl => "rows.jsonl",
+        OutputFormat::Parquet => "rows.parquet",
+    };
     let output = args
         .output
         .clone()
-        .unwrap_or_else(|| default_output(&args.out_dir, &args.file, "rows.jsonl"));
+        .unwrap_or_else(|| default_output(&args.out_dir, &args.file, suffix));
     let errors_path = args
         .errors
         .clone()
@@ -120,7 +132,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     refuse_overlapping_paths(&args.file, &output, &errors_path)?;
     // A report path that already exists (a file named by the user, /dev/null) is never removed afterwards.
     let errors_existed = tokio::fs::symlink_metadata(&errors_path).await.is_ok();
-    let mut rows = JsonlFileSink::create(&output).await?;
+    let template = Arc::new(template);
+    let mut rows = rows_sink(args.output_format, &output, &args.file, &template).await?;
     let errors_file = match tokio::fs::File::create(&errors_path).await {
         Ok(file) => file,
         Err(e) => {
@@ -161,9 +174,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = pipeline::import_blocking(
         input,
         file_format,
-        Arc::new(template),
+        template,
         options,
-        &mut rows,
+        rows.as_mut(),
         &mut rejects,
     )
     .await;
@@ -243,6 +256,37 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// The rows file's sink. A Parquet file's lineage columns name the input file, its modification time, and
+/// `"local"` for the ETag.
+async fn rows_sink(
+    format: OutputFormat,
+    output: &Path,
+    input: &Path,
+    template: &Template,
+) -> anyhow::Result<Box<dyn RowSink>> {
+    Ok(match format {
+        OutputFormat::Jsonl => Box::new(JsonlFileSink::create(output).await?),
+        OutputFormat::Parquet => {
+            let modified = std::fs::metadata(input)
+                .and_then(|m| m.modified())
+                .map(chrono::DateTime::<chrono::Utc>::from)
+                .unwrap_or_else(|_| chrono::Utc::now());
+            let lineage = FileLineage {
+                source_key: input.display().to_string(),
+                source_etag: "\"local\"".into(),
+                last_modified_micros: modified.timestamp_micros(),
+                imported_at_micros: chrono::Utc::now().timestamp_micros(),
+            };
+            Box::new(ParquetFileSink::create(
+                output,
+                template,
+                lineage,
+                DEFAULT_ROW_GROUP_BYTES,
+            )?)
+        }
     })
 }
 

@@ -261,3 +261,64 @@ fn a_zero_limit_is_a_usage_error() -> Result {
     }
     Ok(())
 }
+
+#[test]
+fn parquet_output_holds_the_same_typed_rows_as_json_lines() -> Result {
+    let input = "examples/demo/files/orders-2024-05-04-bad.csv";
+    let jsonl = tempfile::tempdir()?;
+    let parquet = tempfile::tempdir()?;
+    assert!(import(&[input], jsonl.path())?.status.success());
+    let output = import(&["--output-format", "parquet", input], parquet.path())?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout)?;
+    assert!(
+        text.contains("orders-2024-05-04-bad.csv.rows.parquet"),
+        "{text}"
+    );
+    let rows = s3_importer_tests::parquet_rows::parquet_rows(std::fs::read(
+        parquet
+            .path()
+            .join("orders-2024-05-04-bad.csv.rows.parquet"),
+    )?)?;
+    let expected: Vec<serde_json::Map<String, serde_json::Value>> =
+        std::fs::read_to_string(jsonl.path().join("orders-2024-05-04-bad.csv.rows.jsonl"))?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<std::result::Result<_, _>>()?;
+    assert_eq!(rows.len(), expected.len());
+    for (row, want) in rows.iter().zip(&expected) {
+        // Strings and decimals read back as the JSON Lines text; the lineage columns name the input.
+        for field in ["order_id", "customer", "amount"] {
+            assert_eq!(row.get(field), want.get(field), "{field} in {row:?}");
+        }
+        assert_eq!(row.get("_source_key").and_then(|v| v.as_str()), Some(input));
+    }
+    // The error report is the same as with JSON Lines output, and no partial file is left.
+    assert!(parquet
+        .path()
+        .join("orders-2024-05-04-bad.csv.errors.jsonl")
+        .exists());
+    assert_eq!(std::fs::read_dir(parquet.path())?.count(), 2);
+    Ok(())
+}
+
+#[test]
+fn failed_file_leaves_no_parquet_output() -> Result {
+    let out = tempfile::tempdir()?;
+    let bad = out.path().join("truncated.json");
+    std::fs::write(&bad, br#"[{"Order ID": "A", "Customer": "x""#)?;
+    let output = import(
+        &["--output-format", "parquet", bad.to_str().ok_or("path")?],
+        out.path(),
+    )?;
+    assert_eq!(output.status.code(), Some(1));
+    let left: Vec<_> = std::fs::read_dir(out.path())?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::result::Result<_, _>>()?;
+    assert_eq!(left, vec![std::ffi::OsString::from("truncated.json")]);
+    Ok(())
+}

@@ -73,7 +73,12 @@ pub mod vars {
     /// Worker: ranged GETs in flight ahead of the parser for large objects (default 4); `1` (or `0`) reads every
     /// object as one GetObject stream.
     pub const READ_AHEAD_RANGES: &str = "S3I_READ_AHEAD_RANGES";
+    /// Worker: conditional PutItem calls in flight per batch written to a DynamoDB destination (default 16).
+    pub const DYNAMODB_WRITE_CONCURRENCY: &str = "S3I_DYNAMODB_WRITE_CONCURRENCY";
 }
+
+/// Conditional PutItem calls in flight per batch by default ([`vars::DYNAMODB_WRITE_CONCURRENCY`]).
+pub const DEFAULT_DYNAMODB_WRITE_CONCURRENCY: usize = 16;
 
 /// The deployment's configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +107,9 @@ pub struct Config {
     pub heartbeat_interval: std::time::Duration,
     /// Worker: how large uncompressed objects are read ([`vars::READ_AHEAD_RANGES`]).
     pub read_ahead: ReadAhead,
+    /// Worker: PutItem calls in flight per batch to a DynamoDB destination
+    /// ([`vars::DYNAMODB_WRITE_CONCURRENCY`]).
+    pub dynamodb_write_concurrency: usize,
 }
 
 impl Config {
@@ -205,6 +213,12 @@ impl Config {
                 in_flight: number(env, vars::READ_AHEAD_RANGES, ReadAhead::default().in_flight)?,
                 ..ReadAhead::default()
             },
+            dynamodb_write_concurrency: number(
+                env,
+                vars::DYNAMODB_WRITE_CONCURRENCY,
+                DEFAULT_DYNAMODB_WRITE_CONCURRENCY,
+            )?
+            .max(1),
         })
     }
 }
@@ -234,6 +248,7 @@ mod tests {
         assert_eq!(c.checkpoint_margin, Duration::seconds(60));
         assert_eq!(c.heartbeat_interval, std::time::Duration::from_secs(60));
         assert_eq!(c.read_ahead, ReadAhead::default());
+        assert_eq!(c.dynamodb_write_concurrency, 16);
         Ok(())
     }
 

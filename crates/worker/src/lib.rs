@@ -59,11 +59,14 @@ impl Worker {
             )),
             Arc::new(S3Source::new(sdk)),
             Arc::new(Destinations::new(
-                Arc::new(AwsDestination::new(
-                    s3_importer_aws::s3_client(sdk),
-                    s3_importer_aws::config::dynamodb_client(sdk),
-                    config.output_bucket.clone(),
-                )),
+                Arc::new(
+                    AwsDestination::new(
+                        s3_importer_aws::s3_client(sdk),
+                        s3_importer_aws::config::dynamodb_client(sdk),
+                        config.output_bucket.clone(),
+                    )
+                    .with_concurrency(config.dynamodb_write_concurrency),
+                ),
                 Secrets::new(s3_importer_aws::config::secretsmanager_client(sdk)),
             )),
             Arc::new(SqsQueue::new(

@@ -30,9 +30,11 @@ pub mod athena;
 pub mod encode;
 pub mod file;
 pub mod layout;
+pub mod local;
 pub mod schema;
 pub mod sink;
 
+pub use local::ParquetFileSink;
 pub use schema::OutputSchema;
 pub use sink::ParquetSink;
 

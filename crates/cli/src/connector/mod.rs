@@ -27,7 +27,7 @@ mod sync;
 mod update;
 mod verify;
 
-pub use create::CreateArgs;
+pub use create::{CreateArgs, OutputFormat};
 
 /// `connector` subcommands.
 #[derive(Debug, clap::Subcommand)]
