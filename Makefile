@@ -9,6 +9,7 @@ BENCH_E2E_MB ?= 1000
 BENCH_E2E_FORMATS ?= csv,jsonl,json
 BENCH_E2E_MODES ?= ranged,single
 BENCH_E2E_CONNECTION_MB_PER_S ?= 0
+BENCH_LATENCY_FILES ?= 20
 VENV := .venv
 DEPLOY_VENV := .venv-deploy
 # cargo-lambda and zig come from the deployment venv (PyPI), never from `cargo install`.
@@ -29,6 +30,12 @@ build: deploy-venv ## Build the Lambda functions for arm64 with cargo-lambda: ta
 # `sam build` calls these (template.yaml: BuildMethod makefile; samconfig.toml builds in source).
 .PHONY: build-ListerFunction build-WorkerFunction
 build-ListerFunction: deploy-venv
+	$(LAMBDA_BUILD) -p s3-importer-lister
+	cp target/lambda/lister/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
+
+# EventsFunction runs the lister's binary (it consumes the notification queue, see template.yaml).
+.PHONY: build-EventsFunction
+build-EventsFunction: deploy-venv
 	$(LAMBDA_BUILD) -p s3-importer-lister
 	cp target/lambda/lister/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
 
@@ -86,10 +93,15 @@ bench-e2e: venv ## A BENCH_E2E_MB (1000) MB file per format (BENCH_E2E_FORMATS) 
 	$(CARGO) build -p s3-importer-tests --bin bench-e2e
 	BENCH_E2E_MB=$(BENCH_E2E_MB) BENCH_E2E_FORMATS=$(BENCH_E2E_FORMATS) BENCH_E2E_MODES=$(BENCH_E2E_MODES) BENCH_E2E_CONNECTION_MB_PER_S=$(BENCH_E2E_CONNECTION_MB_PER_S) BENCH_E2E_WORKER=$(CURDIR)/target/release/worker target/debug/bench-e2e
 
+.PHONY: bench-latency
+bench-latency: venv ## Seconds from PutObject to `imported` for BENCH_LATENCY_FILES (20) files of a connector in events discovery on the emulator
+	$(CARGO) build -p s3-importer-tests --bin bench-latency
+	BENCH_LATENCY_FILES=$(BENCH_LATENCY_FILES) $${CARGO_TARGET_DIR:-target}/debug/bench-latency
+
 .PHONY: bench-destinations
 bench-destinations: venv ## Rows/s into PostgreSQL, Parquet and DynamoDB (emulator) against psql \copy, pyarrow and boto3 on the `make bench` CSV (BENCH_MB, BENCH_RUNS, BENCH_DESTINATIONS, BENCH_DYNAMODB_ROWS)
 	$(CARGO) build --release -p s3-importer-tests --bin bench-destinations
-	BENCH_MB=$(BENCH_MB) BENCH_RUNS=$(BENCH_RUNS) target/release/bench-destinations
+	BENCH_MB=$(BENCH_MB) BENCH_RUNS=$(BENCH_RUNS) $${CARGO_TARGET_DIR:-target}/release/bench-destinations
 
 .PHONY: clean
 clean: ## Remove build output and local state (not the virtualenv)

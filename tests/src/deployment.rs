@@ -164,6 +164,10 @@ impl Deployment {
         let mut env: HashMap<String, String> = [
             (vars::STATE_TABLE, names.state_table.clone()),
             (vars::QUEUE_URL, provisioned.queue_url.clone()),
+            (
+                vars::NOTIFICATION_QUEUE_URL,
+                provisioned.notification_queue_url.clone(),
+            ),
             (vars::RECORDS_TABLE, names.records_table.clone()),
             (vars::OUTPUT_BUCKET, names.output_bucket.clone()),
         ]
@@ -727,6 +731,7 @@ pub fn dynamodb_connector(
         updated_at: now,
         watermark: None,
         last_sync: None,
+        discovery: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod denials;
 pub mod deployment;
 mod emulator;
 mod names;
+pub mod notifications;
 pub mod parquet_rows;
 pub mod postgres;
 pub mod postgres_tls;

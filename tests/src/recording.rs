@@ -166,6 +166,7 @@ fn s3_operation(method: &str, uri: &str, copy_source: &str) -> &'static str {
     match (method, key.is_some()) {
         ("GET", false) if has("list-type") => "ListObjectsV2",
         ("GET", false) if has("location") => "GetBucketLocation",
+        ("GET", false) if has("notification") => "GetBucketNotificationConfiguration",
         ("HEAD", false) => "HeadBucket",
         ("GET", true) if has("uploadId") => "ListParts",
         ("GET", true) => "GetObject",

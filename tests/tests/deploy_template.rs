@@ -17,9 +17,10 @@ use anyhow::{bail, ensure, Context, Result};
 use s3_importer_aws::stack::outputs;
 use s3_importer_core::config::Config;
 use s3_importer_core::sync::ports::{ConnectorStore, FileLedger, TemplateStore};
-use s3_importer_core::sync::{Clock, DestinationConfig};
+use s3_importer_core::sync::{Clock, DestinationConfig, Discovery};
 use s3_importer_lister::Lister;
 use s3_importer_tests::deployment::{sync_connector, Deployment};
+use s3_importer_tests::notifications::Route;
 use s3_importer_tests::recording::{Call, Recorder};
 use s3_importer_tests::{dynamodb_client, emulator, repo_root, stdout_of, unique_name, ACCOUNT_ID};
 use s3_importer_worker::Worker;
@@ -30,6 +31,7 @@ const CLI_OUTPUTS: &[&str] = &[
     outputs::STATE_TABLE,
     outputs::RECORDS_TABLE,
     outputs::QUEUE_URL,
+    outputs::NOTIFICATION_QUEUE_URL,
     outputs::DEAD_LETTER_QUEUE_URL,
     outputs::OUTPUT_BUCKET,
     outputs::LISTER_FUNCTION,
@@ -40,10 +42,21 @@ const CLI_OUTPUTS: &[&str] = &[
 ];
 
 /// Actions the Lambda service performs with a function's role on its behalf (not SDK calls of the code):
-/// writing the function's logs, and, for the worker, the SQS event source mapping polling the queue.
+/// writing the function's logs, and, for the worker, the SQS event source mapping polling the queue. The
+/// lister's role is also EventsFunction's (the lister's code consuming the notification queue): its logs and
+/// its event source mapping are the lister role's too.
 const SERVICE_ACTIONS: &[(&str, &str, &str)] = &[
     ("ListerFunction", "logs:CreateLogStream", "ListerLogGroup"),
     ("ListerFunction", "logs:PutLogEvents", "ListerLogGroup"),
+    ("ListerFunction", "logs:CreateLogStream", "EventsLogGroup"),
+    ("ListerFunction", "logs:PutLogEvents", "EventsLogGroup"),
+    ("ListerFunction", "sqs:ReceiveMessage", "NotificationQueue"),
+    ("ListerFunction", "sqs:DeleteMessage", "NotificationQueue"),
+    (
+        "ListerFunction",
+        "sqs:GetQueueAttributes",
+        "NotificationQueue",
+    ),
     ("WorkerFunction", "logs:CreateLogStream", "WorkerLogGroup"),
     ("WorkerFunction", "logs:PutLogEvents", "WorkerLogGroup"),
     ("WorkerFunction", "sqs:ReceiveMessage", "WorkQueue"),
@@ -218,7 +231,7 @@ fn environment(function: &str) -> BTreeMap<String, Value> {
 #[test]
 fn environment_variables_agree_with_the_code() {
     let known = variables_the_code_reads();
-    for function in ["ListerFunction", "WorkerFunction"] {
+    for function in ["ListerFunction", "WorkerFunction", "EventsFunction"] {
         let env = environment(function);
         let unknown: Vec<&String> = env.keys().filter(|k| !known.contains(*k)).collect();
         assert!(
@@ -234,6 +247,11 @@ fn environment_variables_agree_with_the_code() {
         assert_eq!(config.state_table, "ref:StateTable", "{function}");
         assert_eq!(config.records_table, "ref:RecordsTable", "{function}");
         assert_eq!(config.queue_url, "ref:WorkQueue", "{function}");
+        assert_eq!(
+            config.notification_queue_url.as_deref(),
+            Some("ref:NotificationQueue"),
+            "{function}"
+        );
         assert_eq!(config.output_bucket, "ref:OutputBucket", "{function}");
         // The parameters reach the configuration.
         let days: i64 = parameter_default("LookbackDays")
@@ -387,6 +405,56 @@ fn queue_wiring_and_timeouts() {
         mapping["ScalingConfig"]["MaximumConcurrency"],
         json!({ "Ref": "WorkerMaximumConcurrency" })
     );
+
+    // The notification queue: its DLQ, SSE, a visibility timeout of six EventsFunction timeouts, the lister's
+    // code and role consuming it with partial batch failures.
+    let notifications = props("NotificationQueue");
+    assert_eq!(
+        notifications["RedrivePolicy"]["deadLetterTargetArn"],
+        json!({ "Fn::GetAtt": ["NotificationDeadLetterQueue", "Arn"] })
+    );
+    for q in ["NotificationQueue", "NotificationDeadLetterQueue"] {
+        assert_eq!(props(q)["SqsManagedSseEnabled"], json!(true), "{q} SSE");
+    }
+    let events = props("EventsFunction");
+    assert_eq!(events["Role"], props("ListerFunction")["Role"]);
+    let events_timeout = events["Timeout"].as_u64().expect("a literal Timeout");
+    assert!(notifications["VisibilityTimeout"].as_u64() >= Some(6 * events_timeout));
+    let mapping = props("EventsFunctionNotifications");
+    assert_eq!(
+        mapping["EventSourceArn"],
+        json!({ "Fn::GetAtt": ["NotificationQueue", "Arn"] })
+    );
+    assert_eq!(
+        mapping["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    // Only S3, SNS and EventBridge may send, each scoped to the allowed accounts.
+    let policy = props("NotificationQueuePolicy");
+    let statements = policy["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("statements");
+    let services: BTreeSet<&str> = statements
+        .iter()
+        .filter_map(|s| s["Principal"]["Service"].as_str())
+        .collect();
+    assert_eq!(
+        services,
+        [
+            "events.amazonaws.com",
+            "s3.amazonaws.com",
+            "sns.amazonaws.com"
+        ]
+        .into_iter()
+        .collect()
+    );
+    for s in statements {
+        assert_eq!(s["Action"], json!("sqs:SendMessage"));
+        assert!(
+            s["Condition"]["StringEquals"]["aws:SourceAccount"].is_object(),
+            "{s}"
+        );
+    }
 
     let lister = props("ListerFunction");
     assert_eq!(lister["ReservedConcurrentExecutions"], json!(1));
@@ -640,6 +708,9 @@ fn required(call: &Call, resources: &Resources) -> Result<Vec<(String, Target)>>
         ("s3", "ListObjectsV2" | "HeadBucket") => {
             vec![("s3:ListBucket".to_owned(), s3(S3Level::Bucket)?)]
         }
+        ("s3", "GetBucketNotificationConfiguration") => {
+            vec![("s3:GetBucketNotification".to_owned(), s3(S3Level::Bucket)?)]
+        }
         ("s3", "GetObject" | "HeadObject") => {
             vec![("s3:GetObject".to_owned(), s3(S3Level::Object)?)]
         }
@@ -729,12 +800,46 @@ async fn record_a_real_run() -> Result<(Vec<Call>, Vec<Call>, Resources)> {
     );
     ensure!(d.records().await?.len() == 3, "three good rows imported");
 
+    // A connector in `events` mode: an S3 event handled by the lister's notification handler (as
+    // EventsFunction runs it: HeadObject, the ledger claim, the work queue), then `connector verify`, which
+    // reads the bucket's notification configuration.
+    let mut events = d.connector.clone();
+    events.id = format!("{}-e", d.connector.id);
+    events.name = format!("{}-e", d.connector.name);
+    events.discovery = Discovery::Events;
+    d.state.create_connector(&events).await?;
+    d.route_events(Route::Direct, None).await?;
+    d.put("c.csv", b"id,qty\n5,6\n").await?;
+    let report = d.drain_notifications().await?;
+    ensure!(
+        report.enqueued == 1,
+        "events connector enqueued: {report:?}"
+    );
+    let verified = s3_importer_lister::handle(
+        &d.lister,
+        json!({ "action": "verify", "connector_id": events.id }),
+        "lister-verify-events",
+    )
+    .await?;
+    let report = verified.report.context("verify returned no report")?;
+    ensure!(
+        report.checks.iter().any(|c| c.check == "notifications"
+            && c.status == s3_importer_aws::verify::CheckStatus::Pass),
+        "{report:?}"
+    );
+    let drained = d.drain().await?;
+    ensure!(
+        drained.acked == 1 && drained.retried.is_empty(),
+        "{drained:?}"
+    );
+
     let names = &d.provisioned.names;
     let by_name: HashMap<String, String> = [
         (names.state_table.clone(), "StateTable"),
         (names.records_table.clone(), "RecordsTable"),
         (names.queue.clone(), "WorkQueue"),
         (names.dead_letter_queue.clone(), "DeadLetterQueue"),
+        (names.notification_queue.clone(), "NotificationQueue"),
         (names.output_bucket.clone(), "OutputBucket"),
     ]
     .into_iter()

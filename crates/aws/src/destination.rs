@@ -593,6 +593,7 @@ mod tests {
                 updated_at: when,
                 watermark: None,
                 last_sync: None,
+                discovery: Default::default(),
             },
             entry: LedgerEntry::discovered(version, &object, when),
             template: Arc::new(template),

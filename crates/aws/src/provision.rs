@@ -21,19 +21,22 @@ pub struct Names {
     pub queue: String,
     /// Dead-letter queue name.
     pub dead_letter_queue: String,
+    /// Notification queue name (S3 events for connectors in `events` mode).
+    pub notification_queue: String,
     /// Output bucket.
     pub output_bucket: String,
 }
 
 impl Names {
     /// Names derived from one prefix: `<prefix>-state`, `<prefix>-records`, `<prefix>-work`, `<prefix>-dlq`,
-    /// `<prefix>-output`.
+    /// `<prefix>-notifications`, `<prefix>-output`.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             state_table: format!("{prefix}-state"),
             records_table: format!("{prefix}-records"),
             queue: format!("{prefix}-work"),
             dead_letter_queue: format!("{prefix}-dlq"),
+            notification_queue: format!("{prefix}-notifications"),
             output_bucket: format!("{prefix}-output"),
         }
     }
@@ -48,6 +51,8 @@ pub struct Provisioned {
     pub queue_url: String,
     /// Dead-letter queue URL.
     pub dead_letter_queue_url: String,
+    /// Notification queue URL.
+    pub notification_queue_url: String,
 }
 
 /// A provisioning step failed.
@@ -70,7 +75,7 @@ fn fail(what: impl Into<String>) -> impl FnOnce(AwsCallError) -> ProvisionError 
 }
 
 /// Creates (or reuses) the state table, the records table, the queue with its DLQ (`maxReceiveCount`
-/// receives), and the output bucket.
+/// receives), the notification queue, and the output bucket.
 pub async fn provision(
     sdk: &SdkConfig,
     names: &Names,
@@ -131,11 +136,23 @@ pub async fn provision(
         .queue_url
         .unwrap_or_default();
 
+    let notification_queue_url = sqs
+        .create_queue()
+        .queue_name(&names.notification_queue)
+        .send()
+        .await
+        .map_err(|e| {
+            fail(format!("queue {}", names.notification_queue))(AwsCallError::from_sdk(e))
+        })?
+        .queue_url
+        .unwrap_or_default();
+
     create_bucket(sdk, &names.output_bucket).await?;
     Ok(Provisioned {
         names: names.clone(),
         queue_url,
         dead_letter_queue_url: dlq_url,
+        notification_queue_url,
     })
 }
 

@@ -160,6 +160,24 @@ impl ObjectSource for S3Source {
         Ok(ListPage { objects, next })
     }
 
+    async fn head(&self, source: &Source, key: &str) -> Result<Option<ObjectMeta>, SourceError> {
+        let client = self.client(source).await?;
+        let result = client
+            .head_object()
+            .bucket(&source.bucket)
+            .key(key)
+            .expected_bucket_owner(&source.account_id)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(head_meta(key, &out)),
+            Err(e) => match source_error(source, key, None, "head", AwsCallError::from_sdk(e)) {
+                SourceError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn open(
         &self,
         source: &Source,
@@ -330,6 +348,27 @@ fn object_meta(object: &aws_sdk_s3::types::Object) -> Option<ObjectMeta> {
         last_modified,
         storage_class: object.storage_class().map(|c| c.as_str().to_owned()),
         restored,
+    })
+}
+
+/// Maps a HeadObject answer as a listing would show the object; `None` when S3 left out the ETag or
+/// LastModified. `Restore: ongoing-request="false", …` means a restored copy is readable.
+fn head_meta(
+    key: &str,
+    out: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+) -> Option<ObjectMeta> {
+    Some(ObjectMeta {
+        key: key.to_owned(),
+        etag: out.e_tag()?.to_owned(),
+        size: out
+            .content_length()
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(0),
+        last_modified: out.last_modified().and_then(|t| to_chrono(*t))?,
+        storage_class: out.storage_class().map(|c| c.as_str().to_owned()),
+        restored: out
+            .restore()
+            .is_some_and(|r| r.contains("ongoing-request=\"false\"")),
     })
 }
 
@@ -719,6 +758,54 @@ mod tests {
         assert_eq!(a.storage_class.as_deref(), Some("GLACIER"));
         assert!(a.restored, "restored copy with an expiry");
         assert!(!page.objects[1].restored, "restore in progress");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn head_sends_the_owner_maps_storage_class_and_restore_and_404_is_none(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let found = mock!(aws_sdk_s3::Client::head_object)
+            .match_requests(|r| {
+                r.bucket() == Some("src")
+                    && r.key() == Some("in/a b.csv")
+                    && r.expected_bucket_owner() == Some("111122223333")
+            })
+            .then_output(|| {
+                aws_sdk_s3::operation::head_object::HeadObjectOutput::builder()
+                    .e_tag("\"e1\"")
+                    .content_length(12)
+                    .last_modified(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+                    .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+                    .restore(
+                        "ongoing-request=\"false\", expiry-date=\"Fri, 21 Dec 2012 00:00:00 GMT\"",
+                    )
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&found]);
+        let meta = S3Source::with_client(client)
+            .head(&source(), "in/a b.csv")
+            .await?
+            .ok_or("expected the object")?;
+        assert_eq!((meta.etag.as_str(), meta.size), ("\"e1\"", 12));
+        assert_eq!(meta.last_modified.timestamp(), 1_700_000_000);
+        assert_eq!(meta.storage_class.as_deref(), Some("GLACIER"));
+        assert!(meta.restored);
+
+        let missing = answering(mock!(aws_sdk_s3::Client::head_object), 404, None);
+        let client = client_without_retries!(aws_sdk_s3, RuleMode::MatchAny, [&missing]);
+        assert!(S3Source::with_client(client)
+            .head(&source(), "in/x.csv")
+            .await?
+            .is_none());
+        let denied = answering(mock!(aws_sdk_s3::Client::head_object), 403, None);
+        let client = client_without_retries!(aws_sdk_s3, RuleMode::MatchAny, [&denied]);
+        let err = S3Source::with_client(client)
+            .head(&source(), "in/x.csv")
+            .await;
+        assert!(
+            matches!(err, Err(SourceError::AccessDenied { .. })),
+            "{err:?}"
+        );
         Ok(())
     }
 

@@ -13,6 +13,8 @@ pub mod outputs {
     pub const RECORDS_TABLE: &str = "RecordsTableName";
     /// SQS work queue URL.
     pub const QUEUE_URL: &str = "QueueUrl";
+    /// SQS notification queue URL (S3 events for connectors in `events` mode).
+    pub const NOTIFICATION_QUEUE_URL: &str = "NotificationQueueUrl";
     /// SQS dead-letter queue URL.
     pub const DEAD_LETTER_QUEUE_URL: &str = "DeadLetterQueueUrl";
     /// Output bucket.
@@ -38,6 +40,8 @@ pub struct StackOutputs {
     pub records_table: Option<String>,
     /// [`outputs::QUEUE_URL`].
     pub queue_url: Option<String>,
+    /// [`outputs::NOTIFICATION_QUEUE_URL`].
+    pub notification_queue_url: Option<String>,
     /// [`outputs::DEAD_LETTER_QUEUE_URL`].
     pub dead_letter_queue_url: Option<String>,
     /// [`outputs::OUTPUT_BUCKET`].
@@ -63,6 +67,7 @@ impl StackOutputs {
             state_table: take(outputs::STATE_TABLE),
             records_table: take(outputs::RECORDS_TABLE),
             queue_url: take(outputs::QUEUE_URL),
+            notification_queue_url: take(outputs::NOTIFICATION_QUEUE_URL),
             dead_letter_queue_url: take(outputs::DEAD_LETTER_QUEUE_URL),
             output_bucket: take(outputs::OUTPUT_BUCKET),
             lister_function: take(outputs::LISTER_FUNCTION),

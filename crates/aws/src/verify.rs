@@ -9,6 +9,7 @@
 //! | `list` | `ListObjectsV2` on the folder (as the lister does) | no `s3:ListBucket` for the folder, another owner |
 //! | `archived` | storage classes in the listing | archived objects are skipped until restored |
 //! | `read` | `GetObject` of the first bytes of one importable file (as the worker does) | no `s3:GetObject`, KMS key access, an archived object |
+//! | `notifications` (connectors in `events` mode, [`Doctor::verify_notifications`]) | `GetBucketNotificationConfiguration` | no `s3:ObjectCreated:*` notification of the folder to the notification queue (and EventBridge off), or no `s3:GetBucketNotification` |
 //!
 //! S3 refuses a request whose `ExpectedBucketOwner` is not the bucket's owner with 403 AccessDenied, as it
 //! refuses a missing permission. When `bucket` or `list` is refused so, the doctor repeats the request without
@@ -624,5 +625,6 @@ fn source_failure(check: &'static str, source: &Source, target: &str, err: &Sour
     }
 }
 
+pub mod notifications;
 #[cfg(test)]
 mod tests;

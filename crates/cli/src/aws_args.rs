@@ -81,6 +81,9 @@ pub struct AwsArgs {
     /// The deployment's work queue URL.
     #[arg(long, global = true, env = vars::QUEUE_URL, help_heading = "Deployment")]
     pub queue_url: Option<String>,
+    /// The deployment's notification queue URL (S3 events for connectors in `events` mode).
+    #[arg(long, global = true, env = vars::NOTIFICATION_QUEUE_URL, help_heading = "Deployment")]
+    pub notification_queue_url: Option<String>,
     /// The deployment's records table (default destination).
     #[arg(long, global = true, env = vars::RECORDS_TABLE, help_heading = "Deployment")]
     pub records_table: Option<String>,
@@ -161,6 +164,10 @@ impl AwsArgs {
         for (field, value) in [
             (&mut self.state_table, outputs.state_table),
             (&mut self.queue_url, outputs.queue_url),
+            (
+                &mut self.notification_queue_url,
+                outputs.notification_queue_url,
+            ),
             (&mut self.records_table, outputs.records_table),
             (&mut self.output_bucket, outputs.output_bucket),
             (&mut self.lister_role_arn, outputs.lister_role_arn),
@@ -173,6 +180,16 @@ impl AwsArgs {
             }
         }
         Ok(())
+    }
+
+    /// The notification queue's ARN, from its URL (the deployment's region when the URL does not say).
+    pub fn notification_queue_arn(&self, sdk: &SdkConfig) -> Option<String> {
+        let url = self.notification_queue_url.as_deref()?;
+        let region = sdk
+            .region()
+            .map(|r| r.as_ref().to_owned())
+            .unwrap_or_default();
+        s3_importer_aws::verify::notifications::queue_arn_from_url(url, &region)
     }
 
     /// The prefix of source role names.
@@ -188,6 +205,7 @@ impl AwsArgs {
         for (name, value) in [
             (vars::STATE_TABLE, &self.state_table),
             (vars::QUEUE_URL, &self.queue_url),
+            (vars::NOTIFICATION_QUEUE_URL, &self.notification_queue_url),
             (vars::RECORDS_TABLE, &self.records_table),
             (vars::OUTPUT_BUCKET, &self.output_bucket),
         ] {

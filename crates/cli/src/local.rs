@@ -61,6 +61,10 @@ pub async fn run(aws: &AwsArgs, sdk: &SdkConfig, command: LocalCommand) -> Resul
             outln!("export S3I_STATE_TABLE={}", p.names.state_table);
             outln!("export S3I_RECORDS_TABLE={}", p.names.records_table);
             outln!("export S3I_QUEUE_URL={}", p.queue_url);
+            outln!(
+                "export S3I_NOTIFICATION_QUEUE_URL={}",
+                p.notification_queue_url
+            );
             outln!("export S3I_OUTPUT_BUCKET={}", p.names.output_bucket);
             // Nothing reads a DLQ variable: the URL is for the user (`aws sqs receive-message`).
             outln!("# dead-letter queue: {}", p.dead_letter_queue_url);

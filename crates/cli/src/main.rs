@@ -33,6 +33,7 @@ mod output;
 mod preview;
 mod remote;
 mod run;
+mod run_events;
 mod status;
 mod table;
 mod template_cmd;

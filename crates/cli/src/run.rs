@@ -1,4 +1,5 @@
-//! `s3-importer run`: the local runner. One lister pass, then the queue drained through the worker
+//! `s3-importer run`: the local runner. The notification queue drained through the event handler (when the
+//! deployment has one, see `run_events.rs`), one lister pass, then the work queue drained through the worker
 //! handler — the same handlers Lambda runs, against whatever endpoint the AWS options name.
 
 use std::collections::HashSet;
@@ -54,7 +55,23 @@ pub async fn run(aws: &AwsArgs, sdk: &SdkConfig, args: RunArgs) -> Result<ExitCo
         s3_importer_aws::config::sqs_client(sdk),
         config.queue_url.clone(),
     );
+    // S3 events for connectors in `events` mode, when the deployment has a notification queue.
+    let notifications = config
+        .notification_queue_url
+        .as_ref()
+        .map(|url| SqsConsumer::new(s3_importer_aws::config::sqs_client(sdk), url.clone()));
     loop {
+        if let Some(notifications) = &notifications {
+            let drained = crate::run_events::drain(&lister, notifications).await?;
+            if drained.acked + drained.retried > 0 {
+                outln!(
+                    "Notifications: {} handled ({} file version(s) enqueued), {} to retry",
+                    drained.acked,
+                    drained.enqueued,
+                    drained.retried
+                );
+            }
+        }
         let summary = pass(&lister, &worker, &consumer, args.connector.as_deref()).await?;
         if summary.retried > 0 {
             outln!(

@@ -7,7 +7,7 @@ use anyhow::Result;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use s3_importer_core::sync::ports::StateStore;
 use s3_importer_core::sync::{
-    Connector, ConnectorStatus, DestinationConfig, FileStatus, LedgerEntry, SyncRun,
+    Connector, ConnectorStatus, DestinationConfig, Discovery, FileStatus, LedgerEntry, SyncRun,
 };
 use serde_json::json;
 
@@ -220,6 +220,15 @@ pub async fn show(state: &dyn StateStore, name: &str, json: bool) -> Result<Exit
         ),
         ("template", template_text),
         ("destination", destination_text(&c.destination)),
+        (
+            "discovery",
+            match c.discovery {
+                Discovery::Poll => "poll (the scheduled listing)".into(),
+                Discovery::Events => {
+                    "events (S3 notifications; `connector events` prints the setup)".into()
+                }
+            },
+        ),
         ("created", time(Some(c.created_at))),
         ("updated", time(Some(c.updated_at))),
         (

@@ -40,6 +40,8 @@ pub mod vars {
     pub const STATE_TABLE: &str = "S3I_STATE_TABLE";
     /// Work queue URL.
     pub const QUEUE_URL: &str = "S3I_QUEUE_URL";
+    /// Notification queue URL (S3 events for connectors in `events` mode); optional.
+    pub const NOTIFICATION_QUEUE_URL: &str = "S3I_NOTIFICATION_QUEUE_URL";
     /// Default records table for DynamoDB destinations.
     pub const RECORDS_TABLE: &str = "S3I_RECORDS_TABLE";
     /// Bucket for error reports and S3 JSONL output.
@@ -85,6 +87,8 @@ pub struct Config {
     pub state_table: String,
     /// Work queue URL.
     pub queue_url: String,
+    /// Notification queue URL, when the deployment has one (`events` discovery).
+    pub notification_queue_url: Option<String>,
     /// Default records table.
     pub records_table: String,
     /// Output bucket.
@@ -160,6 +164,11 @@ impl Config {
         Ok(Self {
             state_table: required(vars::STATE_TABLE, "the name of the state DynamoDB table")?,
             queue_url: required(vars::QUEUE_URL, "the URL of the work SQS queue")?,
+            notification_queue_url: env
+                .get(vars::NOTIFICATION_QUEUE_URL)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
             records_table: required(
                 vars::RECORDS_TABLE,
                 "the name of the records DynamoDB table",

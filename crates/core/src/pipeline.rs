@@ -255,6 +255,12 @@ struct Message {
     rejects: Vec<RejectedRow>,
     /// Where the record after this batch starts.
     end: Position,
+    /// The file's header, on the first message only: a piece that stops without waiting for the reader
+    /// still carries it to the next piece.
+    header: Option<Vec<String>>,
+    /// The reader's last message (sent, possibly empty, unless the sink side hung up): what it read is all
+    /// sent, and it returns its summary right after.
+    last: bool,
 }
 
 #[derive(Default)]
@@ -394,8 +400,35 @@ async fn run(
     let mut first_error = None;
     let mut written_end: Option<Position> = None;
     let mut stopped_by_sink = false;
+    // The reader is stuck in a read (a stalled connection) past the stop point: it is not waited for.
+    let mut read_stalled = false;
+    let mut header: Option<Vec<String>> = None;
     let mut sink_error = None;
-    while let Some(message) = rx.recv().await {
+    loop {
+        let next = match (deadline, written_end) {
+            // Once a batch is written the piece can stop: a read that blocks past the stop point (the
+            // reader checks the clock only between records) must not hold the piece past its deadline.
+            (Some(stop), Some(_)) => {
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(stop), rx.recv()).await
+                {
+                    Ok(next) => next,
+                    Err(_) => {
+                        stopped_by_sink = true;
+                        read_stalled = true;
+                        break;
+                    }
+                }
+            }
+            _ => rx.recv().await,
+        };
+        let Some(mut message) = next else { break };
+        if header.is_none() {
+            header = message.header.take();
+        }
+        if message.last && message.rows.is_empty() && message.rejects.is_empty() {
+            break;
+        }
+        let last = message.last;
         let rows_written = message.rows.len() as u64;
         // Out of time, or a write that would end past the stop point (the destination's measured pace): what
         // was read but not written is left for the next piece.
@@ -435,15 +468,27 @@ async fn run(
         batch.clear();
         // The reader may already be done; a failed recycle only costs an allocation.
         let _ = recycle_tx.send(batch);
+        if last {
+            // The reader is done reading: its summary (a failure, where it stopped) is what ends the piece.
+            break;
+        }
     }
     // Dropping the receiver makes the reader's next send fail, so it stops promptly.
     drop(rx);
-    let summary = match reader_task.await {
-        Ok(summary) => summary,
-        Err(join) => ReadSummary {
-            failure: Some(FileFailure::Internal(join.to_string())),
+    let summary = if read_stalled {
+        // Its read ends on its own, its next send fails, and the thread ends: nothing it read is used.
+        ReadSummary {
+            header,
             ..Default::default()
-        },
+        }
+    } else {
+        match reader_task.await {
+            Ok(summary) => summary,
+            Err(join) => ReadSummary {
+                failure: Some(FileFailure::Internal(join.to_string())),
+                ..Default::default()
+            },
+        }
     };
     if let Some(e) = sink_error {
         // A transient failure in a later piece leaves the output staged by the earlier ones alone: the piece is
@@ -730,6 +775,7 @@ impl ReaderTask for ValidateLoop<'_> {
             interruptible,
         } = self;
         let mut batch_rows = batch_limit.load(Ordering::Relaxed).max(1);
+        let mut header_to_send = summary.header.clone();
         let new_batch = || {
             let batch =
                 RowBatch::with_capacity(options.batch_bytes + 64 * 1024, options.batch_rows);
@@ -826,6 +872,8 @@ impl ReaderTask for ValidateLoop<'_> {
                     rows: std::mem::replace(&mut batch, next),
                     rejects: std::mem::take(&mut rejected_rows),
                     end: reader.next_position(),
+                    header: header_to_send.take(),
+                    last: false,
                 };
                 if tx.blocking_send(message).is_err() {
                     cancelled = true;
@@ -840,12 +888,14 @@ impl ReaderTask for ValidateLoop<'_> {
             _ => reader.next_position(),
         };
         summary.decoded_bytes = end.byte;
-        if !cancelled && (!batch.is_empty() || !rejected_rows.is_empty()) {
+        if !cancelled {
             // A failed send means the sink side gave up; it reports its own error.
             let _ = tx.blocking_send(Message {
                 rows: batch,
                 rejects: rejected_rows,
                 end,
+                header: header_to_send.take(),
+                last: true,
             });
         }
     }

@@ -294,9 +294,12 @@ pub struct PermissionScope<'a> {
     pub folder: Option<&'a str>,
     /// The KMS key the objects are encrypted with, when it is a customer managed key.
     pub kms_key_arn: Option<&'a str>,
+    /// The connector is fed by S3 events: `connector verify` reads the bucket's notification configuration.
+    pub notifications: bool,
 }
 
-/// The permission policy of the source role: list the folder, read its objects, decrypt them.
+/// The permission policy of the source role: list the folder, read its objects, decrypt them; for a connector
+/// fed by events, read the bucket's notification configuration.
 pub fn permission_policy(scope: &PermissionScope<'_>) -> Value {
     let partition = partition(scope.region);
     let bucket_arn = format!("arn:{partition}:s3:::{}", scope.bucket);
@@ -322,6 +325,14 @@ pub fn permission_policy(scope: &PermissionScope<'_>) -> Value {
             "Resource": objects,
         }),
     ];
+    if scope.notifications {
+        statements.push(json!({
+            "Sid": "CheckTheNotifications",
+            "Effect": "Allow",
+            "Action": "s3:GetBucketNotification",
+            "Resource": bucket_arn,
+        }));
+    }
     if let Some(key) = scope.kms_key_arn {
         statements.push(json!({
             "Sid": "DecryptTheFiles",
@@ -622,6 +633,7 @@ mod tests {
             region: "eu-west-1",
             folder: Some("orders/"),
             kms_key_arn: Some("arn:aws:kms:eu-west-1:111122223333:key/k-1"),
+            notifications: false,
         });
         let expected = json!({
             "Version": "2012-10-17",
@@ -653,12 +665,42 @@ mod tests {
     }
 
     #[test]
+    fn an_events_connector_may_read_the_bucket_notification_configuration() {
+        let scope = |notifications| PermissionScope {
+            bucket: "acme-exports",
+            region: "us-east-1",
+            folder: Some("orders/"),
+            kms_key_arn: None,
+            notifications,
+        };
+        let statement = json!({
+            "Sid": "CheckTheNotifications",
+            "Effect": "Allow",
+            "Action": "s3:GetBucketNotification",
+            "Resource": "arn:aws:s3:::acme-exports",
+        });
+        let with = permission_policy(&scope(true));
+        assert!(
+            with["Statement"]
+                .as_array()
+                .is_some_and(|s| s.contains(&statement)),
+            "{with}"
+        );
+        assert_eq!(check_policy_document(&with), Ok(()));
+        let without = permission_policy(&scope(false));
+        assert!(!without["Statement"]
+            .as_array()
+            .is_some_and(|s| s.contains(&statement)));
+    }
+
+    #[test]
     fn permission_policy_without_folder_or_kms() {
         let policy = permission_policy(&PermissionScope {
             bucket: "acme-exports",
             region: "us-east-1",
             folder: None,
             kms_key_arn: None,
+            notifications: false,
         });
         let expected = json!({
             "Version": "2012-10-17",
@@ -712,6 +754,7 @@ mod tests {
             region: "us-east-1",
             folder: None,
             kms_key_arn: None,
+            notifications: false,
         });
         let mut bad = good.clone();
         bad["Version"] = json!("2008-10-17");

@@ -564,6 +564,106 @@ async fn deadline_stops_at_a_record_boundary_and_the_rest_resumes_from_there() -
     Ok(())
 }
 
+/// Input that gives `bytes[..cut]`, then blocks in its next read for `stall` (a connection that stops sending),
+/// then gives the rest.
+struct StallingRead {
+    bytes: std::io::Cursor<Vec<u8>>,
+    cut: u64,
+    stall: Duration,
+}
+
+impl std::io::Read for StallingRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.cut.saturating_sub(self.bytes.position());
+        if left == 0 && !self.stall.is_zero() {
+            std::thread::sleep(std::mem::take(&mut self.stall));
+        }
+        let n = if left == 0 {
+            buf.len()
+        } else {
+            buf.len().min(usize::try_from(left).unwrap_or(usize::MAX))
+        };
+        self.bytes.read(&mut buf[..n])
+    }
+}
+
+/// A read that blocks past the stop point does not hold the piece: it stops when the stop point comes, after
+/// the last batch written, with the header carried, and the next piece reads the rest from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_stalled_past_the_stop_point_stops_the_piece_on_time() -> Result {
+    let mut input = b"id,name\n".to_vec();
+    // The read stalls three bytes into row 550: rows 0..549 are read, 500 of them written in five batches.
+    let mut cut = 0;
+    for i in 0..1_000 {
+        if i == 550 {
+            cut = input.len() as u64 + 3;
+        }
+        writeln!(input, "{i},name {i}")?;
+    }
+    let began = Instant::now();
+    let options = ImportOptions {
+        deadline: Some(began + Duration::from_millis(500)),
+        batch_rows: 100,
+        ..ImportOptions::default()
+    };
+    let mut rows = MemorySink::default();
+    let mut rejects = MemoryRejects::default();
+    let report = pipeline::import_blocking(
+        StallingRead {
+            bytes: std::io::Cursor::new(input.clone()),
+            cut,
+            stall: Duration::from_secs(3),
+        },
+        csv(),
+        template("")?,
+        options,
+        &mut rows,
+        &mut rejects,
+    )
+    .await?;
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the piece waited for the stalled read: {took:?}"
+    );
+    assert_eq!(report.outcome(), Outcome::Stopped);
+    let at = report
+        .stopped()
+        .map(|s| s.at.clone())
+        .ok_or("no stop position")?;
+    assert_eq!(
+        at.header.as_deref(),
+        Some(&["id".to_owned(), "name".to_owned()][..])
+    );
+    let written = report.counts.rows_imported;
+    assert_eq!(
+        written, 500,
+        "the batches complete before the stall are written"
+    );
+    assert_eq!(rows.rows.len() as u64, written);
+
+    let rest = input[at.position.byte as usize..].to_vec();
+    let (second, rows_b, _) = run(
+        rest,
+        csv(),
+        template("")?,
+        ImportOptions {
+            start: at,
+            ..ImportOptions::default()
+        },
+    )
+    .await?;
+    assert_eq!(second.outcome(), Outcome::Imported);
+    let mut rows_a = rows;
+    rows_a.rows.extend(rows_b.rows);
+    assert_eq!(
+        ids_of(&rows_a)?,
+        (0..1_000).collect::<Vec<u64>>(),
+        "every row exactly once, in order"
+    );
+    Ok(())
+}
+
 /// Input that gives `bytes[..cut]`, then fails the next read with an I/O error, as a network does mid-body.
 struct CutRead {
     bytes: std::io::Cursor<Vec<u8>>,

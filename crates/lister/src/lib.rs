@@ -10,17 +10,25 @@
 //! | `{"action": "verify", "connector_id": "…"}` | runs the connection doctor on that connector; the report is in `report` |
 //! | `{"action": "sync", "connector_id": "…"}` | one connector's sync now |
 //! | anything else (the EventBridge schedule) | a sync of every active connector |
+//!
+//! The same function consumes the notification queue (S3 events for connectors in `events` mode): an SQS event
+//! goes to [`events::handle_notifications`]. One binary and one role for both: the source roles' trust
+//! policies already admit this role, and the event path needs the lister's permissions (state table, work
+//! queue, assuming source roles) and nothing else.
+
+pub mod events;
 
 use std::sync::Arc;
 
 use s3_importer_aws::state::DynamoStateStore;
+use s3_importer_aws::verify::notifications::queue_arn_from_url;
 use s3_importer_aws::verify::{Doctor, Report};
 use s3_importer_aws::{S3Source, SqsQueue};
 use s3_importer_core::config::{Config, ConfigError};
 use s3_importer_core::metrics;
 use s3_importer_core::sync::lister::{self, ListerDeps, ListerSettings, SyncOutcome};
 use s3_importer_core::sync::ports::StateError;
-use s3_importer_core::sync::{Clock, SystemClock};
+use s3_importer_core::sync::{Clock, Discovery, SystemClock};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -94,6 +102,8 @@ pub struct Lister {
     pub metrics_namespace: String,
     /// The connection doctor (runs with the function's own credentials).
     pub doctor: Arc<Doctor>,
+    /// The notification queue's ARN, when the deployment has one (the `notifications` check of `verify`).
+    pub notification_queue_arn: Option<String>,
 }
 
 impl Lister {
@@ -132,6 +142,13 @@ impl Lister {
             settings,
             metrics_namespace: config.metrics_namespace.clone(),
             doctor: Arc::new(Doctor::new(sdk)),
+            notification_queue_arn: config.notification_queue_url.as_deref().and_then(|url| {
+                let region = sdk
+                    .region()
+                    .map(|r| r.as_ref().to_owned())
+                    .unwrap_or_default();
+                queue_arn_from_url(url, &region)
+            }),
         }
     }
 }
@@ -161,7 +178,17 @@ pub async fn handle(
                 .ok()
                 .flatten()
                 .and_then(|t| t.template.format);
-            let report = lister.doctor.verify(&connector.source, format).await;
+            let mut report = lister.doctor.verify(&connector.source, format).await;
+            if connector.discovery == Discovery::Events {
+                let check = lister
+                    .doctor
+                    .verify_notifications(
+                        &connector.source,
+                        lister.notification_queue_arn.as_deref(),
+                    )
+                    .await;
+                report.checks.push(check);
+            }
             info!(connector = %connector.name, ok = report.ok(), "connection verified");
             return Ok(ListerResponse {
                 connectors: Vec::new(),

@@ -7,7 +7,7 @@ use chrono::Utc;
 use s3_importer_aws::verify::CheckStatus;
 use s3_importer_core::policy;
 use s3_importer_core::sync::ports::StateStore;
-use s3_importer_core::sync::{Connector, ConnectorStatus, DestinationConfig, Source};
+use s3_importer_core::sync::{Connector, ConnectorStatus, DestinationConfig, Discovery, Source};
 use serde_json::json;
 
 use super::policies::{policies, policies_json, print_policies};
@@ -62,6 +62,10 @@ pub struct CreateArgs {
     /// The format of an `s3` destination's objects: JSON Lines, or Parquet typed from the template.
     #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
     output_format: OutputFormat,
+    /// How new files are found: `poll` (the scheduled listing, default) or `events` (S3 event notifications
+    /// through the deployment's notification queue; `connector events NAME` prints the setup).
+    #[arg(long, default_value = "poll")]
+    discovery: Discovery,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -225,6 +229,7 @@ pub(super) async fn create(
         updated_at: now,
         watermark: None,
         last_sync: None,
+        discovery: args.discovery,
     };
     let p = policies(aws, sdk, &connector, args.kms_key_arn.as_deref()).await?;
     state.create_connector(&connector).await?;
@@ -268,6 +273,12 @@ pub(super) async fn create(
             "  s3-importer connector reauth {} --role-arn {}   # once the role exists (same-account buckets \
              readable by the deployment need no role)",
             connector.name, p.role_arn
+        );
+    }
+    if connector.discovery == Discovery::Events {
+        outln!(
+            "  s3-importer connector events {}   # the bucket notification to add",
+            connector.name
         );
     }
     outln!("  s3-importer connector verify {}", connector.name);

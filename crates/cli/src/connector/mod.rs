@@ -2,7 +2,7 @@
 //! preview, watch, edit, re-authenticate, pause, resume, sync, retry, delete.
 //!
 //! This file holds the subcommands and their dispatch; each verb (or group of verbs) has its handler in its
-//! own file: [`create`], [`policies`] (`policy`), [`verify`] (the connection check `verify`, `reauth` and
+//! own file: [`create`], [`events`] (`events`), [`policies`] (`policy`), [`verify`] (the connection check `verify`, `reauth` and
 //! `resume` share), [`update`] (`update`, `reauth`, `pause`, `resume`), [`delete`], [`sync`], [`retry`].
 //! `preview`, `list`, `show`, `files` and `syncs` live in [`crate::preview`] and [`crate::status`].
 
@@ -18,6 +18,7 @@ use crate::{preview, status};
 
 mod create;
 mod delete;
+mod events;
 mod policies;
 pub mod postgres;
 mod retry;
@@ -41,6 +42,16 @@ in the bucket's account; then run `connector reauth NAME --role-arn ARN` (or pas
 `connector verify NAME`."
     )]
     Create(CreateArgs),
+    /// For a connector in `events` mode: the bucket notification configuration (S3 → the deployment's
+    /// notification queue, filtered by the folder) and the EventBridge rule alternative, to paste.
+    #[command(after_help = "Example:\n  s3-importer connector events orders --json")]
+    Events {
+        /// Connector name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a connector's IAM permission policy, trust policy and role name again.
     #[command(
         after_help = "Example:\n  s3-importer connector policy orders --kms-key-arn \
@@ -138,6 +149,9 @@ s3-importer connector update orders --destination postgres:sales.orders --postgr
         /// A webhook destination's secret and limits.
         #[command(flatten)]
         webhook: webhook::WebhookArgs,
+        /// How new files are found from now on: `poll` or `events`.
+        #[arg(long)]
+        discovery: Option<s3_importer_core::sync::Discovery>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -240,6 +254,7 @@ pub async fn run(
             kms_key_arn,
             json,
         } => policies::policy(deployment, &name, kms_key_arn.as_deref(), json).await,
+        ConnectorCommand::Events { name, json } => events::events(deployment, &name, json).await,
         ConnectorCommand::Verify { name, json } => verify::verify(deployment, &name, json).await,
         ConnectorCommand::Preview(args) => preview::preview(aws, sdk, state, args).await,
         ConnectorCommand::List { json } => status::list(state, json).await,
@@ -258,9 +273,11 @@ pub async fn run(
             postgres,
             webhook,
             output_format,
+            discovery,
             json,
         } => {
             let change = update::Change {
+                discovery,
                 new_name,
                 template,
                 template_version,

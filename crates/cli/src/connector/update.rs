@@ -8,7 +8,7 @@ use chrono::Utc;
 use s3_importer_aws::verify::CheckStatus;
 use s3_importer_core::policy;
 use s3_importer_core::sync::ports::StateStore;
-use s3_importer_core::sync::{ConnectorStatus, DestinationConfig};
+use s3_importer_core::sync::{ConnectorStatus, DestinationConfig, Discovery};
 
 use super::create::{new_external_id, parse_destination, OutputFormat};
 use super::policies::policies;
@@ -37,6 +37,8 @@ pub(super) struct Change {
     pub webhook: WebhookArgs,
     /// The new format of an S3 destination's objects (new files only).
     pub output_format: Option<OutputFormat>,
+    /// The new discovery mode.
+    pub discovery: Option<Discovery>,
 }
 
 /// Runs `connector update`.
@@ -56,6 +58,7 @@ pub(super) async fn update(
         postgres,
         webhook,
         output_format,
+        discovery,
     } = change;
     let mut connector = find(state, name).await?;
     if new_name.is_none()
@@ -64,11 +67,12 @@ pub(super) async fn update(
         && bucket_region.is_none()
         && destination.is_none()
         && output_format.is_none()
+        && discovery.is_none()
     {
         return Err(exit(
             Status::Usage,
-            "nothing to change: pass --name, --template, --template-version, --bucket-region, --destination or \
-             --output-format",
+            "nothing to change: pass --name, --template, --template-version, --bucket-region, --destination, \
+             --output-format or --discovery",
         ));
     }
     let table_may_change =
@@ -123,6 +127,11 @@ pub(super) async fn update(
     }
     if template_version.is_some() {
         connector.template_version = template_version;
+    }
+    if let Some(discovery) = discovery {
+        // From events back to polling, the next listing looks back from the watermark (or the lookback on a
+        // first listing); the ledger keeps what the events already claimed from being sent twice.
+        connector.discovery = discovery;
     }
     let stored =
         require_template(state, &connector.template_id, connector.template_version).await?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use s3_importer_aws::verify::{Check, Doctor, Report};
-use s3_importer_core::sync::{Connector, ConnectorStatus, DestinationConfig};
+use s3_importer_core::sync::{Connector, ConnectorStatus, DestinationConfig, Discovery};
 use serde_json::json;
 
 use super::{find, postgres, require_template, template_format, webhook, Deployment};
@@ -104,9 +104,18 @@ pub(super) async fn check_connection(
             conclusive: true,
         });
     }
-    let report = Doctor::new(sdk)
+    let doctor = Doctor::new(sdk);
+    let mut report = doctor
         .verify(&connector.source, template_format(state, connector).await)
         .await;
+    if connector.discovery == Discovery::Events {
+        let queue_arn = aws.notification_queue_arn(sdk);
+        report.checks.push(
+            doctor
+                .verify_notifications(&connector.source, queue_arn.as_deref())
+                .await,
+        );
+    }
     let operator_is_principal = if assume_refused(&report) {
         operator_is_principal(aws, sdk).await
     } else {

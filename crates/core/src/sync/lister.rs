@@ -6,7 +6,6 @@
 //! double: a file version is sent only after this run *created* its ledger entry with a conditional write,
 //! or when a `claimed` entry was left unsent by a lister that died; a `queued` entry is never re-sent.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,14 +13,14 @@ use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, StreamExt};
 use tracing::{info, warn};
 
+use super::claim::{self, ClaimError};
 use super::clock::Clock;
 use super::model::{
-    sync_lease_name, Connector, ConnectorStatus, FileMessage, FileStatus, FileVersion, LedgerEntry,
-    SyncRun,
+    sync_lease_name, Connector, ConnectorStatus, Discovery, FileStatus, LedgerEntry, SyncRun,
 };
 use super::ports::{
-    ClaimOutcome, ConnectorStore, FileLedger, FileQueue, LeaseStore, ObjectSource, SourceError,
-    StateError, StateStore, SyncHistory, TemplateStore,
+    ConnectorStore, FileLedger, FileQueue, LeaseStore, ObjectSource, SourceError, StateError,
+    StateStore, SyncHistory, TemplateStore,
 };
 use super::rules::{self, Decision, SyncSettings};
 
@@ -113,11 +112,13 @@ enum PassError {
     Source(#[from] SourceError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
     #[error("{0}")]
     Other(String),
 }
 
-/// Syncs every active connector, `settings.concurrency` at a time. Returns each connector's outcome.
+/// Syncs every active connector (listing those that poll, see [`Discovery`]), `settings.concurrency` at a time. Returns each connector's outcome.
 pub async fn sync_all(
     deps: &ListerDeps,
     settings: &ListerSettings,
@@ -129,7 +130,10 @@ pub async fn sync_all(
             .filter(|c| c.status == ConnectorStatus::Active),
     )
     .map(|connector| async move {
-        let outcome = sync_connector(deps, settings, &connector).await;
+        // A connector fed by S3 events is not listed on the schedule: its pass only sends the entries an event
+        // claimed but could not send. (An explicit sync lists it.)
+        let list = connector.discovery == Discovery::Poll;
+        let outcome = sync_connector_with(deps, settings, &connector, list).await;
         (connector.name.clone(), outcome)
     })
     .buffer_unordered(settings.concurrency.max(1))
@@ -138,11 +142,21 @@ pub async fn sync_all(
     Ok(outcomes)
 }
 
-/// One discovery pass over one connector.
+/// One discovery pass over one connector, listing its folder whatever its discovery mode.
 pub async fn sync_connector(
     deps: &ListerDeps,
     settings: &ListerSettings,
     connector: &Connector,
+) -> SyncOutcome {
+    sync_connector_with(deps, settings, connector, true).await
+}
+
+/// One pass; without `list`, only the entries left `claimed` are sent.
+async fn sync_connector_with(
+    deps: &ListerDeps,
+    settings: &ListerSettings,
+    connector: &Connector,
+    list: bool,
 ) -> SyncOutcome {
     if connector.status != ConnectorStatus::Active {
         return SyncOutcome::NotActive;
@@ -177,7 +191,7 @@ pub async fn sync_connector(
         watermark_after: connector.watermark,
         ..SyncRun::default()
     };
-    let result = pass(deps, settings, connector, now, &mut run).await;
+    let result = pass(deps, settings, connector, now, list, &mut run).await;
     if let Err(e) = &result {
         run.error = Some(e.to_string());
         warn!(connector = %connector.id, error = %e, "sync failed");
@@ -224,6 +238,7 @@ async fn pass(
     settings: &ListerSettings,
     connector: &Connector,
     now: DateTime<Utc>,
+    list: bool,
     run: &mut SyncRun,
 ) -> Result<(), PassError> {
     let template = deps
@@ -247,10 +262,20 @@ async fn pass(
         .filter(|e| e.discovered_at <= stale_before)
         .collect();
     if !stale.is_empty() {
-        let (sent, all) = send(deps, &connector.id, &stale, now).await?;
+        let (sent, all) = claim::send(deps, &connector.id, &stale, now).await?;
         run.resent += sent;
         run.enqueued += sent;
         complete &= all;
+    }
+
+    if !list {
+        return if complete {
+            Ok(())
+        } else {
+            Err(PassError::Other(
+                "some claimed files could not be sent; they will be retried on the next run".into(),
+            ))
+        };
     }
 
     // 2. List everything, page by page, deciding and claiming as we go (memory stays per page).
@@ -270,71 +295,25 @@ async fn pass(
                 continue;
             }
             newest = Some(newest.map_or(object.last_modified, |n| n.max(object.last_modified)));
-            let version = FileVersion {
-                connector_id: connector.id.clone(),
-                bucket: connector.source.bucket.clone(),
-                key: object.key.clone(),
-                etag: object.etag.clone(),
-                version_id: None,
-            };
-            let mut entry = LedgerEntry::discovered(version, &object, now);
-            match decision {
-                Decision::Import(format) => entry.format = Some(format),
-                Decision::Skip(reason) => {
-                    entry.status = FileStatus::Skipped;
-                    entry.finished_at = Some(now);
-                    entry.skip_reason = Some(reason);
-                }
-                Decision::Ignore(_) => {}
-            }
+            let entry = claim::entry_for(connector, &object, decision, now);
             considered.push(entry);
         }
         run.candidates += considered.len() as u64;
-        let ids: Vec<String> = considered.iter().map(|e| e.version.file_id()).collect();
-        let known: HashMap<String, LedgerEntry> = if ids.is_empty() {
-            HashMap::new()
-        } else {
-            deps.ledger.get_files(&connector.id, &ids).await?
-        };
-        let fresh: Vec<LedgerEntry> = considered
-            .into_iter()
-            .filter(|e| !known.contains_key(&e.version.file_id()))
-            .collect();
-        run.already_known += ids.len() as u64 - fresh.len() as u64;
-
-        // Claim with a conditional write: only the caller that creates the entry sends the message, so two
-        // listers running at once send each version once.
-        let claims = stream::iter(fresh)
-            .map(|entry| async move {
-                let outcome = deps.ledger.claim_file(&entry).await;
-                (entry, outcome)
-            })
-            .buffer_unordered(settings.claim_concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await;
-        let mut to_send = Vec::new();
-        for (entry, outcome) in claims {
-            match outcome {
-                Ok(ClaimOutcome::Claimed) => {
-                    run.new += 1;
-                    if let Some(reason) = &entry.skip_reason {
-                        *run.skipped.entry(reason.code().to_owned()).or_default() += 1;
-                    } else {
-                        to_send.push(entry);
-                    }
-                }
-                Ok(ClaimOutcome::AlreadyKnown) => run.already_known += 1,
-                Err(e) => {
-                    warn!(connector = %connector.id, key = %entry.version.key, error = %e, "claim failed");
-                    complete = false;
-                }
-            }
+        let tally = claim::claim_and_send(
+            deps,
+            &connector.id,
+            considered,
+            settings.claim_concurrency,
+            now,
+        )
+        .await?;
+        run.new += tally.new;
+        run.already_known += tally.already_known;
+        for (reason, n) in tally.skipped {
+            *run.skipped.entry(reason).or_default() += n;
         }
-        if !to_send.is_empty() {
-            let (sent, all) = send(deps, &connector.id, &to_send, now).await?;
-            run.enqueued += sent;
-            complete &= all;
-        }
+        run.enqueued += tally.enqueued;
+        complete &= tally.complete;
         match page.next {
             Some(next) => continuation = Some(next),
             None => break,
@@ -355,39 +334,4 @@ async fn pass(
         ));
     }
     Ok(())
-}
-
-/// Sends one message per entry and marks the accepted ones `queued`. Returns (accepted, all accepted).
-async fn send(
-    deps: &ListerDeps,
-    connector_id: &str,
-    entries: &[LedgerEntry],
-    now: DateTime<Utc>,
-) -> Result<(u64, bool), PassError> {
-    let messages: Vec<FileMessage> = entries.iter().map(FileMessage::for_entry).collect();
-    let accepted = deps
-        .queue
-        .send(&messages)
-        .await
-        .map_err(|e| PassError::Other(e.to_string()))?;
-    let mut sent = 0;
-    let mut all = true;
-    for (entry, ok) in entries.iter().zip(accepted) {
-        if !ok {
-            // Still `claimed`: the next run resends it once it is older than `resend_claimed_after`.
-            all = false;
-            continue;
-        }
-        sent += 1;
-        // A failure here leaves the entry `claimed` although SQS has the message; a later resend would
-        // deliver it twice, which the worker's ledger check turns into a no-op.
-        if let Err(e) = deps
-            .ledger
-            .mark_queued(connector_id, &entry.version.file_id(), now)
-            .await
-        {
-            warn!(connector = %connector_id, key = %entry.version.key, error = %e, "cannot mark file queued");
-        }
-    }
-    Ok((sent, all))
 }

@@ -4,9 +4,11 @@
 //! [`ports`] traits, which have in-memory adapters ([`memory`]) for fast tests and real adapters in the
 //! `s3-importer-aws` crate.
 
+pub mod claim;
 pub mod clock;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
+pub mod events;
 pub mod lister;
 pub mod memory;
 pub mod model;

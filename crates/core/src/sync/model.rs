@@ -220,6 +220,44 @@ pub struct Connector {
     /// Summary of the last sync run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<SyncRun>,
+    /// How new files are found: listing on the schedule (the default) or S3 event notifications.
+    #[serde(default)]
+    pub discovery: Discovery,
+}
+
+/// How a connector's new files are found (README, "Discovery: polling or S3 events").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Discovery {
+    /// The scheduled lister lists the folder.
+    #[default]
+    Poll,
+    /// S3 `ObjectCreated` notifications, through the notification queue; the schedule does not list.
+    Events,
+}
+
+impl Discovery {
+    /// The mode's name, as the CLI takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Poll => "poll",
+            Self::Events => "events",
+        }
+    }
+}
+
+impl std::str::FromStr for Discovery {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "poll" => Ok(Self::Poll),
+            "events" => Ok(Self::Events),
+            other => Err(format!(
+                "unknown discovery {other:?}: expected \"poll\" or \"events\""
+            )),
+        }
+    }
 }
 
 /// One object as listed.

@@ -327,6 +327,14 @@ mod tests {
             self.inner.list_page(source, continuation).await
         }
 
+        async fn head(
+            &self,
+            source: &Source,
+            key: &str,
+        ) -> Result<Option<crate::sync::model::ObjectMeta>, SourceError> {
+            self.inner.head(source, key).await
+        }
+
         async fn open(
             &self,
             source: &Source,

@@ -51,6 +51,14 @@ impl ObjectSource for FaultySource {
         self.inner.list_page(source, continuation).await
     }
 
+    async fn head(
+        &self,
+        source: &Source,
+        key: &str,
+    ) -> Result<Option<s3_importer_core::sync::ObjectMeta>, SourceError> {
+        self.inner.head(source, key).await
+    }
+
     async fn open(
         &self,
         source: &Source,

@@ -179,6 +179,7 @@ impl World {
             updated_at: now,
             watermark: None,
             last_sync: None,
+            discovery: Default::default(),
         };
         state.create_connector(&connector).await?;
         let as_clock: Arc<dyn Clock> = clock.clone();

@@ -65,6 +65,7 @@ pub fn file_job(
             updated_at: at,
             watermark: None,
             last_sync: None,
+            discovery: Default::default(),
         },
         entry: LedgerEntry::discovered(version, object, at),
         template: Arc::new(template),

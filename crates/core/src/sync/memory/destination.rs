@@ -297,6 +297,7 @@ mod tests {
             updated_at: last_modified,
             watermark: None,
             last_sync: None,
+            discovery: Default::default(),
         };
         Ok(FileJob {
             connector,

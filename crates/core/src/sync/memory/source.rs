@@ -63,6 +63,8 @@ struct Bucket {
 #[derive(Debug, Default)]
 pub struct MemoryObjectSource {
     buckets: Mutex<HashMap<String, Bucket>>,
+    lists: std::sync::atomic::AtomicU64,
+    heads: std::sync::atomic::AtomicU64,
 }
 
 /// S3's page size for ListObjectsV2.
@@ -72,6 +74,16 @@ impl MemoryObjectSource {
     /// No buckets.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many pages were listed so far (a connector fed by events lists none).
+    pub fn list_calls(&self) -> u64 {
+        self.lists.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many objects were looked up with [`ObjectSource::head`] so far.
+    pub fn head_calls(&self) -> u64 {
+        self.heads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn buckets(&self) -> MutexGuard<'_, HashMap<String, Bucket>> {
@@ -148,6 +160,8 @@ impl ObjectSource for MemoryObjectSource {
         source: &Source,
         continuation: Option<String>,
     ) -> Result<ListPage, SourceError> {
+        self.lists
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let buckets = self.buckets();
         let bucket = check_owner(&buckets, source)?;
         let prefix = source.prefix.as_deref().unwrap_or("");
@@ -181,6 +195,21 @@ impl ObjectSource for MemoryObjectSource {
             None
         };
         Ok(ListPage { objects, next })
+    }
+
+    async fn head(&self, source: &Source, key: &str) -> Result<Option<ObjectMeta>, SourceError> {
+        self.heads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let buckets = self.buckets();
+        let bucket = check_owner(&buckets, source)?;
+        Ok(bucket.objects.get(key).map(|object| ObjectMeta {
+            key: key.to_owned(),
+            etag: object.etag.clone(),
+            size: object.bytes.len() as u64,
+            last_modified: object.last_modified,
+            storage_class: object.storage_class.clone(),
+            restored: object.restored,
+        }))
     }
 
     async fn open(

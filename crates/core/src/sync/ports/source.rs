@@ -154,4 +154,8 @@ pub trait ObjectSource: Send + Sync {
         etag: &str,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, SourceError>;
+
+    /// One object's metadata as a listing would show it (HeadObject, pinned to the source's account), or
+    /// `None` when there is no such key. S3 events carry no storage class or LastModified; this does.
+    async fn head(&self, source: &Source, key: &str) -> Result<Option<ObjectMeta>, SourceError>;
 }

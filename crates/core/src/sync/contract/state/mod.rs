@@ -138,6 +138,7 @@ fn connector(id: &str, name: &str, at: DateTime<Utc>) -> Connector {
         updated_at: at,
         watermark: None,
         last_sync: None,
+        discovery: Default::default(),
     }
 }
 
