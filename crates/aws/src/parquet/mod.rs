@@ -27,8 +27,11 @@
 //! object was completed finds its staging objects gone and the object there, and writes nothing.
 
 pub mod athena;
+mod columns;
+mod convert;
 pub mod encode;
 pub mod file;
+pub mod json_row;
 pub mod layout;
 pub mod local;
 pub mod schema;
