@@ -292,6 +292,6 @@ mod tests {
             }
             assert_eq!(timestamp_micros(&text).ok(), want, "{text}");
         }
-        assert!(fast > 1000, "the fast path read only {fast} timestamps");
+        assert!(fast > 200, "the fast path read only {fast} timestamps");
     }
 }

@@ -315,9 +315,15 @@ impl ColumnBuffer {
             return;
         }
         match &mut self.values {
-            Values::Bool(v) => drop(v.pop()),
-            Values::I32(v) => drop(v.pop()),
-            Values::I64(v) => drop(v.pop()),
+            Values::Bool(v) => {
+                v.pop();
+            }
+            Values::I32(v) => {
+                v.pop();
+            }
+            Values::I64(v) => {
+                v.pop();
+            }
             Values::Bytes { data, ends } => {
                 ends.pop();
                 data.truncate(ends.last().copied().unwrap_or(0));
