@@ -83,7 +83,10 @@ fn buffer() -> RowGroupBuffer {
          [[fields]]\nname = \"doc\"\ntype = \"json\"\n",
     )
     .expect("valid template");
-    RowGroupBuffer::new(OutputSchema::of(&template).expect("parquet schema"))
+    RowGroupBuffer::new(
+        OutputSchema::of(&template).expect("parquet schema"),
+        &lineage(),
+    )
 }
 
 #[test]
@@ -92,37 +95,34 @@ fn rows_fill_columns_with_nulls_unicode_lineage_and_extra_keys() -> Result<(), V
     rows.push(
         r#"{"id":"żółw 🐢","amount":"-1.50","ok":true,"doc":{"a":[1,"x"]},"more":1}"#.as_bytes(),
         3,
-        &lineage(),
     )?;
-    rows.push(br#"{"id":"b","amount":null}"#, 4, &lineage())?;
+    rows.push(br#"{"id":"b","amount":null}"#, 4)?;
     assert_eq!(rows.rows(), 2);
     let cols = rows.columns();
-    match &cols[0].values {
-        Values::Bytes(v) => assert_eq!(v[0].as_utf8().ok(), Some("żółw 🐢")),
-        other => panic!("id column holds {other:?}"),
-    }
+    assert_eq!(text_values(&cols[0].values), vec!["żółw 🐢", "b"]);
     assert!(cols[0].levels.is_empty(), "a required column has no levels");
     match &cols[1].values {
-        Values::Fixed(v) => {
-            assert_eq!(v.len(), 1);
-            assert_eq!(v[0].data(), decimal_fixed(-150, 9).as_slice());
+        Values::Fixed { data, width } => {
+            assert_eq!(*width, 9);
+            assert_eq!(data, &decimal_fixed(-150, 9));
         }
         other => panic!("amount column holds {other:?}"),
     }
     assert_eq!(cols[1].levels, vec![1, 0]);
     assert_eq!(cols[2].levels, vec![1, 0]);
-    match &cols[3].values {
-        Values::Bytes(v) => assert_eq!(v[0].as_utf8().ok(), Some(r#"{"a":[1,"x"]}"#)),
-        other => panic!("doc column holds {other:?}"),
+    assert_eq!(text_values(&cols[3].values), vec![r#"{"a":[1,"x"]}"#]);
+    match (&cols[4].values, &cols[5].values) {
+        (Values::SameBytes(key), Values::SameBytes(etag)) => {
+            assert_eq!(key.as_utf8().ok(), Some("in/ü.csv"));
+            assert_eq!(etag.as_utf8().ok(), Some("\"e\""));
+        }
+        other => panic!("_source_key, _source_etag hold {other:?}"),
     }
     match &cols[7].values {
         Values::I64(v) => assert_eq!(v, &vec![3, 4], "_source_row"),
         other => panic!("_source_row holds {other:?}"),
     }
-    match &cols[9].values {
-        Values::Bytes(v) => assert_eq!(v[0].as_utf8().ok(), Some(r#"{"more":1}"#)),
-        other => panic!("_extra holds {other:?}"),
-    }
+    assert_eq!(text_values(&cols[9].values), vec![r#"{"more":1}"#]);
     assert_eq!(cols[9].levels, vec![1, 0]);
     assert!(rows.bytes() > 0);
     rows.clear();
@@ -134,22 +134,65 @@ fn rows_fill_columns_with_nulls_unicode_lineage_and_extra_keys() -> Result<(), V
 fn a_refused_value_names_record_and_column_and_appends_nothing() {
     let mut rows = buffer();
     let err = rows
-        .push(br#"{"id":"a","amount":"1.234"}"#, 12, &lineage())
+        .push(br#"{"id":"a","amount":"1.234"}"#, 12)
         .expect_err("too many decimals");
     assert_eq!((err.record, err.column.as_str()), (12, "amount"));
     let err = rows
-        .push(br#"{"amount":"1.00"}"#, 13, &lineage())
+        .push(br#"{"amount":"1.00"}"#, 13)
         .expect_err("required");
     assert_eq!(err.column, "id");
     let err = rows
-        .push(br#"{"id":"a","ok":"yes"}"#, 14, &lineage())
+        .push(br#"{"id":"a","ok":"yes"}"#, 14)
         .expect_err("not a boolean");
     assert!(
         err.to_string()
             .contains("record 14: ok: expected a boolean"),
         "{err}"
     );
-    assert!(rows.push(b"[1]", 15, &lineage()).is_err());
+    assert!(rows.push(b"[1]", 15).is_err());
     assert_eq!(rows.rows(), 0);
     assert!(rows.columns().iter().all(|c| c.levels.is_empty()));
+    assert_eq!(rows.bytes(), 0, "a refused row leaves nothing behind");
+}
+
+/// The values of a BYTE_ARRAY column, as text.
+fn text_values(values: &Values) -> Vec<&str> {
+    match values {
+        Values::Bytes { data, ends } => {
+            let mut start = 0;
+            ends.iter()
+                .map(|&end| {
+                    let value = std::str::from_utf8(&data[start..end]).unwrap_or("<not UTF-8>");
+                    start = end;
+                    value
+                })
+                .collect()
+        }
+        other => panic!("not a text column: {other:?}"),
+    }
+}
+
+#[test]
+fn a_key_given_twice_counts_once_the_last_value_and_rows_stay_aligned() -> Result<(), ValueError> {
+    let mut rows = buffer();
+    rows.push(br#"{"id":"a","ok":true,"ok":null,"id":"b"}"#, 1)?;
+    // Out of template order, an escaped string, a refused row in between.
+    rows.push(br#"{"ok":false,"id":"c\"d"}"#, 2)?;
+    assert!(rows
+        .push(br#"{"id":"x","amount":"1.00","ok":1}"#, 3)
+        .is_err());
+    let cols = rows.columns();
+    assert_eq!(text_values(&cols[0].values), vec!["b", "c\"d"]);
+    assert_eq!(cols[2].levels, vec![0, 1]);
+    match &cols[2].values {
+        Values::Bool(v) => assert_eq!(v, &vec![false]),
+        other => panic!("ok column holds {other:?}"),
+    }
+    assert_eq!(
+        cols[1].levels,
+        vec![0, 0],
+        "the refused row's amount is taken back"
+    );
+    assert_eq!(rows.rows(), 2);
+    Ok(())
 }

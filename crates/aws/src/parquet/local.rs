@@ -23,7 +23,6 @@ pub struct ParquetFileSink {
     file: Option<std::io::BufWriter<std::fs::File>>,
     piece: PieceWriter,
     rows: RowGroupBuffer,
-    lineage: FileLineage,
     row_group_bytes: usize,
 }
 
@@ -50,8 +49,7 @@ impl ParquetFileSink {
             partial,
             file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
             piece,
-            rows: RowGroupBuffer::new(schema),
-            lineage,
+            rows: RowGroupBuffer::new(schema, &lineage),
             row_group_bytes: row_group_bytes.max(1),
         })
     }
@@ -80,9 +78,8 @@ impl ParquetFileSink {
     fn flush_row_group(&mut self) -> Result<(), SinkError> {
         if self.rows.rows() > 0 {
             self.piece
-                .write_row_group(&self.rows)
+                .write_row_group(&mut self.rows)
                 .map_err(|e| self.refuse(e))?;
-            self.rows.clear();
         }
         let bytes = self.piece.take_output();
         self.append(&bytes)
@@ -98,7 +95,7 @@ impl RowSink for ParquetFileSink {
     async fn write_batch(&mut self, batch: &RowBatch) -> Result<(), SinkError> {
         for (position, row) in batch.iter() {
             self.rows
-                .push(row, position.record, &self.lineage)
+                .push(row, position.record)
                 .map_err(|e| self.refuse(e))?;
             if self.rows.bytes() >= self.row_group_bytes {
                 self.flush_row_group()?;

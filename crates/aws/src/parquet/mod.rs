@@ -1,10 +1,11 @@
 //! Parquet output in S3: one Parquet object per source file version, typed from the template, written as a
 //! stream through one multipart upload and visible only when the file is finished.
 //!
-//! **Memory.** Rows are converted into typed column buffers ([`encode::RowGroupBuffer`]); when they hold the
-//! row group size (uncompressed, [`DEFAULT_ROW_GROUP_BYTES`] by default) they are encoded (zstd) as one row
-//! group and its bytes appended to the upload ([`crate::s3_writer::S3ObjectWriter`]). Memory is one row group
-//! and one part, whatever the file's size.
+//! **Memory.** Rows are read straight into typed column buffers ([`encode::RowGroupBuffer`], no allocation
+//! per row or value); when the buffers hold the row group size ([`DEFAULT_ROW_GROUP_BYTES`] by default) they
+//! are encoded (zstd) as one row group and its bytes appended to the upload
+//! ([`crate::s3_writer::S3ObjectWriter`]). Memory is one row group's buffers, its encoded bytes and one part,
+//! whatever the file's size.
 //!
 //! **Visible once, complete.** The object's key is a function of the file version ([`layout`]); the upload
 //! is completed only by `finish`, so a reader never sees part of a file, a retried file replaces the object
@@ -27,8 +28,11 @@
 //! object was completed finds its staging objects gone and the object there, and writes nothing.
 
 pub mod athena;
+mod columns;
+mod convert;
 pub mod encode;
 pub mod file;
+pub mod json_row;
 pub mod layout;
 pub mod local;
 pub mod schema;
@@ -38,7 +42,10 @@ pub use local::ParquetFileSink;
 pub use schema::OutputSchema;
 pub use sink::ParquetSink;
 
-/// Row group size by default: uncompressed bytes of values held before a row group is written.
+/// Row group size by default: bytes the column buffers hold (values, offsets, levels) before a row group is
+/// written. 64 MiB is about 300,000 rows and 8 MiB of zstd for the bench's orders: above the 122,880 rows
+/// DuckDB writes per row group, so engines still read row groups in parallel and skip them by statistics,
+/// while a worker's peak stays near 100 MiB.
 pub const DEFAULT_ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why rows cannot be written as Parquet.

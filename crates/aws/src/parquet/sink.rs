@@ -31,7 +31,6 @@ pub struct ParquetSink {
     writer: S3ObjectWriter,
     piece: PieceWriter,
     rows: RowGroupBuffer,
-    lineage: FileLineage,
     row_group_bytes: usize,
     staging: String,
     /// This piece's number (0 for the first).
@@ -84,18 +83,18 @@ impl ParquetSink {
         let piece =
             PieceWriter::new(&schema, parquet_type, writer.bytes(), earlier).map_err(permanent)?;
         let micros = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros();
+        let lineage = FileLineage {
+            source_key: version.key.clone(),
+            source_etag: version.etag.clone(),
+            last_modified_micros: micros(job.entry.last_modified),
+            imported_at_micros: micros(chrono::Utc::now()),
+        };
         Ok(Self {
             s3,
             bucket: bucket.to_owned(),
             writer,
             piece,
-            rows: RowGroupBuffer::new(schema),
-            lineage: FileLineage {
-                source_key: version.key.clone(),
-                source_etag: version.etag.clone(),
-                last_modified_micros: micros(job.entry.last_modified),
-                imported_at_micros: micros(chrono::Utc::now()),
-            },
+            rows: RowGroupBuffer::new(schema, &lineage),
             row_group_bytes: row_group_bytes.max(1),
             staging,
             piece_number: checkpoint.map_or(0, |c| c.piece),
@@ -111,9 +110,8 @@ impl ParquetSink {
     async fn flush_row_group(&mut self) -> Result<(), SinkError> {
         if self.rows.rows() > 0 {
             self.piece
-                .write_row_group(&self.rows)
+                .write_row_group(&mut self.rows)
                 .map_err(|e| self.permanent(e))?;
-            self.rows.clear();
         }
         let bytes = self.piece.take_output();
         self.writer.write(&bytes).await
@@ -183,7 +181,7 @@ impl RowSink for ParquetSink {
         }
         for (position, row) in batch.iter() {
             self.rows
-                .push(row, position.record, &self.lineage)
+                .push(row, position.record)
                 .map_err(|e| self.permanent(e))?;
             if self.rows.bytes() >= self.row_group_bytes {
                 self.flush_row_group().await?;
