@@ -1,3 +1,5 @@
+// Over 900 lines as one concern (the reader thread and the sink loop of one protocol); the next split is the
+// reader half (`read_and_validate`, `ValidateLoop`) into its own module (noted in the stop-25 closing note).
 //! The import pipeline: one file's bytes in, typed rows and an error report out.
 //!
 //! ```text
