@@ -168,6 +168,11 @@ impl Deployment {
                 vars::NOTIFICATION_QUEUE_URL,
                 provisioned.notification_queue_url.clone(),
             ),
+            (
+                vars::DEAD_LETTER_QUEUE_URL,
+                provisioned.dead_letter_queue_url.clone(),
+            ),
+            (vars::MAX_RECEIVES, options.max_receive_count.to_string()),
             (vars::RECORDS_TABLE, names.records_table.clone()),
             (vars::OUTPUT_BUCKET, names.output_bucket.clone()),
         ]

@@ -17,7 +17,7 @@ use anyhow::{bail, ensure, Context, Result};
 use s3_importer_aws::stack::outputs;
 use s3_importer_core::config::Config;
 use s3_importer_core::sync::ports::{ConnectorStore, FileLedger, TemplateStore};
-use s3_importer_core::sync::{Clock, DestinationConfig, Discovery};
+use s3_importer_core::sync::{Clock, DestinationConfig, Discovery, FileMessage};
 use s3_importer_lister::Lister;
 use s3_importer_tests::deployment::{sync_connector, Deployment};
 use s3_importer_tests::notifications::Route;
@@ -831,6 +831,21 @@ async fn record_a_real_run() -> Result<(Vec<Call>, Vec<Call>, Resources)> {
     ensure!(
         drained.acked == 1 && drained.retried.is_empty(),
         "{drained:?}"
+    );
+
+    // A scheduled run sweeps the dead-letter queue: a message of a file that finished meanwhile is read
+    // against the ledger and deleted.
+    let stale = FileMessage::for_entry(&d.file("a.csv").await?);
+    s3_importer_aws::config::sqs_client(&d.sdk)
+        .send_message()
+        .queue_url(&d.provisioned.dead_letter_queue_url)
+        .message_body(serde_json::to_string(&stale)?)
+        .send()
+        .await?;
+    s3_importer_lister::handle(&d.lister, json!({}), "lister-schedule").await?;
+    ensure!(
+        d.dead_letter_depth().await? == (0, 0),
+        "the sweep deleted the stale dead letter"
     );
 
     let names = &d.provisioned.names;

@@ -1,7 +1,9 @@
 //! Receiving and deleting work-queue messages, for the local runner (in Lambda, the event source mapping
 //! does this and hands the worker an `SqsEvent`).
 
+use async_trait::async_trait;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use s3_importer_core::sync::ports::{DeadLetter, DeadLetterQueue, QueueError};
 
 use crate::error::AwsCallError;
 
@@ -96,5 +98,38 @@ impl SqsConsumer {
     ) -> Result<(), AwsCallError> {
         crate::queue::change_visibility(&self.client, &self.queue_url, receipt_handle, seconds)
             .await
+    }
+}
+
+/// The dead-letter queue is read with the same calls: the lister's sweep receives without waiting.
+#[async_trait]
+impl DeadLetterQueue for SqsConsumer {
+    async fn receive(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let max = i32::try_from(max.min(10)).unwrap_or(10);
+        let received = SqsConsumer::receive(self, max, 0)
+            .await
+            .map_err(|e| QueueError {
+                context: format!("receive from the dead-letter queue {}", self.queue_url),
+                source: Box::new(e),
+            })?;
+        Ok(received
+            .into_iter()
+            .map(|r| DeadLetter {
+                receipt_handle: r.receipt_handle,
+                body: r.body,
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        SqsConsumer::delete(self, receipt_handle)
+            .await
+            .map_err(|e| QueueError {
+                context: format!(
+                    "delete a message of the dead-letter queue {}",
+                    self.queue_url
+                ),
+                source: Box::new(e),
+            })
     }
 }

@@ -84,6 +84,9 @@ pub struct AwsArgs {
     /// The deployment's notification queue URL (S3 events for connectors in `events` mode).
     #[arg(long, global = true, env = vars::NOTIFICATION_QUEUE_URL, help_heading = "Deployment")]
     pub notification_queue_url: Option<String>,
+    /// The work queue's dead-letter queue URL (`connector redrive` sweeps it).
+    #[arg(long, global = true, env = vars::DEAD_LETTER_QUEUE_URL, help_heading = "Deployment")]
+    pub dead_letter_queue_url: Option<String>,
     /// The deployment's records table (default destination).
     #[arg(long, global = true, env = vars::RECORDS_TABLE, help_heading = "Deployment")]
     pub records_table: Option<String>,
@@ -168,6 +171,10 @@ impl AwsArgs {
                 &mut self.notification_queue_url,
                 outputs.notification_queue_url,
             ),
+            (
+                &mut self.dead_letter_queue_url,
+                outputs.dead_letter_queue_url,
+            ),
             (&mut self.records_table, outputs.records_table),
             (&mut self.output_bucket, outputs.output_bucket),
             (&mut self.lister_role_arn, outputs.lister_role_arn),
@@ -206,6 +213,7 @@ impl AwsArgs {
             (vars::STATE_TABLE, &self.state_table),
             (vars::QUEUE_URL, &self.queue_url),
             (vars::NOTIFICATION_QUEUE_URL, &self.notification_queue_url),
+            (vars::DEAD_LETTER_QUEUE_URL, &self.dead_letter_queue_url),
             (vars::RECORDS_TABLE, &self.records_table),
             (vars::OUTPUT_BUCKET, &self.output_bucket),
         ] {

@@ -66,8 +66,12 @@ pub async fn run(aws: &AwsArgs, sdk: &SdkConfig, command: LocalCommand) -> Resul
                 p.notification_queue_url
             );
             outln!("export S3I_OUTPUT_BUCKET={}", p.names.output_bucket);
-            // Nothing reads a DLQ variable: the URL is for the user (`aws sqs receive-message`).
-            outln!("# dead-letter queue: {}", p.dead_letter_queue_url);
+            // `connector redrive` and `run` sweep it: dead-lettered files end `failed`.
+            outln!(
+                "export S3I_DEAD_LETTER_QUEUE_URL={}",
+                p.dead_letter_queue_url
+            );
+            outln!("export S3I_MAX_RECEIVES=5");
         }
         LocalCommand::CreateBucket { bucket } => {
             // The rules `connector create --bucket` applies: a bucket made here can be a connector's source.

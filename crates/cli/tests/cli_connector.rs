@@ -365,6 +365,62 @@ async fn lifecycle_preview_sync_status_edit_retry_pause_delete() -> Result<()> {
     );
     assert!(nothing.contains("no failed file"), "{nothing}");
 
+    // Replay: without --yes a plan and the rows at stake, nothing sent; with it, the one file version again.
+    let plan = d.json(&[
+        "connector",
+        "replay",
+        "shop",
+        "--key",
+        "in/orders-2024-05-01.csv",
+        "--json",
+    ]);
+    assert_eq!(plan["dry_run"], true, "{plan:#}");
+    assert_eq!(plan["replay"][0]["key"], "in/orders-2024-05-01.csv");
+    assert!(plan["rows_at_stake"].as_u64().unwrap() > 0, "{plan:#}");
+    let text = d.expect(0, &["connector", "replay", "shop", "--status", "imported"]);
+    assert!(
+        text.contains("would replay") && text.contains("add --yes"),
+        "{text}"
+    );
+    let queued = d.json(&["connector", "files", "shop", "--status", "queued", "--json"]);
+    assert!(
+        queued.as_array().unwrap().is_empty(),
+        "a dry run sends nothing"
+    );
+    let unknown = d.expect(3, &["connector", "replay", "shop", "--key", "in/nope.csv"]);
+    assert!(unknown.contains("has no file"), "{unknown}");
+    d.expect(2, &["connector", "replay", "shop", "--status", "queued"]);
+    let replayed = d.json(&[
+        "connector",
+        "replay",
+        "shop",
+        "--key",
+        "in/orders-2024-05-01.csv",
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(replayed["requeued"], json!(["in/orders-2024-05-01.csv"]));
+    d.expect(0, &["run", "--once", "--connector", "shop"]);
+    let files = d.json(&["connector", "files", "shop", "--json"]);
+    let replayed_entry = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["version"]["key"] == "in/orders-2024-05-01.csv")
+        .unwrap();
+    assert_eq!(
+        (
+            &replayed_entry["status"],
+            &replayed_entry["attempts"],
+            &replayed_entry["replays"]
+        ),
+        (&json!("imported"), &json!(2), &json!(1)),
+        "{replayed_entry:#}"
+    );
+    // Nothing in the dead-letter queue: a re-drive says so.
+    let redriven = d.expect(0, &["connector", "redrive", "shop"]);
+    assert!(redriven.contains("no dead-lettered files"), "{redriven}");
+
     // Update: rename and change the template; unknown template refused.
     d.expect(
         0,
@@ -731,6 +787,8 @@ fn every_command_has_help_with_an_example() {
         &["connector", "delete"],
         &["connector", "sync"],
         &["connector", "retry"],
+        &["connector", "redrive"],
+        &["connector", "replay"],
         &["template", "add"],
         &["template", "list"],
         &["template", "show"],

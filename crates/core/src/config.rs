@@ -42,6 +42,12 @@ pub mod vars {
     pub const QUEUE_URL: &str = "S3I_QUEUE_URL";
     /// Notification queue URL (S3 events for connectors in `events` mode); optional.
     pub const NOTIFICATION_QUEUE_URL: &str = "S3I_NOTIFICATION_QUEUE_URL";
+    /// Dead-letter queue URL of the work queue: the lister marks the files whose messages land there
+    /// `failed`; optional.
+    pub const DEAD_LETTER_QUEUE_URL: &str = "S3I_DEAD_LETTER_QUEUE_URL";
+    /// Receives of a work message before SQS moves it to the dead-letter queue (the redrive policy's
+    /// `maxReceiveCount`), named in a dead-lettered file's error.
+    pub const MAX_RECEIVES: &str = "S3I_MAX_RECEIVES";
     /// Default records table for DynamoDB destinations.
     pub const RECORDS_TABLE: &str = "S3I_RECORDS_TABLE";
     /// Bucket for error reports and S3 JSONL output.
@@ -89,6 +95,10 @@ pub struct Config {
     pub queue_url: String,
     /// Notification queue URL, when the deployment has one (`events` discovery).
     pub notification_queue_url: Option<String>,
+    /// The work queue's dead-letter queue URL, when known ([`vars::DEAD_LETTER_QUEUE_URL`]).
+    pub dead_letter_queue_url: Option<String>,
+    /// The work queue's `maxReceiveCount` ([`vars::MAX_RECEIVES`], default 5).
+    pub max_receives: u32,
     /// Default records table.
     pub records_table: String,
     /// Output bucket.
@@ -169,6 +179,12 @@ impl Config {
                 .map(|v| v.trim())
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned),
+            dead_letter_queue_url: env
+                .get(vars::DEAD_LETTER_QUEUE_URL)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
+            max_receives: number(env, vars::MAX_RECEIVES, 5u32)?.max(1),
             records_table: required(
                 vars::RECORDS_TABLE,
                 "the name of the records DynamoDB table",

@@ -50,6 +50,8 @@ pub mod names {
     pub const FILES_IMPORTED: &str = "FilesImported";
     /// Files failed permanently.
     pub const FILES_FAILED: &str = "FilesFailed";
+    /// Files whose messages reached the dead-letter queue (also counted in [`FILES_FAILED`]).
+    pub const FILES_DEAD_LETTERED: &str = "FilesDeadLettered";
     /// Messages handed back for a retry.
     pub const FILES_RETRIED: &str = "FilesRetried";
     /// Rows imported.
@@ -232,6 +234,21 @@ pub fn sync_run(
             Unit::Count,
             if failed { 1.0 } else { 0.0 },
         )
+}
+
+/// The lister's document for one connector's files found in the dead-letter queue and marked `failed`:
+/// counted as dead-lettered and as failed, so the failed-files alarm sees them too.
+pub fn files_dead_lettered(
+    namespace: &str,
+    connector_id: &str,
+    files: u64,
+    now: DateTime<Utc>,
+) -> EmfDocument {
+    EmfDocument::new(namespace, now)
+        .dimension(CONNECTOR_DIMENSION, connector_id.to_owned())
+        .property("Function", "lister")
+        .metric(names::FILES_DEAD_LETTERED, Unit::Count, count(files))
+        .metric(names::FILES_FAILED, Unit::Count, count(files))
 }
 
 /// The worker's document for one message, or `None` when the body was not a file message (nothing to

@@ -352,8 +352,9 @@ async fn transient_source_failure_releases_the_file_for_the_redelivery() -> Resu
 }
 
 /// The engine's side of dead-lettering: every receive is an attempt; after `max_receive_count` of them the
-/// message leaves the work queue, the file stays `queued` with its last error, and the lister never re-sends
-/// it. (The emulator suite keeps SQS's own redrive.)
+/// message leaves the work queue, the file stays `queued` with its last error until the lister's sweep of the
+/// dead-letter queue fails it (`engine_redo.rs`), and the lister never re-sends it. (The emulator suite keeps
+/// SQS's own redrive.)
 #[tokio::test]
 async fn message_that_keeps_failing_moves_to_the_dead_letter_queue() -> Result {
     let mut w = World::new().await?;

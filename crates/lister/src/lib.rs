@@ -20,6 +20,7 @@ pub mod events;
 
 use std::sync::Arc;
 
+use s3_importer_aws::consumer::SqsConsumer;
 use s3_importer_aws::state::DynamoStateStore;
 use s3_importer_aws::verify::notifications::queue_arn_from_url;
 use s3_importer_aws::verify::{Doctor, Report};
@@ -27,7 +28,8 @@ use s3_importer_aws::{S3Source, SqsQueue};
 use s3_importer_core::config::{Config, ConfigError};
 use s3_importer_core::metrics;
 use s3_importer_core::sync::lister::{self, ListerDeps, ListerSettings, SyncOutcome};
-use s3_importer_core::sync::ports::StateError;
+use s3_importer_core::sync::ports::{DeadLetterQueue, StateError};
+use s3_importer_core::sync::redo;
 use s3_importer_core::sync::{Clock, Discovery, SystemClock};
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -104,7 +106,14 @@ pub struct Lister {
     pub doctor: Arc<Doctor>,
     /// The notification queue's ARN, when the deployment has one (the `notifications` check of `verify`).
     pub notification_queue_arn: Option<String>,
+    /// The work queue's dead-letter queue, swept on every scheduled run when the deployment names it.
+    pub dead_letters: Option<Arc<dyn DeadLetterQueue>>,
+    /// The work queue's `maxReceiveCount`, named in a dead-lettered file's error.
+    pub max_receives: u32,
 }
+
+/// Dead-letter messages one scheduled run handles at most (the rest wait for the next run).
+pub const DEAD_LETTERS_PER_RUN: usize = 200;
 
 impl Lister {
     /// Builds the lister from the environment (`Config::from_env`) and the standard AWS configuration.
@@ -149,6 +158,13 @@ impl Lister {
                     .unwrap_or_default();
                 queue_arn_from_url(url, &region)
             }),
+            dead_letters: config.dead_letter_queue_url.as_ref().map(|url| {
+                Arc::new(SqsConsumer::new(
+                    s3_importer_aws::config::sqs_client(sdk),
+                    url.clone(),
+                )) as Arc<dyn DeadLetterQueue>
+            }),
+            max_receives: config.max_receives,
         }
     }
 }
@@ -206,7 +222,10 @@ pub async fn handle(
             let outcome = lister::sync_connector(&lister.deps, &settings, &connector).await;
             vec![(connector.name, outcome)]
         }
-        None => lister::sync_all(&lister.deps, &settings).await?,
+        None => {
+            sweep_dead_letters(lister).await;
+            lister::sync_all(&lister.deps, &settings).await?
+        }
     };
     emit_metrics(lister, &outcomes);
     let connectors = outcomes
@@ -234,6 +253,51 @@ pub async fn handle(
         connectors,
         report: None,
     })
+}
+
+/// Marks the files whose messages reached the dead-letter queue `failed` (`sync::redo`). A failure is
+/// logged and left for the next run: it must not stop the sync.
+async fn sweep_dead_letters(lister: &Lister) {
+    let Some(dlq) = &lister.dead_letters else {
+        return;
+    };
+    let now = lister.deps.clock.now();
+    match redo::sweep_dead_letters(
+        &**dlq,
+        &*lister.deps.ledger,
+        lister.max_receives,
+        DEAD_LETTERS_PER_RUN,
+        now,
+    )
+    .await
+    {
+        Ok(sweep) => {
+            if !sweep.failed.is_empty() || sweep.unreadable > 0 {
+                info!(
+                    failed = sweep.failed.len(),
+                    stale = sweep.stale,
+                    kept = sweep.kept,
+                    unreadable = sweep.unreadable,
+                    "dead-letter queue swept"
+                );
+            }
+            let mut per_connector: std::collections::BTreeMap<&str, u64> = Default::default();
+            for (connector_id, _) in &sweep.failed {
+                *per_connector.entry(connector_id.as_str()).or_default() += 1;
+            }
+            for (connector_id, files) in per_connector {
+                s3_importer_aws::telemetry::emit_metrics(&metrics::files_dead_lettered(
+                    &lister.metrics_namespace,
+                    connector_id,
+                    files,
+                    now,
+                ));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot sweep the dead-letter queue; next run tries again")
+        }
+    }
 }
 
 async fn find_connector(

@@ -148,11 +148,14 @@ impl WebhookDestination {
 #[async_trait]
 impl Destination for WebhookDestination {
     async fn open_rows(&self, job: &FileJob) -> Result<Box<dyn RowSink>, SinkError> {
-        Ok(Box::new(sink::WebhookSink::new(
-            self.webhook.clone(),
-            job.entry.version.clone(),
-            job.entry.last_modified,
-        )))
+        Ok(Box::new(
+            sink::WebhookSink::new(
+                self.webhook.clone(),
+                job.entry.version.clone(),
+                job.entry.last_modified,
+            )
+            .replay(job.entry.replays),
+        ))
     }
 
     async fn open_rejects(&self, job: &FileJob) -> Result<Box<dyn RejectSink>, SinkError> {

@@ -22,8 +22,10 @@ use crate::deliver::{deliver, Delivered};
 use crate::Webhook;
 
 /// The idempotency key of the batch covering records `first..=last` of `version`: hex SHA-256 of the
-/// fields, so equal on every redelivery and retry of the same batch, and different for any other.
-pub fn idempotency_key(version: &FileVersion, first: u64, last: u64) -> String {
+/// fields, so equal on every redelivery and retry of the same batch, and different for any other. A replay
+/// (`connector replay`, `replays` > 0) is a new delivery the user asked for: its number is part of the key,
+/// so a receiver that deduplicates by key takes the rows again (once per replay).
+pub fn idempotency_key(version: &FileVersion, replays: u32, first: u64, last: u64) -> String {
     let mut h = Sha256::new();
     for field in [
         "s3-importer-webhook/v1",
@@ -36,6 +38,10 @@ pub fn idempotency_key(version: &FileVersion, first: u64, last: u64) -> String {
         h.update((field.len() as u64).to_be_bytes());
         h.update(field.as_bytes());
     }
+    if replays > 0 {
+        h.update(b"replay");
+        h.update(replays.to_be_bytes());
+    }
     h.update(first.to_be_bytes());
     h.update(last.to_be_bytes());
     hex::encode(h.finalize())
@@ -45,6 +51,8 @@ pub fn idempotency_key(version: &FileVersion, first: u64, last: u64) -> String {
 pub struct WebhookSink {
     webhook: Arc<Webhook>,
     version: FileVersion,
+    /// The file version's replay number (part of the idempotency keys).
+    replays: u32,
     /// `{"version":1,…,"rows":[`, built once.
     head: Vec<u8>,
     /// The batch's rows, comma-separated.
@@ -74,12 +82,19 @@ impl WebhookSink {
         Self {
             webhook,
             version,
+            replays: 0,
             head,
             rows: Vec::new(),
             positions: Vec::new(),
             refused: Vec::new(),
             batches: 0,
         }
+    }
+
+    /// The sink of a replay (`connector replay`): the batches get new idempotency keys.
+    pub fn replay(mut self, replays: u32) -> Self {
+        self.replays = replays;
+        self
     }
 
     fn body_len_with(&self, row: usize) -> usize {
@@ -108,7 +123,7 @@ impl WebhookSink {
             return Ok(());
         };
         let (first, last) = (first.record, last.record);
-        let key = idempotency_key(&self.version, first, last);
+        let key = idempotency_key(&self.version, self.replays, first, last);
         let mut body = Vec::with_capacity(self.head.len() + self.rows.len() + 96);
         body.extend_from_slice(&self.head);
         body.extend_from_slice(&self.rows);
@@ -213,24 +228,29 @@ mod tests {
 
     #[test]
     fn keys_depend_on_every_field_and_nothing_else() {
-        let a = idempotency_key(&version("\"e1\""), 1, 500);
-        assert_eq!(a, idempotency_key(&version("\"e1\""), 1, 500));
+        let a = idempotency_key(&version("\"e1\""), 0, 1, 500);
+        assert_eq!(a, idempotency_key(&version("\"e1\""), 0, 1, 500));
         assert_eq!(
             a,
-            idempotency_key(&version("e1"), 1, 500),
+            idempotency_key(&version("e1"), 0, 1, 500),
             "quotes of the ETag do not matter"
         );
-        assert_ne!(a, idempotency_key(&version("\"e2\""), 1, 500));
-        assert_ne!(a, idempotency_key(&version("\"e1\""), 1, 499));
-        assert_ne!(a, idempotency_key(&version("\"e1\""), 2, 500));
+        assert_ne!(a, idempotency_key(&version("\"e2\""), 0, 1, 500));
+        assert_ne!(a, idempotency_key(&version("\"e1\""), 0, 1, 499));
+        assert_ne!(a, idempotency_key(&version("\"e1\""), 0, 2, 500));
         let mut other = version("\"e1\"");
         other.version_id = Some("v".into());
-        assert_ne!(a, idempotency_key(&other, 1, 500));
+        assert_ne!(a, idempotency_key(&other, 0, 1, 500));
         // Field boundaries are length-prefixed: moving a character between fields changes the key.
         let mut shifted = version("\"e1\"");
         shifted.bucket = "bk".into();
         shifted.key = ".csv".into();
-        assert_ne!(a, idempotency_key(&shifted, 1, 500));
+        assert_ne!(a, idempotency_key(&shifted, 0, 1, 500));
         assert_eq!(a.len(), 64);
+        // Each replay is a delivery of its own, stable across its redeliveries.
+        let replayed = idempotency_key(&version("\"e1\""), 1, 1, 500);
+        assert_ne!(a, replayed);
+        assert_eq!(replayed, idempotency_key(&version("\"e1\""), 1, 1, 500));
+        assert_ne!(replayed, idempotency_key(&version("\"e1\""), 2, 1, 500));
     }
 }

@@ -222,6 +222,7 @@ mod tests {
     use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
     use aws_sdk_dynamodb::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use s3_importer_core::sync::model::FileStatus;
     use s3_importer_core::sync::ports::{ConnectorStore, FileLedger, LeaseStore};
 
     fn condition_failed() -> ConditionalCheckFailedException {
@@ -254,7 +255,12 @@ mod tests {
         store.mark_continued("c-1", "f", 2).await?;
         store.release_lease("sync", "me").await?;
         // Refusals.
-        assert!(!store.retry_file("c-1", "f", now).await?);
+        assert!(
+            !store
+                .reopen_file("c-1", "f", FileStatus::Failed, false)
+                .await?
+        );
+        assert!(!store.dead_letter_file("c-1", "f", "dlq", now).await?);
         assert!(
             !store
                 .acquire_lease("sync", "me", now, chrono::Duration::minutes(1))

@@ -340,21 +340,24 @@ impl FileLedger for DynamoStateStore {
             .await
     }
 
-    async fn retry_file(
+    async fn reopen_file(
         &self,
         connector_id: &str,
         file_id: &str,
-        _now: DateTime<Utc>,
+        from: FileStatus,
+        replay: bool,
     ) -> Result<bool, StateError> {
-        let context = self.ctx(format!("retry file {file_id} of connector {connector_id}"));
+        let context = self.ctx(format!(
+            "reopen {from} file {file_id} of connector {connector_id}"
+        ));
         let mut expr = Expr::default();
         let status = expr.name("status");
-        let failed = expr.value("failed", s(FileStatus::Failed.as_str()));
+        let from_value = expr.value("from", s(from.as_str()));
         let claimed = expr.value("claimed", s(FileStatus::Claimed.as_str()));
         let zero = expr.value("zero", n(0));
         let imported = expr.name("rows_imported");
         let rejected = expr.name("rows_rejected");
-        // The same reset as `reset_for_retry` (the contract suite compares both stores against it).
+        // The same reset as `LedgerEntry::reopen` (the contract suite compares both stores against it).
         let removed: Vec<String> = [
             "queued_at",
             "finished_at",
@@ -362,17 +365,59 @@ impl FileLedger for DynamoStateStore {
             "lease_owner",
             "error_report",
             "error",
+            "skip_reason",
             "checkpoint",
         ]
         .iter()
         .map(|a| expr.name(a))
         .collect();
+        let mut set = format!("{status} = {claimed}, {imported} = {zero}, {rejected} = {zero}");
+        if replay {
+            let replays = expr.name("replays");
+            let one = expr.value("one", n(1));
+            set.push_str(&format!(
+                ", {replays} = if_not_exists({replays}, {zero}) + {one}"
+            ));
+        }
+        let update = format!("SET {set} REMOVE {}", removed.join(", "));
+        // Only an entry in `from` moves: a second caller (or a worker that got there first) changes nothing.
+        let condition = format!("{status} = {from_value}");
+        let write = WriteIf::update(file_key(connector_id, file_id), update, condition, expr);
+        Ok(self.write_if(write, &context).await?.is_done())
+    }
+
+    async fn dead_letter_file(
+        &self,
+        connector_id: &str,
+        file_id: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StateError> {
+        let context = self.ctx(format!(
+            "fail dead-lettered file {file_id} of connector {connector_id}"
+        ));
+        let mut expr = Expr::default();
+        let status = expr.name("status");
+        let error_name = expr.name("error");
+        let finished = expr.name("finished_at");
+        let until = expr.name("lease_until");
+        let owner = expr.name("lease_owner");
+        let claimed = expr.value("claimed", s(FileStatus::Claimed.as_str()));
+        let queued = expr.value("queued", s(FileStatus::Queued.as_str()));
+        let processing = expr.value("processing", s(FileStatus::Processing.as_str()));
+        let failed = expr.value("failed", s(FileStatus::Failed.as_str()));
+        let error_value = expr.value("error", s(error));
+        let now_ms = expr.value("now_ms", n(millis_n(now)));
+        let now_s = expr.value("now", time_s(now).map_err(|e| other(context.clone(), e))?);
         let update = format!(
-            "SET {status} = {claimed}, {imported} = {zero}, {rejected} = {zero} REMOVE {}",
-            removed.join(", ")
+            "SET {status} = {failed}, {error_name} = {error_value}, {finished} = {now_s} \
+             REMOVE {until}, {owner}"
         );
-        // Only a failed file is retried: anything else is left as it is (`false`).
-        let condition = format!("{status} = {failed}");
+        // The same rule as `LedgerEntry::awaits_a_worker`: a worker holding a live lease keeps the file.
+        let condition = format!(
+            "{status} IN ({claimed}, {queued}) OR ({status} = {processing} AND \
+             (attribute_not_exists({until}) OR {until} < {now_ms}))"
+        );
         let write = WriteIf::update(file_key(connector_id, file_id), update, condition, expr);
         Ok(self.write_if(write, &context).await?.is_done())
     }

@@ -1,9 +1,9 @@
 //! `s3-importer connector …`: the connector lifecycle — create (with the IAM policies to paste), verify,
-//! preview, watch, edit, re-authenticate, pause, resume, sync, retry, delete.
+//! preview, watch, edit, re-authenticate, pause, resume, sync, retry, redrive, replay, delete.
 //!
 //! This file holds the subcommands and their dispatch; each verb (or group of verbs) has its handler in its
 //! own file: [`create`], [`events`] (`events`), [`policies`] (`policy`), [`verify`] (the connection check `verify`, `reauth` and
-//! `resume` share), [`update`] (`update`, `reauth`, `pause`, `resume`), [`delete`], [`sync`], [`retry`].
+//! `resume` share), [`update`] (`update`, `reauth`, `pause`, `resume`), [`delete`], [`sync`], [`redo`] (`retry`, `redrive`, `replay`).
 //! `preview`, `list`, `show`, `files` and `syncs` live in [`crate::preview`] and [`crate::status`].
 
 use std::process::ExitCode;
@@ -21,7 +21,7 @@ mod delete;
 mod events;
 mod policies;
 pub mod postgres;
-mod retry;
+mod redo;
 mod schema;
 mod sync;
 mod update;
@@ -236,6 +236,22 @@ Exit status 5 when verification fails (the connector is then marked broken with 
         #[arg(long)]
         json: bool,
     },
+    /// Mark the files in the dead-letter queue failed, then re-queue this connector's files that failed there.
+    #[command(after_help = "Example:\n  s3-importer connector redrive orders")]
+    Redrive {
+        /// Connector name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import file versions again (imported ones too, and ones older than the lookback); the destination
+    /// applies them idempotently. Without --yes, prints what it would replay and the rows at stake.
+    #[command(
+        after_help = "Examples:\n  s3-importer connector replay orders --since 2024-05-01 --until 2024-05-02\n  \
+s3-importer connector replay orders --key incoming/orders-2024-05-04.csv --yes"
+    )]
+    Replay(redo::ReplayArgs),
 }
 
 /// Runs a `connector` subcommand.
@@ -311,8 +327,10 @@ pub async fn run(
         ConnectorCommand::Delete { name, yes } => delete::delete(state, &name, yes).await,
         ConnectorCommand::Sync { name, json } => sync::sync_now(deployment, &name, json).await,
         ConnectorCommand::Retry { name, files, json } => {
-            retry::retry(deployment, &name, files, json).await
+            redo::retry(deployment, &name, files, json).await
         }
+        ConnectorCommand::Redrive { name, json } => redo::redrive(deployment, &name, json).await,
+        ConnectorCommand::Replay(args) => redo::replay(deployment, args).await,
     }
 }
 

@@ -43,6 +43,10 @@ impl Deployment {
             ),
             ("S3I_QUEUE_URL".to_owned(), p.queue_url.clone()),
             (
+                "S3I_DEAD_LETTER_QUEUE_URL".to_owned(),
+                p.dead_letter_queue_url.clone(),
+            ),
+            (
                 "S3I_OUTPUT_BUCKET".to_owned(),
                 p.names.output_bucket.clone(),
             ),

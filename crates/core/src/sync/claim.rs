@@ -10,7 +10,7 @@ use tracing::warn;
 
 use super::lister::ListerDeps;
 use super::model::{Connector, FileMessage, FileStatus, FileVersion, LedgerEntry, ObjectMeta};
-use super::ports::{ClaimOutcome, StateError};
+use super::ports::{ClaimOutcome, FileLedger, FileQueue, StateError};
 use super::rules::Decision;
 
 /// The ledger entry discovery records for one object, given its decision: to import (with its format) or
@@ -134,9 +134,19 @@ pub(crate) async fn send(
     entries: &[LedgerEntry],
     now: DateTime<Utc>,
 ) -> Result<(u64, bool), ClaimError> {
+    send_to(&*deps.ledger, &*deps.queue, connector_id, entries, now).await
+}
+
+/// [`send`] with the ledger and queue alone (the CLI's retries and replays have no lister).
+pub(crate) async fn send_to(
+    ledger: &dyn FileLedger,
+    queue: &dyn FileQueue,
+    connector_id: &str,
+    entries: &[LedgerEntry],
+    now: DateTime<Utc>,
+) -> Result<(u64, bool), ClaimError> {
     let messages: Vec<FileMessage> = entries.iter().map(FileMessage::for_entry).collect();
-    let accepted = deps
-        .queue
+    let accepted = queue
         .send(&messages)
         .await
         .map_err(|e| ClaimError::Queue(e.to_string()))?;
@@ -151,8 +161,7 @@ pub(crate) async fn send(
         sent += 1;
         // A failure here leaves the entry `claimed` although SQS has the message; a later resend would
         // deliver it twice, which the worker's ledger check turns into a no-op.
-        if let Err(e) = deps
-            .ledger
+        if let Err(e) = ledger
             .mark_queued(connector_id, &entry.version.file_id(), now)
             .await
         {

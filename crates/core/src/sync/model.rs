@@ -498,6 +498,14 @@ pub struct LedgerEntry {
     /// Where a long file's next piece starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
+    /// Times the file version was replayed (`connector replay`): destinations that remember the file
+    /// versions they applied apply it again when this is higher than what they recorded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replays: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl LedgerEntry {
@@ -523,6 +531,7 @@ impl LedgerEntry {
             error: None,
             template_version: None,
             checkpoint: None,
+            replays: 0,
         }
     }
 
@@ -548,11 +557,12 @@ impl LedgerEntry {
         }
     }
 
-    /// What `retry_file` does to a failed entry: back to `claimed` with the outcome of the failed attempt
-    /// cleared, so the next lister pass sends it and the worker starts from the first byte. `discovered_at`
-    /// is kept (old), so the lister's "claimed but never sent" rule picks it up on its next pass; `attempts`
-    /// is kept as history.
-    pub fn reset_for_retry(&mut self) {
+    /// What `reopen_file` does to an entry a user sends again (`retry`, `redrive`, `replay`): back to `claimed`
+    /// with the outcome of the last attempt cleared, so the next lister pass sends it (if the caller does not)
+    /// and the worker starts from the first byte. `discovered_at` is kept (old), so the lister's "claimed but
+    /// never sent" rule picks it up on its next pass; `attempts` is kept as history. A replay also counts in
+    /// `replays`.
+    pub fn reopen(&mut self, replay: bool) {
         self.status = FileStatus::Claimed;
         self.queued_at = None;
         self.finished_at = None;
@@ -562,7 +572,30 @@ impl LedgerEntry {
         self.rows_rejected = 0;
         self.error_report = None;
         self.error = None;
+        self.skip_reason = None;
         self.checkpoint = None;
+        if replay {
+            self.replays += 1;
+        }
+    }
+
+    /// What `dead_letter_file` does: the file failed because its message reached the dead-letter queue.
+    pub fn dead_lettered(&mut self, error: &str, now: DateTime<Utc>) {
+        self.status = FileStatus::Failed;
+        self.error = Some(error.to_owned());
+        self.finished_at = Some(now);
+        self.lease_until = None;
+        self.lease_owner = None;
+    }
+
+    /// Whether `dead_letter_file` applies: the file is still on its way (`claimed`, `queued`, or `processing`
+    /// with nobody holding a live lease).
+    pub fn awaits_a_worker(&self, now: DateTime<Utc>) -> bool {
+        match self.status {
+            FileStatus::Claimed | FileStatus::Queued => true,
+            FileStatus::Processing => lease_is_free(self.lease_until, now),
+            _ => false,
+        }
     }
 
     /// The rows imported and rejected (the entry keeps those two; every row read is one or the other).

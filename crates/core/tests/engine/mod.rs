@@ -26,7 +26,8 @@ use s3_importer_core::sync::memory::{
     MemoryDestination, MemoryObject, MemoryObjectSource, MemoryQueue, MemoryStateStore, StoredRow,
 };
 use s3_importer_core::sync::ports::{
-    ConnectorStore, Destination, FileLedger, FileQueue, ObjectSource, TemplateStore,
+    ConnectorStore, DeadLetter, DeadLetterQueue, Destination, FileLedger, FileQueue, ObjectSource,
+    QueueError, TemplateStore,
 };
 use s3_importer_core::sync::worker::{
     self, Delivery, Disposition, MessageResult, WorkerDeps, WorkerSettings,
@@ -367,6 +368,18 @@ impl World {
         self.sqs().dead.len()
     }
 
+    /// Makes the dead-letter queue's received messages visible again (their visibility timeout passed).
+    pub fn expire_dead_letters(&self) {
+        for m in &mut self.sqs().dead {
+            m.visible = true;
+        }
+    }
+
+    /// The dead-letter queue as the lister's sweep reads it: a received message is hidden until deleted.
+    pub fn dead_letters(&self) -> DeadLetters<'_> {
+        DeadLetters(self)
+    }
+
     // -----------------------------------------------------------------------------------------------------
     // The worker, as the handler calls it
     // -----------------------------------------------------------------------------------------------------
@@ -593,5 +606,33 @@ pub fn one(messages: Vec<Received>) -> Result<Received> {
     match <[Received; 1]>::try_from(messages) {
         Ok([m]) => Ok(m),
         Err(all) => Err(fail(format!("{} messages, not 1: {all:#?}", all.len()))),
+    }
+}
+
+/// [`World::dead_letters`].
+pub struct DeadLetters<'a>(&'a World);
+
+#[async_trait::async_trait]
+impl DeadLetterQueue for DeadLetters<'_> {
+    async fn receive(&self, max: usize) -> std::result::Result<Vec<DeadLetter>, QueueError> {
+        let mut sqs = self.0.sqs();
+        Ok(sqs
+            .dead
+            .iter_mut()
+            .filter(|m| m.visible)
+            .take(max)
+            .map(|m| {
+                m.visible = false;
+                DeadLetter {
+                    receipt_handle: m.id.clone(),
+                    body: m.body.clone(),
+                }
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> std::result::Result<(), QueueError> {
+        self.0.sqs().dead.retain(|m| m.id != receipt_handle);
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::sync::model::FileMessage;
-use crate::sync::ports::{FileQueue, QueueError};
+use crate::sync::ports::{DeadLetter, DeadLetterQueue, FileQueue, QueueError};
 
 /// The largest message body SQS takes (256 KiB); a larger message is refused on its own.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -175,6 +175,31 @@ impl FileQueue for MemoryQueue {
         {
             flight.visible_at = visible_at;
         }
+        Ok(())
+    }
+}
+
+/// A memory queue also stands for a dead-letter queue: what was sent to it is what the sweep receives.
+#[async_trait]
+impl DeadLetterQueue for MemoryQueue {
+    async fn receive(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        MemoryQueue::receive(self, max.min(10), 30)
+            .into_iter()
+            .map(|(receipt_handle, message)| {
+                let body = serde_json::to_string(&message).map_err(|e| QueueError {
+                    context: "serialize a file message".to_owned(),
+                    source: Box::new(e),
+                })?;
+                Ok(DeadLetter {
+                    receipt_handle,
+                    body,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        MemoryQueue::delete(self, receipt_handle);
         Ok(())
     }
 }

@@ -504,11 +504,12 @@ impl FileLedger for MemoryStateStore {
         Ok(())
     }
 
-    async fn retry_file(
+    async fn reopen_file(
         &self,
         connector_id: &str,
         file_id: &str,
-        _now: DateTime<Utc>,
+        from: FileStatus,
+        replay: bool,
     ) -> Result<bool, StateError> {
         let mut s = self.lock()?;
         let Some(entry) = s
@@ -518,10 +519,32 @@ impl FileLedger for MemoryStateStore {
         else {
             return Ok(false);
         };
-        if entry.status != FileStatus::Failed {
+        if entry.status != from {
             return Ok(false);
         }
-        entry.reset_for_retry();
+        entry.reopen(replay);
+        Ok(true)
+    }
+
+    async fn dead_letter_file(
+        &self,
+        connector_id: &str,
+        file_id: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StateError> {
+        let mut s = self.lock()?;
+        let Some(entry) = s
+            .files
+            .get_mut(connector_id)
+            .and_then(|f| f.get_mut(file_id))
+        else {
+            return Ok(false);
+        };
+        if !entry.awaits_a_worker(now) {
+            return Ok(false);
+        }
+        entry.dead_lettered(error, now);
         Ok(true)
     }
 }

@@ -8,7 +8,7 @@ mod source;
 mod state;
 
 pub use destination::{Destination, FileJob};
-pub use queue::{FileQueue, QueueError};
+pub use queue::{DeadLetter, DeadLetterQueue, FileQueue, QueueError};
 pub use source::{ByteRange, ListPage, ObjectBody, ObjectSource, SourceError};
 pub use state::*;
 

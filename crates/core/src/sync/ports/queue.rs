@@ -28,3 +28,23 @@ pub trait FileQueue: Send + Sync {
     async fn extend_visibility(&self, receipt_handle: &str, seconds: u32)
         -> Result<(), QueueError>;
 }
+
+/// A message taken from the dead-letter queue: its receipt (to delete it) and its body as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The receipt handle of this receive.
+    pub receipt_handle: String,
+    /// The body (a [`FileMessage`] as JSON, unless someone sent something else).
+    pub body: String,
+}
+
+/// The work queue's dead-letter queue: where a file's message lands after its last allowed receive. The
+/// lister sweeps it so those files end `failed` instead of `queued` forever (see [`crate::sync::redo`]).
+#[async_trait]
+pub trait DeadLetterQueue: Send + Sync {
+    /// Up to `max` (at most 10) visible messages, without waiting; each is hidden for the queue's
+    /// visibility timeout until deleted.
+    async fn receive(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
+    /// Deletes a received message.
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError>;
+}

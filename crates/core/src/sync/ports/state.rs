@@ -243,12 +243,24 @@ pub trait FileLedger: Send + Sync {
         owner: &str,
         error: &str,
     ) -> Result<(), StateError>;
-    /// `failed → claimed` on a user's request (`connector retry`), so the next lister pass sends it again.
-    /// Returns false when the entry is not failed.
-    async fn retry_file(
+    /// `from → claimed` on a user's request, so it is sent again: `connector retry` and `redrive` reopen
+    /// `failed` entries, `connector replay` any final one with `replay` set (see [`LedgerEntry::reopen`]).
+    /// Returns false when the entry is not in `from` (missing, or moved first by someone else).
+    async fn reopen_file(
         &self,
         connector_id: &str,
         file_id: &str,
+        from: FileStatus,
+        replay: bool,
+    ) -> Result<bool, StateError>;
+    /// A file whose message reached the dead-letter queue: `claimed | queued | processing` without a live
+    /// lease `→ failed` with `error` (see [`LedgerEntry::dead_lettered`]). Returns false when the entry is
+    /// final already, a worker holds a live lease, or there is no entry.
+    async fn dead_letter_file(
+        &self,
+        connector_id: &str,
+        file_id: &str,
+        error: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StateError>;
 }

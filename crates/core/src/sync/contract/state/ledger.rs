@@ -572,8 +572,9 @@ pub async fn release_returns_to_queued(store: Store) -> CheckResult {
     expect_eq("attempts after a release", again.attempts, 2)
 }
 
-/// `retry_file` moves `failed → claimed` (outcome cleared) and nothing else.
-pub async fn retry_only_failed(store: Store) -> CheckResult {
+/// `reopen_file` moves an entry in the given state to `claimed` (outcome cleared, a replay counted) and
+/// nothing else: the retry of a failed file and the replay of an imported one.
+pub async fn reopen_only_from_the_given_state(store: Store) -> CheckResult {
     let c = unique("c-retry");
     let t = t0();
     let f = entry(&c, "bad.csv", "\"b\"", t);
@@ -596,43 +597,129 @@ pub async fn retry_only_failed(store: Store) -> CheckResult {
         ..Checkpoint::default()
     });
     store.finish_file(&failed, "w").await.ctx("finish_file")?;
+    let reopen = |id: String, from: FileStatus, replay: bool| {
+        let store = &store;
+        let c = &c;
+        async move {
+            store
+                .reopen_file(c, &id, from, replay)
+                .await
+                .ctx("reopen_file")
+        }
+    };
     expect(
         "retry of a failed entry",
-        store
-            .retry_file(&c, &f.version.file_id(), t)
-            .await
-            .ctx("retry_file")?,
+        reopen(f.version.file_id(), FileStatus::Failed, false).await?,
     )?;
     let mut want = failed;
-    want.reset_for_retry();
+    want.reopen(false);
     expect_eq("retried entry", get(&store, &f).await?, want.clone())?;
     expect(
         "retry of a claimed entry must be refused",
-        !store
-            .retry_file(&c, &f.version.file_id(), t)
-            .await
-            .ctx("retry_file")?,
+        !reopen(f.version.file_id(), FileStatus::Failed, false).await?,
     )?;
     expect_eq("entry after a refused retry", get(&store, &f).await?, want)?;
 
     let ok = entry(&c, "good.csv", "\"g\"", t);
     let mut imported = claim_and_start(&store, &ok, "w", t).await?;
     imported.status = FileStatus::Imported;
+    imported.rows_imported = 3;
+    imported.finished_at = Some(t + Duration::seconds(4));
     store.finish_file(&imported, "w").await.ctx("finish_file")?;
     expect(
-        "retry of an imported entry must be refused",
-        !store
-            .retry_file(&c, &ok.version.file_id(), t)
-            .await
-            .ctx("retry_file")?,
+        "retry (from failed) of an imported entry must be refused",
+        !reopen(ok.version.file_id(), FileStatus::Failed, false).await?,
     )?;
-    expect_eq("imported entry", get(&store, &ok).await?, imported)?;
+    expect_eq("imported entry", get(&store, &ok).await?, imported.clone())?;
+    for round in 1..=2 {
+        expect(
+            "replay of an imported entry",
+            reopen(ok.version.file_id(), FileStatus::Imported, true).await?,
+        )?;
+        let mut want = imported.clone();
+        want.reopen(true);
+        want.replays = round;
+        expect_eq("replayed entry", get(&store, &ok).await?, want)?;
+        expect(
+            "a second replay while the first is on its way must be refused",
+            !reopen(ok.version.file_id(), FileStatus::Imported, true).await?,
+        )?;
+        let mut again = start(&store, &ok, "w", t, t + Duration::minutes(5)).await?;
+        again.status = FileStatus::Imported;
+        again.rows_imported = 3;
+        store.finish_file(&again, "w").await.ctx("finish_file")?;
+        imported = again;
+    }
     expect(
         "retry of a missing entry must be refused",
-        !store
-            .retry_file(&c, "0000#none", t)
+        !reopen("0000#none".into(), FileStatus::Failed, false).await?,
+    )
+}
+
+/// `dead_letter_file` fails an entry still waiting for a worker (`claimed`, `queued`, `processing` with an
+/// expired lease) and leaves final entries and live leases alone.
+pub async fn dead_letter_fails_only_files_on_their_way(store: Store) -> CheckResult {
+    let c = unique("c-dlq");
+    let t = t0();
+    let why = "moved to the dead-letter queue after 5 receives";
+    let later = t + Duration::minutes(10);
+
+    let queued = entry(&c, "queued.csv", "\"q\"", t);
+    claim(&store, &queued).await?;
+    store
+        .mark_queued(&c, &queued.version.file_id(), t)
+        .await
+        .ctx("mark_queued")?;
+    let mut want = get(&store, &queued).await?;
+    expect(
+        "a queued entry is failed",
+        store
+            .dead_letter_file(&c, &queued.version.file_id(), why, later)
             .await
-            .ctx("retry_file")?,
+            .ctx("dead_letter_file")?,
+    )?;
+    want.dead_lettered(why, later);
+    expect_eq("dead-lettered entry", get(&store, &queued).await?, want)?;
+
+    let held = entry(&c, "held.csv", "\"h\"", t);
+    let busy = claim_and_start(&store, &held, "w", t).await?;
+    expect(
+        "a live lease keeps the file",
+        !store
+            .dead_letter_file(&c, &held.version.file_id(), why, t + Duration::minutes(1))
+            .await
+            .ctx("dead_letter_file")?,
+    )?;
+    expect_eq("held entry", get(&store, &held).await?, busy.clone())?;
+    expect(
+        "an expired lease does not",
+        store
+            .dead_letter_file(&c, &held.version.file_id(), why, later)
+            .await
+            .ctx("dead_letter_file")?,
+    )?;
+    let mut want = busy;
+    want.dead_lettered(why, later);
+    expect_eq("dead-lettered held entry", get(&store, &held).await?, want)?;
+
+    let done = entry(&c, "done.csv", "\"d\"", t);
+    let mut imported = claim_and_start(&store, &done, "w", t).await?;
+    imported.status = FileStatus::Imported;
+    store.finish_file(&imported, "w").await.ctx("finish_file")?;
+    expect(
+        "an imported entry stays imported",
+        !store
+            .dead_letter_file(&c, &done.version.file_id(), why, later)
+            .await
+            .ctx("dead_letter_file")?,
+    )?;
+    expect_eq("imported entry", get(&store, &done).await?, imported)?;
+    expect(
+        "a missing entry is refused",
+        !store
+            .dead_letter_file(&c, "0000#none", why, later)
+            .await
+            .ctx("dead_letter_file")?,
     )
 }
 
