@@ -151,18 +151,26 @@ impl DestinationFixture for Postgres {
         let client = connect(&self.destination.settings)
             .await
             .map_err(|e| e.to_string())?;
-        let rows = client
-            .query(
-                "SELECT version, count(*) FROM s3_importer.staged_rows WHERE version = ANY($1) \
-                 GROUP BY version ORDER BY version",
-                &[&versions],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(rows
-            .iter()
-            .map(|r| format!("{}: {} rows", r.get::<_, String>(0), r.get::<_, i64>(1)))
-            .collect())
+        // A staging table left is an open upload, even an empty one (finish and abort drop it).
+        let mut open = Vec::new();
+        for version in &versions {
+            let stage = ddl::stage_table(version);
+            let exists: bool = client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&stage])
+                .await
+                .map_err(|e| e.to_string())?
+                .get(0);
+            if exists {
+                let rows: i64 = client
+                    .query_one(&format!("SELECT count(*) FROM {stage}"), &[])
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .get(0);
+                open.push(format!("{version}: {rows} rows"));
+            }
+        }
+        open.sort();
+        Ok(open)
     }
 
     async fn report(&self, location: &str) -> Result<Option<Vec<ErrorReportEntry>>, String> {

@@ -23,7 +23,7 @@ use s3_importer_core::template::{FieldType, Template, MAX_DECIMAL_PRECISION};
 
 use crate::error::PgError;
 
-/// The schema of the importer's own tables (`staged_rows`, `imports`).
+/// The schema of the importer's own tables (`imports`, the staging tables).
 pub const IMPORTER_SCHEMA: &str = "s3_importer";
 /// Source key lineage column.
 pub const SOURCE_KEY: &str = "_source_key";
@@ -197,18 +197,12 @@ pub fn create_table(template: &Template, table: &TableRef) -> Result<String, PgE
     ))
 }
 
-/// The importer's schema: `staged_rows` holds the rows of file versions not finished yet (one `jsonb` per
-/// row, keyed by the file version's staging id and record number); `imports` records each file version
-/// merged into a table, in the merge's transaction.
-pub fn importer_schema() -> [String; 3] {
+/// The importer's schema: `imports` records each file version merged into a table, in the merge's
+/// transaction. Rows not merged yet wait in one staging table per file version ([`create_stage`]).
+pub fn importer_schema() -> [String; 2] {
     let schema = quote_ident(IMPORTER_SCHEMA);
     [
         format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {schema}.staged_rows (\n    \
-             version text NOT NULL,\n    record bigint NOT NULL,\n    row jsonb NOT NULL,\n    \
-             PRIMARY KEY (version, record)\n)"
-        ),
         format!(
             "CREATE TABLE IF NOT EXISTS {schema}.imports (\n    \
              target text NOT NULL,\n    connector_id text NOT NULL,\n    file_id text NOT NULL,\n    \
@@ -218,6 +212,35 @@ pub fn importer_schema() -> [String; 3] {
              PRIMARY KEY (target, connector_id, file_id)\n)"
         ),
     ]
+}
+
+/// The staging table of the file version whose staging id is `version`, quoted: `s3_importer."stage_<id>"`.
+pub fn stage_table(version: &str) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(IMPORTER_SCHEMA),
+        quote_ident(&format!("stage_{version}"))
+    )
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for a file version's staging table: `record bigint` and the template's
+/// fields with their column types, and nothing else: no key, no index, no constraint, no autovacuum (the
+/// table lives until its file version is merged or aborted, then is dropped). It is an ordinary, logged
+/// table, so staged pieces survive a server crash or a failover.
+pub fn create_stage(template: &Template, version: &str) -> String {
+    let columns: Vec<String> = std::iter::once("record bigint NOT NULL".to_owned())
+        .chain(
+            template
+                .fields
+                .iter()
+                .map(|f| format!("{} {}", quote_ident(&f.name), column_type(&f.field_type))),
+        )
+        .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({}) WITH (autovacuum_enabled = false)",
+        stage_table(version),
+        columns.join(", ")
+    )
 }
 
 /// Runs [`importer_schema`] in one transaction, serialised by an advisory lock (concurrent `CREATE … IF NOT

@@ -41,6 +41,13 @@ pub enum PgError {
         /// Why.
         reason: String,
     },
+    /// A row's value does not have its template type's form (see [`crate::encode`]).
+    #[error("a value cannot be written to its column: {0}")]
+    Value(#[from] crate::encode::ValueError),
+    /// The staging table of a file imported in pieces is gone (dropped by hand, or the template changed
+    /// between pieces): the rows staged by the earlier pieces are lost.
+    #[error("{0}")]
+    StagingLost(String),
     /// A checkpoint's state for this destination is missing or unreadable.
     #[error("checkpoint state of the PostgreSQL sink: {0}")]
     Checkpoint(String),
@@ -85,7 +92,12 @@ impl PgError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Connect { source, .. } | Self::Query { source, .. } => is_transient(source),
-            Self::Settings(_) | Self::Tls(_) | Self::Template { .. } | Self::Checkpoint(_) => false,
+            Self::Settings(_)
+            | Self::Tls(_)
+            | Self::Template { .. }
+            | Self::Value(_)
+            | Self::StagingLost(_)
+            | Self::Checkpoint(_) => false,
         }
     }
 }
