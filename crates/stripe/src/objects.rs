@@ -50,11 +50,7 @@ impl RowSource<'_> {
     fn lineage(&self, form: &mut Form) {
         form.push_nested("metadata", "s3i_connector", &self.version.connector_id)
             .push_nested("metadata", "s3i_source_key", &self.version.key)
-            .push_nested(
-                "metadata",
-                "s3i_source_etag",
-                self.version.etag.trim_matches('"'),
-            )
+            .push_nested("metadata", "s3i_source_etag", &self.version.etag)
             .push_nested(
                 "metadata",
                 "s3i_last_modified_ms",
