@@ -1,26 +1,79 @@
 //! The destination contract (`sync::contract::destination`) against the Stripe destination writing
 //! products, kind `upserts` (each row is a product upserted by id as it is written, like DynamoDB's), on
-//! localstripe (one server per test). The contract's rows `{"id","qty"}` become products with that id
+//! localstripe. Product ids are per Stripe account, and the contract's connectors write the same ids as if
+//! each had its own table: so each connector of a test writes to its own account (its own localstripe,
+//! started when the connector's first file is opened). The contract's rows `{"id","qty"}` become products with that id
 //! (named by it: the rows have no name) and `metadata[qty]`; the fixture reads every product whose
 //! `metadata[s3i_connector]` is the connector back as `{"id", "qty"}` (Stripe metadata values are strings:
 //! the fixture turns digits back into a number) with the lineage kept in the metadata. Error reports go to
 //! the in-memory destination.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use s3_importer_core::sink::ErrorReportEntry;
+use s3_importer_core::sink::{ErrorReportEntry, RejectSink, RowSink, SinkError};
 use s3_importer_core::sync::contract::destination::{DestinationFixture, RowLineage, VisibleRow};
 use s3_importer_core::sync::memory::MemoryDestination;
-use s3_importer_core::sync::ports::Destination;
+use s3_importer_core::sync::ports::{Destination, FileJob};
 use s3_importer_core::sync::{DestinationConfig, StripeObject};
 use s3_importer_stripe::{MemoryCustomerIds, StripeDestination};
 use s3_importer_tests::localstripe::{LocalStripe, KEY};
 use s3_importer_tests::stripe_import::{config, stripe};
 use serde_json::Value;
 
+/// Each connector's account: its server and destination.
+type Accounts = Mutex<HashMap<String, (Arc<LocalStripe>, Arc<StripeDestination>)>>;
+
+/// Routes each connector's files to its own account.
+struct PerConnector {
+    accounts: Arc<Accounts>,
+    reports: MemoryDestination,
+}
+
+impl PerConnector {
+    async fn account(&self, connector_id: &str) -> Result<Arc<StripeDestination>, SinkError> {
+        if let Some((_, d)) = lock(&self.accounts).get(connector_id) {
+            return Ok(d.clone());
+        }
+        let context = "start the connector's localstripe";
+        let server = LocalStripe::start()
+            .await
+            .map_err(|e| SinkError::permanent(context, format!("{e:#}")))?;
+        let products = config(StripeObject::Products, &server.url(), Some(500));
+        let account = stripe(&products, KEY, Arc::new(MemoryCustomerIds::new()))
+            .map_err(|e| SinkError::permanent(context, format!("{e:#}")))?;
+        let destination = Arc::new(StripeDestination::new(
+            account,
+            Arc::new(self.reports.clone()),
+        ));
+        lock(&self.accounts).insert(
+            connector_id.to_owned(),
+            (Arc::new(server), destination.clone()),
+        );
+        Ok(destination)
+    }
+}
+
+fn lock(
+    accounts: &Accounts,
+) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<LocalStripe>, Arc<StripeDestination>)>> {
+    accounts.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[async_trait]
+impl Destination for PerConnector {
+    async fn open_rows(&self, job: &FileJob) -> Result<Box<dyn RowSink>, SinkError> {
+        self.account(&job.connector.id).await?.open_rows(job).await
+    }
+
+    async fn open_rejects(&self, job: &FileJob) -> Result<Box<dyn RejectSink>, SinkError> {
+        self.reports.open_rejects(job).await
+    }
+}
+
 struct Fixture {
-    server: LocalStripe,
+    accounts: Arc<Accounts>,
     reports: MemoryDestination,
     config: DestinationConfig,
     destination: Arc<dyn Destination>,
@@ -63,8 +116,13 @@ impl DestinationFixture for Fixture {
     }
 
     async fn visible_rows(&self, connector_id: &str) -> Result<Vec<VisibleRow>, String> {
-        let products = self
-            .server
+        let server = lock(&self.accounts)
+            .get(connector_id)
+            .map(|(s, _)| s.clone());
+        let Some(server) = server else {
+            return Ok(Vec::new());
+        };
+        let products = server
             .list("products")
             .await
             .map_err(|e| format!("{e:#}"))?;
@@ -91,16 +149,20 @@ impl DestinationFixture for Fixture {
 }
 
 async fn fixture() -> Result<Arc<dyn DestinationFixture>, String> {
-    let server = LocalStripe::start().await.map_err(|e| format!("{e:#}"))?;
-    let products = config(StripeObject::Products, &server.url(), Some(500));
-    let account =
-        stripe(&products, KEY, Arc::new(MemoryCustomerIds::new())).map_err(|e| format!("{e:#}"))?;
+    let accounts = Arc::new(Accounts::default());
     let reports = MemoryDestination::new();
-    let destination = Arc::new(StripeDestination::new(account, Arc::new(reports.clone())));
+    let destination = Arc::new(PerConnector {
+        accounts: accounts.clone(),
+        reports: reports.clone(),
+    });
     Ok(Arc::new(Fixture {
-        server,
+        accounts,
         reports,
-        config: DestinationConfig::Stripe(products),
+        config: DestinationConfig::Stripe(config(
+            StripeObject::Products,
+            "http://127.0.0.1:1",
+            None,
+        )),
         destination,
     }))
 }

@@ -1,25 +1,15 @@
 //! Idempotency keys and meter event identifiers: hex SHA-256 of length-prefixed fields — the purpose, the
-//! connector, the file version (bucket, key, ETag without quotes, version id) and the record — so equal on
-//! every redelivery, retry and piece of the same row, and different for any other row.
+//! connector, the file version (bucket, key, ETag without quotes, version id) and the record, hashed as the
+//! webhook's batch keys are ([`version_digest`]) — so equal on every redelivery, retry and piece of the
+//! same row, and different for any other row.
 
 use s3_importer_core::sync::FileVersion;
-use sha2::{Digest, Sha256};
+use s3_importer_webhook::sink::version_digest;
+use sha2::Digest;
 
 /// The key of what `purpose` does for record `record` of `version` (`create-product`, `meter-event`…).
 pub fn row_key(purpose: &str, version: &FileVersion, record: u64) -> String {
-    let mut h = Sha256::new();
-    for field in [
-        "s3-importer-stripe/v1",
-        purpose,
-        &version.connector_id,
-        &version.bucket,
-        &version.key,
-        version.etag.trim_matches('"'),
-        version.version_id.as_deref().unwrap_or(""),
-    ] {
-        h.update((field.len() as u64).to_be_bytes());
-        h.update(field.as_bytes());
-    }
+    let mut h = version_digest(&format!("s3-importer-stripe/v1/{purpose}"), version);
     h.update(record.to_be_bytes());
     hex::encode(h.finalize())
 }
