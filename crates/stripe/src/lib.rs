@@ -216,18 +216,55 @@ mod tests {
     /// The built-in templates, and the fields the sink reads from each (a rename on either side fails here).
     #[test]
     fn the_built_in_templates_load_and_name_the_fields_the_sink_reads() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/templates/stripe");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/templates/stripe"
+        );
         for (file, fields) in [
-            ("stripe-products.toml", &["id", "name", "description", "active", "default_price_unit_amount"][..]),
-            ("stripe-customers.toml", &["external_key", "email", "address_postal_code"][..]),
-            ("stripe-prices.toml", &["lookup_key", "product", "unit_amount", "currency", "recurring_interval"][..]),
-            ("stripe-meter-events.toml", &["identifier", "timestamp", "event_name", "payload_stripe_customer_id", "payload_value"][..]),
+            (
+                "stripe-products.toml",
+                &[
+                    "id",
+                    "name",
+                    "description",
+                    "active",
+                    "default_price_unit_amount",
+                ][..],
+            ),
+            (
+                "stripe-customers.toml",
+                &["external_key", "email", "address_postal_code"][..],
+            ),
+            (
+                "stripe-prices.toml",
+                &[
+                    "lookup_key",
+                    "product",
+                    "unit_amount",
+                    "currency",
+                    "recurring_interval",
+                ][..],
+            ),
+            (
+                "stripe-meter-events.toml",
+                &[
+                    "identifier",
+                    "timestamp",
+                    "event_name",
+                    "payload_stripe_customer_id",
+                    "payload_value",
+                ][..],
+            ),
         ] {
-            let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let text = std::fs::read_to_string(format!("{dir}/{file}"))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
             let template = Template::from_toml(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(format!("{}.toml", template.name), file);
             for field in fields {
-                assert!(template.fields.iter().any(|f| f.name == *field), "{file} has no field {field}");
+                assert!(
+                    template.fields.iter().any(|f| f.name == *field),
+                    "{file} has no field {field}"
+                );
             }
         }
     }
