@@ -83,6 +83,10 @@ test: venv deploy-venv ## Every test: unit, property, fuzz smoke, and the end-to
 demo: ## Run the main job end to end on sample data and print what was imported and rejected
 	bash infra/local/demo.sh
 
+.PHONY: demo-stripe
+demo-stripe: venv ## The Stripe destination against localstripe (a local fake Stripe server): products upserted, customers mapped
+	$(CARGO) run -q -p s3-importer-tests --bin demo-stripe
+
 .PHONY: bench
 bench: ## Pipeline throughput and peak RSS per format (BENCH_MB=1000, BENCH_RUNS=1)
 	BENCH_MB=$(BENCH_MB) BENCH_RUNS=$(BENCH_RUNS) $(CARGO) bench -p s3-importer-file --bench pipeline

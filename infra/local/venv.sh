@@ -15,11 +15,11 @@ name="venv.sh"
 venv="${S3I_VENV:-$repo/.venv}"
 
 venv_has_tools() {
-    "$venv/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("moto") is None)' >/dev/null 2>&1
+    "$venv/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("moto") is None or u.find_spec("localstripe") is None)' >/dev/null 2>&1
 }
 
 venv_describe() {
-    "$venv/bin/python" -c 'import moto; print("moto", moto.__version__)'
+    "$venv/bin/python" -c 'import moto; print("moto", moto.__version__, end=", "); import importlib.metadata as m; print("localstripe", m.version("localstripe"))'
 }
 
 sync_venv "the local AWS emulator" "about a minute" infra/local/venv.sh \

@@ -19,6 +19,7 @@
 pub mod denials;
 pub mod deployment;
 mod emulator;
+pub mod localstripe;
 mod names;
 pub mod notifications;
 pub mod parquet_rows;
@@ -26,6 +27,8 @@ pub mod postgres;
 pub mod postgres_tls;
 pub mod recording;
 mod resources;
+pub mod stripe_api;
+pub mod stripe_import;
 pub mod webhook_receiver;
 
 pub use emulator::{

@@ -105,6 +105,13 @@ const CONDITIONAL_ACTIONS: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ),
     (
         "WorkerFunction",
+        "HasStripeSecrets",
+        "secretsmanager:GetSecretValue",
+        "StripeSecretArns",
+        Some(".get_secret_value()"),
+    ),
+    (
+        "WorkerFunction",
         "WorkerInVpc",
         "ec2:CreateNetworkInterface",
         "*",

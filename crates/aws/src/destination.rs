@@ -178,6 +178,10 @@ impl Destination for AwsDestination {
                 format!("write to webhook {}", config.url),
                 "this worker has no webhook destination (the worker Lambda routes webhook connectors)",
             )),
+            DestinationConfig::Stripe(config) => Err(SinkError::permanent(
+                format!("write Stripe {}", config.object.name()),
+                "this worker has no Stripe destination (the worker Lambda routes Stripe connectors)",
+            )),
             DestinationConfig::S3Parquet { bucket, prefix } => {
                 let version = &job.entry.version;
                 let key = crate::parquet::layout::object_key(

@@ -101,6 +101,10 @@ pub fn destination_text(d: &DestinationConfig) -> String {
             };
             format!("webhook {url} (signed with {}{private})", w.secret)
         }
+        DestinationConfig::Stripe(c) => {
+            let base = c.base_url.as_deref().unwrap_or("https://api.stripe.com");
+            format!("stripe {} at {base} (key from {})", c.object.name(), c.key)
+        }
     }
 }
 

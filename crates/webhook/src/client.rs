@@ -1,13 +1,15 @@
-//! One HTTP/1.1 POST to a webhook, on hyper's connection API: the host resolved and checked by the SSRF
-//! guard, a TCP connection to that very address (TLS on it, verifying the certificate for the host name
-//! against the Mozilla roots), no redirect followed, the whole exchange bounded by a timeout, and at most
-//! [`EXCERPT_READ`] bytes of the answer read.
+//! One HTTP/1.1 request, on hyper's connection API: the host resolved and checked by the SSRF guard, a TCP
+//! connection to that very address (TLS on it, verifying the certificate for the host name against the
+//! Mozilla roots), no redirect followed, the whole exchange bounded by a timeout, and at most the client's
+//! read limit of the answer read ([`EXCERPT_READ`] for a webhook). Shared with the Stripe destination
+//! (`crates/stripe`), which sends GETs and form POSTs and reads whole JSON answers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
+use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -32,6 +34,10 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
     /// The start of the body: printable, at most [`EXCERPT_CHARS`] characters.
     pub excerpt: String,
+    /// The body as read (at most the client's read limit).
+    pub body: Bytes,
+    /// The answer's headers.
+    pub headers: HeaderMap,
 }
 
 /// Sends POSTs to one webhook.
@@ -40,6 +46,7 @@ pub struct Client {
     target: Target,
     tls: Option<tokio_rustls::TlsConnector>,
     timeout: Duration,
+    read_limit: usize,
 }
 
 impl std::fmt::Debug for Client {
@@ -69,7 +76,14 @@ impl Client {
             target,
             tls: tls.flatten(),
             timeout,
+            read_limit: EXCERPT_READ,
         }
+    }
+
+    /// The same client reading at most `bytes` of each answer's body (an API whose answers are read whole).
+    pub fn with_read_limit(mut self, bytes: usize) -> Self {
+        self.read_limit = bytes.max(EXCERPT_READ);
+        self
     }
 
     /// The target.
@@ -77,14 +91,25 @@ impl Client {
         &self.target
     }
 
-    /// POSTs `body` (JSON) with `headers`; the answer, whatever its status.
+    /// POSTs `body` (JSON) with `headers` to the target's path; the answer, whatever its status.
     pub async fn post(
         &self,
         headers: &[(HeaderName, String)],
         body: Bytes,
     ) -> Result<Answer, WebhookError> {
+        let request = Request {
+            method: Method::POST,
+            path_and_query: &self.target.path_and_query,
+            content_type: Some("application/json"),
+            headers,
+        };
+        self.send(request, body).await
+    }
+
+    /// Sends `request` with `body`; the answer, whatever its status.
+    pub async fn send(&self, request: Request<'_>, body: Bytes) -> Result<Answer, WebhookError> {
         let seconds = self.timeout.as_secs();
-        match tokio::time::timeout(self.timeout, self.exchange(headers, body)).await {
+        match tokio::time::timeout(self.timeout, self.exchange(request, body)).await {
             Ok(answer) => answer,
             Err(_) => Err(WebhookError::Timeout {
                 url: self.target.display(),
@@ -93,24 +118,25 @@ impl Client {
         }
     }
 
-    async fn exchange(
-        &self,
-        headers: &[(HeaderName, String)],
-        body: Bytes,
-    ) -> Result<Answer, WebhookError> {
-        let mut request = http::Request::post(self.target.path_and_query.as_str())
+    async fn exchange(&self, request: Request<'_>, body: Bytes) -> Result<Answer, WebhookError> {
+        let mut built = http::Request::builder()
+            .method(request.method)
+            .uri(request.path_and_query)
             .header(HOST, self.target.authority.as_str())
-            .header(CONTENT_TYPE, "application/json")
             .header(
                 USER_AGENT,
                 concat!("s3-importer/", env!("CARGO_PKG_VERSION")),
             );
-        for (name, value) in headers {
+        if let Some(content_type) = request.content_type {
+            built = built.header(CONTENT_TYPE, content_type);
+        }
+        for (name, value) in request.headers {
             let value = HeaderValue::from_str(value)
                 .map_err(|e| WebhookError::Request(format!("header {name}: {e}")))?;
-            request = request.header(name, value);
+            built = built.header(name, value);
         }
-        let request = request
+        let limit = self.read_limit;
+        let request = built
             .body(Full::new(body))
             .map_err(|e| WebhookError::Request(e.to_string()))?;
         // Resolved and checked now, and connected to that address: no second lookup.
@@ -121,7 +147,7 @@ impl Client {
         // Latency matters more than packet count for one request and its answer.
         let _ = stream.set_nodelay(true);
         if !self.target.tls {
-            return send(TokioIo::new(stream), request)
+            return exchange(TokioIo::new(stream), request, limit)
                 .await
                 .map_err(|e| self.io("exchange", e));
         }
@@ -134,7 +160,7 @@ impl Client {
             .connect(name, stream)
             .await
             .map_err(|e| self.io("TLS handshake", e))?;
-        send(TokioIo::new(tls), request)
+        exchange(TokioIo::new(tls), request, limit)
             .await
             .map_err(|e| self.io("exchange", e))
     }
@@ -152,6 +178,19 @@ impl Client {
     }
 }
 
+/// One request's line and headers (the host and user agent are the client's).
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The method.
+    pub method: Method,
+    /// Path and query, sent in the request line.
+    pub path_and_query: &'a str,
+    /// The body's type, if it has one.
+    pub content_type: Option<&'a str>,
+    /// More headers.
+    pub headers: &'a [(HeaderName, String)],
+}
+
 /// Aborts the connection's task when the exchange ends (or is dropped by the timeout).
 struct AbortOnDrop(JoinHandle<()>);
 
@@ -161,7 +200,11 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn send<T>(io: T, request: http::Request<Full<Bytes>>) -> Result<Answer, hyper::Error>
+async fn exchange<T>(
+    io: T,
+    request: http::Request<Full<Bytes>>,
+    limit: usize,
+) -> Result<Answer, hyper::Error>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -177,9 +220,10 @@ where
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
+    let headers = response.headers().clone();
     let mut body = response.into_body();
     let mut read = Vec::new();
-    while read.len() < EXCERPT_READ {
+    while read.len() < limit {
         match body.frame().await {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
@@ -194,6 +238,8 @@ where
         status,
         retry_after,
         excerpt: excerpt(&read),
+        body: Bytes::from(read),
+        headers,
     })
 }
 

@@ -214,8 +214,9 @@ pub async fn deliver(
     }
 }
 
-/// Whether another attempt fits the policy: attempts left, and its wait within the total time.
-fn may_retry(
+/// Whether another attempt fits the policy: attempts left, and its wait within the total time (shared with
+/// the Stripe destination).
+pub fn may_retry(
     policy: &RetryPolicy,
     attempt: u32,
     started: Instant,

@@ -24,7 +24,7 @@ use s3_importer_core::sink::{RejectSink, RowSink, SinkError};
 use s3_importer_core::sync::ports::{Destination, FileJob};
 use s3_importer_core::sync::{WebhookConfig, WebhookOnReject};
 
-pub use crate::client::Client;
+pub use crate::client::{Answer, Client, Request};
 pub use crate::deliver::{RetryPolicy, Throttle};
 pub use crate::error::{Answered, WebhookError};
 pub use crate::signing::{BadSignature, SigningSecret, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};

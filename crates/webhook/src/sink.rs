@@ -21,14 +21,13 @@ use tracing::{info, warn};
 use crate::deliver::{deliver, Delivered};
 use crate::Webhook;
 
-/// The idempotency key of the batch covering records `first..=last` of `version`: hex SHA-256 of the
-/// fields, so equal on every redelivery and retry of the same batch, and different for any other. A replay
-/// (`connector replay`, `replays` > 0) is a new delivery the user asked for: its number is part of the key,
-/// so a receiver that deduplicates by key takes the rows again (once per replay).
-pub fn idempotency_key(version: &FileVersion, replays: u32, first: u64, last: u64) -> String {
+/// A SHA-256 fed with `domain` and the fields of `version` (connector, bucket, key, ETag without quotes,
+/// version id), each length-prefixed so that no two field lists feed the same bytes: the start of every key
+/// derived from a file version (this sink's batch keys, the Stripe destination's row keys).
+pub fn version_digest(domain: &str, version: &FileVersion) -> Sha256 {
     let mut h = Sha256::new();
     for field in [
-        "s3-importer-webhook/v1",
+        domain,
         &version.connector_id,
         &version.bucket,
         &version.key,
@@ -38,6 +37,15 @@ pub fn idempotency_key(version: &FileVersion, replays: u32, first: u64, last: u6
         h.update((field.len() as u64).to_be_bytes());
         h.update(field.as_bytes());
     }
+    h
+}
+
+/// The idempotency key of the batch covering records `first..=last` of `version`: hex SHA-256 of the
+/// fields, so equal on every redelivery and retry of the same batch, and different for any other. A replay
+/// (`connector replay`, `replays` > 0) is a new delivery the user asked for: its number is part of the key,
+/// so a receiver that deduplicates by key takes the rows again (once per replay).
+pub fn idempotency_key(version: &FileVersion, replays: u32, first: u64, last: u64) -> String {
+    let mut h = version_digest("s3-importer-webhook/v1", version);
     if replays > 0 {
         h.update(b"replay");
         h.update(replays.to_be_bytes());

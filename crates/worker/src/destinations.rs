@@ -6,7 +6,7 @@
 //! rotated secret is picked up after at most that long, and at once after a file fails to open, because a
 //! failure drops the cached settings. A webhook connector's signing secret is read the same way (see
 //! [`crate::webhooks`]), and its webhook (with the per-process concurrency and rate limits) is shared by the
-//! files that go to it.
+//! files that go to it. A Stripe connector's API key likewise (see [`crate::stripes`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +19,9 @@ use s3_importer_core::sync::ports::{Destination, FileJob};
 use s3_importer_core::sync::{DestinationConfig, PostgresConnection};
 use s3_importer_postgres::{ConnectionSettings, PgError, PostgresDestination, TableRef};
 
+use s3_importer_stripe::CustomerIds;
+
+use crate::stripes::Stripes;
 use crate::webhooks::Webhooks;
 
 /// How long connection settings read from a secret are reused.
@@ -84,6 +87,7 @@ pub struct Destinations {
     secrets: Secrets,
     postgres: Mutex<HashMap<Key, (Arc<PostgresDestination>, Instant)>>,
     webhooks: Webhooks,
+    stripes: Stripes,
 }
 
 impl Destinations {
@@ -92,10 +96,17 @@ impl Destinations {
     pub fn new(aws: Arc<dyn Destination>, secrets: Secrets) -> Self {
         Self {
             webhooks: Webhooks::new(aws.clone(), secrets.clone()),
+            stripes: Stripes::new(aws.clone(), secrets.clone(), None),
             aws,
             secrets,
             postgres: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same destinations keeping Stripe customer mappings in `customers` (the state table).
+    pub fn with_customer_ids(mut self, customers: Arc<dyn CustomerIds>) -> Self {
+        self.stripes = Stripes::new(self.aws.clone(), self.secrets.clone(), Some(customers));
+        self
     }
 
     async fn postgres(
@@ -139,6 +150,13 @@ impl Destination for Destinations {
     async fn open_rows(&self, job: &FileJob) -> Result<Box<dyn RowSink>, SinkError> {
         if let DestinationConfig::Webhook(config) = &job.connector.destination {
             return self.webhooks.open_rows(config, job).await;
+        }
+        if let DestinationConfig::Stripe(config) = &job.connector.destination {
+            let opened = self.stripes.open_rows(config, job).await;
+            if opened.is_err() {
+                self.stripes.forget(config);
+            }
+            return opened;
         }
         let DestinationConfig::Postgres { table, connection } = &job.connector.destination else {
             return self.aws.open_rows(job).await;

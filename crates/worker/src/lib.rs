@@ -18,6 +18,7 @@ use crate::destinations::Destinations;
 
 pub mod destinations;
 pub mod metrics;
+pub mod stripes;
 pub mod webhooks;
 
 /// Why the worker could not start.
@@ -59,17 +60,25 @@ impl Worker {
                 config.state_table.clone(),
             )),
             Arc::new(S3Source::new(sdk)),
-            Arc::new(Destinations::new(
-                Arc::new(
-                    AwsDestination::new(
-                        s3_importer_aws::s3_client(sdk),
+            Arc::new(
+                Destinations::new(
+                    Arc::new(
+                        AwsDestination::new(
+                            s3_importer_aws::s3_client(sdk),
+                            s3_importer_aws::config::dynamodb_client(sdk),
+                            config.output_bucket.clone(),
+                        )
+                        .with_concurrency(config.dynamodb_write_concurrency),
+                    ),
+                    Secrets::new(s3_importer_aws::config::secretsmanager_client(sdk)),
+                )
+                .with_customer_ids(Arc::new(
+                    s3_importer_stripe::DynamoCustomerIds::new(
                         s3_importer_aws::config::dynamodb_client(sdk),
-                        config.output_bucket.clone(),
-                    )
-                    .with_concurrency(config.dynamodb_write_concurrency),
-                ),
-                Secrets::new(s3_importer_aws::config::secretsmanager_client(sdk)),
-            )),
+                        config.state_table.clone(),
+                    ),
+                )),
+            ),
             Arc::new(SqsQueue::new(
                 s3_importer_aws::config::sqs_client(sdk),
                 config.queue_url.clone(),

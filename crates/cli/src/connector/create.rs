@@ -13,6 +13,7 @@ use serde_json::json;
 use super::policies::{policies, policies_json, print_policies};
 use super::postgres::{self, PostgresArgs};
 use super::require_template;
+use super::stripe::{self, StripeArgs};
 use super::webhook::{self, WebhookArgs};
 use crate::aws_args::AwsArgs;
 use crate::exit::{exit, Status};
@@ -50,7 +51,8 @@ pub struct CreateArgs {
     kms_key_arn: Option<String>,
     /// `dynamodb` (the deployment's records table, default), `dynamodb:TABLE`, `s3` / `s3:BUCKET/PREFIX`,
     /// `postgres:[SCHEMA.]TABLE` (with --postgres-secret or --postgres-url-env), or a webhook `https://…`
-    /// (with --webhook-secret or --webhook-secret-env).
+    /// (with --webhook-secret or --webhook-secret-env), or `stripe:OBJECT` (products, customers, prices,
+    /// meter_events; with --stripe-secret or --stripe-key-env).
     #[arg(long, default_value = "dynamodb")]
     destination: String,
     /// A PostgreSQL destination's connection and table.
@@ -59,6 +61,9 @@ pub struct CreateArgs {
     /// A webhook destination's secret and limits.
     #[command(flatten)]
     webhook: WebhookArgs,
+    /// A Stripe destination's key and limits.
+    #[command(flatten)]
+    stripe: StripeArgs,
     /// The format of an `s3` destination's objects: JSON Lines, or Parquet typed from the template.
     #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
     output_format: OutputFormat,
@@ -105,8 +110,15 @@ pub(super) fn parse_destination(
     output_bucket: Option<&str>,
     pg: &PostgresArgs,
     wh: &WebhookArgs,
+    st: &StripeArgs,
 ) -> Result<DestinationConfig> {
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    if kind != "stripe" && st.any() {
+        return Err(exit(
+            Status::Usage,
+            "--stripe-* options go with --destination stripe:OBJECT",
+        ));
+    }
     if !matches!(kind, "https" | "http") && wh.any() {
         return Err(exit(
             Status::Usage,
@@ -130,6 +142,7 @@ pub(super) fn parse_destination(
     match kind {
         "postgres" => postgres::destination(rest, pg),
         "https" | "http" => webhook::destination(spec, wh),
+        "stripe" => stripe::destination(rest, st),
         "dynamodb" => {
             let table = if rest.is_empty() {
                 records_table.map(str::to_owned)
@@ -199,6 +212,7 @@ pub(super) async fn create(
         aws.output_bucket.as_deref(),
         &args.postgres,
         &args.webhook,
+        &args.stripe,
     )?;
     webhook::check_target(&destination).await?;
     if state.find_connector_by_name(&args.name).await?.is_some() {

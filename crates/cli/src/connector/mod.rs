@@ -23,6 +23,7 @@ mod policies;
 pub mod postgres;
 mod redo;
 mod schema;
+pub mod stripe;
 mod sync;
 mod update;
 mod verify;
@@ -149,6 +150,9 @@ s3-importer connector update orders --destination postgres:sales.orders --postgr
         /// A webhook destination's secret and limits.
         #[command(flatten)]
         webhook: webhook::WebhookArgs,
+        /// A Stripe destination's key and limits.
+        #[command(flatten)]
+        stripe: stripe::StripeArgs,
         /// How new files are found from now on: `poll` or `events`.
         #[arg(long)]
         discovery: Option<s3_importer_core::sync::Discovery>,
@@ -288,6 +292,7 @@ pub async fn run(
             destination,
             postgres,
             webhook,
+            stripe,
             output_format,
             discovery,
             json,
@@ -301,6 +306,7 @@ pub async fn run(
                 destination,
                 postgres,
                 webhook,
+                stripe,
                 output_format,
             };
             update::update(deployment, &name, change, json).await

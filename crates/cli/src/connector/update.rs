@@ -13,6 +13,7 @@ use s3_importer_core::sync::{ConnectorStatus, DestinationConfig, Discovery};
 use super::create::{new_external_id, parse_destination, OutputFormat};
 use super::policies::policies;
 use super::postgres::{self, PostgresArgs};
+use super::stripe::StripeArgs;
 use super::verify::{check_connection, print_report};
 use super::webhook::{self, WebhookArgs};
 use super::{find, require_template, Deployment};
@@ -35,6 +36,8 @@ pub(super) struct Change {
     pub postgres: PostgresArgs,
     /// A webhook destination's secret and limits.
     pub webhook: WebhookArgs,
+    /// A Stripe destination's key and limits.
+    pub stripe: StripeArgs,
     /// The new format of an S3 destination's objects (new files only).
     pub output_format: Option<OutputFormat>,
     /// The new discovery mode.
@@ -57,6 +60,7 @@ pub(super) async fn update(
         destination,
         postgres,
         webhook,
+        stripe,
         output_format,
         discovery,
     } = change;
@@ -85,8 +89,14 @@ pub(super) async fn update(
             aws.output_bucket.as_deref(),
             &postgres,
             &webhook,
+            &stripe,
         )?;
         webhook::check_target(&connector.destination).await?;
+    } else if stripe.any() {
+        return Err(exit(
+            Status::Usage,
+            "--stripe-* options go with --destination stripe:OBJECT",
+        ));
     } else if webhook.any() {
         return Err(exit(
             Status::Usage,

@@ -8,7 +8,7 @@ use s3_importer_aws::verify::{Check, Doctor, Report};
 use s3_importer_core::sync::{Connector, ConnectorStatus, DestinationConfig, Discovery};
 use serde_json::json;
 
-use super::{find, postgres, require_template, template_format, webhook, Deployment};
+use super::{find, postgres, require_template, stripe, template_format, webhook, Deployment};
 use crate::aws_args::AwsArgs;
 use crate::exit::Status;
 use crate::{remote, table};
@@ -29,6 +29,10 @@ pub(super) async fn verify(deployment: Deployment<'_>, name: &str, json: bool) -
     }
     if let Some(check) = webhook::check_webhook(sdk, &connector).await {
         // The receiver, probed from here with a signed request: not part of the connector's status.
+        checked.report.checks.push(check);
+    }
+    if let Some(check) = stripe::check_stripe(sdk, &connector).await {
+        // The key, checked from here with a read call: not part of the connector's status.
         checked.report.checks.push(check);
     }
     print_report(&connector, &checked.report, json)?;

@@ -95,6 +95,76 @@ pub enum DestinationConfig {
     },
     /// Rows POSTed in signed batches to an HTTPS endpoint (see the README's "Webhook").
     Webhook(WebhookConfig),
+    /// Rows written as Stripe objects through the Stripe API (see the README's "Stripe").
+    Stripe(StripeConfig),
+}
+
+/// The Stripe object a connector's rows become (one built-in template each, `examples/templates/stripe/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StripeObject {
+    /// Products, upserted by id.
+    Products,
+    /// Customers, by an external key mapped to the customer id in the state table.
+    Customers,
+    /// Prices, by lookup key (a changed amount makes a new price that takes the key over).
+    Prices,
+    /// Billing meter events, each sent once.
+    MeterEvents,
+}
+
+impl StripeObject {
+    /// Every kind, in documentation order.
+    pub const ALL: [Self; 4] = [
+        Self::Products,
+        Self::Customers,
+        Self::Prices,
+        Self::MeterEvents,
+    ];
+
+    /// The name used in flags and messages (`products`, `meter_events`…).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Products => "products",
+            Self::Customers => "customers",
+            Self::Prices => "prices",
+            Self::MeterEvents => "meter_events",
+        }
+    }
+
+    /// The kind named `name` (`meter-events` is accepted for `meter_events`).
+    pub fn parse(name: &str) -> Option<Self> {
+        let name = name.replace('-', "_");
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// A Stripe destination: which object the rows become, where the API key is read, and the limits of the
+/// client. The key itself is never stored: only where to read it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StripeConfig {
+    /// The object kind.
+    pub object: StripeObject,
+    /// Where the secret API key (`sk_…` or a restricted `rk_…`) is read.
+    pub key: WebhookSecret,
+    /// The API's base URL (`None`: `https://api.stripe.com`); another one (a local fake server, plain
+    /// http on loopback) only for local development and tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Requests per second at most, for the whole connector (`None`: 25 for test keys, 100 for live keys),
+    /// divided among `workers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<u32>,
+    /// Worker processes that may import this connector's files at once (`None`: 1): each gets its share of
+    /// the rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
+    /// Requests in flight at most, per worker process (`None`: 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Seconds one request may take (`None`: 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
 }
 
 /// Where a webhook destination's signing secret comes from. The secret itself is never stored: only where to
