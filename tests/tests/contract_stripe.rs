@@ -23,7 +23,9 @@ use s3_importer_tests::stripe_import::{config, stripe};
 use serde_json::Value;
 
 /// Each connector's account: its server and destination.
-type Accounts = Mutex<HashMap<String, (Arc<LocalStripe>, Arc<StripeDestination>)>>;
+/// Each connector's fake server and the destination writing to it.
+type ByConnector = HashMap<String, (Arc<LocalStripe>, Arc<StripeDestination>)>;
+type Accounts = Mutex<ByConnector>;
 
 /// Routes each connector's files to its own account.
 struct PerConnector {
@@ -55,9 +57,7 @@ impl PerConnector {
     }
 }
 
-fn lock(
-    accounts: &Accounts,
-) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<LocalStripe>, Arc<StripeDestination>)>> {
+fn lock(accounts: &Accounts) -> std::sync::MutexGuard<'_, ByConnector> {
     accounts.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

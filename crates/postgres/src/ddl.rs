@@ -199,7 +199,7 @@ pub fn create_table(template: &Template, table: &TableRef) -> Result<String, PgE
 
 /// The importer's schema: `imports` records each file version merged into a table, in the merge's
 /// transaction. Rows not merged yet wait in one staging table per file version ([`create_stage`]).
-pub fn importer_schema() -> [String; 2] {
+pub fn importer_schema() -> [String; 3] {
     let schema = quote_ident(IMPORTER_SCHEMA);
     [
         format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
@@ -209,8 +209,11 @@ pub fn importer_schema() -> [String; 2] {
              source_key text NOT NULL,\n    source_etag text NOT NULL,\n    \
              source_last_modified timestamptz NOT NULL,\n    rows bigint NOT NULL DEFAULT 0,\n    \
              imported_at timestamptz NOT NULL DEFAULT now(),\n    \
+             replays integer NOT NULL DEFAULT 0,\n    \
              PRIMARY KEY (target, connector_id, file_id)\n)"
         ),
+        // Tables made before replays were recorded.
+        format!("ALTER TABLE {schema}.imports ADD COLUMN IF NOT EXISTS replays integer NOT NULL DEFAULT 0"),
     ]
 }
 

@@ -49,6 +49,9 @@ pub struct FileTarget {
     pub last_modified: DateTime<Utc>,
     /// `s3://bucket/key`, for messages.
     pub source_uri: String,
+    /// The ledger's replay number of the file version (`connector replay`): a file version recorded in
+    /// `imports` with a lower one is merged again.
+    pub replays: i32,
 }
 
 impl FileTarget {
@@ -79,6 +82,7 @@ impl FileTarget {
             source_etag: v.etag.clone(),
             last_modified: job.entry.last_modified,
             source_uri: format!("s3://{}/{}", v.bucket, v.key),
+            replays: i32::try_from(job.entry.replays).unwrap_or(i32::MAX),
         }
     }
 }
@@ -151,10 +155,11 @@ impl PgRowSink {
         let already_imported = client
             .query_opt(
                 &format!(
-                    "SELECT 1 FROM {} WHERE target = $1 AND connector_id = $2 AND file_id = $3",
+                    "SELECT 1 FROM {} WHERE target = $1 AND connector_id = $2 AND file_id = $3 \
+                     AND replays >= $4",
                     imports()
                 ),
-                &[&table, &file.connector_id, &file.file_id],
+                &[&table, &file.connector_id, &file.file_id, &file.replays],
             )
             .await
             .map_err(|e| {
@@ -384,15 +389,18 @@ impl RowSink for PgRowSink {
             .transaction()
             .await
             .map_err(|e| fail("begin the merge", e))?;
-        // The imports row first: a concurrent finish of the same file version waits on it, then finds it.
+        // The imports row first: a concurrent finish of the same file version waits on it, then finds it. A
+        // replay moves the row's replay number up, once.
         let recorded = tx
             .execute(
                 &format!(
-                    "INSERT INTO {} (target, connector_id, file_id, source_key, source_etag, source_last_modified) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                    imports()
+                    "INSERT INTO {imports} AS i (target, connector_id, file_id, source_key, source_etag, \
+                     source_last_modified, replays) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (target, connector_id, file_id) DO UPDATE \
+                     SET replays = EXCLUDED.replays, imported_at = now() WHERE i.replays < EXCLUDED.replays",
+                    imports = imports()
                 ),
-                &[&table, &file.connector_id, &file.file_id, &file.source_key, &file.source_etag, &file.last_modified],
+                &[&table, &file.connector_id, &file.file_id, &file.source_key, &file.source_etag, &file.last_modified, &file.replays],
             )
             .await
             .map_err(|e| fail("record the file version in the imports", e))?;

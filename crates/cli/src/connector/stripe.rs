@@ -24,7 +24,7 @@ pub struct StripeArgs {
     /// worker reads the same variable).
     #[arg(long)]
     pub stripe_key_env: Option<String>,
-    /// The API's base URL (default https://api.stripe.com); `http://127.0.0.1:PORT` for a local fake server.
+    /// The API's base URL (default `https://api.stripe.com`); `http://127.0.0.1:PORT` for a local fake server.
     #[arg(long)]
     pub stripe_base_url: Option<String>,
     /// Requests per second at most for the connector (default 25 with a test key, 100 with a live key).
