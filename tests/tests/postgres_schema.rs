@@ -339,7 +339,7 @@ async fn a_value_the_column_refuses_fails_the_file_permanently_and_abort_clears_
             .ok_or("finish accepted a bad value")?,
     };
     assert_eq!(err.kind, SinkErrorKind::Permanent, "{err}");
-    let text = format!("{err} {:?}", err);
+    let text = format!("{err} {err:?}");
     assert!(
         text.contains(&table.quoted()) && text.contains("s3://source/in/bad.csv"),
         "{text}"
