@@ -658,8 +658,8 @@ impl LedgerEntry {
         self.lease_owner = None;
     }
 
-    /// Whether `dead_letter_file` applies: the file is still on its way (`claimed`, `queued`, or `processing`
-    /// with nobody holding a live lease).
+    /// Whether the file is still on its way (`claimed`, `queued`, or `processing` with nobody holding a live
+    /// lease): what `start_file` may start and `dead_letter_file` may fail.
     pub fn awaits_a_worker(&self, now: DateTime<Utc>) -> bool {
         match self.status {
             FileStatus::Claimed | FileStatus::Queued => true,

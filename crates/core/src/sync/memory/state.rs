@@ -385,12 +385,7 @@ impl FileLedger for MemoryStateStore {
         else {
             return Ok(StartOutcome::Unknown);
         };
-        let startable = match entry.status {
-            FileStatus::Claimed | FileStatus::Queued => true,
-            FileStatus::Processing => lease_is_free(entry.lease_until, now),
-            _ => false,
-        };
-        if !startable {
+        if !entry.awaits_a_worker(now) {
             return Ok(match (entry.status, entry.lease_until) {
                 (FileStatus::Processing, Some(until)) => StartOutcome::Busy(until),
                 (status, _) => StartOutcome::AlreadyFinished(status),
