@@ -3,7 +3,9 @@
 //! `{"error":{"type","code","message","param"}}` errors, a request with an `Idempotency-Key` already seen
 //! answered with the first answer and no second effect — recording every request (method, path, form,
 //! headers), with a requests-per-second limit answering 429 `rate_limit` beyond it, injected statuses, and
-//! a revoked key (401 everywhere).
+//! a revoked key (401 everywhere) or one accepted key (401 for any other). Customers are kept too (created
+//! with Stripe-chosen ids), so a create left behind by a crash can be replayed by its idempotency key; a
+//! key reused with other parameters is refused with `idempotency_error`, as Stripe does.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -65,15 +67,19 @@ pub struct State {
     pub prices: Vec<Value>,
     /// Meter events accepted, in order.
     pub meter_events: Vec<Value>,
+    /// Customers, in creation order.
+    pub customers: Vec<Value>,
     /// Requests answered from the idempotency store.
     pub replays: usize,
     /// 429s answered by the rate limit.
     pub rate_limited: usize,
-    idempotent: HashMap<String, (u16, Value)>,
+    idempotent: HashMap<String, (String, (u16, Value))>,
     faults: VecDeque<(u16, Option<bool>)>,
     limit: Option<u32>,
     window: VecDeque<Instant>,
     revoked: bool,
+    accepted_key: Option<String>,
+    search_lags: bool,
 }
 
 /// The running server.
@@ -134,6 +140,17 @@ impl StripeApi {
     /// Every request answers 401 from now on (the key was revoked).
     pub fn revoke(&self) {
         lock(&self.state).revoked = true;
+    }
+
+    /// Only `key` is accepted from now on: any other answers 401, as a rotated-away key does.
+    pub fn accept_only(&self, key: &str) {
+        lock(&self.state).accepted_key = Some(key.to_owned());
+    }
+
+    /// While `lagging`, customer searches find nothing, as Stripe's search index does for up to a minute
+    /// after a write.
+    pub fn search_lags(&self, lagging: bool) {
+        lock(&self.state).search_lags = lagging;
     }
 
     /// Reads the state.
@@ -211,11 +228,12 @@ async fn handle(
     recorded.form = pairs(&recorded.body);
     let mut s = lock(&state);
     let mut should_retry = None;
+    let authorization = recorded.authorization.as_deref().unwrap_or_default();
     let (status, value) = if s.revoked
-        || !recorded
-            .authorization
+        || !(authorization.starts_with("Bearer sk_") || authorization.starts_with("Bearer rk_"))
+        || s.accepted_key
             .as_deref()
-            .is_some_and(|a| a.starts_with("Bearer sk_") || a.starts_with("Bearer rk_"))
+            .is_some_and(|k| authorization != format!("Bearer {k}"))
     {
         error(
             401,
@@ -236,19 +254,31 @@ async fn handle(
             "Too many requests hit the API too quickly.",
             None,
         )
-    } else if let Some(stored) = recorded
+    } else if let Some((body, stored)) = recorded
         .idempotency_key
         .as_ref()
         .and_then(|k| s.idempotent.get(k).cloned())
     {
-        s.replays += 1;
-        stored
+        if body == recorded.body {
+            s.replays += 1;
+            stored
+        } else {
+            error(
+                400,
+                "idempotency_error",
+                None,
+                "Keys for idempotent requests can only be used with the same parameters they were \
+                 first used with.",
+                None,
+            )
+        }
     } else {
         let answer = route(&mut s, &recorded);
         if let Some(key) = &recorded.idempotency_key {
             // Stripe keeps the answer of a request that ran (not of one refused before running).
             if answer.0 < 500 {
-                s.idempotent.insert(key.clone(), answer.clone());
+                s.idempotent
+                    .insert(key.clone(), (recorded.body.clone(), answer.clone()));
             }
         }
         answer
@@ -323,6 +353,57 @@ fn route(s: &mut State, r: &Recorded) -> (u16, Value) {
             apply(price, &r.form, &["nickname", "active"]);
             (200, price.clone())
         }
+        ("GET", ["v1", "customers"]) => (
+            200,
+            json!({"object": "list", "data": s.customers.clone(), "has_more": false}),
+        ),
+        ("POST", ["v1", "customers"]) => {
+            let mut customer = json!({
+                "id": format!("cus_{}", s.customers.len() + 1),
+                "object": "customer",
+                "created": s.customers.len(),
+                "metadata": {},
+            });
+            apply(&mut customer, &r.form, &CUSTOMER_FIELDS);
+            s.customers.push(customer.clone());
+            (200, customer)
+        }
+        ("GET", ["v1", "customers", "search"]) => {
+            let data: Vec<Value> = match r.query.iter().find(|(k, _)| k == "query") {
+                _ if s.search_lags => Vec::new(),
+                Some((_, query)) => match metadata_clause(query) {
+                    Some((key, value)) => s
+                        .customers
+                        .iter()
+                        .filter(|c| c["metadata"][&key].as_str() == Some(value.as_str()))
+                        .cloned()
+                        .collect(),
+                    None => return invalid("invalid_search_query", "Unsupported query.", "query"),
+                },
+                None => {
+                    return invalid(
+                        "parameter_missing",
+                        "Missing required param: query.",
+                        "query",
+                    )
+                }
+            };
+            (
+                200,
+                json!({"object": "search_result", "data": data, "has_more": false}),
+            )
+        }
+        ("GET", ["v1", "customers", id]) => match customer(s, id) {
+            Some(c) => (200, c.clone()),
+            None => missing_customer(id),
+        },
+        ("POST", ["v1", "customers", id]) => match customer(s, id) {
+            Some(c) => {
+                apply(c, &r.form, &CUSTOMER_FIELDS);
+                (200, c.clone())
+            }
+            None => missing_customer(id),
+        },
         ("GET", ["v1", "billing", "meters"]) => (
             200,
             json!({"object": "list", "data": [], "has_more": false}),
@@ -373,14 +454,50 @@ fn route(s: &mut State, r: &Recorded) -> (u16, Value) {
     }
 }
 
-/// Sets the form's `metadata[k]` and the `fields` named on `object`.
+/// The customer fields a create or update sets (besides `metadata[…]` and `address[…]`).
+const CUSTOMER_FIELDS: [&str; 4] = ["email", "name", "phone", "description"];
+
+/// `metadata['k']:'v'` (Stripe's search syntax, `\'` and `\\` escaped in the value) → `(k, v)`.
+fn metadata_clause(query: &str) -> Option<(String, String)> {
+    let rest = query.strip_prefix("metadata['")?;
+    let (key, value) = rest.split_once("']:'")?;
+    let value = value.strip_suffix('\'')?;
+    let mut unescaped = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        unescaped.push(if c == '\\' { chars.next()? } else { c });
+    }
+    Some((key.to_owned(), unescaped))
+}
+
+fn customer<'a>(s: &'a mut State, id: &str) -> Option<&'a mut Value> {
+    s.customers
+        .iter_mut()
+        .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
+}
+
+fn missing_customer(id: &str) -> (u16, Value) {
+    invalid(
+        "resource_missing",
+        &format!("No such customer: '{id}'"),
+        "id",
+    )
+}
+
+/// Sets the form's `metadata[k]`, `address[k]` and the `fields` named on `object`.
 fn apply(object: &mut Value, form: &[(String, String)], fields: &[&str]) {
     for (name, value) in form {
-        if let Some(k) = name
-            .strip_prefix("metadata[")
-            .and_then(|k| k.strip_suffix(']'))
-        {
-            object["metadata"][k] = Value::from(value.as_str());
+        let nested = ["metadata", "address"].into_iter().find_map(|parent| {
+            name.strip_prefix(parent)
+                .and_then(|k| k.strip_prefix('['))
+                .and_then(|k| k.strip_suffix(']'))
+                .map(|k| (parent, k))
+        });
+        if let Some((parent, k)) = nested {
+            if !object[parent].is_object() {
+                object[parent] = json!({});
+            }
+            object[parent][k] = Value::from(value.as_str());
         } else if fields.contains(&name.as_str()) {
             object[name.as_str()] = Value::from(value.as_str());
         }

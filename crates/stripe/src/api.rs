@@ -122,6 +122,7 @@ impl Stripe {
             }
             let refusal = Refusal::from_answer(&answer);
             if status == 401 || status == 403 {
+                self.refuse_key();
                 return Err(SinkError::connector_broken(
                     context(),
                     StripeError::KeyRejected(refusal),

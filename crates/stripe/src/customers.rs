@@ -4,9 +4,14 @@
 //!
 //! 1. a mapping already holding a customer id: the customer is updated;
 //! 2. otherwise the mapping is *claimed* (a conditional put that succeeds once), recording the idempotency
-//!    key of the create; a claim already there (a crash between the create and step 3, or a concurrent
-//!    worker) is resumed with *its* key, so Stripe answers the same customer instead of a second one;
+//!    key of the create, and the customer is created under that key;
 //! 3. the customer id is recorded in the mapping.
+//!
+//! A claim found already there ([`Mapping::Pending`]: a crash between the create and step 3, or a
+//! concurrent worker) may have created the customer: the sink looks for it by its external key in its
+//! metadata (Stripe's search), and creates it under the *claim's* key only when none is found, so Stripe
+//! answers the same customer instead of a second one (the key covers the search index's delay, the search
+//! covers the key's 24-hour expiry).
 //!
 //! Items: `pk` = `STRIPE_CUSTOMER#<connector id>`, `sk` = the external key; `customer_id` once known,
 //! `idempotency_key` from the claim. A connector's mappings survive its files being renamed or replayed.
@@ -28,9 +33,14 @@ pub enum Mapping {
         /// Stripe's id (`cus_…`).
         customer_id: String,
     },
-    /// Claimed: the customer is being (or may have been) created with this idempotency key.
+    /// Claimed by this call: nobody has created the customer; create it under this idempotency key.
     Claimed {
         /// The create's `Idempotency-Key`.
+        idempotency_key: String,
+    },
+    /// Claimed earlier, by a create that may have reached Stripe without being recorded.
+    Pending {
+        /// The earlier create's `Idempotency-Key`.
         idempotency_key: String,
     },
 }
@@ -90,13 +100,25 @@ impl CustomerIds for MemoryCustomerIds {
         external_key: &str,
         idempotency_key: &str,
     ) -> Result<Mapping, StripeError> {
-        Ok(self
-            .lock()
-            .entry((connector_id.to_owned(), external_key.to_owned()))
-            .or_insert_with(|| Mapping::Claimed {
-                idempotency_key: idempotency_key.to_owned(),
-            })
-            .clone())
+        let mut map = self.lock();
+        let key = (connector_id.to_owned(), external_key.to_owned());
+        Ok(match map.get(&key) {
+            Some(Mapping::Known { customer_id }) => Mapping::Known {
+                customer_id: customer_id.clone(),
+            },
+            Some(Mapping::Claimed { idempotency_key } | Mapping::Pending { idempotency_key }) => {
+                Mapping::Pending {
+                    idempotency_key: idempotency_key.clone(),
+                }
+            }
+            None => {
+                let claimed = Mapping::Claimed {
+                    idempotency_key: idempotency_key.to_owned(),
+                };
+                map.insert(key, claimed.clone());
+                claimed
+            }
+        })
     }
 
     async fn record(
@@ -146,12 +168,13 @@ impl DynamoCustomerIds {
     }
 }
 
+/// The mapping an item holds; a claim found is someone else's ([`Mapping::Pending`]).
 fn mapping_of(item: &HashMap<String, AttributeValue>) -> Option<Mapping> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     if let Some(customer_id) = text("customer_id") {
         return Some(Mapping::Known { customer_id });
     }
-    text("idempotency_key").map(|idempotency_key| Mapping::Claimed { idempotency_key })
+    text("idempotency_key").map(|idempotency_key| Mapping::Pending { idempotency_key })
 }
 
 #[async_trait]
@@ -238,15 +261,22 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn the_first_claim_wins_and_a_record_replaces_it() {
+    async fn the_first_claim_wins_later_ones_see_it_pending_and_a_record_replaces_it() {
         let ids = MemoryCustomerIds::new();
         let first = ids.claim("c", "k1", "key-a").await;
         let again = ids.claim("c", "k1", "key-b").await;
-        let claimed = Mapping::Claimed {
-            idempotency_key: "key-a".into(),
-        };
-        assert_eq!(first.ok(), Some(claimed.clone()));
-        assert_eq!(again.ok(), Some(claimed));
+        assert_eq!(
+            first.ok(),
+            Some(Mapping::Claimed {
+                idempotency_key: "key-a".into()
+            })
+        );
+        assert_eq!(
+            again.ok(),
+            Some(Mapping::Pending {
+                idempotency_key: "key-a".into()
+            })
+        );
         assert!(ids.record("c", "k1", "cus_1").await.is_ok());
         assert_eq!(
             ids.claim("c", "k1", "key-c").await.ok(),

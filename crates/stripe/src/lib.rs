@@ -19,6 +19,7 @@ pub mod keys;
 pub mod objects;
 pub mod sink;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,6 +101,8 @@ pub struct Stripe {
     concurrency: usize,
     rate: u32,
     customers: Arc<dyn CustomerIds>,
+    /// Stripe answered 401/403 to this key: whoever caches the account reads the key again.
+    key_refused: AtomicBool,
 }
 
 impl Stripe {
@@ -136,6 +139,7 @@ impl Stripe {
             concurrency: concurrency as usize,
             rate,
             customers,
+            key_refused: AtomicBool::new(false),
         })
     }
 
@@ -153,6 +157,16 @@ impl Stripe {
     /// Requests per second this process keeps to.
     pub fn rate(&self) -> u32 {
         self.rate
+    }
+
+    /// Whether Stripe has refused this account's key (401/403): a cache of accounts drops it then, so a
+    /// rotated key is read again for the next file instead of after the cache's lifetime.
+    pub fn key_refused(&self) -> bool {
+        self.key_refused.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn refuse_key(&self) {
+        self.key_refused.store(true, Ordering::Relaxed);
     }
 
     /// `connector verify`'s check: one read call the kind's rows need permission for (`GET /v1/products`,

@@ -13,11 +13,13 @@ use s3_importer_core::{ErrorCode, RowError};
 use serde_json::{Map, Value};
 
 use crate::api::Reply;
-use crate::customers::Mapping;
 use crate::error::{Refusal, StripeError};
 use crate::form::{segment, text, Form};
 use crate::keys::row_key;
 use crate::Stripe;
+
+mod customer;
+pub use customer::customer;
 
 /// Meter events older than this are refused by Stripe (and here, before any call).
 pub const METER_EVENT_MAX_AGE_SECONDS: i64 = 35 * 24 * 3600;
@@ -213,89 +215,6 @@ pub async fn product(
                     Reply::Refused(r) => refused(&r),
                 },
             )
-        }
-    }
-}
-
-const CUSTOMER_FIELDS: [&str; 11] = [
-    "external_key",
-    "email",
-    "name",
-    "phone",
-    "description",
-    "address_line1",
-    "address_line2",
-    "address_city",
-    "address_state",
-    "address_postal_code",
-    "address_country",
-];
-
-/// A customer, by its external key: see [`crate::customers`] for how the mapping to its id is kept.
-pub async fn customer(
-    stripe: &Stripe,
-    source: RowSource<'_>,
-    row: &Map<String, Value>,
-) -> Result<RowOutcome, SinkError> {
-    let Some(external) = field(row, "external_key") else {
-        return Ok(missing("external_key", "customer"));
-    };
-    let mut content = Form::new();
-    for name in ["email", "name", "phone", "description"] {
-        if let Some(v) = field(row, name) {
-            content.push(name, v);
-        }
-    }
-    for part in ["line1", "line2", "city", "state", "postal_code", "country"] {
-        if let Some(v) = field(row, &format!("address_{part}")) {
-            content.push_nested("address", part, v);
-        }
-    }
-    metadata(&mut content, row, &CUSTOMER_FIELDS);
-    content.push_nested("metadata", "s3i_external_key", external.as_str());
-    let connector = &source.version.connector_id;
-    let mapped = stripe
-        .customers
-        .claim(connector, &external, &source.key("create-customer"))
-        .await
-        .map_err(|e| SinkError::transient("claim the customer mapping", e))?;
-    match mapped {
-        Mapping::Known { customer_id } => {
-            let path = format!("/v1/customers/{}", segment(&customer_id));
-            match stripe.get(&path).await? {
-                Reply::Object(existing) if existing.get("deleted") != Some(&Value::Bool(true)) => {
-                    update(stripe, source, &path, &existing, content).await
-                }
-                Reply::Refused(r) => Ok(refused(&r)),
-                _ => Ok(RowOutcome::Refused(RowError::column(
-                    "external_key",
-                    ErrorCode::DestinationRejected,
-                    format!("the customer {customer_id} this external key maps to was deleted in Stripe"),
-                ))),
-            }
-        }
-        Mapping::Claimed { idempotency_key } => {
-            let mut form = content;
-            source.lineage(&mut form);
-            match stripe
-                .post("/v1/customers", &form, Some(&idempotency_key))
-                .await?
-            {
-                Reply::Object(created) => {
-                    let id = id_of(&created)?;
-                    stripe
-                        .customers
-                        .record(connector, &external, &id)
-                        .await
-                        .map_err(|e| SinkError::transient("record the customer mapping", e))?;
-                    Ok(RowOutcome::Written)
-                }
-                Reply::Missing => Ok(RowOutcome::Refused(RowError::record(
-                    ErrorCode::DestinationRejected,
-                    "Stripe answered 404 to a customer create",
-                ))),
-                Reply::Refused(r) => Ok(refused(&r)),
-            }
         }
     }
 }

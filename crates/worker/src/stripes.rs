@@ -1,7 +1,8 @@
 //! Stripe connectors in the worker: the API key read when a file is opened (Secrets Manager, or an
 //! environment variable for local use), never stored nor logged, and each account kept for [`KEY_TTL`]
 //! with its per-process rate and concurrency limits, shared by the files that go to it. A rotated key is
-//! used after at most that long, and at once after a 401/403 (the account is dropped from the cache).
+//! used after at most that long, and for the next file after Stripe answered 401/403 to the cached one
+//! (at open or mid-file: [`Stripe::key_refused`]).
 //! Customer mappings are kept in the state table ([`s3_importer_stripe::DynamoCustomerIds`]).
 
 use std::collections::HashMap;
@@ -104,7 +105,7 @@ impl Stripes {
 
     async fn stripe(&self, config: &StripeConfig) -> Result<Arc<Stripe>, SinkError> {
         if let Some((stripe, at)) = self.lock().get(config) {
-            if at.elapsed() < KEY_TTL {
+            if at.elapsed() < KEY_TTL && !stripe.key_refused() {
                 return Ok(stripe.clone());
             }
         }
