@@ -42,7 +42,8 @@ use s3_importer_core::sync::ports::{
 };
 use s3_importer_core::sync::{
     Clock, Connector, ConnectorStatus, DestinationConfig, FixedClock, LedgerEntry,
-    PostgresConnection, Source, SyncRun, WebhookConfig, WebhookOnReject, WebhookSecret,
+    PostgresConnection, Source, StripeConfig, StripeObject, SyncRun, WebhookConfig,
+    WebhookOnReject, WebhookSecret,
 };
 use s3_importer_core::template::Template;
 use s3_importer_lister::Lister;
@@ -662,6 +663,40 @@ impl Deployment {
             batch_bytes: None,
             timeout_seconds: Some(1),
             on_reject: WebhookOnReject::Report,
+        });
+        self.state.update_connector(&connector).await?;
+        Ok(secret_id)
+    }
+
+    /// Sends the connector's rows to Stripe as `object` objects through the API at `base_url` (a server on
+    /// loopback), with the API key `key` stored in a Secrets Manager secret on the emulator, at `rate`
+    /// requests per second. Returns the secret's name.
+    pub async fn use_stripe(
+        &self,
+        object: StripeObject,
+        base_url: &str,
+        key: &str,
+        rate: u32,
+    ) -> Result<String> {
+        let secret_id = format!("s3-importer/{}/stripe", self.connector.id);
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .create_secret()
+            .name(&secret_id)
+            .secret_string(key)
+            .send()
+            .await
+            .with_context(|| format!("create secret {secret_id}"))?;
+        let mut connector = self.connector_now().await?;
+        connector.destination = DestinationConfig::Stripe(StripeConfig {
+            object,
+            key: WebhookSecret::Secret {
+                secret_id: secret_id.clone(),
+            },
+            base_url: Some(base_url.to_owned()),
+            rate_per_second: Some(rate),
+            workers: None,
+            concurrency: Some(4),
+            timeout_seconds: Some(5),
         });
         self.state.update_connector(&connector).await?;
         Ok(secret_id)

@@ -41,6 +41,27 @@ pub struct Pace {
     pub suspend_ms: u64,
 }
 
+impl Pace {
+    /// What a sink whose rows cost at least `row_cost` each is expected to show before any write: batches of
+    /// the rows that fit `budget` at that cost (all `max_rows` without a budget), each taking that long.
+    pub fn from_row_cost(row_cost: Duration, max_rows: usize, budget: Option<Duration>) -> Self {
+        let max_rows = max_rows.max(1);
+        let rows = budget.map_or(max_rows, |budget| {
+            let fit = budget.as_nanos() / row_cost.as_nanos().max(1);
+            usize::try_from(fit)
+                .unwrap_or(usize::MAX)
+                .clamp(1, max_rows)
+        });
+        Self {
+            write_ms: millis(row_cost.saturating_mul(u32::try_from(rows).unwrap_or(u32::MAX))),
+            write_rows: rows as u64,
+            batch_rows: rows as u64,
+            batch_floor: 0,
+            suspend_ms: 0,
+        }
+    }
+}
+
 /// The measured writes of one piece, and the batch size the reader is held to.
 #[derive(Debug)]
 pub struct WritePace {
@@ -176,6 +197,29 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_known_row_cost_sizes_the_first_batches_to_the_budget() {
+        // 25 requests a second, a 15 s budget: 375 rows a batch, expected to take 15 s.
+        let pace = Pace::from_row_cost(ms(40), 2000, Some(Duration::from_secs(15)));
+        assert_eq!(
+            (pace.batch_rows, pace.write_rows, pace.write_ms),
+            (375, 375, 15_000)
+        );
+        let paced = WritePace::new(2000, Some(Duration::from_secs(15)), Some(&pace));
+        assert_eq!(paced.batch_limit().load(Ordering::Relaxed), 375);
+        assert_eq!(paced.expected(750), Duration::from_secs(30));
+        // A cheap row fills the configured size; a dear one still gets one row; no budget: the configured size.
+        assert_eq!(
+            Pace::from_row_cost(Duration::from_micros(1), 2000, Some(ms(100))).batch_rows,
+            2000
+        );
+        assert_eq!(
+            Pace::from_row_cost(Duration::from_secs(1), 2000, Some(ms(100))).batch_rows,
+            1
+        );
+        assert_eq!(Pace::from_row_cost(ms(40), 2000, None).batch_rows, 2000);
     }
 
     #[test]

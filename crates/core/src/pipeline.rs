@@ -376,11 +376,12 @@ async fn run(
     let mut counts = options.carried;
     let positions = rows.needs_positions();
     let placement = rows.placement();
-    let mut pace = WritePace::new(
-        options.batch_rows,
-        options.write_budget,
-        options.pace.as_ref(),
-    );
+    // A piece carries what the earlier ones measured; the first starts from the sink's known row cost.
+    let carried = options.pace.or_else(|| {
+        rows.row_cost()
+            .map(|cost| Pace::from_row_cost(cost, options.batch_rows, options.write_budget))
+    });
+    let mut pace = WritePace::new(options.batch_rows, options.write_budget, carried.as_ref());
     let batch_limit = pace.batch_limit();
     let reader_task = tokio::task::spawn_blocking(move || {
         let needs = BatchNeeds {

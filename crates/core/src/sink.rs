@@ -295,6 +295,14 @@ pub trait RowSink: Send {
         None
     }
 
+    /// The least time writing one row is known to take before any write is measured: a destination held to
+    /// a request rate (an API) says so, and the first batches of a piece are sized to the write budget by it,
+    /// so that a first write cannot overrun the piece's deadline (see [`crate::pace`]). The default is
+    /// `None`: unknown until measured.
+    fn row_cost(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether what the sink writes stays invisible until [`RowSink::finish`], so that [`RowSink::abort`]
     /// leaves nothing (an S3 object completed at the end, a database transaction): such a sink is already
     /// all-or-nothing. The default is no (writes visible at once, as DynamoDB upserts): the worker then

@@ -1102,3 +1102,62 @@ async fn rows_carry_their_positions_to_the_sinks_that_read_them() -> Result {
     );
     Ok(())
 }
+
+/// A sink that takes `cost` per row and says so ([`RowSink::row_cost`]), recording each batch's size.
+struct RatedSink {
+    cost: Duration,
+    batches: Vec<usize>,
+}
+
+#[async_trait]
+impl RowSink for RatedSink {
+    async fn write_batch(&mut self, batch: &RowBatch) -> std::result::Result<(), SinkError> {
+        self.batches.push(batch.len());
+        tokio::time::sleep(self.cost * batch.len() as u32).await;
+        Ok(())
+    }
+
+    fn row_cost(&self) -> Option<Duration> {
+        Some(self.cost)
+    }
+
+    async fn finish(&mut self) -> std::result::Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// A rate-limited sink (2 ms a row) with a 100 ms write budget: the very first batch holds the 50 rows that
+/// fit, not the configured 2,000, and the piece stops near its deadline instead of after a 4 s first write.
+#[tokio::test]
+async fn a_sink_with_a_known_row_cost_gets_first_batches_that_fit_the_budget() -> Result {
+    let mut input = b"id,name\n".to_vec();
+    for i in 0..2_000 {
+        writeln!(input, "{i},name {i}")?;
+    }
+    let mut sink = RatedSink {
+        cost: Duration::from_millis(2),
+        batches: Vec::new(),
+    };
+    let started = Instant::now();
+    let options = ImportOptions {
+        deadline: Some(started + Duration::from_millis(600)),
+        write_budget: Some(Duration::from_millis(100)),
+        batch_rows: 2_000,
+        ..ImportOptions::default()
+    };
+    let report = pipeline::import(
+        std::io::Cursor::new(input),
+        csv(),
+        template("")?,
+        options,
+        &mut sink,
+        &mut MemoryRejects::default(),
+    )
+    .await?;
+    let took = started.elapsed();
+    assert_eq!(report.outcome(), Outcome::Stopped);
+    assert_eq!(sink.batches.first(), Some(&50), "{:?}", sink.batches);
+    assert!(sink.batches.iter().all(|&n| n <= 50), "{:?}", sink.batches);
+    assert!(took < Duration::from_millis(1500), "stopped after {took:?}");
+    Ok(())
+}
