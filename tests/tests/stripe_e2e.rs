@@ -2,6 +2,8 @@
 //! routing, the API key read from Secrets Manager, customer mappings in the state table), and a Stripe
 //! server on loopback — localstripe for customers, the request-level server (`s3_importer_tests::stripe_api`)
 //! for meter events, rate limits and keys. Each test has its own deployment and server.
+//! (Customer mappings are deleted with their connector: the state store's key layout and the Stripe crate's
+//! must agree, and the first test checks they do.)
 
 use std::collections::BTreeMap;
 use std::time::{Duration as StdDuration, Instant};
@@ -155,6 +157,10 @@ async fn customers_are_created_once_mapped_in_the_state_table_and_kept_across_a_
         "the same customers: {updated:?}"
     );
     ensure!(mappings(&d).await? == ids);
+
+    // Deleting the connector deletes its mappings with the rest of its state (the customers stay in Stripe).
+    d.state.delete_connector(&d.connector.id).await?;
+    ensure!(mappings(&d).await?.is_empty(), "{:?}", mappings(&d).await?);
     Ok(())
 }
 

@@ -27,9 +27,10 @@ async fn show(server: &LocalStripe, resource: &str) -> Result<usize> {
             o.pointer(p)
                 .map(|v| match v {
                     Value::String(s) => s.clone(),
+                    Value::Null => "-".to_owned(),
                     other => other.to_string(),
                 })
-                .unwrap_or_default()
+                .unwrap_or_else(|| "-".to_owned())
         };
         match resource {
             "products" => println!(

@@ -48,6 +48,12 @@ pub(super) fn connector_pk(id: &str) -> String {
     format!("CONNECTOR#{id}")
 }
 
+/// Partitions a connector owns besides its own, deleted with it: the Stripe destination's customer mappings
+/// (`s3_importer_stripe::DynamoCustomerIds` writes them; `stripe_e2e` checks the two agree).
+pub(super) fn owned_partitions(id: &str) -> [String; 1] {
+    [format!("STRIPE_CUSTOMER#{id}")]
+}
+
 pub(super) fn meta_key(id: &str) -> Item {
     key(connector_pk(id), META)
 }

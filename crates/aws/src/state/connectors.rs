@@ -8,8 +8,8 @@ use s3_importer_core::sync::model::{sync_lease_name, Connector};
 use s3_importer_core::sync::ports::{ConnectorStore, StateError};
 
 use super::codec::{
-    attr_str, connector_pk, index_key, key, lease_key, meta_key, millis_n, n, name_key, s, to_item,
-    CONNECTORS_PK, CONNECTOR_MILLIS, INTERNAL, META,
+    attr_str, connector_pk, index_key, key, lease_key, meta_key, millis_n, n, name_key,
+    owned_partitions, s, to_item, CONNECTORS_PK, CONNECTOR_MILLIS, INTERNAL, META,
 };
 use super::conditional::{WriteIf, Written};
 use super::expr::Expr;
@@ -184,9 +184,12 @@ impl ConnectorStore for DynamoStateStore {
     async fn delete_connector(&self, id: &str) -> Result<u64, StateError> {
         let context = self.ctx(format!("delete connector {id}"));
         let meta = self.get_connector_item(id).await?;
-        let items = self
+        let mut items = self
             .query(connector_pk(id), "", None, false, None, &context)
             .await?;
+        for pk in owned_partitions(id) {
+            items.extend(self.query(pk, "", None, false, None, &context).await?);
+        }
         let count = items.len() as u64;
         // META goes last: until it is gone, a retry after a failure here still knows the name to free.
         let mut keys: Vec<Item> = items

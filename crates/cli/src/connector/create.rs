@@ -222,6 +222,7 @@ pub(super) async fn create(
         ));
     }
     let stored = require_template(state, &args.template, args.template_version).await?;
+    stripe::check_template(&destination, &stored.template)?;
     let now = Utc::now();
     let id = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
     let connector = Connector {

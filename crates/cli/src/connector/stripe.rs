@@ -8,6 +8,7 @@ use s3_importer_aws::verify::Check;
 use s3_importer_core::sync::{
     Connector, DestinationConfig, StripeConfig, StripeObject, WebhookSecret,
 };
+use s3_importer_core::template::Template;
 use s3_importer_stripe::{MemoryCustomerIds, Stripe};
 use s3_importer_worker::stripes::api_key;
 
@@ -93,6 +94,35 @@ pub fn destination(object: &str, args: &StripeArgs) -> Result<DestinationConfig>
         concurrency: args.stripe_concurrency,
         timeout_seconds: args.stripe_timeout,
     }))
+}
+
+/// Refuses a Stripe destination whose template lacks a field every row of its object needs (each row would
+/// only be refused): names the missing fields and the built-in template to start from.
+pub fn check_template(destination: &DestinationConfig, template: &Template) -> Result<()> {
+    let DestinationConfig::Stripe(config) = destination else {
+        return Ok(());
+    };
+    let missing: Vec<&str> = config
+        .object
+        .required_fields()
+        .iter()
+        .copied()
+        .filter(|name| !template.fields.iter().any(|f| f.name == *name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(exit(
+        Status::Usage,
+        format!(
+            "template {} has no field {}, which every stripe:{} row needs: start from \
+             examples/templates/stripe/{}.toml",
+            template.name,
+            missing.join(", "),
+            config.object.name(),
+            config.object.template_name()
+        ),
+    ))
 }
 
 /// The `stripe` check of `connector verify`: the key read and accepted by one read call the object needs

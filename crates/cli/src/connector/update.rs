@@ -145,6 +145,7 @@ pub(super) async fn update(
     }
     let stored =
         require_template(state, &connector.template_id, connector.template_version).await?;
+    super::stripe::check_template(&connector.destination, &stored.template)?;
     connector.updated_at = Utc::now();
     state.update_connector(&connector).await?;
     // The table of a PostgreSQL destination: created or checked when the destination or template changed.

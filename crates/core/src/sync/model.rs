@@ -132,6 +132,21 @@ impl StripeObject {
         }
     }
 
+    /// The template fields every row of this kind needs: a template without one of them cannot feed it.
+    pub fn required_fields(self) -> &'static [&'static str] {
+        match self {
+            Self::Products => &["id"],
+            Self::Customers => &["external_key"],
+            Self::Prices => &["lookup_key", "product", "unit_amount", "currency"],
+            Self::MeterEvents => &["event_name", "timestamp"],
+        }
+    }
+
+    /// The built-in template for this kind (`examples/templates/stripe/<name>.toml`).
+    pub fn template_name(self) -> String {
+        format!("stripe-{}", self.name().replace('_', "-"))
+    }
+
     /// The kind named `name` (`meter-events` is accepted for `meter_events`).
     pub fn parse(name: &str) -> Option<Self> {
         let name = name.replace('-', "_");
