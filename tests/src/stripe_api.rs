@@ -4,7 +4,8 @@
 //! answered with the first answer and no second effect — recording every request (method, path, form,
 //! headers), with a requests-per-second limit answering 429 `rate_limit` beyond it, injected statuses, and
 //! a revoked key (401 everywhere) or one accepted key (401 for any other). Customers are kept too (created
-//! with Stripe-chosen ids), so a create left behind by a crash can be replayed by its idempotency key; a
+//! with Stripe-chosen ids) and products (with caller-chosen ids and a default price made from
+//! `default_price_data`, which localstripe refuses), so a create left behind by a crash can be replayed by its idempotency key; a
 //! key reused with other parameters is refused with `idempotency_error`, as Stripe does.
 
 use std::collections::{HashMap, VecDeque};
@@ -69,6 +70,8 @@ pub struct State {
     pub meter_events: Vec<Value>,
     /// Customers, in creation order.
     pub customers: Vec<Value>,
+    /// Products, in creation order.
+    pub products: Vec<Value>,
     /// Requests answered from the idempotency store.
     pub replays: usize,
     /// 429s answered by the rate limit.
@@ -353,6 +356,18 @@ fn route(s: &mut State, r: &Recorded) -> (u16, Value) {
             apply(price, &r.form, &["nickname", "active"]);
             (200, price.clone())
         }
+        ("GET", ["v1", "products", id]) => match s.products.iter().find(|p| p["id"] == *id) {
+            Some(p) => (200, p.clone()),
+            None => missing("product", id),
+        },
+        ("POST", ["v1", "products"]) => create_product(s, r),
+        ("POST", ["v1", "products", id]) => match s.products.iter_mut().find(|p| p["id"] == *id) {
+            Some(p) => {
+                apply(p, &r.form, &PRODUCT_FIELDS);
+                (200, p.clone())
+            }
+            None => missing("product", id),
+        },
         ("GET", ["v1", "customers"]) => (
             200,
             json!({"object": "list", "data": s.customers.clone(), "has_more": false}),
@@ -395,14 +410,14 @@ fn route(s: &mut State, r: &Recorded) -> (u16, Value) {
         }
         ("GET", ["v1", "customers", id]) => match customer(s, id) {
             Some(c) => (200, c.clone()),
-            None => missing_customer(id),
+            None => missing("customer", id),
         },
         ("POST", ["v1", "customers", id]) => match customer(s, id) {
             Some(c) => {
                 apply(c, &r.form, &CUSTOMER_FIELDS);
                 (200, c.clone())
             }
-            None => missing_customer(id),
+            None => missing("customer", id),
         },
         ("GET", ["v1", "billing", "meters"]) => (
             200,
@@ -454,6 +469,57 @@ fn route(s: &mut State, r: &Recorded) -> (u16, Value) {
     }
 }
 
+/// The product fields a create or update sets (besides `metadata[…]`).
+const PRODUCT_FIELDS: [&str; 5] = ["id", "name", "description", "active", "url"];
+
+/// `POST /v1/products`: the caller's id, and a price made from `default_price_data` when given.
+fn create_product(s: &mut State, r: &Recorded) -> (u16, Value) {
+    let Some(id) = r.field("id") else {
+        return invalid("parameter_missing", "Missing required param: id.", "id");
+    };
+    if s.products.iter().any(|p| p["id"] == id) {
+        return invalid(
+            "resource_already_exists",
+            &format!("Product already exists: '{id}'"),
+            "id",
+        );
+    }
+    let mut product = json!({"object": "product", "metadata": {}, "default_price": null});
+    apply(&mut product, &r.form, &PRODUCT_FIELDS);
+    if let Some(amount) = r.field("default_price_data[unit_amount]") {
+        let Ok(amount) = amount.parse::<i64>() else {
+            return invalid(
+                "parameter_invalid_integer",
+                "Invalid integer: default_price_data[unit_amount]",
+                "default_price_data[unit_amount]",
+            );
+        };
+        let Some(currency) = r.field("default_price_data[currency]") else {
+            return invalid(
+                "parameter_missing",
+                "Missing required param: default_price_data[currency].",
+                "default_price_data[currency]",
+            );
+        };
+        let price_id = format!("price_{}", s.prices.len() + 1);
+        s.prices.push(json!({
+            "id": price_id,
+            "object": "price",
+            "active": true,
+            "currency": currency,
+            "product": id,
+            "unit_amount": amount,
+            "lookup_key": null,
+            "recurring": null,
+            "type": "one_time",
+            "metadata": {},
+        }));
+        product["default_price"] = Value::from(price_id);
+    }
+    s.products.push(product.clone());
+    (200, product)
+}
+
 /// The customer fields a create or update sets (besides `metadata[…]` and `address[…]`).
 const CUSTOMER_FIELDS: [&str; 4] = ["email", "name", "phone", "description"];
 
@@ -476,11 +542,14 @@ fn customer<'a>(s: &'a mut State, id: &str) -> Option<&'a mut Value> {
         .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
 }
 
-fn missing_customer(id: &str) -> (u16, Value) {
-    invalid(
-        "resource_missing",
-        &format!("No such customer: '{id}'"),
-        "id",
+/// Stripe's 404 for an object that does not exist.
+fn missing(kind: &str, id: &str) -> (u16, Value) {
+    error(
+        404,
+        "invalid_request_error",
+        Some("resource_missing"),
+        &format!("No such {kind}: '{id}'"),
+        Some("id"),
     )
 }
 

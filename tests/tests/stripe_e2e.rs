@@ -15,6 +15,7 @@ use s3_importer_core::sync::ports::ConnectorStore;
 use s3_importer_core::sync::redo;
 use s3_importer_core::sync::worker::{self, Delivery, Disposition};
 use s3_importer_core::sync::{Clock, ConnectorStatus, FileStatus, StripeObject};
+use s3_importer_stripe::{CustomerIds, DynamoCustomerIds, Mapping, MemoryCustomerIds};
 use s3_importer_tests::deployment::{Deployment, Options};
 use s3_importer_tests::localstripe::{self, LocalStripe};
 use s3_importer_tests::stripe_api::StripeApi;
@@ -299,5 +300,50 @@ async fn a_key_refused_mid_file_is_read_again_for_the_next_file_once_rotated() -
         "{entry:#?}"
     );
     ensure!(api.seen(|s| s.meter_events.len()) == 20);
+    Ok(())
+}
+
+/// The DynamoDB mapping store on the emulator, as the memory one: the first claim wins, a later claim sees
+/// it pending with the first key, a record makes it known, and connectors do not see each other's mappings.
+#[tokio::test]
+async fn the_state_table_keeps_customer_mappings_as_the_memory_store_does() -> Result<()> {
+    let d = Deployment::new().await?;
+    let ids = DynamoCustomerIds::new(
+        s3_importer_tests::dynamodb_client(&d.sdk),
+        d.provisioned.names.state_table.clone(),
+    );
+    let memory = MemoryCustomerIds::new();
+    for store in [&ids as &dyn CustomerIds, &memory] {
+        let claimed = |key: &str| Mapping::Claimed {
+            idempotency_key: key.to_owned(),
+        };
+        let pending = |key: &str| Mapping::Pending {
+            idempotency_key: key.to_owned(),
+        };
+        ensure!(
+            store.claim("c1", "k'1", "key-a").await? == claimed("key-a"),
+            "{store:?}"
+        );
+        ensure!(
+            store.claim("c1", "k'1", "key-b").await? == pending("key-a"),
+            "{store:?}"
+        );
+        ensure!(
+            store.claim("c2", "k'1", "key-c").await? == claimed("key-c"),
+            "{store:?}"
+        );
+        store.record("c1", "k'1", "cus_1").await?;
+        let known = Mapping::Known {
+            customer_id: "cus_1".into(),
+        };
+        ensure!(
+            store.claim("c1", "k'1", "key-d").await? == known,
+            "{store:?}"
+        );
+        ensure!(
+            store.claim("c2", "k'1", "key-e").await? == pending("key-c"),
+            "{store:?}"
+        );
+    }
     Ok(())
 }

@@ -416,3 +416,81 @@ async fn a_revoked_key_fails_the_file_and_breaks_the_connector() -> Result<()> {
     ensure!(keys.len() <= 4 && distinct.len() == keys.len(), "{keys:?}");
     Ok(())
 }
+
+/// A new product with an amount is created with its default price in the same request
+/// (`default_price_data[…]`, which localstripe refuses); an unchanged redelivery creates neither again, and a
+/// row without an amount makes no price.
+#[tokio::test]
+async fn a_new_product_with_an_amount_is_created_with_its_default_price() -> Result<()> {
+    let api = StripeApi::start().await?;
+    let account = stripe(
+        &config(StripeObject::Products, &api.url(), Some(1000)),
+        KEY,
+        Arc::new(MemoryCustomerIds::new()),
+    )?;
+    let csv = "product_id,name,default_price_unit_amount,default_price_currency\n\
+               prod_pen,Fountain pen,1200,EUR\n\
+               prod_pad,Notepad,,\n";
+    let version = Version {
+        connector: CONNECTOR,
+        key: "in/products.csv",
+        etag: "\"p1\"",
+        modified: 1_000,
+    };
+    for _ in 0..2 {
+        let (report, rejects) = import(account.clone(), "stripe-products", version, csv).await?;
+        let report = report?;
+        ensure!(
+            report.counts.rows_imported == 2 && rejects.rows.is_empty(),
+            "{:?} {:?}",
+            report.counts,
+            rejects.rows
+        );
+    }
+    api.seen(|s| {
+        let creates: Vec<_> = s
+            .requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/v1/products")
+            .collect();
+        ensure!(
+            creates.len() == 2,
+            "one create per product: {}",
+            creates.len()
+        );
+        let pen = creates
+            .iter()
+            .find(|r| r.field("id") == Some("prod_pen"))
+            .context("no create of prod_pen")?;
+        ensure!(
+            pen.field("default_price_data[unit_amount]") == Some("1200")
+                && pen
+                    .field("default_price_data[currency]")
+                    .map(str::to_ascii_lowercase)
+                    == Some("eur".into()),
+            "{:?}",
+            pen.form
+        );
+        ensure!(pen.idempotency_key.is_some());
+        let pad = creates
+            .iter()
+            .find(|r| r.field("id") == Some("prod_pad"))
+            .context("no create of prod_pad")?;
+        ensure!(
+            pad.form
+                .iter()
+                .all(|(k, _)| !k.starts_with("default_price_data")),
+            "{:?}",
+            pad.form
+        );
+        ensure!(s.prices.len() == 1, "{:?}", s.prices);
+        ensure!(s.prices[0]["unit_amount"] == 1200 && s.prices[0]["product"] == "prod_pen");
+        let product = s
+            .products
+            .iter()
+            .find(|p| p["id"] == "prod_pen")
+            .context("prod_pen")?;
+        ensure!(product["default_price"] == s.prices[0]["id"], "{product}");
+        Ok(())
+    })
+}
