@@ -87,6 +87,10 @@ demo: ## Run the main job end to end on sample data and print what was imported 
 demo-stripe: venv ## The Stripe destination against localstripe (a local fake Stripe server): products upserted, customers mapped
 	$(CARGO) run -q -p s3-importer-tests --bin demo-stripe
 
+.PHONY: bench-stripe
+bench-stripe: ## Rows/s into the Stripe destination per object at its rate limit (BENCH_STRIPE_ROWS=100, BENCH_STRIPE_RATE=25), request-level server on loopback
+	$(CARGO) run -q -p s3-importer-tests --bin bench-stripe
+
 .PHONY: bench
 bench: ## Pipeline throughput and peak RSS per format (BENCH_MB=1000, BENCH_RUNS=1)
 	BENCH_MB=$(BENCH_MB) BENCH_RUNS=$(BENCH_RUNS) $(CARGO) bench -p s3-importer-file --bench pipeline
