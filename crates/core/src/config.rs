@@ -81,6 +81,10 @@ pub mod vars {
     pub const READ_AHEAD_RANGES: &str = "S3I_READ_AHEAD_RANGES";
     /// Worker: conditional PutItem calls in flight per batch written to a DynamoDB destination (default 16).
     pub const DYNAMODB_WRITE_CONCURRENCY: &str = "S3I_DYNAMODB_WRITE_CONCURRENCY";
+    /// Worker: invocations that may run at once (the template's `WorkerMaximumConcurrency`; default 1). A
+    /// Stripe connector created without `--stripe-workers` divides its rate by it, so the deployment as a
+    /// whole keeps to the account's limit.
+    pub const WORKER_CONCURRENCY: &str = "S3I_WORKER_CONCURRENCY";
 }
 
 /// Conditional PutItem calls in flight per batch by default ([`vars::DYNAMODB_WRITE_CONCURRENCY`]).
@@ -120,6 +124,8 @@ pub struct Config {
     /// Worker: PutItem calls in flight per batch to a DynamoDB destination
     /// ([`vars::DYNAMODB_WRITE_CONCURRENCY`]).
     pub dynamodb_write_concurrency: usize,
+    /// Worker: invocations that may run at once ([`vars::WORKER_CONCURRENCY`]).
+    pub worker_concurrency: u32,
 }
 
 impl Config {
@@ -235,6 +241,7 @@ impl Config {
                 DEFAULT_DYNAMODB_WRITE_CONCURRENCY,
             )?
             .max(1),
+            worker_concurrency: number(env, vars::WORKER_CONCURRENCY, 1u32)?.max(1),
         })
     }
 }
@@ -265,6 +272,7 @@ mod tests {
         assert_eq!(c.heartbeat_interval, std::time::Duration::from_secs(60));
         assert_eq!(c.read_ahead, ReadAhead::default());
         assert_eq!(c.dynamodb_write_concurrency, 16);
+        assert_eq!(c.worker_concurrency, 1);
         Ok(())
     }
 

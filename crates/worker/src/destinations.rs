@@ -103,9 +103,11 @@ impl Destinations {
         }
     }
 
-    /// The same destinations keeping Stripe customer mappings in `customers` (the state table).
-    pub fn with_customer_ids(mut self, customers: Arc<dyn CustomerIds>) -> Self {
-        self.stripes = Stripes::new(self.aws.clone(), self.secrets.clone(), Some(customers));
+    /// The same destinations keeping Stripe customer mappings in `customers` (the state table), in a
+    /// deployment running up to `workers` worker processes at once (a Stripe connector's rate is shared).
+    pub fn with_stripe(mut self, customers: Arc<dyn CustomerIds>, workers: u32) -> Self {
+        self.stripes = Stripes::new(self.aws.clone(), self.secrets.clone(), Some(customers))
+            .with_workers(workers);
         self
     }
 

@@ -72,12 +72,13 @@ impl Worker {
                     ),
                     Secrets::new(s3_importer_aws::config::secretsmanager_client(sdk)),
                 )
-                .with_customer_ids(Arc::new(
-                    s3_importer_stripe::DynamoCustomerIds::new(
+                .with_stripe(
+                    Arc::new(s3_importer_stripe::DynamoCustomerIds::new(
                         s3_importer_aws::config::dynamodb_client(sdk),
                         config.state_table.clone(),
-                    ),
-                )),
+                    )),
+                    config.worker_concurrency,
+                ),
             ),
             Arc::new(SqsQueue::new(
                 s3_importer_aws::config::sqs_client(sdk),

@@ -67,6 +67,7 @@ pub struct Stripes {
     rejects: Arc<dyn Destination>,
     secrets: Secrets,
     customers: Option<Arc<dyn CustomerIds>>,
+    workers: u32,
     cache: Mutex<HashMap<StripeConfig, (Arc<Stripe>, Instant)>>,
 }
 
@@ -82,8 +83,16 @@ impl Stripes {
             rejects,
             secrets,
             customers,
+            workers: 1,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same accounts in a deployment running up to `workers` worker processes at once: a connector that
+    /// does not say how many may share its rate (`workers`) shares it among that many.
+    pub fn with_workers(mut self, workers: u32) -> Self {
+        self.workers = workers.max(1);
+        self
     }
 
     /// The row sink of `job`'s file, to the account `config` names.
@@ -123,8 +132,9 @@ impl Stripes {
                 "this worker has no state table for Stripe customer mappings",
             )
         })?;
+        let shared = shared_by(config, self.workers);
         let stripe = Arc::new(
-            Stripe::new(config, key, customers).map_err(|e| SinkError::permanent(context, e))?,
+            Stripe::new(&shared, key, customers).map_err(|e| SinkError::permanent(context, e))?,
         );
         self.lock()
             .insert(config.clone(), (stripe.clone(), Instant::now()));
@@ -134,5 +144,42 @@ impl Stripes {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StripeConfig, (Arc<Stripe>, Instant)>> {
         // The map holds no invariant a panic could break.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `config` with the worker processes sharing its rate: its own `workers`, or the deployment's.
+pub fn shared_by(config: &StripeConfig, deployment_workers: u32) -> StripeConfig {
+    StripeConfig {
+        workers: Some(config.workers.unwrap_or(deployment_workers).max(1)),
+        ..config.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use s3_importer_core::sync::{StripeObject, WebhookSecret};
+    use s3_importer_stripe::process_rate;
+
+    use super::*;
+
+    #[test]
+    fn the_rate_is_shared_by_the_deployments_workers_unless_the_connector_says_otherwise() {
+        let config = StripeConfig {
+            object: StripeObject::MeterEvents,
+            key: WebhookSecret::Env { var: "K".into() },
+            base_url: None,
+            rate_per_second: None,
+            workers: None,
+            concurrency: None,
+            timeout_seconds: None,
+        };
+        let live = ApiKey::new("sk_live_x").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(process_rate(&shared_by(&config, 10), &live), 10);
+        assert_eq!(process_rate(&shared_by(&config, 1), &live), 100);
+        let own = StripeConfig {
+            workers: Some(2),
+            ..config
+        };
+        assert_eq!(process_rate(&shared_by(&own, 10), &live), 50);
     }
 }

@@ -32,7 +32,7 @@ pub struct StripeArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub stripe_rate: Option<u32>,
     /// Worker processes that may import the connector's files at once: each keeps to rate / workers
-    /// (default 1).
+    /// (default: the deployment's worker concurrency, `S3I_WORKER_CONCURRENCY`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub stripe_workers: Option<u32>,
     /// Requests in flight at most, per worker (default 4).
