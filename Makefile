@@ -91,6 +91,10 @@ demo-stripe: venv ## The Stripe destination against localstripe (a local fake St
 bench-stripe: ## Rows/s into the Stripe destination per object at its rate limit (BENCH_STRIPE_ROWS=100, BENCH_STRIPE_RATE=25), request-level server on loopback
 	$(CARGO) run -q -p s3-importer-tests --bin bench-stripe
 
+.PHONY: bench-webhook
+bench-webhook: ## Rows/s into the webhook destination at its rate limit (BENCH_WEBHOOK_ROWS=50000, BENCH_WEBHOOK_BATCH_ROWS=500, BENCH_WEBHOOK_RATES=10,100), loopback receiver
+	$(CARGO) run -q -p s3-importer-tests --bin bench-webhook
+
 .PHONY: bench
 bench: ## Pipeline throughput and peak RSS per format (BENCH_MB=1000, BENCH_RUNS=1)
 	BENCH_MB=$(BENCH_MB) BENCH_RUNS=$(BENCH_RUNS) $(CARGO) bench -p s3-importer-file --bench pipeline

@@ -29,6 +29,7 @@ pub mod recording;
 mod resources;
 pub mod stripe_api;
 pub mod stripe_import;
+pub mod webhook_import;
 pub mod webhook_receiver;
 
 pub use emulator::{

@@ -4,107 +4,17 @@
 //! after dedupe; a receiver with another secret refusing everything; targets the SSRF guard refuses at write
 //! time; and the throughput to the receiver. No emulator: the end-to-end runs are in `webhook_e2e.rs`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use chrono::{TimeZone, Utc};
-use s3_importer_core::pipeline::{self, FileReport, ImportOptions};
-use s3_importer_core::sink::{MemoryRejects, RowSink};
-use s3_importer_core::sync::contract::fixtures::{delimited, file_job, rows, TEMPLATE};
-use s3_importer_core::sync::ports::Destination;
-use s3_importer_core::sync::{
-    DestinationConfig, ObjectMeta, Source, WebhookConfig, WebhookOnReject, WebhookSecret,
-};
-use s3_importer_core::template::Template;
-use s3_importer_core::{Compression, ErrorCode, FileFormat, Format};
+use s3_importer_core::sync::contract::fixtures::{delimited, rows};
+use s3_importer_core::sync::WebhookOnReject;
+use s3_importer_core::ErrorCode;
+use s3_importer_tests::webhook_import::{config, import, webhook};
 use s3_importer_tests::webhook_receiver::{Fault, Receiver};
-use s3_importer_webhook::{RetryPolicy, SigningSecret, Webhook, WebhookDestination};
+use s3_importer_webhook::{SigningSecret, Webhook};
 
 const SECRET: &str = "whsec-test-1";
-
-fn config(url: &str, batch_rows: u32) -> WebhookConfig {
-    WebhookConfig {
-        url: url.to_owned(),
-        secret: WebhookSecret::Env {
-            var: "UNUSED".into(),
-        },
-        allow_private: true,
-        rate_per_second: Some(10_000),
-        concurrency: Some(4),
-        batch_rows: Some(batch_rows),
-        batch_bytes: None,
-        timeout_seconds: Some(1),
-        on_reject: WebhookOnReject::Report,
-    }
-}
-
-fn webhook(config: &WebhookConfig, secret: &str) -> Result<Arc<Webhook>> {
-    Ok(Arc::new(
-        Webhook::new(config, SigningSecret::new(secret.as_bytes()))?.with_policy(RetryPolicy {
-            base: Duration::from_millis(20),
-            ..RetryPolicy::default()
-        }),
-    ))
-}
-
-/// Imports `csv` through the webhook's row sink (batches of `pipeline_rows` from the pipeline, so the
-/// webhook's batches do not follow them).
-async fn import(
-    webhook: Arc<Webhook>,
-    csv: Vec<u8>,
-    pipeline_rows: usize,
-) -> Result<(
-    Result<FileReport, s3_importer_core::sink::SinkError>,
-    MemoryRejects,
-)> {
-    let template = Template::from_toml(TEMPLATE)?;
-    let source = Source {
-        account_id: "123456789012".into(),
-        bucket: "src".into(),
-        region: "us-east-1".into(),
-        prefix: None,
-        role_arn: None,
-        external_id: None,
-    };
-    let object = ObjectMeta::new(
-        "in/orders.csv",
-        "\"etag-1\"",
-        csv.len() as u64,
-        Utc.timestamp_opt(1_700_000_000, 0)
-            .single()
-            .context("time")?,
-    );
-    let job = file_job(
-        "c-webhook",
-        source,
-        DestinationConfig::Webhook(config("http://unused.invalid/", 1)),
-        template.clone(),
-        &object,
-    );
-    let destination = WebhookDestination::new(
-        webhook,
-        Arc::new(s3_importer_core::sync::memory::MemoryDestination::new()),
-    );
-    let mut sink: Box<dyn RowSink> = destination.open_rows(&job).await?;
-    let mut rejects = MemoryRejects::default();
-    let report = pipeline::import(
-        std::io::Cursor::new(csv),
-        FileFormat {
-            format: Format::Csv,
-            compression: Compression::None,
-        },
-        Arc::new(template),
-        ImportOptions {
-            batch_rows: pipeline_rows,
-            ..ImportOptions::default()
-        },
-        sink.as_mut(),
-        &mut rejects,
-    )
-    .await;
-    Ok((report, rejects))
-}
 
 /// Records of the rows `rows(…)` accepts (every 7th is rejected by the template).
 fn accepted_records(n: u64) -> Vec<u64> {
