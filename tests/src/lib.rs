@@ -55,3 +55,16 @@ pub fn stdout_of(command: &mut std::process::Command, what: &str) -> anyhow::Res
     );
     Ok(out.stdout)
 }
+
+/// The source of the files the destination tests import without a deployment (bucket `src` of account
+/// 123456789012): only its names reach the sinks, in lineage and idempotency keys.
+pub fn test_source() -> s3_importer_core::sync::Source {
+    s3_importer_core::sync::Source {
+        account_id: "123456789012".into(),
+        bucket: "src".into(),
+        region: "us-east-1".into(),
+        prefix: None,
+        role_arn: None,
+        external_id: None,
+    }
+}

@@ -10,7 +10,7 @@ use s3_importer_core::sink::{MemoryRejects, RowSink, SinkError};
 use s3_importer_core::sync::contract::fixtures::file_job;
 use s3_importer_core::sync::ports::Destination;
 use s3_importer_core::sync::{
-    DestinationConfig, ObjectMeta, Source, StripeConfig, StripeObject, WebhookSecret,
+    DestinationConfig, ObjectMeta, StripeConfig, StripeObject, WebhookSecret,
 };
 use s3_importer_core::template::Template;
 use s3_importer_core::{Compression, FileFormat, Format};
@@ -75,14 +75,7 @@ pub async fn import(
     csv: &str,
 ) -> Result<(Result<FileReport, SinkError>, MemoryRejects)> {
     let template = template(template_name)?;
-    let source = Source {
-        account_id: "123456789012".into(),
-        bucket: "src".into(),
-        region: "us-east-1".into(),
-        prefix: None,
-        role_arn: None,
-        external_id: None,
-    };
+    let source = crate::test_source();
     let object = ObjectMeta::new(
         version.key,
         version.etag,

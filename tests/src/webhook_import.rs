@@ -11,7 +11,7 @@ use s3_importer_core::sink::{MemoryRejects, RowSink};
 use s3_importer_core::sync::contract::fixtures::{file_job, TEMPLATE};
 use s3_importer_core::sync::ports::Destination;
 use s3_importer_core::sync::{
-    DestinationConfig, ObjectMeta, Source, WebhookConfig, WebhookOnReject, WebhookSecret,
+    DestinationConfig, ObjectMeta, WebhookConfig, WebhookOnReject, WebhookSecret,
 };
 use s3_importer_core::template::Template;
 use s3_importer_core::{Compression, FileFormat, Format};
@@ -56,14 +56,7 @@ pub async fn import(
     MemoryRejects,
 )> {
     let template = Template::from_toml(TEMPLATE)?;
-    let source = Source {
-        account_id: "123456789012".into(),
-        bucket: "src".into(),
-        region: "us-east-1".into(),
-        prefix: None,
-        role_arn: None,
-        external_id: None,
-    };
+    let source = crate::test_source();
     let object = ObjectMeta::new(
         "in/orders.csv",
         "\"etag-1\"",
