@@ -772,6 +772,7 @@ pub fn dynamodb_connector(
         watermark: None,
         last_sync: None,
         discovery: Default::default(),
+        reconcile: None,
     }
 }
 

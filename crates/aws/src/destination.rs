@@ -598,6 +598,7 @@ mod tests {
                 watermark: None,
                 last_sync: None,
                 discovery: Default::default(),
+                reconcile: None,
             },
             entry: LedgerEntry::discovered(version, &object, when),
             template: Arc::new(template),

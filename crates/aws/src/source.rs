@@ -121,12 +121,13 @@ impl S3Source {
     }
 }
 
-#[async_trait]
-impl ObjectSource for S3Source {
-    async fn list_page(
+impl S3Source {
+    /// One ListObjectsV2 page under the source's prefix, from a continuation token or after a key.
+    async fn list(
         &self,
         source: &Source,
         continuation: Option<String>,
+        start_after: Option<String>,
     ) -> Result<ListPage, SourceError> {
         let client = self.client(source).await?;
         let prefix = source.prefix.clone().unwrap_or_default();
@@ -135,6 +136,7 @@ impl ObjectSource for S3Source {
             .bucket(&source.bucket)
             .prefix(&prefix)
             .set_continuation_token(continuation)
+            .set_start_after(start_after)
             .max_keys(PAGE_SIZE)
             .expected_bucket_owner(&source.account_id)
             // Without it S3 does not say whether an archived object has a restored copy.
@@ -160,6 +162,25 @@ impl ObjectSource for S3Source {
             None
         };
         Ok(ListPage { objects, next })
+    }
+}
+
+#[async_trait]
+impl ObjectSource for S3Source {
+    async fn list_page(
+        &self,
+        source: &Source,
+        continuation: Option<String>,
+    ) -> Result<ListPage, SourceError> {
+        self.list(source, continuation, None).await
+    }
+
+    async fn list_page_after(
+        &self,
+        source: &Source,
+        start_after: &str,
+    ) -> Result<ListPage, SourceError> {
+        self.list(source, None, Some(start_after.to_owned())).await
     }
 
     async fn head(&self, source: &Source, key: &str) -> Result<Option<ObjectMeta>, SourceError> {

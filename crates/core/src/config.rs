@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use chrono::Duration;
 
 use crate::sync::read_ahead::ReadAhead;
+use crate::sync::reconcile::ReconcileSettings;
 use crate::sync::rules::SyncSettings;
 use crate::Limits;
 
@@ -85,6 +86,17 @@ pub mod vars {
     /// Stripe connector created without `--stripe-workers` divides its rate by it, so the deployment as a
     /// whole keeps to the account's limit.
     pub const WORKER_CONCURRENCY: &str = "S3I_WORKER_CONCURRENCY";
+    /// Lister: minutes between two reconciliation listings of a polling connector's whole lookback (default
+    /// 1440, a day; 0 turns them off).
+    pub const RECONCILE_POLL_MINUTES: &str = "S3I_RECONCILE_POLL_MINUTES";
+    /// Lister: minutes between two reconciliation listings of an event-mode connector (default 60; 0 turns
+    /// them off).
+    pub const RECONCILE_EVENTS_MINUTES: &str = "S3I_RECONCILE_EVENTS_MINUTES";
+    /// Lister: ListObjectsV2 calls one run spends on one connector's reconciliation before it checkpoints
+    /// (default 1000).
+    pub const RECONCILE_MAX_LIST_CALLS: &str = "S3I_RECONCILE_MAX_LIST_CALLS";
+    /// Lister: seconds one run spends on one connector's reconciliation before it checkpoints (default 120).
+    pub const RECONCILE_SECONDS: &str = "S3I_RECONCILE_SECONDS";
 }
 
 /// Conditional PutItem calls in flight per batch by default ([`vars::DYNAMODB_WRITE_CONCURRENCY`]).
@@ -109,6 +121,8 @@ pub struct Config {
     pub output_bucket: String,
     /// Discovery settings.
     pub sync: SyncSettings,
+    /// Reconciliation listing: schedule and per-run budget.
+    pub reconcile: ReconcileSettings,
     /// Reader limits.
     pub limits: Limits,
     /// Connectors synced concurrently.
@@ -177,6 +191,25 @@ impl Config {
             }
         }
         let limits_default = Limits::default();
+        let reconcile_default = ReconcileSettings::default();
+        let reconcile = ReconcileSettings {
+            poll_every: Duration::minutes(
+                number(env, vars::RECONCILE_POLL_MINUTES, 1440u32)?.into(),
+            ),
+            events_every: Duration::minutes(
+                number(env, vars::RECONCILE_EVENTS_MINUTES, 60u32)?.into(),
+            ),
+            max_list_calls: number(
+                env,
+                vars::RECONCILE_MAX_LIST_CALLS,
+                reconcile_default.max_list_calls,
+            )?
+            .max(1),
+            max_duration: std::time::Duration::from_secs(
+                number(env, vars::RECONCILE_SECONDS, 120u32)?.max(1).into(),
+            ),
+            ..reconcile_default
+        };
         Ok(Self {
             state_table: required(vars::STATE_TABLE, "the name of the state DynamoDB table")?,
             queue_url: required(vars::QUEUE_URL, "the URL of the work SQS queue")?,
@@ -205,6 +238,7 @@ impl Config {
                 max_file_size: number(env, vars::MAX_FILE_BYTES, defaults.max_file_size)?,
                 resend_claimed_after: Duration::minutes(resend_minutes),
             },
+            reconcile,
             limits: Limits {
                 max_record_bytes: number(
                     env,
@@ -266,6 +300,7 @@ mod tests {
     fn defaults_match_the_design() -> Result<(), ConfigError> {
         let c = Config::from_map(&base())?;
         assert_eq!(c.sync, SyncSettings::default());
+        assert_eq!(c.reconcile, ReconcileSettings::default());
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.lister_concurrency, 4);
         assert_eq!(c.checkpoint_margin, Duration::seconds(60));

@@ -12,6 +12,8 @@
 //! | `FilesSkipped` | Count | lister, worker | versions skipped (too large, archived, superseded, gone, ...) |
 //! | `SyncDuration` | Milliseconds | lister | one connector's discovery pass |
 //! | `SyncsSucceeded` / `SyncsFailed` | Count | lister | discovery passes that finished / failed |
+//! | `FilesMissedByEvents` | Count | lister | versions of an event-mode connector found only by the reconciliation listing |
+//! | `FilesFoundLate` | Count | lister | versions of a polling connector found by the reconciliation behind the poll window |
 //! | `FilesImported` | Count | worker | files imported (some rows may be rejected) |
 //! | `FilesFailed` | Count | worker | files that failed permanently |
 //! | `FilesRetried` | Count | worker | messages handed back for a retry |
@@ -62,6 +64,10 @@ pub mod names {
     pub const BYTES_READ: &str = "BytesRead";
     /// LastModified to import, in seconds.
     pub const IMPORT_LAG: &str = "ImportLag";
+    /// Versions the reconciliation listing found that a connector's S3 events missed.
+    pub const FILES_MISSED_BY_EVENTS: &str = "FilesMissedByEvents";
+    /// Versions the reconciliation listing found behind a polling connector's window.
+    pub const FILES_FOUND_LATE: &str = "FilesFoundLate";
     /// Connectors a scheduled lister run found active (deployment-wide only, no connector dimension).
     pub const ACTIVE_CONNECTORS: &str = "ActiveConnectors";
 }
@@ -208,7 +214,7 @@ pub fn sync_run(
     now: DateTime<Utc>,
 ) -> EmfDocument {
     let failed = run.error.is_some();
-    EmfDocument::new(namespace, now)
+    let mut doc = EmfDocument::new(namespace, now)
         .dimension(CONNECTOR_DIMENSION, run.connector_id.clone())
         .property("Function", "lister")
         .property("Connector", connector_name)
@@ -233,7 +239,23 @@ pub fn sync_run(
             names::SYNCS_FAILED,
             Unit::Count,
             if failed { 1.0 } else { 0.0 },
-        )
+        );
+    // Only a run that reconciled says how many files the reconciliation found: the alarm on
+    // `FilesMissedByEvents` reads a sum, and a missing point is no news.
+    if let Some(reconciled) = &run.reconciled {
+        doc = doc
+            .metric(
+                names::FILES_MISSED_BY_EVENTS,
+                Unit::Count,
+                count(reconciled.missed_by_events),
+            )
+            .metric(
+                names::FILES_FOUND_LATE,
+                Unit::Count,
+                count(reconciled.found_late),
+            );
+    }
+    doc
 }
 
 /// The lister's document for one connector's files found in the dead-letter queue and marked `failed`:
@@ -364,12 +386,31 @@ mod tests {
             watermark_before: None,
             watermark_after: None,
             error: Some("AccessDenied".into()),
+            reconciled: None,
         };
         let doc = sync_run("Ns", "orders", &run, at(10));
         assert_eq!(doc.value(names::SYNCS_FAILED), Some(1.0));
         assert_eq!(doc.value(names::SYNCS_SUCCEEDED), Some(0.0));
         assert_eq!(doc.value(names::FILES_SKIPPED), Some(1.0));
         assert_eq!(doc.value(names::FILES_ENQUEUED), Some(2.0));
+        assert_eq!(doc.value(names::FILES_MISSED_BY_EVENTS), None);
+    }
+
+    #[test]
+    fn a_run_that_reconciled_counts_what_the_reconciliation_found() {
+        let run = SyncRun {
+            connector_id: "c-1".into(),
+            reconciled: Some(crate::sync::ReconcileRun {
+                found: 3,
+                missed_by_events: 2,
+                found_late: 0,
+                ..Default::default()
+            }),
+            ..SyncRun::default()
+        };
+        let doc = sync_run("Ns", "orders", &run, at(10));
+        assert_eq!(doc.value(names::FILES_MISSED_BY_EVENTS), Some(2.0));
+        assert_eq!(doc.value(names::FILES_FOUND_LATE), Some(0.0));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `{"action": "verify", "connector_id": "…"}` | runs the connection doctor on that connector; the report is in `report` |
 //! | `{"action": "sync", "connector_id": "…"}` | one connector's sync now |
+//! | `{"action": "reconcile", "connector_id": "…"}` | one connector's sync with its reconciliation listing now |
 //! | anything else (the EventBridge schedule) | a sync of every active connector |
 //!
 //! The same function consumes the notification queue (S3 events for connectors in `events` mode): an SQS event
@@ -50,7 +51,7 @@ pub enum ListerError {
     #[error("the {0:?} action needs a connector_id")]
     MissingConnector(String),
     /// An action the lister does not know.
-    #[error("unknown action {0:?}: expected \"verify\" or \"sync\"")]
+    #[error("unknown action {0:?}: expected \"verify\", \"sync\" or \"reconcile\"")]
     UnknownAction(String),
 }
 
@@ -58,7 +59,7 @@ pub enum ListerError {
 /// request for one connector.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ListerRequest {
-    /// `verify` or `sync`; without it, a sync (of `connector`, or of every active connector).
+    /// `verify`, `sync` or `reconcile`; without it, a sync (of `connector`, or of every active connector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     /// The connector (by id or name), e.g. from `connector sync`.
@@ -144,6 +145,7 @@ impl Lister {
         let settings = ListerSettings {
             sync: config.sync,
             concurrency: config.lister_concurrency,
+            reconcile: config.reconcile,
             ..ListerSettings::default()
         };
         Self {
@@ -180,7 +182,7 @@ pub async fn handle(
     let mut settings = lister.settings.clone();
     settings.owner = format!("lister-{request_id}");
     match request.action.as_deref() {
-        None | Some("sync") => {}
+        None | Some("sync") | Some("reconcile") => {}
         Some("verify") => {
             let name = request
                 .connector
@@ -213,13 +215,17 @@ pub async fn handle(
         }
         Some(other) => return Err(ListerError::UnknownAction(other.to_owned())),
     }
-    if request.action.is_some() && request.connector.is_none() {
-        return Err(ListerError::MissingConnector("sync".into()));
+    if let (Some(action), None) = (&request.action, &request.connector) {
+        return Err(ListerError::MissingConnector(action.clone()));
     }
     let outcomes = match &request.connector {
         Some(name) => {
             let connector = find_connector(lister, name).await?;
-            let outcome = lister::sync_connector(&lister.deps, &settings, &connector).await;
+            let outcome = if request.action.as_deref() == Some("reconcile") {
+                lister::reconcile_connector(&lister.deps, &settings, &connector).await
+            } else {
+                lister::sync_connector(&lister.deps, &settings, &connector).await
+            };
             vec![(connector.name, outcome)]
         }
         None => {

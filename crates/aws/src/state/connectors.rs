@@ -4,11 +4,11 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
-use s3_importer_core::sync::model::{sync_lease_name, Connector};
+use s3_importer_core::sync::model::{sync_lease_name, Connector, Reconcile};
 use s3_importer_core::sync::ports::{ConnectorStore, StateError};
 
 use super::codec::{
-    attr_str, connector_pk, index_key, key, lease_key, meta_key, millis_n, n, name_key,
+    attr_str, connector_pk, index_key, json_av, key, lease_key, meta_key, millis_n, n, name_key,
     owned_partitions, s, to_item, CONNECTORS_PK, CONNECTOR_MILLIS, INTERNAL, META,
 };
 use super::conditional::{WriteIf, Written};
@@ -108,8 +108,8 @@ impl ConnectorStore for DynamoStateStore {
         };
         let old_name = attr_str(&old, "name").unwrap_or_default().to_owned();
         let new = to_item(connector, &CONNECTOR_MILLIS).map_err(|e| other(context.clone(), e))?;
-        // The watermark and last sync belong to the lister; the id is the key.
-        let untouched = ["id", "watermark", "last_sync", PK, SK];
+        // The watermark, last sync and reconciliation belong to the lister; the id is the key.
+        let untouched = ["id", "watermark", "last_sync", "reconcile", PK, SK];
         let mut expr = Expr::default();
         let mut sets = Vec::new();
         for (i, (attr, value)) in new
@@ -235,6 +235,29 @@ impl ConnectorStore for DynamoStateStore {
             None => self.get_connector_item(id).await?.is_some(),
         };
         if exists {
+            Ok(())
+        } else {
+            Err(StateError::NotFound {
+                what: format!("connector {id}"),
+            })
+        }
+    }
+
+    async fn save_reconcile(&self, id: &str, reconcile: &Reconcile) -> Result<(), StateError> {
+        let context = self.ctx(format!("save the reconciliation of connector {id}"));
+        let mut expr = Expr::default();
+        let attr = expr.name("reconcile");
+        let value = expr.value(
+            "reconcile",
+            json_av(reconcile).map_err(|e| other(context.clone(), e))?,
+        );
+        let write = WriteIf::update(
+            meta_key(id),
+            format!("SET {attr} = {value}"),
+            "attribute_exists(pk)",
+            expr,
+        );
+        if self.write_if(write, &context).await?.is_done() {
             Ok(())
         } else {
             Err(StateError::NotFound {

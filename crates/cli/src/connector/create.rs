@@ -245,6 +245,7 @@ pub(super) async fn create(
         watermark: None,
         last_sync: None,
         discovery: args.discovery,
+        reconcile: None,
     };
     let p = policies(aws, sdk, &connector, args.kms_key_arn.as_deref()).await?;
     state.create_connector(&connector).await?;

@@ -219,10 +219,16 @@ Exit status 5 when verification fails (the connector is then marked broken with 
         yes: bool,
     },
     /// Run a sync of one connector now instead of waiting for the schedule.
-    #[command(after_help = "Example:\n  s3-importer connector sync orders")]
+    #[command(
+        after_help = "Examples:\n  s3-importer connector sync orders\n  s3-importer connector sync orders --reconcile"
+    )]
     Sync {
         /// Connector name.
         name: String,
+        /// Also hold the whole lookback window against the ledger now (the reconciliation listing), and
+        /// import what the poll or the S3 events missed.
+        #[arg(long)]
+        reconcile: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -331,7 +337,11 @@ pub async fn run(
             update::resume(deployment, &name, no_verify).await
         }
         ConnectorCommand::Delete { name, yes } => delete::delete(state, &name, yes).await,
-        ConnectorCommand::Sync { name, json } => sync::sync_now(deployment, &name, json).await,
+        ConnectorCommand::Sync {
+            name,
+            reconcile,
+            json,
+        } => sync::sync_now(deployment, &name, reconcile, json).await,
         ConnectorCommand::Retry { name, files, json } => {
             redo::retry(deployment, &name, files, json).await
         }

@@ -14,15 +14,17 @@ use crate::remote;
 pub(super) async fn sync_now(
     deployment: Deployment<'_>,
     name: &str,
+    reconcile: bool,
     json: bool,
 ) -> Result<ExitCode> {
     let Deployment { aws, sdk, state } = deployment;
     let connector = find(state, name).await?;
+    let action = if reconcile { "reconcile" } else { "sync" };
     let response = match &aws.lister_function {
         // The deployment's function syncs as its own role (the source role's trust policy admits it).
         Some(function) => {
             let client = aws_sdk_lambda::Client::new(sdk);
-            remote::invoke(&client, function, &remote::request("sync", &connector.id))
+            remote::invoke(&client, function, &remote::request(action, &connector.id))
                 .await
                 .context("the sync failed")?
         }
@@ -34,7 +36,7 @@ pub(super) async fn sync_now(
                 Arc::new(s3_importer_core::sync::SystemClock),
             );
             let request_id = uuid::Uuid::new_v4().to_string();
-            s3_importer_lister::handle(&lister, remote::request("sync", &connector.id), &request_id)
+            s3_importer_lister::handle(&lister, remote::request(action, &connector.id), &request_id)
                 .await
                 .context("the sync failed")?
         }
@@ -70,6 +72,18 @@ pub(super) async fn sync_now(
                     run.already_known,
                     run.duration_ms
                 );
+                if let Some(r) = &run.reconciled {
+                    outln!(
+                        "reconciled {}: {} listed in {} calls, {} found ({} missed by events, {} found late){}",
+                        connector.name,
+                        r.listed,
+                        r.list_calls,
+                        r.found,
+                        r.missed_by_events,
+                        r.found_late,
+                        if r.complete { "" } else { "; the next scheduled run continues it" }
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -22,7 +22,9 @@ use super::ports::{
     ConnectorStore, FileLedger, FileQueue, LeaseStore, ObjectSource, SourceError, StateError,
     StateStore, SyncHistory, TemplateStore,
 };
+use super::reconcile::{self, ReconcileSettings};
 use super::rules::{self, Decision, SyncSettings};
+use crate::format::Format;
 
 /// What the lister talks to: each state capability on its own, so a test can replace one (say, the leases)
 /// and keep the others.
@@ -80,6 +82,8 @@ pub struct ListerSettings {
     pub claim_concurrency: usize,
     /// This run's identity, for the lease.
     pub owner: String,
+    /// The reconciliation listing's schedule and budget.
+    pub reconcile: ReconcileSettings,
 }
 
 impl Default for ListerSettings {
@@ -90,6 +94,7 @@ impl Default for ListerSettings {
             lease_ttl: Duration::minutes(10),
             claim_concurrency: 16,
             owner: format!("lister-{}", std::process::id()),
+            reconcile: ReconcileSettings::default(),
         }
     }
 }
@@ -114,11 +119,25 @@ enum PassError {
     State(#[from] StateError),
     #[error(transparent)]
     Claim(#[from] ClaimError),
+    #[error(transparent)]
+    Reconcile(#[from] reconcile::ReconcileError),
     #[error("{0}")]
     Other(String),
 }
 
-/// Syncs every active connector (listing those that poll, see [`Discovery`]), `settings.concurrency` at a time. Returns each connector's outcome.
+/// Whether a pass also does the reconciliation listing (`reconcile.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reconciling {
+    /// When the connector's reconciliation is due or in progress (the schedule).
+    IfDue,
+    /// Now, continuing one in progress (an explicit request).
+    Now,
+    /// Not in this pass.
+    Never,
+}
+
+/// Syncs every active connector (listing those that poll, see [`Discovery`]) and does the reconciliation
+/// listings that are due, `settings.concurrency` connectors at a time. Returns each connector's outcome.
 pub async fn sync_all(
     deps: &ListerDeps,
     settings: &ListerSettings,
@@ -133,7 +152,8 @@ pub async fn sync_all(
         // A connector fed by S3 events is not listed on the schedule: its pass only sends the entries an event
         // claimed but could not send. (An explicit sync lists it.)
         let list = connector.discovery == Discovery::Poll;
-        let outcome = sync_connector_with(deps, settings, &connector, list).await;
+        let outcome =
+            sync_connector_with(deps, settings, &connector, list, Reconciling::IfDue).await;
         (connector.name.clone(), outcome)
     })
     .buffer_unordered(settings.concurrency.max(1))
@@ -148,7 +168,18 @@ pub async fn sync_connector(
     settings: &ListerSettings,
     connector: &Connector,
 ) -> SyncOutcome {
-    sync_connector_with(deps, settings, connector, true).await
+    sync_connector_with(deps, settings, connector, true, Reconciling::Never).await
+}
+
+/// One pass over one connector with its reconciliation listing now (continuing one in progress), whatever
+/// its schedule: a polling connector is also polled first.
+pub async fn reconcile_connector(
+    deps: &ListerDeps,
+    settings: &ListerSettings,
+    connector: &Connector,
+) -> SyncOutcome {
+    let list = connector.discovery == Discovery::Poll;
+    sync_connector_with(deps, settings, connector, list, Reconciling::Now).await
 }
 
 /// One pass; without `list`, only the entries left `claimed` are sent.
@@ -157,6 +188,7 @@ async fn sync_connector_with(
     settings: &ListerSettings,
     connector: &Connector,
     list: bool,
+    reconciling: Reconciling,
 ) -> SyncOutcome {
     if connector.status != ConnectorStatus::Active {
         return SyncOutcome::NotActive;
@@ -191,11 +223,47 @@ async fn sync_connector_with(
         watermark_after: connector.watermark,
         ..SyncRun::default()
     };
-    let result = pass(deps, settings, connector, now, list, &mut run).await;
+    let mut result = pass(deps, settings, connector, now, list, &mut run).await;
+    if let Ok(template_format) = result {
+        let started_at = match reconciling {
+            Reconciling::IfDue => reconcile::due(connector, now, &settings.reconcile),
+            Reconciling::Now => Some(
+                connector
+                    .reconcile
+                    .as_ref()
+                    .and_then(|r| r.in_progress.as_ref())
+                    .map_or(now, |p| p.started_at),
+            ),
+            Reconciling::Never => None,
+        };
+        if let Some(started_at) = started_at {
+            let reconciled = run.reconciled.insert(Default::default());
+            result = reconcile::reconcile(
+                deps,
+                &settings.sync,
+                &settings.reconcile,
+                settings.claim_concurrency,
+                connector,
+                template_format,
+                started_at,
+                reconciled,
+            )
+            .await
+            .map(|()| template_format)
+            .map_err(PassError::from);
+            run.enqueued += run.reconciled.as_ref().map_or(0, |r| r.enqueued);
+        }
+    }
     if let Err(e) = &result {
         run.error = Some(e.to_string());
         warn!(connector = %connector.id, error = %e, "sync failed");
-        if let PassError::Source(source_error) = e {
+        let source_error = match e {
+            PassError::Source(e) | PassError::Reconcile(reconcile::ReconcileError::Source(e)) => {
+                Some(e)
+            }
+            _ => None,
+        };
+        if let Some(source_error) = source_error {
             if !source_error.is_transient() {
                 // Access and ownership problems do not fix themselves: show the connector as broken, with the
                 // reason, until `connector reauth` or `connector resume` verifies it again.
@@ -230,6 +298,19 @@ async fn sync_connector_with(
         error = run.error.as_deref().unwrap_or(""),
         "sync finished"
     );
+    if let Some(r) = &run.reconciled {
+        info!(
+            connector = %connector.id,
+            listed = r.listed,
+            list_calls = r.list_calls,
+            ledger_reads = r.ledger_reads,
+            found = r.found,
+            missed_by_events = r.missed_by_events,
+            found_late = r.found_late,
+            complete = r.complete,
+            "reconciliation finished"
+        );
+    }
     SyncOutcome::Ran(run)
 }
 
@@ -240,7 +321,7 @@ async fn pass(
     now: DateTime<Utc>,
     list: bool,
     run: &mut SyncRun,
-) -> Result<(), PassError> {
+) -> Result<Option<Format>, PassError> {
     let template = deps
         .templates
         .get_template(&connector.template_id, connector.template_version)
@@ -270,7 +351,7 @@ async fn pass(
 
     if !list {
         return if complete {
-            Ok(())
+            Ok(template_format)
         } else {
             Err(PassError::Other(
                 "some claimed files could not be sent; they will be retried on the next run".into(),
@@ -333,5 +414,5 @@ async fn pass(
             "some files could not be claimed or sent; they will be retried on the next run".into(),
         ));
     }
-    Ok(())
+    Ok(template_format)
 }

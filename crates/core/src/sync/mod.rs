@@ -14,6 +14,7 @@ pub mod memory;
 pub mod model;
 pub mod ports;
 pub mod read_ahead;
+pub mod reconcile;
 pub mod redo;
 pub mod rules;
 mod validate_first;

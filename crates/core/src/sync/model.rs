@@ -308,6 +308,31 @@ pub struct Connector {
     /// How new files are found: listing on the schedule (the default) or S3 event notifications.
     #[serde(default)]
     pub discovery: Discovery,
+    /// The reconciliation listing's progress (the lister's, like the watermark; `update_connector` leaves it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<Reconcile>,
+}
+
+/// Where a connector's reconciliation listing stands: when the last complete pass started, and the pass in
+/// progress, if one stopped at its budget (README, "Reconciliation").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconcile {
+    /// When the last pass that reached the end of the listing started; the next is due an interval later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// A pass that stopped at its budget: the next lister run continues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<ReconcileProgress>,
+}
+
+/// A reconciliation pass that stopped before the end of the listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileProgress {
+    /// When the pass started: its window (`started_at - lookback` to `started_at - overlap`) stays fixed
+    /// across the invocations that continue it.
+    pub started_at: DateTime<Utc>,
+    /// The last key of the last page whose objects were all claimed or known; listing resumes after it.
+    pub after_key: String,
 }
 
 /// How a connector's new files are found (README, "Discovery: polling or S3 events").
@@ -861,4 +886,28 @@ pub struct SyncRun {
     /// Why the run failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The reconciliation listing this run did, if it was due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled: Option<ReconcileRun>,
+}
+
+/// What one run's reconciliation listing did (README, "Reconciliation").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileRun {
+    /// Objects listed by the reconciliation.
+    pub listed: u64,
+    /// ListObjectsV2 calls made.
+    pub list_calls: u64,
+    /// Ledger entries looked up (one per object inside the window).
+    pub ledger_reads: u64,
+    /// Versions the ledger did not have, now claimed and sent (or recorded as skipped).
+    pub found: u64,
+    /// Of those, messages SQS accepted (also counted in the run's `enqueued`).
+    pub enqueued: u64,
+    /// Found versions of an event-mode connector: what its S3 events missed (`FilesMissedByEvents`).
+    pub missed_by_events: u64,
+    /// Found versions of a polling connector older than its poll window (`FilesFoundLate`).
+    pub found_late: u64,
+    /// The pass reached the end of the listing (otherwise the next run continues it).
+    pub complete: bool,
 }

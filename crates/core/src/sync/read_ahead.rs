@@ -327,6 +327,14 @@ mod tests {
             self.inner.list_page(source, continuation).await
         }
 
+        async fn list_page_after(
+            &self,
+            source: &Source,
+            start_after: &str,
+        ) -> Result<crate::sync::ports::ListPage, SourceError> {
+            self.inner.list_page_after(source, start_after).await
+        }
+
         async fn head(
             &self,
             source: &Source,

@@ -51,6 +51,14 @@ impl ObjectSource for FaultySource {
         self.inner.list_page(source, continuation).await
     }
 
+    async fn list_page_after(
+        &self,
+        source: &Source,
+        start_after: &str,
+    ) -> Result<ListPage, SourceError> {
+        self.inner.list_page_after(source, start_after).await
+    }
+
     async fn head(
         &self,
         source: &Source,

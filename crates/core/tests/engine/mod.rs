@@ -181,6 +181,7 @@ impl World {
             watermark: None,
             last_sync: None,
             discovery: Default::default(),
+            reconcile: None,
         };
         state.create_connector(&connector).await?;
         let as_clock: Arc<dyn Clock> = clock.clone();

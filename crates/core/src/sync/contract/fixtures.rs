@@ -66,6 +66,7 @@ pub fn file_job(
             watermark: None,
             last_sync: None,
             discovery: Default::default(),
+            reconcile: None,
         },
         entry: LedgerEntry::discovered(version, object, at),
         template: Arc::new(template),

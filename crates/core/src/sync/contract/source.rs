@@ -69,6 +69,7 @@ macro_rules! object_source_contract_tests {
         $crate::__contract_suite! { $($mode)*;
             SOURCE_CHECKS on [] {
                 listing_pages_by_1000_within_the_prefix,
+                listing_resumes_after_a_key,
                 awkward_keys_are_listed_and_read_back,
                 range_reads_return_the_requested_bytes,
                 open_with_a_stale_etag_is_changed,
@@ -194,6 +195,60 @@ pub async fn listing_pages_by_1000_within_the_prefix(fixture: Fixture) -> CheckR
             .is_none_or(|c| c == "STANDARD"),
     )?;
     expect("a STANDARD object is not `restored`", !first.restored)
+}
+
+/// A listing resumed after a key (`StartAfter`) starts with the next key under the prefix, continues with the
+/// page's token, and never returns the key itself or keys outside the prefix; a key before the prefix starts
+/// at the prefix, one past the last key lists nothing.
+pub async fn listing_resumes_after_a_key(fixture: Fixture) -> CheckResult {
+    let source = fixture.new_bucket(Some("in/")).await?;
+    let keys: Vec<String> = (0..1005).map(|i| format!("in/{i:05} ü.csv")).collect();
+    let outside = ["a/before.csv", "inbox.csv", "out/1.csv"];
+    stream::iter(
+        keys.iter()
+            .map(String::as_str)
+            .chain(outside)
+            .map(|key| fixture.put(&source, key, FixtureObject::new("x"))),
+    )
+    .buffer_unordered(32)
+    .try_collect::<Vec<()>>()
+    .await?;
+    let adapter = fixture.source();
+    let resume = |after: String| {
+        let (adapter, source) = (adapter.clone(), source.clone());
+        async move {
+            let mut listed = Vec::new();
+            let mut page = adapter
+                .list_page_after(&source, &after)
+                .await
+                .ctx(&format!("list after {after:?}"))?;
+            loop {
+                listed.extend(page.objects.into_iter().map(|o| o.key));
+                let Some(token) = page.next else {
+                    return Ok::<_, String>(listed);
+                };
+                page = adapter
+                    .list_page(&source, Some(token))
+                    .await
+                    .ctx("continue")?;
+            }
+        }
+    };
+    expect_eq(
+        "after the third key",
+        resume(keys[2].clone()).await?,
+        keys[3..].to_vec(),
+    )?;
+    expect_eq(
+        "after a key before the prefix",
+        resume("a/before.csv".into()).await?,
+        keys.clone(),
+    )?;
+    expect_eq(
+        "after the last key",
+        resume(keys[1004].clone()).await?,
+        Vec::<String>::new(),
+    )
 }
 
 /// Keys with spaces, `+ = & %`, non-ASCII letters and 1024 bytes are listed and read back as they are.

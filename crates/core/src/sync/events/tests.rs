@@ -210,6 +210,7 @@ impl Harness {
             watermark: None,
             last_sync: None,
             discovery,
+            reconcile: None,
         };
         self.state
             .create_connector(&connector)

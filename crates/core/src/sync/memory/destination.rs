@@ -298,6 +298,7 @@ mod tests {
             watermark: None,
             last_sync: None,
             discovery: Default::default(),
+            reconcile: None,
         };
         Ok(FileJob {
             connector,

@@ -153,22 +153,20 @@ fn check_owner<'a>(
         })
 }
 
-#[async_trait]
-impl ObjectSource for MemoryObjectSource {
-    async fn list_page(
-        &self,
-        source: &Source,
-        continuation: Option<String>,
-    ) -> Result<ListPage, SourceError> {
+impl MemoryObjectSource {
+    /// One page of keys under the prefix after `after` (from the start without it), as S3's `StartAfter`
+    /// does: a key before the prefix starts at the prefix.
+    fn list_from(&self, source: &Source, after: Option<&str>) -> Result<ListPage, SourceError> {
         self.lists
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let buckets = self.buckets();
         let bucket = check_owner(&buckets, source)?;
         let prefix = source.prefix.as_deref().unwrap_or("");
-        let lower = match &continuation {
-            Some(after) => std::ops::Bound::Excluded(after.as_str()),
-            None => std::ops::Bound::Included(prefix),
+        let lower = match after {
+            Some(after) if after >= prefix => std::ops::Bound::Excluded(after),
+            _ => std::ops::Bound::Included(prefix),
         };
+
         let mut objects = Vec::new();
         let mut more = false;
         for (key, object) in bucket
@@ -195,6 +193,26 @@ impl ObjectSource for MemoryObjectSource {
             None
         };
         Ok(ListPage { objects, next })
+    }
+}
+
+#[async_trait]
+impl ObjectSource for MemoryObjectSource {
+    async fn list_page(
+        &self,
+        source: &Source,
+        continuation: Option<String>,
+    ) -> Result<ListPage, SourceError> {
+        // The continuation token is the last key listed.
+        self.list_from(source, continuation.as_deref())
+    }
+
+    async fn list_page_after(
+        &self,
+        source: &Source,
+        start_after: &str,
+    ) -> Result<ListPage, SourceError> {
+        self.list_from(source, Some(start_after))
     }
 
     async fn head(&self, source: &Source, key: &str) -> Result<Option<ObjectMeta>, SourceError> {

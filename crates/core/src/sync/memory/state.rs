@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::sync::model::{
-    lease_is_free, sync_lease_name, Checkpoint, Connector, FileStatus, LedgerEntry, SyncRun,
+    lease_is_free, sync_lease_name, Checkpoint, Connector, FileStatus, LedgerEntry, Reconcile,
+    SyncRun,
 };
 use crate::sync::ports::{
     ClaimOutcome, ConnectorStore, FileLedger, LeaseStore, StartOutcome, StateError, StoredTemplate,
@@ -130,9 +131,11 @@ impl ConnectorStore for MemoryStateStore {
             // The watermark and last sync belong to the lister: a settings change must not roll them back.
             let watermark = stored.watermark.take();
             let last_sync = stored.last_sync.take();
+            let reconcile = stored.reconcile.take();
             *stored = Connector {
                 watermark,
                 last_sync,
+                reconcile,
                 ..connector.clone()
             };
         }
@@ -167,6 +170,17 @@ impl ConnectorStore for MemoryStateStore {
         if connector.watermark.is_none_or(|w| w < to) {
             connector.watermark = Some(to);
         }
+        Ok(())
+    }
+
+    async fn save_reconcile(&self, id: &str, reconcile: &Reconcile) -> Result<(), StateError> {
+        let mut s = self.lock()?;
+        let Some(connector) = s.connectors.get_mut(id) else {
+            return Err(StateError::NotFound {
+                what: format!("connector {id}"),
+            });
+        };
+        connector.reconcile = Some(reconcile.clone());
         Ok(())
     }
 }

@@ -145,6 +145,14 @@ pub trait ObjectSource: Send + Sync {
         continuation: Option<String>,
     ) -> Result<ListPage, SourceError>;
 
+    /// The first page of keys after `start_after` under the source's prefix (S3's `StartAfter`): where a
+    /// listing checkpointed by key resumes. Its `next` continues with [`list_page`](Self::list_page).
+    async fn list_page_after(
+        &self,
+        source: &Source,
+        start_after: &str,
+    ) -> Result<ListPage, SourceError>;
+
     /// Streams one object version, pinned to `etag` (`IfMatch`) and to the source's account
     /// (`ExpectedBucketOwner`).
     async fn open(

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::BoxError;
-use crate::sync::model::{Checkpoint, Connector, FileStatus, LedgerEntry, SyncRun};
+use crate::sync::model::{Checkpoint, Connector, FileStatus, LedgerEntry, Reconcile, SyncRun};
 use crate::template::Template;
 
 /// A stored template version.
@@ -114,6 +114,9 @@ pub trait ConnectorStore: Send + Sync {
     async fn delete_connector(&self, id: &str) -> Result<u64, StateError>;
     /// Moves the watermark forward to `to` (never back; a lower value is a no-op).
     async fn advance_watermark(&self, id: &str, to: DateTime<Utc>) -> Result<(), StateError>;
+    /// Stores the reconciliation listing's progress (the lister's alone, like the watermark). `NotFound`
+    /// when the connector is gone.
+    async fn save_reconcile(&self, id: &str, reconcile: &Reconcile) -> Result<(), StateError>;
 }
 
 /// Sync history: one record per lister pass over a connector (the lister writes it, the CLI reads it).

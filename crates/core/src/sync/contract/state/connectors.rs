@@ -159,14 +159,67 @@ pub async fn concurrent_creates_with_one_name_one_wins(store: Store) -> CheckRes
     clean_up(&store, &winners[0]).await
 }
 
-/// A settings change keeps the lister's watermark and last sync, and removes cleared optional settings.
+/// The reconciliation's progress reads back as saved, is replaced by the next save, and an unknown connector
+/// is an error.
+pub async fn reconcile_progress_round_trips(store: Store) -> CheckResult {
+    let t = t0();
+    let conn = create_new_connector(&store, "rec", t).await?;
+    let steps = [
+        Reconcile {
+            completed_at: None,
+            in_progress: Some(ReconcileProgress {
+                started_at: t,
+                after_key: "in/ünïcode key+%.csv".into(),
+            }),
+        },
+        Reconcile {
+            completed_at: Some(t + Duration::milliseconds(1)),
+            in_progress: None,
+        },
+    ];
+    for (i, want) in steps.into_iter().enumerate() {
+        store
+            .save_reconcile(&conn.id, &want)
+            .await
+            .ctx(&format!("save_reconcile {i}"))?;
+        let got = store
+            .get_connector(&conn.id)
+            .await
+            .ctx("get_connector")?
+            .ok_or("connector vanished".to_owned())?;
+        expect_eq(
+            &format!("reconcile after save {i}"),
+            got.reconcile,
+            Some(want),
+        )?;
+    }
+    is_not_found(
+        "saving for an unknown connector",
+        store
+            .save_reconcile(&unique("c-none"), &Reconcile::default())
+            .await,
+    )?;
+    clean_up(&store, &conn.id).await
+}
+
+/// A settings change keeps the lister's watermark and last sync and reconciliation, and removes cleared
+/// optional settings.
 pub async fn update_keeps_watermark_and_last_sync(store: Store) -> CheckResult {
     let t = t0();
     let conn = create_new_connector(&store, "upd", t).await?;
     store.advance_watermark(&conn.id, t).await.ctx("advance")?;
     let r = run(&conn.id, t, 3);
     store.record_sync_run(&r).await.ctx("record_sync_run")?;
-    // The caller's copy is stale (no watermark, no last sync): the update must not write those back.
+    let reconcile = Reconcile {
+        completed_at: Some(t),
+        in_progress: None,
+    };
+    store
+        .save_reconcile(&conn.id, &reconcile)
+        .await
+        .ctx("save_reconcile")?;
+    // The caller's copy is stale (no watermark, no last sync, no reconciliation): the update must not write
+    // those back.
     let mut changed = conn.clone();
     changed.status = ConnectorStatus::Paused;
     changed.template_version = None;
@@ -180,6 +233,7 @@ pub async fn update_keeps_watermark_and_last_sync(store: Store) -> CheckResult {
     let want = Connector {
         watermark: Some(t),
         last_sync: Some(r),
+        reconcile: Some(reconcile),
         ..changed
     };
     expect_connector(&store, "updated connector", &conn.id, Some(want)).await?;

@@ -26,7 +26,8 @@ use super::{expect_eq, unique, CheckResult, Ctx};
 #[allow(unused_imports)]
 use crate::sync::model::{
     Checkpoint, CheckpointStart, Connector, ConnectorStatus, DestinationConfig, FileStatus,
-    FileVersion, LedgerEntry, ObjectMeta, SkipReason, Source, SyncRun,
+    FileVersion, LedgerEntry, ObjectMeta, Reconcile, ReconcileProgress, ReconcileRun, SkipReason,
+    Source, SyncRun,
 };
 use crate::sync::ports::{ClaimOutcome, StartOutcome, StateError, StateStore};
 use crate::template::Template;
@@ -79,6 +80,7 @@ macro_rules! state_store_contract_tests {
                 keys_with_unicode_and_1024_bytes,
                 connectors_round_trip_exactly,
                 watermark_is_monotonic,
+                reconcile_progress_round_trips,
                 names_are_unique_and_rename_frees_the_old_name,
                 update_keeps_watermark_and_last_sync,
                 delete_removes_everything,
@@ -140,6 +142,7 @@ fn connector(id: &str, name: &str, at: DateTime<Utc>) -> Connector {
         watermark: None,
         last_sync: None,
         discovery: Default::default(),
+        reconcile: None,
     }
 }
 
@@ -191,6 +194,17 @@ fn run(connector_id: &str, started_at: DateTime<Utc>, listed: u64) -> SyncRun {
         watermark_before: Some(started_at - Duration::hours(1)),
         watermark_after: Some(started_at - Duration::minutes(1)),
         error: None,
+        // A reconciliation's counts round-trip with the run.
+        reconciled: Some(ReconcileRun {
+            listed: listed + 2,
+            list_calls: 1,
+            ledger_reads: listed,
+            found: 1,
+            enqueued: 1,
+            missed_by_events: 0,
+            found_late: 1,
+            complete: true,
+        }),
     }
 }
 
