@@ -110,6 +110,11 @@ bench-latency: venv ## Seconds from PutObject to `imported` for BENCH_LATENCY_FI
 	$(CARGO) build -p s3-importer-tests --bin bench-latency
 	BENCH_LATENCY_FILES=$(BENCH_LATENCY_FILES) $${CARGO_TARGET_DIR:-target}/debug/bench-latency
 
+.PHONY: bench-lister
+bench-lister: venv ## One reconciliation pass over BENCH_LISTER_OBJECTS (100000,1000000) generated objects and BENCH_LISTER_EMULATOR_OBJECTS (100000) on the emulator: list calls, ledger reads, peak RSS, seconds
+	$(CARGO) build --release -p s3-importer-tests --bin bench-lister
+	$${CARGO_TARGET_DIR:-target}/release/bench-lister
+
 .PHONY: bench-destinations
 bench-destinations: venv ## Rows/s into PostgreSQL, Parquet and DynamoDB (emulator) against psql \copy, pyarrow and boto3 on the `make bench` CSV (BENCH_MB, BENCH_RUNS, BENCH_DESTINATIONS, BENCH_DYNAMODB_ROWS)
 	$(CARGO) build --release -p s3-importer-tests --bin bench-destinations

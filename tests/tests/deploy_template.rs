@@ -1023,6 +1023,9 @@ fn alarms_and_dashboard_read_metrics_the_code_emits() {
         names::BYTES_READ,
         names::IMPORT_LAG,
         names::ACTIVE_CONNECTORS,
+        names::FILES_DEAD_LETTERED,
+        names::FILES_MISSED_BY_EVENTS,
+        names::FILES_FOUND_LATE,
     ];
     let resources = translated()["Resources"].as_object().expect("resources");
     let mut alarms = 0;

@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use engine::{comparable, csv, Fault, FaultyDestination, Result, World};
-use s3_importer_core::sync::ports::FileLedger;
+use s3_importer_core::sync::ports::{FileLedger, ObjectSource};
 use s3_importer_core::sync::redo::{
     self, dead_letter_reason, was_dead_lettered, ReplayFilter, ReplayFilterError,
 };
+use s3_importer_core::sync::rules::SyncSettings;
 use s3_importer_core::sync::{Clock, FileStatus, LedgerEntry};
 
 async fn ledger(w: &World) -> Result<Vec<LedgerEntry>> {
@@ -265,5 +266,70 @@ async fn a_dead_letter_of_a_file_a_worker_holds_is_kept_and_one_of_a_finished_fi
     assert_eq!((sweep.failed.len(), sweep.kept, sweep.stale), (0, 0, 1));
     assert_eq!(w.dead_letter_depth(), 0);
     assert_eq!(w.file("a.csv").await?.status, FileStatus::Imported);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_skipped_file_is_retried_once_the_limit_is_raised_and_only_then() -> Result {
+    let mut w = World::new().await?;
+    w.lister_settings.sync.max_file_size = 10;
+    w.put("big.csv", &csv(&[("big-1", 1), ("big-2", 2)]));
+    let run = w.sync().await?;
+    assert_eq!(run.skipped.get("too_large"), Some(&1), "{run:#?}");
+    let skipped = w.file("big.csv").await?;
+    assert_eq!(skipped.status, FileStatus::Skipped);
+    let current = w.s3.head(&w.connector.source, &skipped.version.key).await?;
+
+    // The same limit: still skipped, with the reason naming it.
+    let same = redo::redecide_skipped(&skipped, current.as_ref(), &w.lister_settings.sync, None);
+    assert!(
+        matches!(&same, redo::SkippedRetry::StillSkipped(r) if r.code() == "too_large"),
+        "{same:?}"
+    );
+    // A raised limit: imported, once, however many times the retry is asked for.
+    let raised = SyncSettings::default();
+    assert_eq!(
+        redo::redecide_skipped(&skipped, current.as_ref(), &raised, None),
+        redo::SkippedRetry::Import
+    );
+    let done = redo::requeue(
+        &*w.state,
+        &*w.queue,
+        vec![skipped.clone()],
+        false,
+        w.clock.now(),
+    )
+    .await?;
+    assert_eq!(done.sent.len(), 1);
+    let again = redo::requeue(
+        &*w.state,
+        &*w.queue,
+        vec![skipped.clone()],
+        false,
+        w.clock.now(),
+    )
+    .await?;
+    assert_eq!((again.sent.len(), again.moved_first.len()), (0, 1));
+    let drained = w.drain().await?;
+    assert_eq!((drained.delivered, drained.acked), (1, 1));
+    let big = w.file("big.csv").await?;
+    assert_eq!(
+        (big.status, big.rows_imported, big.skip_reason),
+        (FileStatus::Imported, 2, None)
+    );
+    assert_eq!(w.ids()?, ["big-1", "big-2"]);
+
+    // A key overwritten or deleted since it was skipped is not retried: its new version is the sync's.
+    let other = w.put("big.csv", &csv(&[("big-3", 3)]));
+    let current = w.s3.head(&w.connector.source, &skipped.version.key).await?;
+    assert_eq!(current.as_ref().map(|o| o.etag.clone()), Some(other));
+    assert_eq!(
+        redo::redecide_skipped(&skipped, current.as_ref(), &raised, None),
+        redo::SkippedRetry::Changed
+    );
+    assert_eq!(
+        redo::redecide_skipped(&skipped, None, &raised, None),
+        redo::SkippedRetry::Gone
+    );
     Ok(())
 }

@@ -233,15 +233,21 @@ Exit status 5 when verification fails (the connector is then marked broken with 
         #[arg(long)]
         json: bool,
     },
-    /// Re-queue failed files (all of them, or the given keys) through the ledger.
+    /// Re-queue failed files (all of them, or the given keys) through the ledger; with --skipped, the skipped
+    /// files the sync settings of now would import (a raised size limit, a restored object).
     #[command(
-        after_help = "Example:\n  s3-importer connector retry orders incoming/orders-2024-05-04.csv"
+        after_help = "Examples:\n  s3-importer connector retry orders incoming/orders-2024-05-04.csv\n  \
+S3I_MAX_FILE_BYTES=5368709120 s3-importer connector retry orders --skipped"
     )]
     Retry {
         /// Connector name.
         name: String,
-        /// Keys of the failed files to retry (default: every failed file).
+        /// Keys of the files to retry (default: every failed, or with --skipped every skipped, file).
         files: Vec<String>,
+        /// Retry skipped files instead of failed ones: each is decided again from its object as it is now
+        /// (HeadObject) with the sync settings of the configuration (S3I_MAX_FILE_BYTES, ...) and the template.
+        #[arg(long)]
+        skipped: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -342,9 +348,18 @@ pub async fn run(
             reconcile,
             json,
         } => sync::sync_now(deployment, &name, reconcile, json).await,
-        ConnectorCommand::Retry { name, files, json } => {
-            redo::retry(deployment, &name, files, json).await
-        }
+        ConnectorCommand::Retry {
+            name,
+            files,
+            skipped: false,
+            json,
+        } => redo::retry(deployment, &name, files, json).await,
+        ConnectorCommand::Retry {
+            name,
+            files,
+            skipped: true,
+            json,
+        } => redo::retry_skipped(deployment, &name, files, json).await,
         ConnectorCommand::Redrive { name, json } => redo::redrive(deployment, &name, json).await,
         ConnectorCommand::Replay(args) => redo::replay(deployment, args).await,
     }

@@ -4,11 +4,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use s3_importer_aws::consumer::SqsConsumer;
-use s3_importer_core::sync::redo::{self, ReplayFilter, ReplayPlan, Requeued, Sweep};
-use s3_importer_core::sync::{FileStatus, LedgerEntry};
+use s3_importer_core::sync::ports::ObjectSource;
+use s3_importer_core::sync::redo::{self, ReplayFilter, ReplayPlan, Requeued, SkippedRetry, Sweep};
+use s3_importer_core::sync::{FileStatus, LedgerEntry, SkipReason};
 use serde_json::json;
 
 use super::{find, Deployment};
@@ -58,29 +59,7 @@ pub(super) async fn retry(
     let failed = state
         .list_files(&connector.id, Some(FileStatus::Failed))
         .await?;
-    let chosen: Vec<_> = if keys.is_empty() {
-        failed
-    } else {
-        let mut chosen = Vec::new();
-        for key in &keys {
-            let matching: Vec<_> = failed
-                .iter()
-                .filter(|f| &f.version.key == key)
-                .cloned()
-                .collect();
-            if matching.is_empty() {
-                return Err(exit(
-                    Status::NotFound,
-                    format!(
-                        "no failed file {key:?} in connector {}: `s3-importer connector files {} --status failed` lists them",
-                        connector.name, connector.name
-                    ),
-                ));
-            }
-            chosen.extend(matching);
-        }
-        chosen
-    };
+    let chosen = choose(&connector.name, failed, &keys, "failed")?;
     let done = requeue(deployment, chosen, false).await?;
     report(
         &connector.name,
@@ -90,6 +69,121 @@ pub(super) async fn retry(
         None,
         json,
     )
+}
+
+/// Runs `connector retry --skipped`: every skipped file of the connector (or those among `keys`) decided again
+/// from its object as it is now with the configuration's sync settings; the ones now imported are re-queued,
+/// the rest are listed with the reason they stay skipped.
+pub(super) async fn retry_skipped(
+    deployment: Deployment<'_>,
+    name: &str,
+    keys: Vec<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let state = deployment.state;
+    let connector = find(state, name).await?;
+    let skipped = state
+        .list_files(&connector.id, Some(FileStatus::Skipped))
+        .await?;
+    let chosen = choose(&connector.name, skipped, &keys, "skipped")?;
+    let settings = deployment.aws.settings()?.sync;
+    let template_format = state
+        .get_template(&connector.template_id, connector.template_version)
+        .await?
+        .and_then(|t| t.template.format);
+    let source = s3_importer_aws::S3Source::new(deployment.sdk);
+    let mut retry = Vec::new();
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for entry in chosen {
+        let current = source
+            .head(&connector.source, &entry.version.key)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot look up s3://{}/{} (`s3-importer connector verify {}` says why)",
+                    connector.source.bucket, entry.version.key, connector.name
+                )
+            })?;
+        let why = match redo::redecide_skipped(&entry, current.as_ref(), &settings, template_format)
+        {
+            SkippedRetry::Import => {
+                retry.push(entry);
+                continue;
+            }
+            SkippedRetry::StillSkipped(reason @ SkipReason::TooLarge { .. }) => format!(
+                "still skipped: {reason} (S3I_MAX_FILE_BYTES here; set it as the deployment's MaxFileBytes)"
+            ),
+            SkippedRetry::StillSkipped(reason) => format!("still skipped: {reason}"),
+            SkippedRetry::Gone => "gone from the bucket".to_owned(),
+            SkippedRetry::Changed => {
+                "overwritten since: its new version is the next sync's".to_owned()
+            }
+        };
+        kept.push((entry.version.key, why));
+    }
+    let done = requeue(deployment, retry, false).await?;
+    if json {
+        let keys = |list: &[LedgerEntry]| -> Vec<String> {
+            list.iter().map(|e| e.version.key.clone()).collect()
+        };
+        let kept: Vec<_> = kept
+            .iter()
+            .map(|(key, why)| json!({"key": key, "reason": why}))
+            .collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "connector": connector.name,
+                "requeued": keys(&done.sent),
+                "left_claimed": keys(&done.left_claimed),
+                "moved_first": keys(&done.moved_first),
+                "not_retried": kept,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (key, why) in &kept {
+        outln!("not retried {key}: {why}");
+    }
+    report(
+        &connector.name,
+        "re-queued",
+        "skipped files the settings of now would import",
+        &done,
+        None,
+        false,
+    )
+}
+
+/// The entries among `entries` whose key is one of `keys` (all of them without keys); an unknown key is a
+/// not-found error naming the status.
+fn choose(
+    connector: &str,
+    entries: Vec<LedgerEntry>,
+    keys: &[String],
+    status: &str,
+) -> Result<Vec<LedgerEntry>> {
+    if keys.is_empty() {
+        return Ok(entries);
+    }
+    let mut chosen = Vec::new();
+    for key in keys {
+        let matching: Vec<_> = entries
+            .iter()
+            .filter(|f| &f.version.key == key)
+            .cloned()
+            .collect();
+        if matching.is_empty() {
+            return Err(exit(
+                Status::NotFound,
+                format!(
+                    "no {status} file {key:?} in connector {connector}: `s3-importer connector files {connector} --status {status}` lists them"
+                ),
+            ));
+        }
+        chosen.extend(matching);
+    }
+    Ok(chosen)
 }
 
 /// Runs `connector redrive`: sweeps the dead-letter queue (its files become `failed`), then sends the

@@ -100,6 +100,8 @@ impl Default for ListerSettings {
 }
 
 /// The result of asking to sync one connector.
+// One per connector per lister run, moved once: boxing the run would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SyncOutcome {
     /// The pass ran (possibly with an error, recorded in the run).
@@ -240,9 +242,7 @@ async fn sync_connector_with(
             let reconciled = run.reconciled.insert(Default::default());
             result = reconcile::reconcile(
                 deps,
-                &settings.sync,
-                &settings.reconcile,
-                settings.claim_concurrency,
+                settings,
                 connector,
                 template_format,
                 started_at,

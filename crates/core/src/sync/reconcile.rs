@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::claim::{self, ClaimError};
-use super::lister::ListerDeps;
+use super::lister::{ListerDeps, ListerSettings};
 use super::model::{Connector, Discovery, Reconcile, ReconcileProgress, ReconcileRun};
 use super::ports::{ListPage, SourceError, StateError};
-use super::rules::{self, Decision, SyncSettings};
+use super::rules::{self, Decision};
 use crate::format::Format;
 
 /// When reconciliation runs and how much one lister run may spend on it per connector (README's
@@ -103,14 +103,13 @@ pub enum ReconcileError {
 /// `run` is filled in as the pass goes, so an error still reports what was done.
 pub async fn reconcile(
     deps: &ListerDeps,
-    sync: &SyncSettings,
-    settings: &ReconcileSettings,
-    claim_concurrency: usize,
+    lister: &ListerSettings,
     connector: &Connector,
     template_format: Option<Format>,
     started_at: DateTime<Utc>,
     run: &mut ReconcileRun,
 ) -> Result<(), ReconcileError> {
+    let (sync, settings) = (&lister.sync, &lister.reconcile);
     let clock_start = Instant::now();
     let state = connector.reconcile.clone().unwrap_or_default();
     let mut after_key = state
@@ -162,7 +161,7 @@ pub async fn reconcile(
             deps,
             &connector.id,
             considered,
-            claim_concurrency,
+            lister.claim_concurrency,
             deps.clock.now(),
         )
         .await;

@@ -13,8 +13,10 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::claim::{self, ClaimError};
-use super::model::{FileMessage, FileStatus, LedgerEntry};
+use super::model::{FileMessage, FileStatus, LedgerEntry, ObjectMeta, SkipReason};
 use super::ports::{DeadLetterQueue, FileLedger, FileQueue, QueueError, StateError};
+use super::rules::{self, Decision, SyncSettings};
+use crate::format::Format;
 
 /// The start of the `error` a dead-lettered file gets; `redrive` sends the failed files whose error starts so.
 pub const DEAD_LETTER_REASON: &str = "moved to the dead-letter queue";
@@ -31,6 +33,42 @@ pub fn was_dead_lettered(entry: &LedgerEntry) -> bool {
             .error
             .as_deref()
             .is_some_and(|e| e.starts_with(DEAD_LETTER_REASON))
+}
+
+/// What a retry of a skipped file finds when it decides again with the settings of now (`connector retry
+/// --skipped`): a limit raised, a template that now names the format, an object restored from an archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkippedRetry {
+    /// The rules now import it: reopen and send it.
+    Import,
+    /// Still skipped, for this reason (the setting to change is in the reason).
+    StillSkipped(SkipReason),
+    /// The key is gone from the bucket.
+    Gone,
+    /// The key holds another version now (its own ledger entry, found by the next sync).
+    Changed,
+}
+
+/// Decides a skipped entry again from its object as it is now (`current`, from HeadObject; `None` when gone)
+/// with today's `settings` and the template's format. The time window does not apply: the file was in it.
+pub fn redecide_skipped(
+    entry: &LedgerEntry,
+    current: Option<&ObjectMeta>,
+    settings: &SyncSettings,
+    template_format: Option<Format>,
+) -> SkippedRetry {
+    let Some(object) = current else {
+        return SkippedRetry::Gone;
+    };
+    if object.etag != entry.version.etag {
+        return SkippedRetry::Changed;
+    }
+    match rules::decide(object, DateTime::<Utc>::MIN_UTC, settings, template_format) {
+        Decision::Import(_) => SkippedRetry::Import,
+        Decision::Skip(reason) => SkippedRetry::StillSkipped(reason),
+        // A folder marker is never an entry; treat it as what it is.
+        Decision::Ignore(_) => SkippedRetry::Gone,
+    }
 }
 
 /// Which file versions a replay takes (`connector replay`'s filters; all of them must match).
