@@ -41,7 +41,7 @@ use s3_importer_core::sync::ports::{
     ConnectorStore, Destination, FileLedger, FileQueue, TemplateStore,
 };
 use s3_importer_core::sync::{
-    Clock, Connector, ConnectorStatus, DestinationConfig, FixedClock, LedgerEntry,
+    Clock, Connector, ConnectorStatus, DestinationConfig, FileStatus, FixedClock, LedgerEntry,
     PostgresConnection, Source, StripeConfig, StripeObject, SyncRun, WebhookConfig,
     WebhookOnReject, WebhookSecret,
 };
@@ -526,6 +526,24 @@ impl Deployment {
     pub async fn files(&self) -> Result<BTreeMap<String, Vec<LedgerEntry>>> {
         let entries = self.state.list_files(&self.connector.id, None).await?;
         Ok(fixtures::by_name(entries, PREFIX))
+    }
+
+    /// Checks that the ledger holds exactly `names`, each once and `imported`.
+    pub async fn imported_once(&self, names: &[&str]) -> Result<()> {
+        let files = self.files().await?;
+        for name in names {
+            let entries = files.get(*name).cloned().unwrap_or_default();
+            ensure!(
+                entries.len() == 1 && entries[0].status == FileStatus::Imported,
+                "{name}: {entries:#?}"
+            );
+        }
+        ensure!(
+            files.len() == names.len(),
+            "unexpected entries: {:?}",
+            files.keys()
+        );
+        Ok(())
     }
 
     /// The one ledger entry of `name` (an error when it has none or several versions).

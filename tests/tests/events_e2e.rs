@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::{ensure, Result};
-use s3_importer_core::sync::{Clock, FileStatus};
+use s3_importer_core::sync::Clock;
 use s3_importer_lister::Lister;
 use s3_importer_tests::deployment::Deployment;
 use s3_importer_tests::notifications::Route;
@@ -44,23 +44,6 @@ fn no_listing(calls: &[Call]) -> Result<()> {
     Ok(())
 }
 
-async fn imported_once(d: &Deployment, names: &[&str]) -> Result<()> {
-    let files = d.files().await?;
-    for name in names {
-        let entries = files.get(*name).cloned().unwrap_or_default();
-        ensure!(
-            entries.len() == 1 && entries[0].status == FileStatus::Imported,
-            "{name}: {entries:#?}"
-        );
-    }
-    ensure!(
-        files.len() == names.len(),
-        "unexpected entries: {:?}",
-        files.keys()
-    );
-    Ok(())
-}
-
 #[tokio::test]
 async fn s3_to_sqs_imports_encoded_keys_once_without_listing() -> Result<()> {
     let mut d = Deployment::new().await?;
@@ -79,7 +62,7 @@ async fn s3_to_sqs_imports_encoded_keys_once_without_listing() -> Result<()> {
     ensure!(report.new == 5 && report.enqueued == 5, "{report:?}");
     let drained = d.drain().await?;
     ensure!(drained.retried.is_empty(), "{drained:?}");
-    imported_once(&d, AWKWARD).await?;
+    d.imported_once(AWKWARD).await?;
     ensure!(d.records().await?.len() == 2, "rows upserted by id");
 
     // Duplicates: the same file versions written again (same bytes, same ETag) and a removal.
@@ -97,7 +80,7 @@ async fn s3_to_sqs_imports_encoded_keys_once_without_listing() -> Result<()> {
     ensure!(again.removed == 1, "{again:?}");
     let drained = d.drain().await?;
     ensure!(drained.delivered == 0, "{drained:?}");
-    imported_once(&d, AWKWARD).await?;
+    d.imported_once(AWKWARD).await?;
 
     // The emulator sends s3:TestEvent when the configuration is saved; acknowledged, nothing else.
     ensure!(
@@ -135,7 +118,7 @@ async fn sns_wrapped_sns_raw_and_eventbridge_each_import_once() -> Result<()> {
         );
         let drained = d.drain().await?;
         ensure!(drained.retried.is_empty(), "{route:?}: {drained:?}");
-        imported_once(&d, &names).await?;
+        d.imported_once(&names).await?;
         no_listing(&recorder.calls())?;
     }
     Ok(())

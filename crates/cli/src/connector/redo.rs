@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use s3_importer_aws::consumer::SqsConsumer;
 use s3_importer_core::sync::ports::ObjectSource;
 use s3_importer_core::sync::redo::{self, ReplayFilter, ReplayPlan, Requeued, SkippedRetry, Sweep};
-use s3_importer_core::sync::{FileStatus, LedgerEntry, SkipReason};
+use s3_importer_core::sync::{Connector, FileStatus, LedgerEntry, SkipReason};
 use serde_json::json;
 
 use super::{find, Deployment};
@@ -54,12 +54,7 @@ pub(super) async fn retry(
     keys: Vec<String>,
     json: bool,
 ) -> Result<ExitCode> {
-    let state = deployment.state;
-    let connector = find(state, name).await?;
-    let failed = state
-        .list_files(&connector.id, Some(FileStatus::Failed))
-        .await?;
-    let chosen = choose(&connector.name, failed, &keys, "failed")?;
+    let (connector, chosen) = with_status(deployment, name, FileStatus::Failed, &keys).await?;
     let done = requeue(deployment, chosen, false).await?;
     report(
         &connector.name,
@@ -81,11 +76,7 @@ pub(super) async fn retry_skipped(
     json: bool,
 ) -> Result<ExitCode> {
     let state = deployment.state;
-    let connector = find(state, name).await?;
-    let skipped = state
-        .list_files(&connector.id, Some(FileStatus::Skipped))
-        .await?;
-    let chosen = choose(&connector.name, skipped, &keys, "skipped")?;
+    let (connector, chosen) = with_status(deployment, name, FileStatus::Skipped, &keys).await?;
     let settings = deployment.aws.settings()?.sync;
     let template_format = state
         .get_template(&connector.template_id, connector.template_version)
@@ -155,17 +146,23 @@ pub(super) async fn retry_skipped(
     )
 }
 
-/// The entries among `entries` whose key is one of `keys` (all of them without keys); an unknown key is a
-/// not-found error naming the status.
-fn choose(
-    connector: &str,
-    entries: Vec<LedgerEntry>,
+/// The connector `name` and its entries in `status` whose key is one of `keys` (all of them without keys); a key
+/// with no such entry is a not-found error naming the status.
+async fn with_status(
+    deployment: Deployment<'_>,
+    name: &str,
+    status: FileStatus,
     keys: &[String],
-    status: &str,
-) -> Result<Vec<LedgerEntry>> {
+) -> Result<(Connector, Vec<LedgerEntry>)> {
+    let connector = find(deployment.state, name).await?;
+    let entries = deployment
+        .state
+        .list_files(&connector.id, Some(status))
+        .await?;
     if keys.is_empty() {
-        return Ok(entries);
+        return Ok((connector, entries));
     }
+    let status = status.as_str();
     let mut chosen = Vec::new();
     for key in keys {
         let matching: Vec<_> = entries
@@ -177,13 +174,14 @@ fn choose(
             return Err(exit(
                 Status::NotFound,
                 format!(
-                    "no {status} file {key:?} in connector {connector}: `s3-importer connector files {connector} --status {status}` lists them"
+                    "no {status} file {key:?} in connector {0}: `s3-importer connector files {0} --status {status}` lists them",
+                    connector.name
                 ),
             ));
         }
         chosen.extend(matching);
     }
-    Ok(chosen)
+    Ok((connector, chosen))
 }
 
 /// Runs `connector redrive`: sweeps the dead-letter queue (its files become `failed`), then sends the

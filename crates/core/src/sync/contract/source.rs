@@ -112,6 +112,25 @@ async fn list_all(
     }
 }
 
+/// Puts a one-byte object at each of `keys` and `outside`, 32 at a time.
+async fn put_all(
+    fixture: &Fixture,
+    source: &Source,
+    keys: &[String],
+    outside: &[&str],
+) -> Result<(), String> {
+    stream::iter(
+        keys.iter()
+            .map(String::as_str)
+            .chain(outside.iter().copied())
+            .map(|key| fixture.put(source, key, FixtureObject::new("x"))),
+    )
+    .buffer_unordered(32)
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(())
+}
+
 async fn read_all(
     fixture: &Fixture,
     source: &Source,
@@ -156,15 +175,12 @@ fn failure_of<T>(result: Result<T, SourceError>) -> Result<SourceError, String> 
 pub async fn listing_pages_by_1000_within_the_prefix(fixture: Fixture) -> CheckResult {
     let source = fixture.new_bucket(Some("in/")).await?;
     let keys: Vec<String> = (0..2001).map(|i| format!("in/{i:05}.csv")).collect();
-    let outside = ["im", "inbox.csv", "other/outside.csv", "out/1.csv"];
-    stream::iter(
-        keys.iter()
-            .map(String::as_str)
-            .chain(outside)
-            .map(|key| fixture.put(&source, key, FixtureObject::new("x"))),
+    put_all(
+        &fixture,
+        &source,
+        &keys,
+        &["im", "inbox.csv", "other/outside.csv", "out/1.csv"],
     )
-    .buffer_unordered(32)
-    .try_collect::<Vec<()>>()
     .await?;
 
     let (objects, pages) = list_all(&fixture, &source).await?;
@@ -203,15 +219,12 @@ pub async fn listing_pages_by_1000_within_the_prefix(fixture: Fixture) -> CheckR
 pub async fn listing_resumes_after_a_key(fixture: Fixture) -> CheckResult {
     let source = fixture.new_bucket(Some("in/")).await?;
     let keys: Vec<String> = (0..1005).map(|i| format!("in/{i:05} ü.csv")).collect();
-    let outside = ["a/before.csv", "inbox.csv", "out/1.csv"];
-    stream::iter(
-        keys.iter()
-            .map(String::as_str)
-            .chain(outside)
-            .map(|key| fixture.put(&source, key, FixtureObject::new("x"))),
+    put_all(
+        &fixture,
+        &source,
+        &keys,
+        &["a/before.csv", "inbox.csv", "out/1.csv"],
     )
-    .buffer_unordered(32)
-    .try_collect::<Vec<()>>()
     .await?;
     let adapter = fixture.source();
     let resume = |after: String| {
