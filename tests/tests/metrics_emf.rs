@@ -190,8 +190,21 @@ async fn lister_and_worker_emit_valid_documented_emf() -> Result<()> {
     d.put("good.csv", b"id,qty\n1,2\n2,3\n").await?;
     d.put("mixed.csv", b"id,qty\n3,4\n4,-1\n").await?;
     d.put("no-qty.csv", b"id\nn-1\n").await?;
-    let run = d.sync().await?;
+    // A sync with its reconciliation (which finds nothing the poll did not), so the lister's document carries
+    // the reconciliation's counts too.
+    let response = s3_importer_lister::handle(
+        &d.lister,
+        serde_json::json!({ "action": "reconcile", "connector": d.connector.name }),
+        "metrics-emf",
+    )
+    .await?;
+    let run = response
+        .connectors
+        .into_iter()
+        .find_map(|c| c.run)
+        .ok_or_else(|| anyhow::anyhow!("the lister did not run"))?;
     ensure!(run.enqueued == 3, "enqueued {}", run.enqueued);
+    ensure!(run.reconciled.is_some(), "{run:?}");
     let drained = d.drain().await?;
     ensure!(drained.acked == 3, "{drained:?}");
 
@@ -256,6 +269,8 @@ async fn lister_and_worker_emit_valid_documented_emf() -> Result<()> {
     ensure!(value(sync, "FilesEnqueued") == Some(3.0));
     ensure!(value(sync, "SyncsSucceeded") == Some(1.0));
     ensure!(value(sync, "SyncsFailed") == Some(0.0));
+    ensure!(value(sync, "FilesFoundLate") == Some(0.0));
+    ensure!(value(sync, "FilesMissedByEvents") == Some(0.0));
     ensure!(sync.root["Connector"] == d.connector.name.as_str());
     ensure!(
         runs.iter()
