@@ -779,6 +779,7 @@ pub fn dynamodb_connector(
             prefix: Some(prefix.to_owned()),
             role_arn: None,
             external_id: None,
+            versions: false,
         },
         template_id: template_id.to_owned(),
         template_version: None,

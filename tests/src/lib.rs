@@ -66,5 +66,6 @@ pub fn test_source() -> s3_importer_core::sync::Source {
         prefix: None,
         role_arn: None,
         external_id: None,
+        versions: false,
     }
 }

@@ -31,6 +31,7 @@ fn source(bucket: &str, prefix: Option<&str>) -> Source {
         prefix: prefix.map(str::to_owned),
         role_arn: None,
         external_id: None,
+        versions: false,
     }
 }
 
@@ -68,7 +69,7 @@ async fn read_all(
     etag: &str,
     range: Option<ByteRange>,
 ) -> Result<Vec<u8>> {
-    let mut body = s3.open(source, key, etag, range).await?;
+    let mut body = s3.open(source, key, etag, None, range).await?;
     let mut bytes = Vec::new();
     body.reader.read_to_end(&mut bytes).await?;
     Ok(bytes)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::StorageClass;
+use aws_sdk_s3::types::{BucketVersioningStatus, StorageClass, VersioningConfiguration};
 use s3_importer_aws::S3Source;
 use s3_importer_core::sync::contract::source::{FixtureObject, SourceFixture};
 use s3_importer_core::sync::ports::ObjectSource;
@@ -39,6 +39,7 @@ impl SourceFixture for S3 {
             prefix: prefix.map(str::to_owned),
             role_arn: None,
             external_id: None,
+            versions: false,
         })
     }
 
@@ -64,6 +65,21 @@ impl SourceFixture for S3 {
             .send()
             .await
             .map_err(|e| format!("delete s3://{}/{key}: {e:?}", source.bucket))?;
+        Ok(())
+    }
+
+    async fn enable_versioning(&self, source: &Source) -> Result<(), String> {
+        self.client
+            .put_bucket_versioning()
+            .bucket(&source.bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("enable versioning on {}: {e:?}", source.bucket))?;
         Ok(())
     }
 }

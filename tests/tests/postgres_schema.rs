@@ -76,6 +76,7 @@ fn job(template: &Template, key: &str, etag: &str, last_modified: DateTime<Utc>)
         prefix: None,
         role_arn: None,
         external_id: None,
+        versions: false,
     };
     // The destination is this test's PostgreSQL table; the connector's setting is not read.
     let unused = DestinationConfig::Dynamodb {

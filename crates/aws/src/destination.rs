@@ -574,6 +574,7 @@ mod tests {
             last_modified: when,
             storage_class: None,
             restored: false,
+            version_id: None,
         };
         FileJob {
             connector: Connector {
@@ -587,6 +588,7 @@ mod tests {
                     prefix: None,
                     role_arn: None,
                     external_id: None,
+                    versions: false,
                 },
                 template_id: "t".into(),
                 template_version: None,

@@ -285,7 +285,7 @@ pub fn classify_s3(kind: FailureKind, code: Option<&str>, status: Option<u16>) -
         };
     }
     match code {
-        Some("NoSuchKey") | Some("NotFound") => S3Failure::NotFound,
+        Some("NoSuchKey") | Some("NoSuchVersion") | Some("NotFound") => S3Failure::NotFound,
         Some("PreconditionFailed") => S3Failure::Changed,
         Some("NoSuchBucket") => S3Failure::NoSuchBucket,
         Some("AccessDenied")
@@ -426,6 +426,7 @@ mod tests {
         use S3Failure as F;
         let cases: &[(FailureKind, Option<&str>, Option<u16>, S3Failure)] = &[
             (Service, Some("NoSuchKey"), Some(404), F::NotFound),
+            (Service, Some("NoSuchVersion"), Some(404), F::NotFound),
             (Service, None, Some(404), F::NotFound),
             (Service, Some("PreconditionFailed"), Some(412), F::Changed),
             (Service, None, Some(412), F::Changed),

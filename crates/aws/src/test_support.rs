@@ -27,6 +27,7 @@ pub(crate) fn source() -> Source {
         prefix: Some("in/".to_owned()),
         role_arn: None,
         external_id: None,
+        versions: false,
     }
 }
 

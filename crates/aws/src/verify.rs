@@ -315,6 +315,7 @@ impl Doctor {
                     source,
                     &key,
                     &sample.etag,
+                    None,
                     Some(ByteRange {
                         start: 0,
                         end: Some(1024),

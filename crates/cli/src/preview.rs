@@ -175,11 +175,7 @@ pub async fn preview(
                     connector.name
                 )
             })?;
-        let ids: Vec<String> = page
-            .objects
-            .iter()
-            .map(|o| s3_importer_core::sync::model::file_id(&o.key, &o.etag))
-            .collect();
+        let ids: Vec<String> = page.objects.iter().map(ObjectMeta::file_id).collect();
         let known: HashMap<String, LedgerEntry> = if ids.is_empty() {
             HashMap::new()
         } else {
@@ -223,7 +219,7 @@ pub async fn preview(
             }
         };
         let body = source
-            .open(&connector.source, key, &etag, None)
+            .open(&connector.source, key, &etag, None, None)
             .await
             .with_context(|| format!("cannot read s3://{}/{key}", connector.source.bucket))?;
         let format = s3_importer_core::format::detect_format(

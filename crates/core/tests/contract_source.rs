@@ -29,6 +29,7 @@ impl SourceFixture for Memory {
             prefix: prefix.map(str::to_owned),
             role_arn: None,
             external_id: None,
+            versions: false,
         };
         self.s3.create_bucket(&source.bucket, &source.account_id);
         Ok(source)
@@ -46,6 +47,7 @@ impl SourceFixture for Memory {
                 storage_class: object.storage_class,
                 restored: false,
                 content_encoding: object.content_encoding,
+                version_id: None,
             },
         );
         Ok(())
@@ -60,6 +62,11 @@ impl SourceFixture for Memory {
                 source.bucket
             ))
         }
+    }
+
+    async fn enable_versioning(&self, source: &Source) -> Result<(), String> {
+        self.s3.enable_versioning(&source.bucket);
+        Ok(())
     }
 }
 

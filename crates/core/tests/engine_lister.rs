@@ -469,6 +469,7 @@ async fn file_claimed_by_a_lister_that_died_before_sending_is_sent_by_a_later_sy
         last_modified: w.last_modified("a.csv")?,
         storage_class: None,
         restored: false,
+        version_id: None,
     };
     let version = FileVersion {
         connector_id: w.connector.id.clone(),

@@ -278,7 +278,9 @@ async fn a_skipped_file_is_retried_once_the_limit_is_raised_and_only_then() -> R
     assert_eq!(run.skipped.get("too_large"), Some(&1), "{run:#?}");
     let skipped = w.file("big.csv").await?;
     assert_eq!(skipped.status, FileStatus::Skipped);
-    let current = w.s3.head(&w.connector.source, &skipped.version.key).await?;
+    let current =
+        w.s3.head(&w.connector.source, &skipped.version.key, None)
+            .await?;
 
     // The same limit: still skipped, with the reason naming it.
     let same = redo::redecide_skipped(&skipped, current.as_ref(), &w.lister_settings.sync, None);
@@ -321,7 +323,9 @@ async fn a_skipped_file_is_retried_once_the_limit_is_raised_and_only_then() -> R
 
     // A key overwritten or deleted since it was skipped is not retried: its new version is the sync's.
     let other = w.put("big.csv", &csv(&[("big-3", 3)]));
-    let current = w.s3.head(&w.connector.source, &skipped.version.key).await?;
+    let current =
+        w.s3.head(&w.connector.source, &skipped.version.key, None)
+            .await?;
     assert_eq!(current.as_ref().map(|o| o.etag.clone()), Some(other));
     assert_eq!(
         redo::redecide_skipped(&skipped, current.as_ref(), &raised, None),

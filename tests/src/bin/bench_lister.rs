@@ -79,6 +79,7 @@ impl SyntheticSource {
                 last_modified: self.modified,
                 storage_class: None,
                 restored: false,
+                version_id: None,
             })
             .collect();
         let next = (end < self.objects).then(|| end.to_string());
@@ -114,6 +115,7 @@ impl ObjectSource for SyntheticSource {
         source: &Source,
         key: &str,
         _etag: &str,
+        _version_id: Option<&str>,
         _range: Option<ByteRange>,
     ) -> Result<ObjectBody, SourceError> {
         Err(SourceError::NotFound {
@@ -122,8 +124,23 @@ impl ObjectSource for SyntheticSource {
         })
     }
 
-    async fn head(&self, _source: &Source, _key: &str) -> Result<Option<ObjectMeta>, SourceError> {
+    async fn head(
+        &self,
+        _source: &Source,
+        _key: &str,
+        _version_id: Option<&str>,
+    ) -> Result<Option<ObjectMeta>, SourceError> {
         Ok(None)
+    }
+
+    async fn older_versions(
+        &self,
+        _source: &Source,
+        _key: &str,
+        _version_id: &str,
+        _max: usize,
+    ) -> Result<Vec<ObjectMeta>, SourceError> {
+        Ok(Vec::new())
     }
 }
 
@@ -288,6 +305,7 @@ async fn measure(
             prefix: Some(PREFIX.into()),
             role_arn: None,
             external_id: None,
+            versions: false,
         },
         template_id: template.name.clone(),
         template_version: None,
@@ -320,6 +338,7 @@ async fn measure(
                 last_modified: now,
                 storage_class: None,
                 restored: false,
+                version_id: None,
             },
             now,
         ),

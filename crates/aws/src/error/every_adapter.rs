@@ -80,7 +80,7 @@ async fn s3_source_reads_are_transient() {
         let client = throttled_client!(aws_sdk_s3, status, body, [get_object, list_objects_v2]);
         let source_reader = S3Source::with_client(client);
         let opened = source_reader
-            .open(&source(), "in/a.csv", "\"e\"", None)
+            .open(&source(), "in/a.csv", "\"e\"", None, None)
             .await;
         let err = opened.err();
         assert!(
@@ -170,6 +170,7 @@ async fn dynamodb_state_writes_and_reads_are_transient() {
             last_modified: Utc::now(),
             storage_class: None,
             restored: false,
+            version_id: None,
         };
         let entry =
             s3_importer_core::sync::model::LedgerEntry::discovered(version(), &object, Utc::now());

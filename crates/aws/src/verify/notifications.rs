@@ -196,6 +196,7 @@ mod tests {
             prefix: Some(prefix.into()),
             role_arn: None,
             external_id: None,
+            versions: false,
         }
     }
 

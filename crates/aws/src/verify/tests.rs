@@ -35,6 +35,7 @@ fn source() -> Source {
         prefix: Some("orders/".into()),
         role_arn: Some("arn:aws:iam::111122223333:role/s3-importer-orders".into()),
         external_id: Some("ext-123".into()),
+        versions: false,
     }
 }
 

@@ -236,6 +236,7 @@ pub(super) async fn create(
             prefix,
             role_arn: args.role_arn,
             external_id: Some(new_external_id()),
+            versions: false,
         },
         template_id: args.template,
         template_version: args.template_version,

@@ -87,7 +87,11 @@ pub(super) async fn retry_skipped(
     let mut kept: Vec<(String, String)> = Vec::new();
     for entry in chosen {
         let current = source
-            .head(&connector.source, &entry.version.key)
+            .head(
+                &connector.source,
+                &entry.version.key,
+                entry.version.version_id.as_deref(),
+            )
             .await
             .with_context(|| {
                 format!(

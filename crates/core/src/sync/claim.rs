@@ -26,7 +26,7 @@ pub fn entry_for(
         bucket: connector.source.bucket.clone(),
         key: object.key.clone(),
         etag: object.etag.clone(),
-        version_id: None,
+        version_id: object.version_id.clone(),
     };
     let mut entry = LedgerEntry::discovered(version, object, now);
     match decision {

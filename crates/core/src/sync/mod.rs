@@ -18,6 +18,7 @@ pub mod reconcile;
 pub mod redo;
 pub mod rules;
 mod validate_first;
+pub mod versions;
 pub mod worker;
 
 pub use clock::{Clock, FixedClock, SystemClock};

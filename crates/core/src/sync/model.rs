@@ -63,6 +63,10 @@ pub struct Source {
     /// The External ID required by the role's trust policy (generated per connector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    /// Versioned bucket: list every version (ListObjectVersions), take the `VersionId` of events, pin reads
+    /// to it, and count each version as its own file version (`docs/architecture.md`, "Versioned buckets").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub versions: bool,
 }
 
 /// Where a connector's rows go.
@@ -391,6 +395,9 @@ pub struct ObjectMeta {
     /// True when an archived object has a restored copy available.
     #[serde(default)]
     pub restored: bool,
+    /// The S3 `VersionId`, for a source listed or looked up by version ([`Source::versions`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 impl ObjectMeta {
@@ -409,7 +416,13 @@ impl ObjectMeta {
             last_modified,
             storage_class: None,
             restored: false,
+            version_id: None,
         }
+    }
+
+    /// The ledger id this object's file version has (see [`FileVersion::file_id`]).
+    pub fn file_id(&self) -> String {
+        versioned_file_id(&self.key, &self.etag, self.version_id.as_deref())
     }
 }
 
@@ -430,10 +443,18 @@ pub struct FileVersion {
 }
 
 impl FileVersion {
-    /// The ledger id: `<sha256(key), 32 hex>#<etag without quotes>`. Keys reach 1024 bytes, as does the
-    /// DynamoDB sort key limit, so the key is hashed; the full key stays an attribute.
+    /// The ledger id: `<sha256(key), 32 hex>#<etag without quotes>`, and `#<VersionId>` after it for a
+    /// version of a versioned source (two uploads of equal bytes are then two versions). Keys reach 1024
+    /// bytes, as does the DynamoDB sort key limit, so the key is hashed; the full key stays an attribute.
     pub fn file_id(&self) -> String {
-        file_id(&self.key, &self.etag)
+        versioned_file_id(&self.key, &self.etag, self.version_id.as_deref())
+    }
+}
+
+fn versioned_file_id(key: &str, etag: &str, version_id: Option<&str>) -> String {
+    match version_id {
+        Some(version_id) => format!("{}#{version_id}", file_id(key, etag)),
+        None => file_id(key, etag),
     }
 }
 

@@ -76,6 +76,7 @@ impl ReadAhead {
         bucket: Source,
         key: String,
         etag: String,
+        version_id: Option<String>,
         start: u64,
         size: u64,
         first: Option<ObjectBody>,
@@ -85,15 +86,16 @@ impl ReadAhead {
             .step_by(usize::try_from(chunk).unwrap_or(usize::MAX))
             .map(|a| (a, (a + chunk).min(size)))
             .collect();
-        let shared = Arc::new((source, bucket, key, etag));
+        let shared = Arc::new((source, bucket, key, etag, version_id));
         let mut first = first;
         let chunks = stream::iter(ranges)
             .map(move |(a, b)| {
                 let shared = shared.clone();
                 let opened = if a == start { first.take() } else { None };
                 async move {
-                    let (source, bucket, key, etag) = &*shared;
-                    fetch_range(source.as_ref(), bucket, key, etag, a, b, opened)
+                    let (source, bucket, key, etag, version_id) = &*shared;
+                    let object = (key.as_str(), etag.as_str(), version_id.as_deref());
+                    fetch_range(source.as_ref(), bucket, object, a, b, opened)
                         .await
                         .map(Cursor::new)
                         .map_err(std::io::Error::other)
@@ -104,12 +106,11 @@ impl ReadAhead {
     }
 }
 
-/// `[a, b)` of the object, whole, retried as [`RANGE_ATTEMPTS`] says.
+/// `[a, b)` of the object (key, ETag, VersionId), whole, retried as [`RANGE_ATTEMPTS`] says.
 async fn fetch_range(
     source: &dyn ObjectSource,
     bucket: &Source,
-    key: &str,
-    etag: &str,
+    (key, etag, version_id): (&str, &str, Option<&str>),
     a: u64,
     b: u64,
     mut opened: Option<ObjectBody>,
@@ -123,7 +124,9 @@ async fn fetch_range(
                     start: a,
                     end: Some(b),
                 };
-                source.open(bucket, key, etag, Some(range)).await
+                source
+                    .open(bucket, key, etag, version_id, Some(range))
+                    .await
             }
         };
         let error = match body {
@@ -237,6 +240,7 @@ mod tests {
             prefix: None,
             role_arn: None,
             external_id: None,
+            versions: false,
         };
         (s3, data, etag, bucket)
     }
@@ -258,6 +262,7 @@ mod tests {
                 bucket.clone(),
                 "k".into(),
                 etag.clone(),
+                None,
                 start,
                 data.len() as u64,
                 None,
@@ -272,6 +277,7 @@ mod tests {
             bucket,
             "k".into(),
             "\"other\"".into(),
+            None,
             0,
             data.len() as u64,
             None,
@@ -339,8 +345,21 @@ mod tests {
             &self,
             source: &Source,
             key: &str,
+            version_id: Option<&str>,
         ) -> Result<Option<crate::sync::model::ObjectMeta>, SourceError> {
-            self.inner.head(source, key).await
+            self.inner.head(source, key, version_id).await
+        }
+
+        async fn older_versions(
+            &self,
+            source: &Source,
+            key: &str,
+            version_id: &str,
+            max: usize,
+        ) -> Result<Vec<crate::sync::model::ObjectMeta>, SourceError> {
+            self.inner
+                .older_versions(source, key, version_id, max)
+                .await
         }
 
         async fn open(
@@ -348,6 +367,7 @@ mod tests {
             source: &Source,
             key: &str,
             etag: &str,
+            version_id: Option<&str>,
             range: Option<ByteRange>,
         ) -> Result<ObjectBody, SourceError> {
             let start = range.map_or(0, |r| r.start);
@@ -362,7 +382,7 @@ mod tests {
                     .and_then(|f| (!f.is_empty()).then(|| f.remove(0)))
             };
             match fault {
-                None => self.inner.open(source, key, etag, range).await,
+                None => self.inner.open(source, key, etag, version_id, range).await,
                 Some(Fault::Throttled) => Err(SourceError::Transient {
                     context: format!("read s3://{}/{key}", source.bucket),
                     source: "SlowDown: please reduce your request rate".into(),
@@ -373,7 +393,10 @@ mod tests {
                     etag: etag.to_owned(),
                 }),
                 Some(Fault::BodyCut) => {
-                    let mut body = self.inner.open(source, key, etag, range).await?;
+                    let mut body = self
+                        .inner
+                        .open(source, key, etag, version_id, range)
+                        .await?;
                     let mut data = Vec::new();
                     body.reader
                         .read_to_end(&mut data)
@@ -419,6 +442,7 @@ mod tests {
             bucket.clone(),
             "k".into(),
             etag.to_owned(),
+            None,
             0,
             size,
             None,
@@ -501,12 +525,15 @@ mod tests {
         for start in [0u64, 1500] {
             let first_range = SMALL.first_range(start, size);
             assert_eq!(first_range.end, Some(start + 1000));
-            let first = source.open(&bucket, "k", &etag, Some(first_range)).await?;
+            let first = source
+                .open(&bucket, "k", &etag, None, Some(first_range))
+                .await?;
             let mut reader = SMALL.reader(
                 source.clone(),
                 bucket.clone(),
                 "k".into(),
                 etag.clone(),
+                None,
                 start,
                 size,
                 Some(first),

@@ -248,6 +248,7 @@ mod tests {
                 prefix: None,
                 role_arn: None,
                 external_id: None,
+                versions: false,
             },
             template_id: "t".into(),
             template_version: None,

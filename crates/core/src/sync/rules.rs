@@ -144,6 +144,7 @@ mod tests {
             last_modified,
             storage_class: class.map(str::to_owned),
             restored,
+            version_id: None,
         }
     }
 

@@ -48,6 +48,7 @@ use super::ports::{
 };
 use super::read_ahead::{self, ReadAhead};
 use super::validate_first::{self, DiscardRejects, Validation};
+use super::versions;
 use crate::format::detect_format;
 use crate::pace::Pace;
 use crate::pipeline::{self, Counts, FileEnd, FileFailure, FileReport, ImportOptions, Stopped};
@@ -723,6 +724,15 @@ async fn import_file(
     let mut entry = entry;
     entry.format = Some(format);
     entry.template_version = Some(stored.version);
+    // Rows carry the version's place among the key's versions of the same second (a versioned source).
+    entry.last_modified = versions::ordered_last_modified(
+        deps.source.as_ref(),
+        &connector.source,
+        &entry.version,
+        entry.last_modified,
+    )
+    .await
+    .map_err(source_failure)?;
     out.template_version = Some(stored.version);
     out.format = Some(format);
     let template = Arc::new(stored.template);
@@ -844,7 +854,13 @@ async fn open_reader(
     };
     let body = match deps
         .source
-        .open(&connector.source, &version.key, &version.etag, range)
+        .open(
+            &connector.source,
+            &version.key,
+            &version.etag,
+            version.version_id.as_deref(),
+            range,
+        )
         .await
     {
         Ok(body) => body,
@@ -857,6 +873,7 @@ async fn open_reader(
             connector.source.clone(),
             version.key.clone(),
             version.etag.clone(),
+            version.version_id.clone(),
             read_from,
             size,
             Some(body),

@@ -63,8 +63,21 @@ impl ObjectSource for FaultySource {
         &self,
         source: &Source,
         key: &str,
+        version_id: Option<&str>,
     ) -> Result<Option<s3_importer_core::sync::ObjectMeta>, SourceError> {
-        self.inner.head(source, key).await
+        self.inner.head(source, key, version_id).await
+    }
+
+    async fn older_versions(
+        &self,
+        source: &Source,
+        key: &str,
+        version_id: &str,
+        max: usize,
+    ) -> Result<Vec<s3_importer_core::sync::ObjectMeta>, SourceError> {
+        self.inner
+            .older_versions(source, key, version_id, max)
+            .await
     }
 
     async fn open(
@@ -72,6 +85,7 @@ impl ObjectSource for FaultySource {
         source: &Source,
         key: &str,
         etag: &str,
+        version_id: Option<&str>,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, SourceError> {
         let n = self.opens.fetch_add(1, Ordering::SeqCst) + 1;
@@ -91,6 +105,6 @@ impl ObjectSource for FaultySource {
             }
             _ => {}
         }
-        self.inner.open(source, key, etag, range).await
+        self.inner.open(source, key, etag, version_id, range).await
     }
 }

@@ -170,6 +170,7 @@ impl World {
                 prefix: Some(PREFIX.into()),
                 role_arn: None,
                 external_id: None,
+                versions: false,
             },
             template_id: parsed.name.clone(),
             template_version: None,

@@ -39,6 +39,7 @@ pub fn job(
         prefix: None,
         role_arn: None,
         external_id: None,
+        versions: false,
     };
     let object = ObjectMeta::new("bench/orders.csv", format!("\"{etag}\""), size, Utc::now());
     Ok(file_job(

@@ -163,6 +163,7 @@ fn job(
         prefix: None,
         role_arn: None,
         external_id: None,
+        versions: false,
     };
     let object = ObjectMeta::new(key, etag, 100, last_modified);
     Ok(super::fixtures::file_job(

@@ -50,6 +50,8 @@ pub trait SourceFixture: Send + Sync {
     async fn put(&self, source: &Source, key: &str, object: FixtureObject) -> Result<(), String>;
     /// Deletes `key` from the source's bucket.
     async fn delete(&self, source: &Source, key: &str) -> Result<(), String>;
+    /// Turns versioning on for the source's bucket.
+    async fn enable_versioning(&self, source: &Source) -> Result<(), String>;
 }
 
 /// A fixture under test, shared by the checks.
@@ -77,6 +79,7 @@ macro_rules! object_source_contract_tests {
                 listing_a_missing_bucket_is_no_such_bucket,
                 archived_objects_are_listed_and_refused,
                 content_encoding_is_reported_and_the_bytes_are_as_stored,
+                versions_are_listed_and_read_pinned,
             }
         }
     };
@@ -138,10 +141,19 @@ async fn read_all(
     etag: &str,
     range: Option<ByteRange>,
 ) -> Result<Vec<u8>, String> {
-    let what = format!("read s3://{}/{key} {range:?}", source.bucket);
+    read_version(fixture, source, (key, etag, None), range).await
+}
+
+async fn read_version(
+    fixture: &Fixture,
+    source: &Source,
+    (key, etag, version_id): (&str, &str, Option<&str>),
+    range: Option<ByteRange>,
+) -> Result<Vec<u8>, String> {
+    let what = format!("read s3://{}/{key} {version_id:?} {range:?}", source.bucket);
     let mut body = fixture
         .source()
-        .open(source, key, etag, range)
+        .open(source, key, etag, version_id, range)
         .await
         .ctx(&what)?;
     let mut bytes = Vec::new();
@@ -308,7 +320,7 @@ pub async fn range_reads_return_the_requested_bytes(fixture: Fixture) -> CheckRe
     let etag = listed(&fixture, &source, "digits.csv").await?.etag;
     let whole = fixture
         .source()
-        .open(&source, "digits.csv", &etag, None)
+        .open(&source, "digits.csv", &etag, None, None)
         .await
         .ctx("open digits.csv")?;
     expect_eq(
@@ -353,7 +365,12 @@ pub async fn open_with_a_stale_etag_is_changed(fixture: Fixture) -> CheckResult 
         .await?;
     let fresh = listed(&fixture, &source, "a.csv").await?.etag;
     expect("a new body gives a new ETag", fresh != stale)?;
-    match failure_of(fixture.source().open(&source, "a.csv", &stale, None).await)? {
+    match failure_of(
+        fixture
+            .source()
+            .open(&source, "a.csv", &stale, None, None)
+            .await,
+    )? {
         SourceError::Changed { bucket, key, etag } => expect_eq(
             "Changed names",
             (bucket, key, etag),
@@ -376,7 +393,7 @@ pub async fn open_of_a_deleted_object_is_not_found(fixture: Fixture) -> CheckRes
     match failure_of(
         fixture
             .source()
-            .open(&source, "gone.csv", &etag, None)
+            .open(&source, "gone.csv", &etag, None, None)
             .await,
     )? {
         SourceError::NotFound { bucket, key } => expect_eq(
@@ -424,7 +441,11 @@ pub async fn archived_objects_are_listed_and_refused(fixture: Fixture) -> CheckR
         if meta.storage_class.as_deref() != Some(class) || meta.restored {
             failures.push(format!("{key} is listed as {meta:?}"));
         }
-        match fixture.source().open(&source, &key, &meta.etag, None).await {
+        match fixture
+            .source()
+            .open(&source, &key, &meta.etag, None, None)
+            .await
+        {
             Err(SourceError::Archived { bucket, key: k })
                 if bucket == source.bucket && k == key => {}
             Err(other) => failures.push(format!("reading {key}: expected Archived, got {other:?}")),
@@ -465,7 +486,7 @@ pub async fn content_encoding_is_reported_and_the_bytes_are_as_stored(
     )?;
     let mut body = fixture
         .source()
-        .open(&source, "data.csv", &meta.etag, None)
+        .open(&source, "data.csv", &meta.etag, None, None)
         .await
         .ctx("open data.csv")?;
     expect_eq(
@@ -482,7 +503,7 @@ pub async fn content_encoding_is_reported_and_the_bytes_are_as_stored(
     let plain = listed(&fixture, &source, "plain.csv").await?;
     let body = fixture
         .source()
-        .open(&source, "plain.csv", &plain.etag, None)
+        .open(&source, "plain.csv", &plain.etag, None, None)
         .await
         .ctx("open plain.csv")?;
     expect_eq(
@@ -490,4 +511,100 @@ pub async fn content_encoding_is_reported_and_the_bytes_are_as_stored(
         body.content_encoding,
         None,
     )
+}
+
+/// On a versioned bucket read as [`versions`](Source::versions): every version of a key is listed, newest
+/// first, each with its own `VersionId` (two puts of equal bytes too), still after the key is deleted (delete
+/// markers are not listed); each version reads pinned, by range too, and a HeadObject of a version names it.
+/// The same bucket read without `versions` lists only current objects, without version ids.
+pub async fn versions_are_listed_and_read_pinned(fixture: Fixture) -> CheckResult {
+    let plain = fixture.new_bucket(Some("in/")).await?;
+    fixture.enable_versioning(&plain).await?;
+    let source = Source {
+        versions: true,
+        ..plain.clone()
+    };
+    for body in ["id\n1\n", "id\n2\n", "id\n2\n"] {
+        fixture
+            .put(&source, "in/k.csv", FixtureObject::new(body))
+            .await?;
+    }
+    fixture
+        .put(&source, "in/other.csv", FixtureObject::new("id\n9\n"))
+        .await?;
+    fixture
+        .put(&source, "out/no.csv", FixtureObject::new("x"))
+        .await?;
+    fixture.delete(&source, "in/other.csv").await?;
+
+    let (objects, _) = list_all(&fixture, &source).await?;
+    let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    expect_eq(
+        "listed versions",
+        keys,
+        vec!["in/k.csv", "in/k.csv", "in/k.csv", "in/other.csv"],
+    )?;
+    let ids: BTreeSet<Option<&str>> = objects.iter().map(|o| o.version_id.as_deref()).collect();
+    expect(
+        &format!("four distinct version ids: {ids:?}"),
+        ids.len() == 4 && !ids.contains(&None),
+    )?;
+    let mut failures = Vec::new();
+    for (object, want) in objects
+        .iter()
+        .zip(["id\n2\n", "id\n2\n", "id\n1\n", "id\n9\n"])
+    {
+        let pinned = (
+            object.key.as_str(),
+            object.etag.as_str(),
+            object.version_id.as_deref(),
+        );
+        let body = read_version(&fixture, &source, pinned, None).await?;
+        if body != want.as_bytes() {
+            failures.push(format!(
+                "{object:?} reads {:?}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        let tail = read_version(
+            &fixture,
+            &source,
+            pinned,
+            Some(ByteRange {
+                start: 3,
+                end: None,
+            }),
+        )
+        .await?;
+        if tail != want.as_bytes()[3..] {
+            failures.push(format!("{object:?} from byte 3 reads {tail:?}"));
+        }
+        let head = fixture
+            .source()
+            .head(&source, &object.key, object.version_id.as_deref())
+            .await
+            .ctx("head a version")?;
+        if head.as_ref().map(|h| (&h.etag, &h.version_id))
+            != Some((&object.etag, &object.version_id))
+        {
+            failures.push(format!("head of {object:?} is {head:?}"));
+        }
+    }
+    let (current, _) = list_all(&fixture, &plain).await?;
+    let current: Vec<(&str, Option<&str>)> = current
+        .iter()
+        .map(|o| (o.key.as_str(), o.version_id.as_deref()))
+        .collect();
+    if current != vec![("in/k.csv", None)] {
+        failures.push(format!("without versions the listing is {current:?}"));
+    }
+    let head = fixture
+        .source()
+        .head(&plain, "in/k.csv", None)
+        .await
+        .ctx("head the current object")?;
+    if head.as_ref().map(|h| h.version_id.as_deref()) != Some(None) {
+        failures.push(format!("without versions the head is {head:?}"));
+    }
+    report(failures)
 }

@@ -299,16 +299,22 @@ async fn take(
 }
 
 /// The object the event names, as it is now; `None` when it is gone, or was replaced by another version than the
-/// event's (that version has its own event).
+/// event's (that version has its own event). A connector reading a versioned bucket looks up the event's own
+/// version, which stays readable after newer ones are written.
 async fn look_up(
     deps: &ListerDeps,
     connector: &Connector,
     event: &ObjectEvent,
 ) -> Result<Option<ObjectMeta>, SourceError> {
-    let mut found = deps.source.head(&connector.source, &event.key).await?;
+    let version_id = event
+        .version_id
+        .as_deref()
+        .filter(|_| connector.source.versions);
+    let source = &connector.source;
+    let mut found = deps.source.head(source, &event.key, version_id).await?;
     if found.is_none() {
         if let Some(key) = &event.fallback_key {
-            found = deps.source.head(&connector.source, key).await?;
+            found = deps.source.head(source, key, version_id).await?;
         }
     }
     Ok(found.filter(|object| {

@@ -56,6 +56,8 @@ pub struct ObjectEvent {
     pub size: Option<u64>,
     /// ETag with its quotes, as S3 lists it, when the event carries one.
     pub etag: Option<String>,
+    /// The `VersionId` of the version created, on a versioned bucket.
+    pub version_id: Option<String>,
 }
 
 /// One notification in a message body.
@@ -171,6 +173,7 @@ fn s3_record(record: &Value, envelope: Envelope) -> Result<Notice, ParseError> {
         fallback_key: None,
         size: object.get("size").and_then(Value::as_u64),
         etag: object.get("eTag").and_then(Value::as_str).map(quoted),
+        version_id: version_id(object.get("versionId")),
     }))
 }
 
@@ -211,7 +214,16 @@ fn eventbridge(detail_type: &str, detail: &Value) -> Result<Notice, ParseError> 
             .or_else(|| object.get("eTag"))
             .and_then(Value::as_str)
             .map(quoted),
+        version_id: version_id(object.get("version-id")),
     }))
+}
+
+/// An event's version id; S3 writes none, or an empty one, for a bucket without versioning.
+fn version_id(value: Option<&Value>) -> Option<String> {
+    value
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {

@@ -92,6 +92,24 @@ pub fn eventbridge(detail_type: &str, bucket: &str, key: &str, size: u64, etag: 
     .to_string()
 }
 
+/// `body` (an [`s3_direct`] or [`eventbridge`] body) for a versioned bucket: the object's version id where
+/// each envelope writes it (`versionId`, EventBridge `version-id`).
+pub fn versioned(body: &str, version_id: &str) -> String {
+    let mut value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    if let Some(object) = value
+        .pointer_mut("/Records/0/s3/object")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        object.insert("versionId".into(), json!(version_id));
+    } else if let Some(object) = value
+        .pointer_mut("/detail/object")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        object.insert("version-id".into(), json!(version_id));
+    }
+    value.to_string()
+}
+
 /// The `s3:TestEvent` S3 sends when a notification configuration is saved.
 pub fn test_event(bucket: &str) -> String {
     json!({

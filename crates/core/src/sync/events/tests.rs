@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::samples::{eventbridge, s3_direct, sns_wrapped, test_event};
+use super::samples::{eventbridge, s3_direct, sns_wrapped, test_event, versioned};
 use super::*;
 use crate::sync::lister::{self, ListerDeps, ListerSettings, SyncOutcome};
 use crate::sync::memory::{MemoryObject, MemoryObjectSource, MemoryQueue, MemoryStateStore};
@@ -199,6 +199,7 @@ impl Harness {
                 prefix: Some(prefix.into()),
                 role_arn: None,
                 external_id: None,
+                versions: false,
             },
             template_id: "items".into(),
             template_version: None,
@@ -486,4 +487,94 @@ async fn an_event_and_a_listing_share_one_claim() {
     };
     assert_eq!((run.new, run.already_known), (0, 1), "{run:?}");
     assert_eq!(h.queue.sent().len(), 1);
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// Versioned buckets
+// -------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn version_ids_are_read_from_each_envelope() {
+    let direct = s3_direct("ObjectCreated:Put", BUCKET, "in/a.csv", 1, "e");
+    let cases = [
+        (versioned(&direct, "v-s3"), Some("v-s3")),
+        (sns_wrapped(&versioned(&direct, "v-sns")), Some("v-sns")),
+        (
+            versioned(
+                &eventbridge("Object Created", BUCKET, "in/a.csv", 1, "e"),
+                "v-eb",
+            ),
+            Some("v-eb"),
+        ),
+        // A bucket without versioning: no id, or an empty one.
+        (direct.clone(), None),
+        (versioned(&direct, ""), None),
+    ];
+    for (body, want) in cases {
+        assert_eq!(one_object(&body).version_id.as_deref(), want, "{body}");
+    }
+}
+
+/// Two versions of one key written before either event is handled: a connector reading versions claims each
+/// event's own version (looked up by its id), once; a connector that does not finds the first one replaced.
+#[tokio::test]
+async fn versioned_connectors_claim_each_events_version_once() {
+    let mut claimed = Vec::new();
+    for versions in [true, false] {
+        let h = Harness::new().await;
+        h.s3.enable_versioning(BUCKET);
+        let mut c = h.connector("c-v", "in/", Discovery::Events).await;
+        c.source.versions = versions;
+        h.state.update_connector(&c).await.expect("connector saved");
+        let mut written = Vec::new();
+        for body in ["id,qty\na,1\n", "id,qty\na,2\n"] {
+            let etag = h.s3.put(BUCKET, "in/k.csv", body, h.clock.now());
+            let version_id =
+                h.s3.get(BUCKET, "in/k.csv")
+                    .and_then(|o| o.version_id)
+                    .expect("a version id");
+            written.push((etag, version_id));
+        }
+        let event = |(etag, version_id): &(String, String)| {
+            versioned(
+                &s3_direct(
+                    "ObjectCreated:Put",
+                    BUCKET,
+                    "in/k.csv",
+                    11,
+                    etag.trim_matches('"'),
+                ),
+                version_id,
+            )
+        };
+        let first = event(&written[0]);
+        let bodies = vec![first.clone(), event(&written[1]), first];
+        let outcome = h.handle(&bodies).await;
+        assert!(outcome.retry.is_empty(), "{outcome:?}");
+        let report = &outcome.report;
+        let mut entries: Vec<(String, Option<String>, FileStatus)> = h
+            .entries("c-v")
+            .await
+            .into_iter()
+            .map(|e| (e.version.etag, e.version.version_id, e.status))
+            .collect();
+        entries.sort();
+        if versions {
+            assert_eq!((report.new, report.already_known, report.stale), (2, 1, 0));
+            let mut want: Vec<_> = written
+                .iter()
+                .map(|(etag, id)| (etag.clone(), Some(id.clone()), FileStatus::Queued))
+                .collect();
+            want.sort();
+            assert_eq!(entries, want);
+        } else {
+            assert_eq!((report.new, report.stale), (1, 2), "{report:?}");
+            assert_eq!(
+                entries,
+                vec![(written[1].0.clone(), None, FileStatus::Queued)]
+            );
+        }
+        claimed.push(report.enqueued);
+    }
+    assert_eq!(claimed, vec![2, 1]);
 }

@@ -251,6 +251,7 @@ mod tests {
             prefix: prefix.map(str::to_owned),
             role_arn: None,
             external_id: None,
+            versions: false,
         }
     }
 

@@ -26,6 +26,8 @@ pub struct MemoryObject {
     pub restored: bool,
     /// `Content-Encoding`.
     pub content_encoding: Option<String>,
+    /// `VersionId`, given by [`MemoryObjectSource::put_object`] in a versioned bucket.
+    pub version_id: Option<String>,
 }
 
 impl MemoryObject {
@@ -40,6 +42,19 @@ impl MemoryObject {
             storage_class: None,
             restored: false,
             content_encoding: None,
+            version_id: None,
+        }
+    }
+
+    fn meta(&self, key: &str, with_version: bool) -> ObjectMeta {
+        ObjectMeta {
+            key: key.to_owned(),
+            etag: self.etag.clone(),
+            size: self.bytes.len() as u64,
+            last_modified: self.last_modified,
+            storage_class: self.storage_class.clone(),
+            restored: self.restored,
+            version_id: self.version_id.clone().filter(|_| with_version),
         }
     }
 }
@@ -55,7 +70,25 @@ pub fn memory_etag(bytes: &[u8]) -> String {
 struct Bucket {
     /// The owning account, checked like `ExpectedBucketOwner`; `None` accepts any.
     owner: Option<String>,
+    /// Current versions.
     objects: BTreeMap<String, MemoryObject>,
+    /// With versioning on: the earlier versions of each key, oldest first.
+    versioned: Option<BTreeMap<String, Vec<MemoryObject>>>,
+}
+
+impl Bucket {
+    /// The version `version_id` of `key` (the current one without an id).
+    fn version(&self, key: &str, version_id: Option<&str>) -> Option<&MemoryObject> {
+        let current = self.objects.get(key);
+        let Some(version_id) = version_id else {
+            return current;
+        };
+        let older = self.versioned.as_ref().and_then(|v| v.get(key));
+        current
+            .into_iter()
+            .chain(older.into_iter().flatten())
+            .find(|o| o.version_id.as_deref() == Some(version_id))
+    }
 }
 
 /// S3 in memory: buckets of keys, listed in key order 1000 per page (the continuation token is the last
@@ -65,6 +98,7 @@ pub struct MemoryObjectSource {
     buckets: Mutex<HashMap<String, Bucket>>,
     lists: std::sync::atomic::AtomicU64,
     heads: std::sync::atomic::AtomicU64,
+    versions: std::sync::atomic::AtomicU64,
 }
 
 /// S3's page size for ListObjectsV2.
@@ -109,22 +143,47 @@ impl MemoryObjectSource {
         self.put_object(bucket, key, MemoryObject::new(bytes, last_modified))
     }
 
-    /// Stores an object with every attribute given. Returns its ETag.
-    pub fn put_object(&self, bucket: &str, key: &str, object: MemoryObject) -> String {
-        let etag = object.etag.clone();
+    /// Turns versioning on for `bucket` (creating it, owned by any account, if needed): from then on a put
+    /// keeps the key's earlier version and gives the new one a `VersionId`, and a delete keeps them all.
+    pub fn enable_versioning(&self, bucket: &str) {
         self.buckets()
             .entry(bucket.to_owned())
             .or_default()
-            .objects
-            .insert(key.to_owned(), object);
+            .versioned
+            .get_or_insert_with(BTreeMap::new);
+    }
+
+    /// Stores an object with every attribute given (in a versioned bucket, as a new version with its own
+    /// `VersionId`). Returns its ETag.
+    pub fn put_object(&self, bucket: &str, key: &str, mut object: MemoryObject) -> String {
+        let etag = object.etag.clone();
+        let mut buckets = self.buckets();
+        let bucket = buckets.entry(bucket.to_owned()).or_default();
+        if let Some(versions) = &mut bucket.versioned {
+            let n = self
+                .versions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            object.version_id = Some(format!("v{n:08}"));
+            if let Some(previous) = bucket.objects.remove(key) {
+                versions.entry(key.to_owned()).or_default().push(previous);
+            }
+        }
+        bucket.objects.insert(key.to_owned(), object);
         etag
     }
 
-    /// Deletes an object; true when it existed.
+    /// Deletes an object (in a versioned bucket its versions stay, as behind a delete marker); true when it
+    /// existed.
     pub fn delete(&self, bucket: &str, key: &str) -> bool {
-        self.buckets()
-            .get_mut(bucket)
-            .is_some_and(|b| b.objects.remove(key).is_some())
+        self.buckets().get_mut(bucket).is_some_and(|b| {
+            let Some(previous) = b.objects.remove(key) else {
+                return false;
+            };
+            if let Some(versions) = &mut b.versioned {
+                versions.entry(key.to_owned()).or_default().push(previous);
+            }
+            true
+        })
     }
 
     /// An object's current state.
@@ -169,23 +228,42 @@ impl MemoryObjectSource {
 
         let mut objects = Vec::new();
         let mut more = false;
-        for (key, object) in bucket
+        let current = bucket
             .objects
             .range::<str, _>((lower, std::ops::Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix))
-        {
-            if objects.len() == LIST_PAGE_SIZE {
+            .map(|(key, _)| key);
+        // A versioned listing also shows keys whose every version is behind a delete marker.
+        let keys: Box<dyn Iterator<Item = &String>> = match (&bucket.versioned, source.versions) {
+            (Some(older), true) => Box::new(
+                current
+                    .chain(
+                        older
+                            .range::<str, _>((lower, std::ops::Bound::Unbounded))
+                            .map(|(key, _)| key),
+                    )
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter(),
+            ),
+            _ => Box::new(current),
+        };
+        for key in keys.take_while(|key| key.starts_with(prefix)) {
+            // Pages end between keys: all the versions of a key are on one page (S3 may split them).
+            if objects.len() >= LIST_PAGE_SIZE {
                 more = true;
                 break;
             }
-            objects.push(ObjectMeta {
-                key: key.clone(),
-                etag: object.etag.clone(),
-                size: object.bytes.len() as u64,
-                last_modified: object.last_modified,
-                storage_class: object.storage_class.clone(),
-                restored: object.restored,
-            });
+            let object = bucket.objects.get(key);
+            if !source.versions {
+                objects.extend(object.map(|o| o.meta(key, false)));
+                continue;
+            }
+            let older = bucket.versioned.as_ref().and_then(|v| v.get(key));
+            objects.extend(
+                object
+                    .into_iter()
+                    .chain(older.into_iter().flatten().rev())
+                    .map(|o| o.meta(key, true)),
+            );
         }
         let next = if more {
             objects.last().map(|o| o.key.clone())
@@ -215,19 +293,43 @@ impl ObjectSource for MemoryObjectSource {
         self.list_from(source, Some(start_after))
     }
 
-    async fn head(&self, source: &Source, key: &str) -> Result<Option<ObjectMeta>, SourceError> {
+    async fn head(
+        &self,
+        source: &Source,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ObjectMeta>, SourceError> {
         self.heads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let buckets = self.buckets();
         let bucket = check_owner(&buckets, source)?;
-        Ok(bucket.objects.get(key).map(|object| ObjectMeta {
-            key: key.to_owned(),
-            etag: object.etag.clone(),
-            size: object.bytes.len() as u64,
-            last_modified: object.last_modified,
-            storage_class: object.storage_class.clone(),
-            restored: object.restored,
-        }))
+        Ok(bucket
+            .version(key, version_id)
+            .map(|object| object.meta(key, source.versions)))
+    }
+
+    async fn older_versions(
+        &self,
+        source: &Source,
+        key: &str,
+        version_id: &str,
+        max: usize,
+    ) -> Result<Vec<ObjectMeta>, SourceError> {
+        self.lists
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let buckets = self.buckets();
+        let bucket = check_owner(&buckets, source)?;
+        let older = bucket.versioned.as_ref().and_then(|v| v.get(key));
+        Ok(bucket
+            .objects
+            .get(key)
+            .into_iter()
+            .chain(older.into_iter().flatten().rev())
+            .skip_while(|o| o.version_id.as_deref() != Some(version_id))
+            .skip(1)
+            .take(max)
+            .map(|o| o.meta(key, true))
+            .collect())
     }
 
     async fn open(
@@ -235,13 +337,13 @@ impl ObjectSource for MemoryObjectSource {
         source: &Source,
         key: &str,
         etag: &str,
+        version_id: Option<&str>,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, SourceError> {
         let buckets = self.buckets();
         let bucket = check_owner(&buckets, source)?;
         let object = bucket
-            .objects
-            .get(key)
+            .version(key, version_id)
             .ok_or_else(|| SourceError::NotFound {
                 bucket: source.bucket.clone(),
                 key: key.to_owned(),
@@ -313,14 +415,15 @@ mod tests {
             prefix: None,
             role_arn: None,
             external_id: None,
+            versions: false,
         };
-        assert!(s3.open(&src, "k", &etag, None).await.is_ok());
+        assert!(s3.open(&src, "k", &etag, None, None).await.is_ok());
         let stranger = Source {
             account_id: "222222222222".into(),
             ..src
         };
         assert!(matches!(
-            s3.open(&stranger, "k", &etag, None).await,
+            s3.open(&stranger, "k", &etag, None, None).await,
             Err(SourceError::NoSuchBucket { .. })
         ));
         Ok(())

@@ -138,7 +138,9 @@ impl SourceError {
 /// Lists and reads a connector's source objects.
 #[async_trait]
 pub trait ObjectSource: Send + Sync {
-    /// One page (up to 1000 objects) under the source's prefix.
+    /// One page (up to 1000 objects) under the source's prefix. For a source with
+    /// [`versions`](Source::versions), every version of every key (not delete markers), each with its
+    /// `version_id`: S3's ListObjectVersions, newest version of a key first.
     async fn list_page(
         &self,
         source: &Source,
@@ -153,17 +155,37 @@ pub trait ObjectSource: Send + Sync {
         start_after: &str,
     ) -> Result<ListPage, SourceError>;
 
-    /// Streams one object version, pinned to `etag` (`IfMatch`) and to the source's account
+    /// Streams one object version, pinned to `etag` (`IfMatch`), to `version_id` when given (a version of a
+    /// versioned source, readable after newer ones were written) and to the source's account
     /// (`ExpectedBucketOwner`).
     async fn open(
         &self,
         source: &Source,
         key: &str,
         etag: &str,
+        version_id: Option<&str>,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, SourceError>;
 
     /// One object's metadata as a listing would show it (HeadObject, pinned to the source's account), or
-    /// `None` when there is no such key. S3 events carry no storage class or LastModified; this does.
-    async fn head(&self, source: &Source, key: &str) -> Result<Option<ObjectMeta>, SourceError>;
+    /// `None` when there is no such key (or version). S3 events carry no storage class or LastModified; this
+    /// does. With `version_id`, that version; for a source with [`versions`](Source::versions), the answer
+    /// carries its `version_id`.
+    async fn head(
+        &self,
+        source: &Source,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ObjectMeta>, SourceError>;
+
+    /// Up to `max` versions of `key` older than `version_id`, newest first (S3's ListObjectVersions after
+    /// that version). S3's LastModified has whole seconds: this is what orders two versions written within
+    /// one second (`docs/architecture.md`, "Versioned buckets").
+    async fn older_versions(
+        &self,
+        source: &Source,
+        key: &str,
+        version_id: &str,
+        max: usize,
+    ) -> Result<Vec<ObjectMeta>, SourceError>;
 }

@@ -131,6 +131,7 @@ fn connector(id: &str, name: &str, at: DateTime<Utc>) -> Connector {
             prefix: Some("incoming/".into()),
             role_arn: Some("arn:aws:iam::123456789012:role/reader".into()),
             external_id: Some("ext-1234".into()),
+            versions: false,
         },
         template_id: "orders".into(),
         template_version: Some(2),

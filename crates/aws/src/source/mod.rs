@@ -20,6 +20,8 @@ use crate::config::s3_config_builder;
 use crate::error::{classify_s3, AwsCallError, S3Failure};
 use crate::sts::{session_name, RoleCredentialsCache, RoleKey};
 
+mod versions;
+
 /// Objects per ListObjectsV2 page (S3's maximum).
 const PAGE_SIZE: i32 = 1000;
 
@@ -172,6 +174,11 @@ impl ObjectSource for S3Source {
         source: &Source,
         continuation: Option<String>,
     ) -> Result<ListPage, SourceError> {
+        if source.versions {
+            return self
+                .list_versions(source, versions::Marker::from_token(continuation))
+                .await;
+        }
         self.list(source, continuation, None).await
     }
 
@@ -180,20 +187,36 @@ impl ObjectSource for S3Source {
         source: &Source,
         start_after: &str,
     ) -> Result<ListPage, SourceError> {
+        if source.versions {
+            return self
+                .list_versions(source, versions::Marker::after_key(start_after))
+                .await;
+        }
         self.list(source, None, Some(start_after.to_owned())).await
     }
 
-    async fn head(&self, source: &Source, key: &str) -> Result<Option<ObjectMeta>, SourceError> {
+    async fn head(
+        &self,
+        source: &Source,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ObjectMeta>, SourceError> {
         let client = self.client(source).await?;
         let result = client
             .head_object()
             .bucket(&source.bucket)
             .key(key)
+            .set_version_id(version_id.map(str::to_owned))
             .expected_bucket_owner(&source.account_id)
             .send()
             .await;
         match result {
-            Ok(out) => Ok(head_meta(key, &out)),
+            Ok(out) => Ok(head_meta(key, &out).map(|mut meta| {
+                if source.versions {
+                    meta.version_id = out.version_id().map(str::to_owned);
+                }
+                meta
+            })),
             Err(e) => match source_error(source, key, None, "head", AwsCallError::from_sdk(e)) {
                 SourceError::NotFound { .. } => Ok(None),
                 other => Err(other),
@@ -201,11 +224,22 @@ impl ObjectSource for S3Source {
         }
     }
 
+    async fn older_versions(
+        &self,
+        source: &Source,
+        key: &str,
+        version_id: &str,
+        max: usize,
+    ) -> Result<Vec<ObjectMeta>, SourceError> {
+        self.versions_after(source, key, version_id, max).await
+    }
+
     async fn open(
         &self,
         source: &Source,
         key: &str,
         etag: &str,
+        version_id: Option<&str>,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, SourceError> {
         let client = self.client(source).await?;
@@ -222,6 +256,7 @@ impl ObjectSource for S3Source {
             .bucket(&source.bucket)
             .key(key)
             .if_match(etag)
+            .set_version_id(version_id.map(str::to_owned))
             .expected_bucket_owner(&source.account_id)
             .set_checksum_mode(checksum_mode(etag, range))
             .set_range(header)
@@ -371,6 +406,7 @@ fn object_meta(object: &aws_sdk_s3::types::Object) -> Option<ObjectMeta> {
         last_modified,
         storage_class: object.storage_class().map(|c| c.as_str().to_owned()),
         restored,
+        version_id: None,
     })
 }
 
@@ -392,6 +428,7 @@ fn head_meta(
         restored: out
             .restore()
             .is_some_and(|r| r.contains("ongoing-request=\"false\"")),
+        version_id: None,
     })
 }
 
@@ -511,6 +548,7 @@ mod tests {
                 &source(),
                 "in/a.csv",
                 "\"abc\"",
+                None,
                 Some(ByteRange {
                     start: 10,
                     end: Some(20),
@@ -538,7 +576,7 @@ mod tests {
             });
         let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]);
         S3Source::with_client(client)
-            .open(&source(), "k", "\"e\"", None)
+            .open(&source(), "k", "\"e\"", None, None)
             .await?;
         assert_eq!(rule.num_calls(), 1);
         Ok(())
@@ -602,7 +640,7 @@ mod tests {
         let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]);
         let read = async {
             let mut body = S3Source::with_client(client)
-                .open(&source(), "in/a.csv", etag, range)
+                .open(&source(), "in/a.csv", etag, None, range)
                 .await?;
             let mut text = String::new();
             body.reader.read_to_string(&mut text).await?;
@@ -806,7 +844,7 @@ mod tests {
             });
         let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&found]);
         let meta = S3Source::with_client(client)
-            .head(&source(), "in/a b.csv")
+            .head(&source(), "in/a b.csv", None)
             .await?
             .ok_or("expected the object")?;
         assert_eq!((meta.etag.as_str(), meta.size), ("\"e1\"", 12));
@@ -817,13 +855,13 @@ mod tests {
         let missing = answering(mock!(aws_sdk_s3::Client::head_object), 404, None);
         let client = client_without_retries!(aws_sdk_s3, RuleMode::MatchAny, [&missing]);
         assert!(S3Source::with_client(client)
-            .head(&source(), "in/x.csv")
+            .head(&source(), "in/x.csv", None)
             .await?
             .is_none());
         let denied = answering(mock!(aws_sdk_s3::Client::head_object), 403, None);
         let client = client_without_retries!(aws_sdk_s3, RuleMode::MatchAny, [&denied]);
         let err = S3Source::with_client(client)
-            .head(&source(), "in/x.csv")
+            .head(&source(), "in/x.csv", None)
             .await;
         assert!(
             matches!(err, Err(SourceError::AccessDenied { .. })),
@@ -840,7 +878,7 @@ mod tests {
         );
         let client = client_without_retries!(aws_sdk_s3, RuleMode::MatchAny, [&rule]);
         match S3Source::with_client(client)
-            .open(&source(), "in/a.csv", "\"e\"", None)
+            .open(&source(), "in/a.csv", "\"e\"", None, None)
             .await
         {
             Ok(_) => panic!("expected an error for HTTP {status} {code:?}"),
@@ -939,7 +977,7 @@ mod tests {
         };
         let client = client_without_retries!(aws_sdk_s3, RuleMode::MatchAny, [&get, &list]);
         let err = match S3Source::with_client(client)
-            .open(&source(), "in/a.csv", "\"e\"", None)
+            .open(&source(), "in/a.csv", "\"e\"", None, None)
             .await
         {
             Ok(_) => panic!("expected an error"),
