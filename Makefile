@@ -110,6 +110,11 @@ bench-latency: venv ## Seconds from PutObject to `imported` for BENCH_LATENCY_FI
 	$(CARGO) build -p s3-importer-tests --bin bench-latency
 	BENCH_LATENCY_FILES=$(BENCH_LATENCY_FILES) $${CARGO_TARGET_DIR:-target}/debug/bench-latency
 
+.PHONY: soak
+soak: venv ## SOAK_SECONDS (180) of SOAK_FILES (2000) file versions on the emulator under faults, killed workers and lost or repeated events; then rows expected / imported / missing / duplicated per connector
+	$(CARGO) build -p s3-importer-tests --bin soak
+	$${CARGO_TARGET_DIR:-target}/debug/soak
+
 .PHONY: bench-lister
 bench-lister: venv ## One reconciliation pass over BENCH_LISTER_OBJECTS (100000,1000000) generated objects and BENCH_LISTER_EMULATOR_OBJECTS (100000) on the emulator: list calls, ledger reads, peak RSS, seconds
 	$(CARGO) build --release -p s3-importer-tests --bin bench-lister

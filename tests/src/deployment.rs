@@ -492,6 +492,11 @@ impl Deployment {
         self.depth(&self.provisioned.dead_letter_queue_url).await
     }
 
+    /// `(visible, in flight)` messages on the notification queue.
+    pub async fn notification_depth(&self) -> Result<(u64, u64)> {
+        self.depth(&self.provisioned.notification_queue_url).await
+    }
+
     async fn depth(&self, queue_url: &str) -> Result<(u64, u64)> {
         let attributes = s3_importer_aws::config::sqs_client(&self.sdk)
             .get_queue_attributes()

@@ -19,6 +19,7 @@
 pub mod denials;
 pub mod deployment;
 mod emulator;
+pub mod faults;
 pub mod localstripe;
 mod names;
 pub mod notifications;
@@ -29,6 +30,7 @@ pub mod recording;
 mod resources;
 pub mod stripe_api;
 pub mod stripe_import;
+pub mod versions;
 pub mod webhook_import;
 pub mod webhook_receiver;
 

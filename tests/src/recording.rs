@@ -165,6 +165,7 @@ fn s3_operation(method: &str, uri: &str, copy_source: &str) -> &'static str {
     let (_, key) = call.s3_bucket_and_key();
     match (method, key.is_some()) {
         ("GET", false) if has("list-type") => "ListObjectsV2",
+        ("GET", false) if has("versions") => "ListObjectVersions",
         ("GET", false) if has("location") => "GetBucketLocation",
         ("GET", false) if has("notification") => "GetBucketNotificationConfiguration",
         ("HEAD", false) => "HeadBucket",

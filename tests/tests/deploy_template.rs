@@ -715,6 +715,13 @@ fn required(call: &Call, resources: &Resources) -> Result<Vec<(String, Target)>>
         ("s3", "ListObjectsV2" | "HeadBucket") => {
             vec![("s3:ListBucket".to_owned(), s3(S3Level::Bucket)?)]
         }
+        ("s3", "ListObjectVersions") => {
+            vec![("s3:ListBucketVersions".to_owned(), s3(S3Level::Bucket)?)]
+        }
+        // Reading a given version is its own action.
+        ("s3", "GetObject" | "HeadObject") if call.uri.contains("versionId=") => {
+            vec![("s3:GetObjectVersion".to_owned(), s3(S3Level::Object)?)]
+        }
         ("s3", "GetBucketNotificationConfiguration") => {
             vec![("s3:GetBucketNotification".to_owned(), s3(S3Level::Bucket)?)]
         }
@@ -837,6 +844,39 @@ async fn record_a_real_run() -> Result<(Vec<Call>, Vec<Call>, Resources)> {
     let drained = d.drain().await?;
     ensure!(
         drained.acked == 1 && drained.retried.is_empty(),
+        "{drained:?}"
+    );
+
+    // A connector reading a versioned bucket's versions, in `events` mode: a notification naming a version is
+    // looked up by it (HeadObject with a VersionId), the reconciliation lists versions, and the worker reads
+    // each version pinned and lists the key's older versions to order them.
+    d.enable_versioning().await?;
+    let mut versioned = d.connector.clone();
+    versioned.id = format!("{}-v", d.connector.id);
+    versioned.name = format!("{}-v", d.connector.name);
+    versioned.discovery = Discovery::Events;
+    versioned.source.versions = true;
+    versioned.source.prefix = Some("versioned/".to_owned());
+    d.state.create_connector(&versioned).await?;
+    let body = b"id,qty\n8,9\n";
+    let (etag, older) = d.put_version("versioned/v.csv", body).await?;
+    d.put_version("versioned/v.csv", b"id,qty\n8,10\n").await?;
+    d.notify_version("versioned/v.csv", body.len() as u64, &etag, &older)
+        .await?;
+    let report = d.drain_notifications().await?;
+    ensure!(
+        report.enqueued == 2,
+        "versioned connector enqueued: {report:?}"
+    );
+    s3_importer_lister::handle(
+        &d.lister,
+        json!({ "action": "reconcile", "connector_id": versioned.id }),
+        "lister-reconcile-versions",
+    )
+    .await?;
+    let drained = d.drain().await?;
+    ensure!(
+        drained.acked == 2 && drained.retried.is_empty(),
         "{drained:?}"
     );
 

@@ -233,6 +233,14 @@ pub async fn show(state: &dyn StateStore, name: &str, json: bool) -> Result<Exit
                 }
             },
         ),
+        (
+            "versions",
+            if c.source.versions {
+                "every version of a key (a versioned bucket: ListObjectVersions, reads by VersionId)".into()
+            } else {
+                "the current object of each key".into()
+            },
+        ),
         ("created", time(Some(c.created_at))),
         ("updated", time(Some(c.updated_at))),
         (

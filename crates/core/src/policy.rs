@@ -3,7 +3,8 @@
 //!
 //! The permission policy grants the least the importer needs: `s3:ListBucket` on the bucket (limited to the
 //! folder with an `s3:prefix` condition when there is one — which the worker's ListObjectsV2 of one key, telling
-//! a deleted file from a refused read, also meets), `s3:GetObject` on the folder's objects, and
+//! a deleted file from a refused read, also meets), `s3:GetObject` on the folder's objects (with
+//! `s3:ListBucketVersions` and `s3:GetObjectVersion` for a connector reading a versioned bucket's versions), and
 //! `kms:Decrypt` on the bucket's KMS key (only through S3) when the files are encrypted with a customer key.
 //! The trust policy lets only the deployment's lister and worker roles assume the role, and only with the
 //! connector's External ID.
@@ -296,6 +297,8 @@ pub struct PermissionScope<'a> {
     pub kms_key_arn: Option<&'a str>,
     /// The connector is fed by S3 events: `connector verify` reads the bucket's notification configuration.
     pub notifications: bool,
+    /// The connector reads a versioned bucket's versions: it lists them and reads each by its id.
+    pub versions: bool,
 }
 
 /// The permission policy of the source role: list the folder, read its objects, decrypt them; for a connector
@@ -316,15 +319,23 @@ pub fn permission_policy(scope: &PermissionScope<'_>) -> Value {
         }
         None => format!("{bucket_arn}/*"),
     };
-    let mut statements = vec![
-        list,
-        json!({
-            "Sid": "ReadTheFiles",
-            "Effect": "Allow",
-            "Action": "s3:GetObject",
-            "Resource": objects,
-        }),
-    ];
+    let mut statements = vec![list.clone()];
+    if scope.versions {
+        let mut versions = list;
+        versions["Sid"] = json!("ListTheVersions");
+        versions["Action"] = json!("s3:ListBucketVersions");
+        statements.push(versions);
+    }
+    statements.push(json!({
+        "Sid": "ReadTheFiles",
+        "Effect": "Allow",
+        "Action": if scope.versions {
+            json!(["s3:GetObject", "s3:GetObjectVersion"])
+        } else {
+            json!("s3:GetObject")
+        },
+        "Resource": objects,
+    }));
     if scope.notifications {
         statements.push(json!({
             "Sid": "CheckTheNotifications",
@@ -634,6 +645,7 @@ mod tests {
             folder: Some("orders/"),
             kms_key_arn: Some("arn:aws:kms:eu-west-1:111122223333:key/k-1"),
             notifications: false,
+            versions: false,
         });
         let expected = json!({
             "Version": "2012-10-17",
@@ -672,6 +684,7 @@ mod tests {
             folder: Some("orders/"),
             kms_key_arn: None,
             notifications,
+            versions: false,
         };
         let statement = json!({
             "Sid": "CheckTheNotifications",
@@ -694,6 +707,33 @@ mod tests {
     }
 
     #[test]
+    fn a_connector_reading_versions_may_list_them_in_its_folder_and_read_each() {
+        let policy = permission_policy(&PermissionScope {
+            bucket: "acme-exports",
+            region: "us-east-1",
+            folder: Some("orders/"),
+            kms_key_arn: None,
+            notifications: false,
+            versions: true,
+        });
+        let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
+        assert!(statements.contains(&json!({
+            "Sid": "ListTheVersions",
+            "Effect": "Allow",
+            "Action": "s3:ListBucketVersions",
+            "Resource": "arn:aws:s3:::acme-exports",
+            "Condition": { "StringLike": { "s3:prefix": ["orders/*"] } }
+        })));
+        assert!(statements.contains(&json!({
+            "Sid": "ReadTheFiles",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": "arn:aws:s3:::acme-exports/orders/*"
+        })));
+        assert_eq!(check_policy_document(&policy), Ok(()));
+    }
+
+    #[test]
     fn permission_policy_without_folder_or_kms() {
         let policy = permission_policy(&PermissionScope {
             bucket: "acme-exports",
@@ -701,6 +741,7 @@ mod tests {
             folder: None,
             kms_key_arn: None,
             notifications: false,
+            versions: false,
         });
         let expected = json!({
             "Version": "2012-10-17",
@@ -755,6 +796,7 @@ mod tests {
             folder: None,
             kms_key_arn: None,
             notifications: false,
+            versions: false,
         });
         let mut bad = good.clone();
         bad["Version"] = json!("2008-10-17");

@@ -71,6 +71,11 @@ pub struct CreateArgs {
     /// through the deployment's notification queue; `connector events NAME` prints the setup).
     #[arg(long, default_value = "poll")]
     discovery: Discovery,
+    /// The bucket keeps versions (S3 Versioning), and every version is a file to import: listed with
+    /// ListObjectVersions, each read by its VersionId, so two uploads of one key in quick succession are
+    /// both imported (the newer one's rows winning). Set at creation.
+    #[arg(long)]
+    versions: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -236,7 +241,7 @@ pub(super) async fn create(
             prefix,
             role_arn: args.role_arn,
             external_id: Some(new_external_id()),
-            versions: false,
+            versions: args.versions,
         },
         template_id: args.template,
         template_version: args.template_version,

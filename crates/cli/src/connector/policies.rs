@@ -125,6 +125,7 @@ pub async fn policies(
         folder: source.prefix.as_deref(),
         kms_key_arn,
         notifications: connector.discovery == s3_importer_core::sync::Discovery::Events,
+        versions: source.versions,
     });
     let (principals, exact_principals) = principals(aws, sdk).await?;
     let external_id = source.external_id.clone().unwrap_or_default();
