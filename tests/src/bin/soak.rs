@@ -32,7 +32,7 @@ use s3_importer_aws::consumer::{Received, SqsConsumer};
 use s3_importer_core::sync::ports::{ConnectorStore, FileLedger};
 use s3_importer_core::sync::{Clock, Connector, DestinationConfig, Discovery, FileStatus};
 use s3_importer_lister::Lister;
-use s3_importer_tests::deployment::{request_id, sqs_event, Deployment};
+use s3_importer_tests::deployment::{request_id, sqs_event, Deployment, Options};
 use s3_importer_tests::faults::{faulty, FaultCounts, FaultRates, Rng};
 use s3_importer_tests::notifications::Route;
 use s3_importer_tests::{create_bucket, s3_client};
@@ -69,16 +69,30 @@ struct Driven {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let seconds: u64 = env_or("SOAK_SECONDS", 180);
     let files: u64 = env_or("SOAK_FILES", 2000);
     let settle_seconds: u64 = env_or("SOAK_SETTLE_SECONDS", 600);
     let seed: u64 = env_or("SOAK_SEED", 7);
     let rate: f64 = env_or("SOAK_FAULT_RATE", 0.01);
-    let kill_rate: f64 = env_or("SOAK_KILL_RATE", 0.05);
+    let kill_rate: f64 = env_or("SOAK_KILL_RATE", 0.1);
     let event_fault_rate: f64 = env_or("SOAK_EVENT_FAULT_RATE", 0.05);
     let started = Instant::now();
 
-    let d = Deployment::new().await?;
+    // Lambda's proportions, shortened: a 40-second invocation (the worker starts no message with under 20 s
+    // left) whose checkpoint margin is 5 seconds holds its lease a minute longer (100 s), and the queue's
+    // visibility timeout outlasts that.
+    let d = Deployment::with(Options {
+        visibility_timeout: 120,
+        ..Options::default()
+    })
+    .await?;
     d.enable_versioning().await?;
     let plain_bucket = format!("{}-plain", d.source_bucket);
     create_bucket(&d.sdk, &plain_bucket).await?;
@@ -130,7 +144,8 @@ async fn main() -> Result<()> {
     let sdk = faulty(&d.sdk, rates, rng.clone(), counts.clone());
     let clock: Arc<dyn Clock> = d.clock.clone();
     let lister = Lister::from_config(&d.config, &sdk, clock.clone());
-    let worker = Worker::from_config(&d.config, &sdk, clock);
+    let mut worker = Worker::from_config(&d.config, &sdk, clock);
+    worker.settings.checkpoint_margin = chrono::Duration::seconds(5);
 
     let writing = Arc::new(AtomicBool::new(true));
     let writer = {
@@ -186,6 +201,7 @@ async fn main() -> Result<()> {
     d.clock.advance(chrono::Duration::hours(25));
     let settle_until = Instant::now() + Duration::from_secs(settle_seconds);
     let ids: Vec<String> = soaked.iter().map(|s| s.connector.id.clone()).collect();
+    let runs_before = driven.scheduled_runs.load(Ordering::Relaxed);
     loop {
         drive(
             &d,
@@ -200,7 +216,9 @@ async fn main() -> Result<()> {
             0.0,
         )
         .await;
-        if quiet(&d, &ids).await? || Instant::now() > settle_until {
+        // Quiet, after two scheduled runs on the new day (their reconciliations included).
+        let runs = driven.scheduled_runs.load(Ordering::Relaxed) - runs_before;
+        if (runs >= 2 && quiet(&d, &ids).await?) || Instant::now() > settle_until {
             break;
         }
     }
@@ -350,7 +368,7 @@ fn body_of(key: &str, seq: u64, rows: u64) -> Result<Vec<u8>> {
     Ok(text.into_bytes())
 }
 
-/// One round: the schedule (every 3 s), a batch of notifications, and a batch of work in two invocations.
+/// One round: the schedule (every 3 s), a batch of notifications, and a batch of work in three invocations.
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     d: &Deployment,
@@ -378,13 +396,10 @@ async fn drive(
     }
     match work.receive(10, 0).await {
         Ok(batch) if !batch.is_empty() => {
-            let half = batch.len().div_ceil(2);
-            let (a, b) = batch.split_at(half);
-            futures::future::join(
-                invoke(d, worker, work, a, rng, driven, kill_rate),
-                invoke(d, worker, work, b, rng, driven, kill_rate),
-            )
-            .await;
+            let invocations = batch
+                .chunks(batch.len().div_ceil(3))
+                .map(|messages| invoke(d, worker, work, messages, rng, driven, kill_rate));
+            futures::future::join_all(invocations).await;
         }
         Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         Err(e) => eprintln!("soak: receive work: {e:#}"),
@@ -440,7 +455,7 @@ async fn notify(
     Ok(())
 }
 
-/// One worker invocation (a Lambda with a 20-second budget) with `messages`, killed at a random moment with
+/// One worker invocation (a Lambda with a 40-second budget) with `messages`, killed at a random moment with
 /// probability `kill_rate`: a killed invocation acks nothing, and its messages reappear after the queue's
 /// visibility timeout, once the killed attempt's lease has ended.
 async fn invoke(
@@ -463,11 +478,11 @@ async fn invoke(
             return;
         }
     };
-    let deadline = Some(d.clock.now() + chrono::Duration::seconds(20));
+    let deadline = Some(d.clock.now() + chrono::Duration::seconds(40));
     let request = request_id("soak-worker");
     let run = s3_importer_worker::handle(worker, event, deadline, &request);
     let response = if rng.unit() < kill_rate {
-        let after = Duration::from_millis(rng.below(400));
+        let after = Duration::from_millis(rng.below(2000));
         match tokio::time::timeout(after, run).await {
             Ok(response) => response,
             Err(_) => {
@@ -605,11 +620,25 @@ async fn check(d: &Deployment, s: &Soaked, written: &BTreeSet<String>) -> Result
             *found.entry(id.to_owned()).or_default() += 1;
         }
     }
-    let failed_files = d
-        .state
-        .list_files(&s.connector.id, Some(FileStatus::Failed))
-        .await?
-        .len();
+    let entries = d.state.list_files(&s.connector.id, None).await?;
+    let mut statuses: BTreeMap<FileStatus, usize> = BTreeMap::new();
+    for entry in &entries {
+        *statuses.entry(entry.status).or_default() += 1;
+    }
+    eprintln!("soak: {} ledger {statuses:?}", s.connector.name);
+    let failed: Vec<_> = entries
+        .into_iter()
+        .filter(|e| e.status == FileStatus::Failed)
+        .collect();
+    if let Some(first) = failed.first() {
+        eprintln!(
+            "soak: {} failed, e.g. {}: {}",
+            s.connector.name,
+            first.version.key,
+            first.error.as_deref().unwrap_or("no reason")
+        );
+    }
+    let failed_files = failed.len();
     let by_id: BTreeMap<&String, &u64> = found.iter().collect();
     Ok(Figures {
         expected: required.len(),
