@@ -10,21 +10,25 @@ use serde_json::json;
 use crate::deployment::Deployment;
 use crate::{s3_client, REGION};
 
+/// Turns versioning on for `bucket`.
+pub async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .with_context(|| format!("enable versioning on {bucket}"))?;
+    Ok(())
+}
+
 impl Deployment {
     /// Turns versioning on for the source bucket.
     pub async fn enable_versioning(&self) -> Result<()> {
-        s3_client(&self.sdk)
-            .put_bucket_versioning()
-            .bucket(&self.source_bucket)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .context("enable versioning on the source bucket")?;
-        Ok(())
+        enable_versioning(&s3_client(&self.sdk), &self.source_bucket).await
     }
 
     /// Writes `key` (a full key) in the versioned source bucket; its ETag (quoted) and VersionId.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, StorageClass, VersioningConfiguration};
+use aws_sdk_s3::types::StorageClass;
 use s3_importer_aws::S3Source;
 use s3_importer_core::sync::contract::source::{FixtureObject, SourceFixture};
 use s3_importer_core::sync::ports::ObjectSource;
@@ -69,18 +69,9 @@ impl SourceFixture for S3 {
     }
 
     async fn enable_versioning(&self, source: &Source) -> Result<(), String> {
-        self.client
-            .put_bucket_versioning()
-            .bucket(&source.bucket)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
+        s3_importer_tests::versions::enable_versioning(&self.client, &source.bucket)
             .await
-            .map_err(|e| format!("enable versioning on {}: {e:?}", source.bucket))?;
-        Ok(())
+            .map_err(|e| format!("{e:#}"))
     }
 }
 

@@ -174,21 +174,19 @@ async fn main() -> Result<()> {
         s3_importer_aws::config::sqs_client(&d.sdk),
         d.provisioned.queue_url.clone(),
     );
-    let mut last_schedule = Instant::now() - Duration::from_secs(60);
+    let mut driver = Driver {
+        d: &d,
+        lister: &lister,
+        worker: &worker,
+        notifications: &notifications,
+        work: &work,
+        rng: &rng,
+        driven: &driven,
+        last_schedule: Instant::now() - Duration::from_secs(60),
+        kill_rate,
+    };
     while writing.load(Ordering::SeqCst) {
-        drive(
-            &d,
-            &lister,
-            &worker,
-            &notifications,
-            &work,
-            &rng,
-            &driven,
-            &mut last_schedule,
-            kill_rate,
-            event_fault_rate,
-        )
-        .await;
+        driver.round(event_fault_rate).await;
     }
     let written = writer.await.context("the writer panicked")??;
     eprintln!(
@@ -203,19 +201,7 @@ async fn main() -> Result<()> {
     let ids: Vec<String> = soaked.iter().map(|s| s.connector.id.clone()).collect();
     let runs_before = driven.scheduled_runs.load(Ordering::Relaxed);
     loop {
-        drive(
-            &d,
-            &lister,
-            &worker,
-            &notifications,
-            &work,
-            &rng,
-            &driven,
-            &mut last_schedule,
-            kill_rate,
-            0.0,
-        )
-        .await;
+        driver.round(0.0).await;
         // Quiet, after two scheduled runs on the new day (their reconciliations included).
         let runs = driven.scheduled_runs.load(Ordering::Relaxed) - runs_before;
         if (runs >= 2 && quiet(&d, &ids).await?) || Instant::now() > settle_until {
@@ -368,41 +354,61 @@ fn body_of(key: &str, seq: u64, rows: u64) -> Result<Vec<u8>> {
     Ok(text.into_bytes())
 }
 
-/// One round: the schedule (every 3 s), a batch of notifications, and a batch of work in three invocations.
-#[allow(clippy::too_many_arguments)]
-async fn drive(
-    d: &Deployment,
-    lister: &Lister,
-    worker: &Worker,
-    notifications: &SqsConsumer,
-    work: &SqsConsumer,
-    rng: &Rng,
-    driven: &Driven,
-    last_schedule: &mut Instant,
+/// What one round of the run drives, and with what.
+struct Driver<'a> {
+    d: &'a Deployment,
+    lister: &'a Lister,
+    worker: &'a Worker,
+    notifications: &'a SqsConsumer,
+    work: &'a SqsConsumer,
+    rng: &'a Rng,
+    driven: &'a Driven,
+    last_schedule: Instant,
     kill_rate: f64,
-    event_fault_rate: f64,
-) {
-    if last_schedule.elapsed() > Duration::from_secs(3) {
-        *last_schedule = Instant::now();
-        driven.scheduled_runs.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) =
-            s3_importer_lister::handle(lister, json!({}), &request_id("soak-schedule")).await
+}
+
+impl Driver<'_> {
+    /// One round: the schedule (every 3 s), a batch of notifications (a share `event_fault_rate` dropped, as
+    /// many repeated), and a batch of work in three invocations.
+    async fn round(&mut self, event_fault_rate: f64) {
+        if self.last_schedule.elapsed() > Duration::from_secs(3) {
+            self.last_schedule = Instant::now();
+            self.driven.scheduled_runs.fetch_add(1, Ordering::Relaxed);
+            let request = request_id("soak-schedule");
+            if let Err(e) = s3_importer_lister::handle(self.lister, json!({}), &request).await {
+                eprintln!("soak: scheduled run failed: {e:#}");
+            }
+        }
+        if let Err(e) = notify(
+            self.d,
+            self.notifications,
+            self.lister,
+            self.rng,
+            self.driven,
+            event_fault_rate,
+        )
+        .await
         {
-            eprintln!("soak: scheduled run failed: {e:#}");
+            eprintln!("soak: notifications: {e:#}");
         }
-    }
-    if let Err(e) = notify(d, notifications, lister, rng, driven, event_fault_rate).await {
-        eprintln!("soak: notifications: {e:#}");
-    }
-    match work.receive(10, 0).await {
-        Ok(batch) if !batch.is_empty() => {
-            let invocations = batch
-                .chunks(batch.len().div_ceil(3))
-                .map(|messages| invoke(d, worker, work, messages, rng, driven, kill_rate));
-            futures::future::join_all(invocations).await;
+        match self.work.receive(10, 0).await {
+            Ok(batch) if !batch.is_empty() => {
+                let invocations = batch.chunks(batch.len().div_ceil(3)).map(|messages| {
+                    invoke(
+                        self.d,
+                        self.worker,
+                        self.work,
+                        messages,
+                        self.rng,
+                        self.driven,
+                        self.kill_rate,
+                    )
+                });
+                futures::future::join_all(invocations).await;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => eprintln!("soak: receive work: {e:#}"),
         }
-        Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        Err(e) => eprintln!("soak: receive work: {e:#}"),
     }
 }
 

@@ -147,17 +147,7 @@ impl S3Source {
             .await
             .map_err(|e| source_error(source, &prefix, None, "list", AwsCallError::from_sdk(e)))?;
 
-        let mut objects = Vec::with_capacity(out.contents().len());
-        for object in out.contents() {
-            match object_meta(object) {
-                Some(meta) => objects.push(meta),
-                None => tracing::warn!(
-                    bucket = %source.bucket,
-                    key = object.key().unwrap_or_default(),
-                    "listed object without key, ETag or LastModified; ignored"
-                ),
-            }
-        }
+        let objects = listed(source, out.contents(), object_meta, |o| o.key());
         let next = if out.is_truncated() == Some(true) {
             out.next_continuation_token().map(str::to_owned)
         } else {
@@ -390,22 +380,48 @@ pub fn range_header(range: ByteRange) -> Option<String> {
     }
 }
 
+/// A listing page's entries mapped by `meta`; an entry S3 sent without a field we need is logged and left out.
+fn listed<T>(
+    source: &Source,
+    entries: &[T],
+    meta: impl Fn(&T) -> Option<ObjectMeta>,
+    key: impl Fn(&T) -> Option<&str>,
+) -> Vec<ObjectMeta> {
+    let mut objects = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match meta(entry) {
+            Some(object) => objects.push(object),
+            None => tracing::warn!(
+                bucket = %source.bucket,
+                key = key(entry).unwrap_or_default(),
+                "listed entry without key, ETag, LastModified (or VersionId) ignored"
+            ),
+        }
+    }
+    objects
+}
+
+/// A listed archived object has a readable restored copy: its restore finished and has not expired.
+fn restored(status: Option<&aws_sdk_s3::types::RestoreStatus>) -> bool {
+    status.is_some_and(|r| {
+        r.restore_expiry_date().is_some() && r.is_restore_in_progress() != Some(true)
+    })
+}
+
+/// A listed size (S3 says `i64`); 0 when missing.
+fn listed_size(size: Option<i64>) -> u64 {
+    size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0)
+}
+
 /// Maps a listed object; `None` when S3 left out a field we need.
 fn object_meta(object: &aws_sdk_s3::types::Object) -> Option<ObjectMeta> {
-    let last_modified = object.last_modified().and_then(|t| to_chrono(*t))?;
-    let restored = object.restore_status().is_some_and(|r| {
-        r.restore_expiry_date().is_some() && r.is_restore_in_progress() != Some(true)
-    });
     Some(ObjectMeta {
         key: object.key()?.to_owned(),
         etag: object.e_tag()?.to_owned(),
-        size: object
-            .size()
-            .and_then(|s| u64::try_from(s).ok())
-            .unwrap_or(0),
-        last_modified,
+        size: listed_size(object.size()),
+        last_modified: object.last_modified().and_then(|t| to_chrono(*t))?,
         storage_class: object.storage_class().map(|c| c.as_str().to_owned()),
-        restored,
+        restored: restored(object.restore_status()),
         version_id: None,
     })
 }

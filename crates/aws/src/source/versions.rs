@@ -5,7 +5,7 @@ use aws_sdk_s3::types::{ObjectVersion, OptionalObjectAttributes};
 use s3_importer_core::sync::ports::{ListPage, SourceError};
 use s3_importer_core::sync::{ObjectMeta, Source};
 
-use super::{source_error, to_chrono, S3Source, PAGE_SIZE};
+use super::{listed, listed_size, restored, source_error, to_chrono, S3Source, PAGE_SIZE};
 use crate::error::AwsCallError;
 
 /// Where a version listing starts: S3's `KeyMarker` and `VersionIdMarker`.
@@ -74,17 +74,7 @@ impl S3Source {
                     AwsCallError::from_sdk(e),
                 )
             })?;
-        let mut objects = Vec::with_capacity(out.versions().len());
-        for version in out.versions() {
-            match version_meta(version) {
-                Some(meta) => objects.push(meta),
-                None => tracing::warn!(
-                    bucket = %source.bucket,
-                    key = version.key().unwrap_or_default(),
-                    "listed version without key, VersionId, ETag or LastModified; ignored"
-                ),
-            }
-        }
+        let objects = listed(source, out.versions(), version_meta, |v| v.key());
         let next = if out.is_truncated() == Some(true) {
             Marker::token(out.next_key_marker(), out.next_version_id_marker())
         } else {
@@ -137,19 +127,13 @@ impl S3Source {
 
 /// Maps a listed version; `None` when S3 left out a field we need.
 fn version_meta(version: &ObjectVersion) -> Option<ObjectMeta> {
-    let restored = version.restore_status().is_some_and(|r| {
-        r.restore_expiry_date().is_some() && r.is_restore_in_progress() != Some(true)
-    });
     Some(ObjectMeta {
         key: version.key()?.to_owned(),
         etag: version.e_tag()?.to_owned(),
-        size: version
-            .size()
-            .and_then(|s| u64::try_from(s).ok())
-            .unwrap_or(0),
+        size: listed_size(version.size()),
         last_modified: version.last_modified().and_then(|t| to_chrono(*t))?,
         storage_class: version.storage_class().map(|c| c.as_str().to_owned()),
-        restored,
+        restored: restored(version.restore_status()),
         version_id: Some(version.version_id()?.to_owned()),
     })
 }
@@ -157,6 +141,144 @@ fn version_meta(version: &ObjectVersion) -> Option<ObjectMeta> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::source;
+    use aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput;
+    use aws_sdk_s3::types::DeleteMarkerEntry;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use s3_importer_core::sync::ports::ObjectSource;
+
+    fn version(key: &str, id: &str, etag: &str) -> ObjectVersion {
+        ObjectVersion::builder()
+            .key(key)
+            .version_id(id)
+            .e_tag(etag)
+            .size(5)
+            .last_modified(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+            .build()
+    }
+
+    /// The request a versioned listing sends (folder, owner, both markers, the page size), and what it makes of
+    /// the answer: versions with their ids, delete markers left out, the next token holding both markers.
+    #[tokio::test]
+    async fn a_version_page_is_asked_for_after_both_markers_and_its_token_keeps_them(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let rule = mock!(aws_sdk_s3::Client::list_object_versions)
+            .match_requests(|r| {
+                r.bucket() == Some("src")
+                    && r.prefix() == Some("in/")
+                    && r.expected_bucket_owner() == Some("111122223333")
+                    && r.key_marker() == Some("in/a.csv")
+                    && r.version_id_marker() == Some("v-2")
+                    && r.max_keys() == Some(1000)
+            })
+            .then_output(|| {
+                ListObjectVersionsOutput::builder()
+                    .versions(version("in/a.csv", "v-1", "\"e1\""))
+                    .versions(version("in/b.csv", "v-9", "\"e9\""))
+                    .delete_markers(
+                        DeleteMarkerEntry::builder()
+                            .key("in/c.csv")
+                            .version_id("d-1")
+                            .build(),
+                    )
+                    .is_truncated(true)
+                    .next_key_marker("in/b.csv")
+                    .next_version_id_marker("v-9")
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]);
+        let versioned = Source {
+            versions: true,
+            ..source()
+        };
+        let page = S3Source::with_client(client)
+            .list_page(&versioned, Some("v-2\nin/a.csv".into()))
+            .await?;
+        assert_eq!(rule.num_calls(), 1);
+        let listed: Vec<(&str, Option<&str>)> = page
+            .objects
+            .iter()
+            .map(|o| (o.key.as_str(), o.version_id.as_deref()))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![("in/a.csv", Some("v-1")), ("in/b.csv", Some("v-9"))]
+        );
+        assert_eq!(
+            Marker::from_token(page.next),
+            Marker {
+                key: Some("in/b.csv".into()),
+                version_id: Some("v-9".into()),
+            }
+        );
+        Ok(())
+    }
+
+    /// A version's read and look-up name the version as well as the ETag and the owner.
+    #[tokio::test]
+    async fn reads_and_look_ups_of_a_version_are_pinned_to_it(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let get = mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(|r| {
+                r.version_id() == Some("v-1")
+                    && r.if_match() == Some("\"e1\"")
+                    && r.expected_bucket_owner() == Some("111122223333")
+            })
+            .then_output(|| {
+                aws_sdk_s3::operation::get_object::GetObjectOutput::builder()
+                    .body(aws_sdk_s3::primitives::ByteStream::from_static(b"id\n1\n"))
+                    .build()
+            });
+        let head = mock!(aws_sdk_s3::Client::head_object)
+            .match_requests(|r| r.version_id() == Some("v-1"))
+            .then_output(|| {
+                aws_sdk_s3::operation::head_object::HeadObjectOutput::builder()
+                    .e_tag("\"e1\"")
+                    .version_id("v-1")
+                    .last_modified(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get, &head]);
+        let s3 = S3Source::with_client(client);
+        let versioned = Source {
+            versions: true,
+            ..source()
+        };
+        s3.open(&versioned, "in/a.csv", "\"e1\"", Some("v-1"), None)
+            .await?;
+        let meta = s3.head(&versioned, "in/a.csv", Some("v-1")).await?;
+        assert_eq!(meta.and_then(|m| m.version_id).as_deref(), Some("v-1"));
+        assert_eq!((get.num_calls(), head.num_calls()), (1, 1));
+        Ok(())
+    }
+
+    /// The older versions of one key: asked for after its own version, with the key as prefix; the versions of
+    /// longer keys sharing the prefix are not its own.
+    #[tokio::test]
+    async fn older_versions_are_the_keys_own_after_the_given_one(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let rule = mock!(aws_sdk_s3::Client::list_object_versions)
+            .match_requests(|r| {
+                r.prefix() == Some("in/a.csv")
+                    && r.key_marker() == Some("in/a.csv")
+                    && r.version_id_marker() == Some("v-3")
+                    && r.expected_bucket_owner() == Some("111122223333")
+            })
+            .then_output(|| {
+                ListObjectVersionsOutput::builder()
+                    .versions(version("in/a.csv", "v-2", "\"e2\""))
+                    .versions(version("in/a.csv", "v-1", "\"e1\""))
+                    .versions(version("in/a.csv.gz", "v-7", "\"e7\""))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]);
+        let older = S3Source::with_client(client)
+            .older_versions(&source(), "in/a.csv", "v-3", 999)
+            .await?;
+        let ids: Vec<Option<&str>> = older.iter().map(|o| o.version_id.as_deref()).collect();
+        assert_eq!(ids, vec![Some("v-2"), Some("v-1")]);
+        Ok(())
+    }
 
     #[test]
     fn tokens_keep_the_key_and_the_version_marker() {
