@@ -111,7 +111,7 @@ bench-latency: venv ## Seconds from PutObject to `imported` for BENCH_LATENCY_FI
 	BENCH_LATENCY_FILES=$(BENCH_LATENCY_FILES) $${CARGO_TARGET_DIR:-target}/debug/bench-latency
 
 .PHONY: soak
-soak: venv ## SOAK_SECONDS (180) of SOAK_FILES (2000) file versions on the emulator under faults, killed workers and lost or repeated events; then rows expected / imported / missing / duplicated per connector
+soak: venv ## SOAK_SECONDS (300) of SOAK_FILES (2000) file versions on the emulator under faults, killed workers and lost or repeated events; then rows expected / imported / missing / duplicated per connector
 	$(CARGO) build -p s3-importer-tests --bin soak
 	$${CARGO_TARGET_DIR:-target}/debug/soak
 

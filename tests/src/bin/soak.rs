@@ -76,13 +76,14 @@ async fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let seconds: u64 = env_or("SOAK_SECONDS", 180);
+    let seconds: u64 = env_or("SOAK_SECONDS", 300);
     let files: u64 = env_or("SOAK_FILES", 2000);
-    let settle_seconds: u64 = env_or("SOAK_SETTLE_SECONDS", 600);
+    let settle_seconds: u64 = env_or("SOAK_SETTLE_SECONDS", 900);
     let seed: u64 = env_or("SOAK_SEED", 7);
     let rate: f64 = env_or("SOAK_FAULT_RATE", 0.01);
     let kill_rate: f64 = env_or("SOAK_KILL_RATE", 0.1);
     let event_fault_rate: f64 = env_or("SOAK_EVENT_FAULT_RATE", 0.05);
+    let pollers: usize = env_or("SOAK_POLLERS", 3);
     let started = Instant::now();
 
     // Lambda's proportions, shortened: a 40-second invocation (the worker starts no message with under 20 s
@@ -174,7 +175,7 @@ async fn main() -> Result<()> {
         s3_importer_aws::config::sqs_client(&d.sdk),
         d.provisioned.queue_url.clone(),
     );
-    let mut driver = Driver {
+    let driver = Driver {
         d: &d,
         lister: &lister,
         worker: &worker,
@@ -182,36 +183,49 @@ async fn main() -> Result<()> {
         work: &work,
         rng: &rng,
         driven: &driven,
-        last_schedule: Instant::now() - Duration::from_secs(60),
         kill_rate,
     };
-    while writing.load(Ordering::SeqCst) {
-        driver.round(event_fault_rate).await;
-    }
-    let written = writer.await.context("the writer panicked")??;
-    eprintln!(
-        "soak: {} versions written in {:.0} s; settling",
-        written.versions,
-        started.elapsed().as_secs_f64()
-    );
-
-    // A day later: every reconciliation is due and every lease of a killed worker has ended.
-    d.clock.advance(chrono::Duration::hours(25));
-    let settle_until = Instant::now() + Duration::from_secs(settle_seconds);
+    let stop = AtomicBool::new(false);
     let ids: Vec<String> = soaked.iter().map(|s| s.connector.id.clone()).collect();
-    let runs_before = driven.scheduled_runs.load(Ordering::Relaxed);
-    loop {
-        driver.round(0.0).await;
-        // Quiet, after two scheduled runs on the new day (their reconciliations included).
-        let runs = driven.scheduled_runs.load(Ordering::Relaxed) - runs_before;
-        if (runs >= 2 && quiet(&d, &ids).await?) || Instant::now() > settle_until {
-            break;
+    // The schedule and the notifications in one loop; the work queue polled by `SOAK_POLLERS` (3) loops, as
+    // Lambda's event source mapping polls with several pollers.
+    let control = async {
+        let mut last_schedule = Instant::now() - Duration::from_secs(60);
+        while writing.load(Ordering::SeqCst) {
+            driver.control(&mut last_schedule, event_fault_rate).await;
         }
-    }
-    eprintln!(
-        "soak: settled after {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+        let written = writer.await.context("the writer panicked")??;
+        eprintln!(
+            "soak: {} versions written in {:.0} s; settling",
+            written.versions,
+            started.elapsed().as_secs_f64()
+        );
+        // A day later: every reconciliation is due and every lease of a killed worker has ended.
+        d.clock.advance(chrono::Duration::hours(25));
+        let settle_until = Instant::now() + Duration::from_secs(settle_seconds);
+        let runs_before = driven.scheduled_runs.load(Ordering::Relaxed);
+        loop {
+            driver.control(&mut last_schedule, 0.0).await;
+            // Quiet, after two scheduled runs on the new day (their reconciliations included).
+            let runs = driven.scheduled_runs.load(Ordering::Relaxed) - runs_before;
+            if (runs >= 2 && quiet(&d, &ids).await?) || Instant::now() > settle_until {
+                break;
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        eprintln!(
+            "soak: settled after {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        anyhow::Ok(written)
+    };
+    let pollers = futures::future::join_all((0..pollers).map(|_| async {
+        while !stop.load(Ordering::SeqCst) {
+            driver.work().await;
+        }
+    }));
+    let (written, _) = tokio::join!(control, pollers);
+    let written = written?;
 
     let mut bad = false;
     for (s, ids) in soaked.iter().zip(&written.ids) {
@@ -354,7 +368,7 @@ fn body_of(key: &str, seq: u64, rows: u64) -> Result<Vec<u8>> {
     Ok(text.into_bytes())
 }
 
-/// What one round of the run drives, and with what.
+/// What the run drives, and with what.
 struct Driver<'a> {
     d: &'a Deployment,
     lister: &'a Lister,
@@ -363,23 +377,22 @@ struct Driver<'a> {
     work: &'a SqsConsumer,
     rng: &'a Rng,
     driven: &'a Driven,
-    last_schedule: Instant,
     kill_rate: f64,
 }
 
 impl Driver<'_> {
-    /// One round: the schedule (every 3 s), a batch of notifications (a share `event_fault_rate` dropped, as
-    /// many repeated), and a batch of work in three invocations.
-    async fn round(&mut self, event_fault_rate: f64) {
-        if self.last_schedule.elapsed() > Duration::from_secs(3) {
-            self.last_schedule = Instant::now();
+    /// The schedule (every 3 s), then a batch of notifications (a share `event_fault_rate` dropped, as many
+    /// repeated).
+    async fn control(&self, last_schedule: &mut Instant, event_fault_rate: f64) {
+        if last_schedule.elapsed() > Duration::from_secs(3) {
+            *last_schedule = Instant::now();
             self.driven.scheduled_runs.fetch_add(1, Ordering::Relaxed);
             let request = request_id("soak-schedule");
             if let Err(e) = s3_importer_lister::handle(self.lister, json!({}), &request).await {
                 eprintln!("soak: scheduled run failed: {e:#}");
             }
         }
-        if let Err(e) = notify(
+        match notify(
             self.d,
             self.notifications,
             self.lister,
@@ -389,8 +402,14 @@ impl Driver<'_> {
         )
         .await
         {
-            eprintln!("soak: notifications: {e:#}");
+            Ok(0) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Ok(_) => {}
+            Err(e) => eprintln!("soak: notifications: {e:#}"),
         }
+    }
+
+    /// A batch of work in up to three invocations at once.
+    async fn work(&self) {
         match self.work.receive(10, 0).await {
             Ok(batch) if !batch.is_empty() => {
                 let invocations = batch.chunks(batch.len().div_ceil(3)).map(|messages| {
@@ -406,13 +425,14 @@ impl Driver<'_> {
                 });
                 futures::future::join_all(invocations).await;
             }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             Err(e) => eprintln!("soak: receive work: {e:#}"),
         }
     }
 }
 
-/// A batch of notifications: some dropped (deleted unread), some sent again, the rest handled.
+/// A batch of notifications: some dropped (deleted unread), some sent again, the rest handled. How many were
+/// received.
 async fn notify(
     d: &Deployment,
     consumer: &SqsConsumer,
@@ -420,8 +440,9 @@ async fn notify(
     rng: &Rng,
     driven: &Driven,
     fault_rate: f64,
-) -> Result<()> {
+) -> Result<usize> {
     let batch = consumer.receive(10, 0).await?;
+    let received = batch.len();
     let sqs = s3_importer_aws::config::sqs_client(&d.sdk);
     let queue_url = &d.provisioned.notification_queue_url;
     let mut handled: Vec<Received> = Vec::new();
@@ -444,7 +465,7 @@ async fn notify(
         handled.push(message);
     }
     if handled.is_empty() {
-        return Ok(());
+        return Ok(received);
     }
     let (response, _) =
         s3_importer_lister::events::handle_notifications(lister, sqs_event(&handled)?).await;
@@ -458,7 +479,7 @@ async fn notify(
             consumer.delete(&message.receipt_handle).await?;
         }
     }
-    Ok(())
+    Ok(received)
 }
 
 /// One worker invocation (a Lambda with a 40-second budget) with `messages`, killed at a random moment with
