@@ -48,8 +48,8 @@ impl Deployment {
         ))
     }
 
-    /// Sends the `ObjectCreated:Put` notification S3 sends directly to a queue for one version of `key`, with
-    /// its `versionId` (the key form-encoded, the ETag bare, as S3 writes them).
+    /// Sends the `ObjectCreated:Put` notification S3 sends directly to a queue for one version of `key`
+    /// ([`created_notification`]).
     pub async fn notify_version(
         &self,
         key: &str,
@@ -57,37 +57,52 @@ impl Deployment {
         etag: &str,
         version_id: &str,
     ) -> Result<()> {
-        let encoded: String = form_urlencoded(key);
-        let body = json!({
-            "Records": [{
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": REGION,
-                "eventTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "eventName": "ObjectCreated:Put",
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "configurationId": "s3-importer",
-                    "bucket": {"name": self.source_bucket, "arn": format!("arn:aws:s3:::{}", self.source_bucket)},
-                    "object": {
-                        "key": encoded,
-                        "size": size,
-                        "eTag": etag.trim_matches('"'),
-                        "versionId": version_id,
-                        "sequencer": "0055AED6DCD90281E5"
-                    }
-                }
-            }]
-        });
+        let body = created_notification(&self.source_bucket, key, size, etag, Some(version_id));
         s3_importer_aws::config::sqs_client(&self.sdk)
             .send_message()
             .queue_url(&self.provisioned.notification_queue_url)
-            .message_body(body.to_string())
+            .message_body(body)
             .send()
             .await
             .context("send a notification")?;
         Ok(())
     }
+}
+
+/// The `ObjectCreated:Put` notification S3 sends directly to a queue for `key` in `bucket`, with its
+/// `versionId` on a versioned bucket (the key form-encoded, the ETag bare, as S3 writes them).
+pub fn created_notification(
+    bucket: &str,
+    key: &str,
+    size: u64,
+    etag: &str,
+    version_id: Option<&str>,
+) -> String {
+    let mut object = json!({
+        "key": form_urlencoded(key),
+        "size": size,
+        "eTag": etag.trim_matches('"'),
+        "sequencer": "0055AED6DCD90281E5"
+    });
+    if let Some(version_id) = version_id {
+        object["versionId"] = json!(version_id);
+    }
+    json!({
+        "Records": [{
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": REGION,
+            "eventTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "eventName": "ObjectCreated:Put",
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": "s3-importer",
+                "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+                "object": object
+            }
+        }]
+    })
+    .to_string()
 }
 
 /// A key as S3 writes it into a notification: unreserved bytes as they are, a space as `+`, others `%XX`.

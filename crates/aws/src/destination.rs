@@ -156,7 +156,7 @@ impl Destination for AwsDestination {
                     prefix,
                     &job.connector.id,
                     &job.entry.version.key,
-                    &job.entry.version.etag,
+                    &job.entry.version.output_tag(),
                 );
                 let checkpoint = job.entry.checkpoint.as_ref();
                 let writer = self
@@ -189,7 +189,7 @@ impl Destination for AwsDestination {
                     &job.connector.id,
                     job.entry.last_modified,
                     &version.key,
-                    &version.etag,
+                    &version.output_tag(),
                 );
                 let writer = self
                     .writer(bucket, key, job)
@@ -212,7 +212,7 @@ impl Destination for AwsDestination {
         let key = error_report_key(
             &job.connector.id,
             &job.entry.version.key,
-            &job.entry.version.etag,
+            &job.entry.version.output_tag(),
         );
         let checkpoint = job.entry.checkpoint.as_ref();
         let state: Option<RejectsState> = checkpoint

@@ -315,7 +315,8 @@ impl Doctor {
                     source,
                     &key,
                     &sample.etag,
-                    None,
+                    // A versioned connector reads versions: the check reads as the worker does.
+                    sample.version_id.as_deref(),
                     Some(ByteRange {
                         start: 0,
                         end: Some(1024),

@@ -56,6 +56,9 @@ struct PreviewFile {
     action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
+    /// A versioned connector's file is a version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_id: Option<String>,
     #[serde(skip)]
     etag: String,
     #[serde(skip)]
@@ -205,8 +208,9 @@ pub async fn preview(
     let mut sample_rows = Vec::new();
     let mut sample_failure = None;
     if let Some(key) = &sample_key {
-        let etag = match files.iter().find(|f| &f.key == key) {
-            Some(f) => f.etag.clone(),
+        // The newest listed version of the key (a listing names a key's versions newest first).
+        let (etag, version_id) = match files.iter().find(|f| &f.key == key) {
+            Some(f) => (f.etag.clone(), f.version_id.clone()),
             None => {
                 return Err(exit(
                     Status::NotFound,
@@ -219,7 +223,7 @@ pub async fn preview(
             }
         };
         let body = source
-            .open(&connector.source, key, &etag, None, None)
+            .open(&connector.source, key, &etag, version_id.as_deref(), None)
             .await
             .with_context(|| format!("cannot read s3://{}/{key}", connector.source.bucket))?;
         let format = s3_importer_core::format::detect_format(
@@ -338,6 +342,7 @@ fn describe(object: ObjectMeta, decision: &Decision, known: Option<&LedgerEntry>
         format: None,
         action: String::new(),
         reason: None,
+        version_id: object.version_id,
         etag: object.etag,
         importable: false,
     };

@@ -16,8 +16,8 @@
 //! overwritten or deleted before it was read may be there or not); imported are the distinct ids found in
 //! the output; duplicated the ids found more than once. One line per connector:
 //! `soak connector=… bucket=versioned|plain discovery=… versions=… rows_expected=… rows_imported=… missing=…
-//! duplicated=… unexpected=… failed_files=…`, then the fault counts. Exit status 1 when a row is missing or
-//! duplicated.
+//! duplicated=… unexpected=… failed_files=…`, then the fault counts. Exit status 1 when a row is missing,
+//! duplicated or unexpected.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -34,7 +34,7 @@ use s3_importer_core::sync::{Clock, Connector, DestinationConfig, Discovery, Fil
 use s3_importer_lister::Lister;
 use s3_importer_tests::deployment::{request_id, sqs_event, Deployment, Options};
 use s3_importer_tests::faults::{faulty, FaultCounts, FaultRates, Rng};
-use s3_importer_tests::notifications::Route;
+use s3_importer_tests::versions::created_notification;
 use s3_importer_tests::{create_bucket, s3_client};
 use s3_importer_worker::Worker;
 use serde_json::json;
@@ -97,7 +97,8 @@ async fn main() -> Result<()> {
     d.enable_versioning().await?;
     let plain_bucket = format!("{}-plain", d.source_bucket);
     create_bucket(&d.sdk, &plain_bucket).await?;
-    d.route_events(Route::Direct, None).await?;
+    // The plain bucket's notifications are moto's own; the versioned bucket's are sent by the writer as AWS
+    // sends them (moto's carry no `versionId`).
     route_direct(&d, &plain_bucket).await?;
 
     // The connectors, all to JSON Lines in the output bucket; the deployment's own one is paused.
@@ -151,6 +152,11 @@ async fn main() -> Result<()> {
     let writing = Arc::new(AtomicBool::new(true));
     let writer = {
         let s3 = s3_client(&d.sdk);
+        let notifications = Notifications {
+            sqs: s3_importer_aws::config::sqs_client(&d.sdk),
+            queue_url: d.provisioned.notification_queue_url.clone(),
+            versioned_bucket: d.source_bucket.clone(),
+        };
         let targets: Vec<(String, String)> = soaked
             .iter()
             .map(|s| {
@@ -163,7 +169,8 @@ async fn main() -> Result<()> {
         let writing = writing.clone();
         let rng = Arc::new(Rng::new(seed ^ 0x5eed));
         tokio::spawn(async move {
-            let result = write(&s3, &targets, files, Duration::from_secs(seconds), &rng).await;
+            let over = Duration::from_secs(seconds);
+            let result = write(&s3, &notifications, &targets, files, over, &rng).await;
             writing.store(false, Ordering::SeqCst);
             result
         })
@@ -230,7 +237,7 @@ async fn main() -> Result<()> {
     let mut bad = false;
     for (s, ids) in soaked.iter().zip(&written.ids) {
         let line = check(&d, s, ids).await?;
-        bad |= line.missing > 0 || line.duplicated > 0;
+        bad |= line.missing > 0 || line.duplicated > 0 || line.unexpected > 0;
         println!("{}", line.render(s));
     }
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -280,10 +287,18 @@ struct Written {
     ids: Vec<BTreeSet<String>>,
 }
 
+/// Where the writer sends the notification of each version it writes in the versioned bucket.
+struct Notifications {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    versioned_bucket: String,
+}
+
 /// Writes `files` versions spread over `over`: new keys, overwrites (a new version of a key written before)
 /// and deletes, in every format.
 async fn write(
     s3: &aws_sdk_s3::Client,
+    notifications: &Notifications,
     targets: &[(String, String)],
     files: u64,
     over: Duration,
@@ -320,7 +335,9 @@ async fn write(
             let rows = 1 + rng.below(20);
             let body = body_of(&key, seq, rows)?;
             written.ids[t].extend(ids_of(&key, &body)?);
-            s3.put_object()
+            let size = body.len() as u64;
+            let put = s3
+                .put_object()
                 .bucket(bucket)
                 .key(&key)
                 .body(ByteStream::from(body))
@@ -328,6 +345,23 @@ async fn write(
                 .await
                 .with_context(|| format!("put {key}"))?;
             written.versions += 1;
+            if *bucket == notifications.versioned_bucket {
+                let body = created_notification(
+                    bucket,
+                    &key,
+                    size,
+                    put.e_tag().unwrap_or_default(),
+                    put.version_id(),
+                );
+                notifications
+                    .sqs
+                    .send_message()
+                    .queue_url(&notifications.queue_url)
+                    .message_body(body)
+                    .send()
+                    .await
+                    .context("send a notification")?;
+            }
         }
         tokio::time::sleep(pause).await;
     }

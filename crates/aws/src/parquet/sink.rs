@@ -55,8 +55,12 @@ impl ParquetSink {
         let schema = OutputSchema::of(&job.template).map_err(permanent)?;
         let parquet_type = schema.parquet_type().map_err(permanent)?;
         let version = &job.entry.version;
-        let staging =
-            layout::staging_prefix(prefix, &job.connector.id, &version.key, &version.etag);
+        let staging = layout::staging_prefix(
+            prefix,
+            &job.connector.id,
+            &version.key,
+            &version.output_tag(),
+        );
         let checkpoint = job.entry.checkpoint.as_ref();
         let state: Option<ParquetState> = checkpoint
             .and_then(|c| c.rows_state.clone())

@@ -177,7 +177,10 @@ impl ObjectSource for S3Source {
     ) -> Result<ListPage, SourceError> {
         if source.versions {
             return self
-                .list_versions(source, versions::Marker::after_key(start_after))
+                .list_versions(
+                    source,
+                    versions::Marker::from_token(Some(start_after.to_owned())),
+                )
                 .await;
         }
         self.list(source, None, Some(start_after.to_owned())).await
@@ -201,7 +204,9 @@ impl ObjectSource for S3Source {
         match result {
             Ok(out) => Ok(head_meta(key, &out).map(|mut meta| {
                 if source.versions {
-                    meta.version_id = out.version_id().map(str::to_owned);
+                    // An object written while the bucket had no versioning is S3's `null` version, as
+                    // ListObjectVersions names it; HeadObject may leave the header out for it.
+                    meta.version_id = Some(out.version_id().unwrap_or("null").to_owned());
                 }
                 meta
             })),
@@ -269,7 +274,10 @@ impl ObjectSource for S3Source {
                     tracing::debug!(bucket = %source.bucket, key, "range starts at the end of the object");
                     return Ok(empty_body());
                 }
+                // A version behind a delete marker is not in ListObjectsV2: the probe cannot tell a refused
+                // version read from a deleted one, so a refused one stays refused.
                 if classify_s3(err.kind, err.code.as_deref(), err.status) == S3Failure::AccessDenied
+                    && version_id.is_none()
                 {
                     return Err(denied_read(&client, source, key, etag, err).await);
                 }

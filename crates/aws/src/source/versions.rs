@@ -16,16 +16,9 @@ pub(super) struct Marker {
 }
 
 impl Marker {
-    /// The versions of the keys after `key` (a listing checkpointed by key).
-    pub(super) fn after_key(key: &str) -> Self {
-        Self {
-            key: Some(key.to_owned()),
-            version_id: None,
-        }
-    }
-
-    /// The marker a [`ListPage::next`] token holds (`None`: from the start). A version id has no line
-    /// break and a key may, so the token is `<version id>\n<key>`.
+    /// The marker a [`ListPage::next`] token or a listing position holds (`None`: from the start). A version
+    /// id has no line break and a key may, so either is `<version id>\n<key>`; a bare key (no version) starts
+    /// after that key's versions.
     pub(super) fn from_token(token: Option<String>) -> Self {
         match token.as_deref().and_then(|t| t.split_once('\n')) {
             Some((version_id, key)) => Self {
@@ -195,6 +188,11 @@ mod tests {
             .list_page(&versioned, Some("v-2\nin/a.csv".into()))
             .await?;
         assert_eq!(rule.num_calls(), 1);
+        // A reconciliation's saved position (`ObjectMeta::listing_position`) resumes after that version.
+        S3Source::with_client(mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]))
+            .list_page_after(&versioned, "v-2\nin/a.csv")
+            .await?;
+        assert_eq!(rule.num_calls(), 2);
         let listed: Vec<(&str, Option<&str>)> = page
             .objects
             .iter()
@@ -238,7 +236,16 @@ mod tests {
                     .last_modified(aws_smithy_types::DateTime::from_secs(1_700_000_000))
                     .build()
             });
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get, &head]);
+        // An object written before versioning was on: S3's `null` version, also when the header is left out.
+        let null = mock!(aws_sdk_s3::Client::head_object)
+            .match_requests(|r| r.version_id().is_none())
+            .then_output(|| {
+                aws_sdk_s3::operation::head_object::HeadObjectOutput::builder()
+                    .e_tag("\"e0\"")
+                    .last_modified(aws_smithy_types::DateTime::from_secs(1_600_000_000))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get, &head, &null]);
         let s3 = S3Source::with_client(client);
         let versioned = Source {
             versions: true,
@@ -248,6 +255,10 @@ mod tests {
             .await?;
         let meta = s3.head(&versioned, "in/a.csv", Some("v-1")).await?;
         assert_eq!(meta.and_then(|m| m.version_id).as_deref(), Some("v-1"));
+        let meta = s3.head(&versioned, "in/old.csv", None).await?;
+        assert_eq!(meta.and_then(|m| m.version_id).as_deref(), Some("null"));
+        let plain = s3.head(&source(), "in/old.csv", None).await?;
+        assert_eq!(plain.map(|m| m.version_id), Some(None));
         assert_eq!((get.num_calls(), head.num_calls()), (1, 1));
         Ok(())
     }
@@ -295,7 +306,10 @@ mod tests {
         );
         assert_eq!(
             Marker::from_token(Marker::token(Some("in/a.csv"), None)),
-            Marker::after_key("in/a.csv")
+            Marker {
+                key: Some("in/a.csv".into()),
+                version_id: None,
+            }
         );
         assert_eq!(Marker::from_token(None), Marker::default());
         assert_eq!(Marker::token(None, Some("v")), None);

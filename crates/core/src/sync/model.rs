@@ -420,6 +420,18 @@ impl ObjectMeta {
         }
     }
 
+    /// Where a listing resumes after this object ([`ObjectSource::list_page_after`]): its key, or for a
+    /// listed version `<version id>\n<key>`, so the key's older versions on the next page are not skipped
+    /// (S3 may split one key's versions between pages; a version id has no line break).
+    ///
+    /// [`ObjectSource::list_page_after`]: super::ports::ObjectSource::list_page_after
+    pub fn listing_position(&self) -> String {
+        match &self.version_id {
+            Some(version_id) => format!("{version_id}\n{}", self.key),
+            None => self.key.clone(),
+        }
+    }
+
     /// The ledger id this object's file version has (see [`FileVersion::file_id`]).
     pub fn file_id(&self) -> String {
         versioned_file_id(&self.key, &self.etag, self.version_id.as_deref())
@@ -448,6 +460,22 @@ impl FileVersion {
     /// bytes, as does the DynamoDB sort key limit, so the key is hashed; the full key stays an attribute.
     pub fn file_id(&self) -> String {
         versioned_file_id(&self.key, &self.etag, self.version_id.as_deref())
+    }
+}
+
+impl FileVersion {
+    /// The part of this file version's output paths (S3 objects, staging) that names it: the ETag without
+    /// quotes, and for a version of a versioned source `-<sha256(version id), 16 hex>` after it, so two
+    /// versions of equal bytes never share an output object (version ids hold `/` and `+`: hashed).
+    pub fn output_tag(&self) -> String {
+        let etag = self.etag.trim_matches('"');
+        match &self.version_id {
+            Some(version_id) => {
+                let digest = Sha256::digest(version_id.as_bytes());
+                format!("{etag}-{}", hex::encode(&digest[..8]))
+            }
+            None => etag.to_owned(),
+        }
     }
 }
 

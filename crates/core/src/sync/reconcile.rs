@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::claim::{self, ClaimError};
 use super::lister::{ListerDeps, ListerSettings};
-use super::model::{Connector, Discovery, Reconcile, ReconcileProgress, ReconcileRun};
+use super::model::{Connector, Discovery, ObjectMeta, Reconcile, ReconcileProgress, ReconcileRun};
 use super::ports::{ListPage, SourceError, StateError};
 use super::rules::{self, Decision};
 use crate::format::Format;
@@ -144,7 +144,7 @@ pub async fn reconcile(
     let mut pages_since_save = 0;
     loop {
         run.listed += page.objects.len() as u64;
-        let last_key = page.objects.last().map(|o| o.key.clone());
+        let last_key = page.objects.last().map(ObjectMeta::listing_position);
         let mut considered = Vec::new();
         for object in page.objects {
             if object.last_modified > newest {

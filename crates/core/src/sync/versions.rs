@@ -39,7 +39,37 @@ pub async fn ordered_last_modified(
 mod tests {
     use super::*;
     use crate::sync::memory::MemoryObjectSource;
+    use crate::sync::ObjectMeta;
     use chrono::TimeZone;
+
+    /// A version's output paths and listing position name its version; an unversioned file's stay as they
+    /// were (the ETag, the key).
+    #[test]
+    fn a_versions_output_tag_and_listing_position_name_it() {
+        let plain = FileVersion {
+            connector_id: "c".into(),
+            bucket: "b".into(),
+            key: "in/a.csv".into(),
+            etag: "\"e1\"".into(),
+            version_id: None,
+        };
+        let v1 = FileVersion {
+            version_id: Some("3/L4kq+t".into()),
+            ..plain.clone()
+        };
+        let v2 = FileVersion {
+            version_id: Some("null".into()),
+            ..plain.clone()
+        };
+        assert_eq!(plain.output_tag(), "e1");
+        assert!(v1.output_tag().starts_with("e1-") && v1.output_tag().len() == 3 + 16);
+        assert!(!v1.output_tag().contains(['/', '+']));
+        assert_ne!(v1.output_tag(), v2.output_tag());
+        let mut object = ObjectMeta::new("in/a.csv", "\"e1\"", 1, Utc::now());
+        assert_eq!(object.listing_position(), "in/a.csv");
+        object.version_id = Some("v-9".into());
+        assert_eq!(object.listing_position(), "v-9\nin/a.csv");
+    }
 
     #[tokio::test]
     async fn versions_within_one_second_are_ordered_by_the_listing(

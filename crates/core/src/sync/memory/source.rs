@@ -54,7 +54,12 @@ impl MemoryObject {
             last_modified: self.last_modified,
             storage_class: self.storage_class.clone(),
             restored: self.restored,
-            version_id: self.version_id.clone().filter(|_| with_version),
+            // An object written before versioning was turned on is S3's `null` version.
+            version_id: with_version.then(|| {
+                self.version_id
+                    .clone()
+                    .unwrap_or_else(|| NULL_VERSION.to_owned())
+            }),
         }
     }
 }
@@ -87,7 +92,16 @@ impl Bucket {
         current
             .into_iter()
             .chain(older.into_iter().flatten())
-            .find(|o| o.version_id.as_deref() == Some(version_id))
+            .find(|o| o.is_version(version_id))
+    }
+}
+
+/// The version id S3 gives an object written while the bucket had no versioning.
+const NULL_VERSION: &str = "null";
+
+impl MemoryObject {
+    fn is_version(&self, version_id: &str) -> bool {
+        self.version_id.as_deref().unwrap_or(NULL_VERSION) == version_id
     }
 }
 
@@ -290,7 +304,13 @@ impl ObjectSource for MemoryObjectSource {
         source: &Source,
         start_after: &str,
     ) -> Result<ListPage, SourceError> {
-        self.list_from(source, Some(start_after))
+        // A version's position is `<version id>\n<key>`; pages here end between keys, so resuming after the
+        // key is resuming after the version.
+        let after = match start_after.split_once('\n') {
+            Some((_, key)) if source.versions => key,
+            _ => start_after,
+        };
+        self.list_from(source, Some(after))
     }
 
     async fn head(
@@ -325,7 +345,7 @@ impl ObjectSource for MemoryObjectSource {
             .get(key)
             .into_iter()
             .chain(older.into_iter().flatten().rev())
-            .skip_while(|o| o.version_id.as_deref() != Some(version_id))
+            .skip_while(|o| !o.is_version(version_id))
             .skip(1)
             .take(max)
             .map(|o| o.meta(key, true))

@@ -148,7 +148,9 @@ pub trait ObjectSource: Send + Sync {
     ) -> Result<ListPage, SourceError>;
 
     /// The first page of keys after `start_after` under the source's prefix (S3's `StartAfter`): where a
-    /// listing checkpointed by key resumes. Its `next` continues with [`list_page`](Self::list_page).
+    /// listing checkpointed by key resumes. For a source with [`versions`](Source::versions), `start_after`
+    /// is an [`ObjectMeta::listing_position`] (the versions after that version: `KeyMarker` and
+    /// `VersionIdMarker`). Its `next` continues with [`list_page`](Self::list_page).
     async fn list_page_after(
         &self,
         source: &Source,
