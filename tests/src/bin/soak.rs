@@ -639,13 +639,13 @@ async fn check(d: &Deployment, s: &Soaked, written: &BTreeSet<String>) -> Result
             .send()
             .await?;
         for version in out.versions() {
+            if !s.versioned && version.is_latest() != Some(true) {
+                continue;
+            }
             let key = version.key().unwrap_or_default();
             let mut get = s3.get_object().bucket(&s.bucket).key(key);
             if s.versioned {
                 get = get.set_version_id(version.version_id().map(str::to_owned));
-            }
-            if !s.versioned && version.is_latest() != Some(true) {
-                continue;
             }
             let body = get
                 .send()
@@ -700,7 +700,6 @@ async fn check(d: &Deployment, s: &Soaked, written: &BTreeSet<String>) -> Result
         );
     }
     let failed_files = failed.len();
-    let by_id: BTreeMap<&String, &u64> = found.iter().collect();
     Ok(Figures {
         expected: required.len(),
         imported: found.len(),
@@ -708,7 +707,7 @@ async fn check(d: &Deployment, s: &Soaked, written: &BTreeSet<String>) -> Result
             .iter()
             .filter(|id| !found.contains_key(*id))
             .count(),
-        duplicated: by_id.values().filter(|n| ***n > 1).count(),
+        duplicated: found.values().filter(|n| **n > 1).count(),
         // A plain bucket's version overwritten or deleted before it was read may be imported or not; a row
         // the writer never wrote for this connector may not.
         unexpected: found.keys().filter(|id| !written.contains(*id)).count(),

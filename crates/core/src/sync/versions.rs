@@ -127,14 +127,11 @@ mod tests {
             ]
         );
         let unversioned = FileVersion {
+            connector_id: "c".into(),
+            bucket: "b".into(),
+            key: "k.csv".into(),
+            etag: "\"e\"".into(),
             version_id: None,
-            ..FileVersion {
-                connector_id: "c".into(),
-                bucket: "b".into(),
-                key: "k.csv".into(),
-                etag: "\"e\"".into(),
-                version_id: None,
-            }
         };
         let at = t + Duration::milliseconds(250);
         assert_eq!(
